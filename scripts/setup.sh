@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idempotent setup shared by `make demo` and `make test`: installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(gcc make libc6-dev libseccomp-dev libseccomp2 python3-simgrid iproute2 strace tshark)
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 1
+  fi
+  # tshark asks whether non-root users may capture; answer no without a prompt.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+# Reinstall only when the project's metadata changed since the last install.
+stamp="$VENV/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  "$VENV/bin/pip" install -q -e '.[dev]'
+  rm -f "$VENV"/.installed-*
+  touch "$stamp"
+fi
+
+# SimGrid's Python module comes from Debian (python3-simgrid, built for CPython 3.11). Link that one
+# file into the venv rather than adding dist-packages to the path, so Debian's other packages don't leak in.
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+so=$(ls /usr/lib/python3/dist-packages/simgrid.cpython-*-x86_64-linux-gnu.so 2>/dev/null | head -n1 || true)
+if [ -n "$so" ] && [ ! -e "$site/$(basename "$so")" ]; then
+  ln -sf "$so" "$site/$(basename "$so")"
+fi
+"$VENV/bin/python" -c 'import simgrid' || { echo "setup: 'import simgrid' fails in $VENV" >&2; exit 1; }

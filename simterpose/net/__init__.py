@@ -1,0 +1,1 @@
+"""Policy: what socket syscalls mean on the simulated network."""

@@ -1,0 +1,1 @@
+"""Policy: virtual clocks, sleeps and CPU charging on the simulated platform."""

@@ -1,0 +1,1 @@
+"""Mechanism: seccomp-filtered ptrace engine. Knows stops, registers, memory, process trees -- not networks or clocks."""
