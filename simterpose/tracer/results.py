@@ -1,0 +1,53 @@
+"""The one result type a syscall handler returns.
+
+A handler gets a `Syscall` at its seccomp stop and answers with exactly one of:
+  Value(v)    the syscall returns v; the kernel runs nothing (emulated in that one stop)
+  Errno(e)    the syscall fails with errno e; the kernel runs nothing
+  Native()    let the kernel run it (arguments possibly rewritten); `on_exit` asks for the exit stop
+              to see, and optionally replace, the kernel's result
+  Blocked()   the tracee stays stopped; the policy resumes it later with one of the results above
+or raises `Unsupported` to stop the run with an error that names the syscall.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True, slots=True)
+class Value:
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class Errno:
+    errno: int
+
+
+@dataclass(frozen=True, slots=True)
+class Native:
+    # Called at the syscall-exit stop as on_exit(syscall, kernel_result); a non-None return value
+    # replaces the result the tracee sees.
+    on_exit: Optional[Callable] = None
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    # Informative: why the tracee waits ("recv on fd 3") and until which simulated date, if bounded.
+    reason: str = ""
+    deadline: Optional[float] = None
+
+
+Result = Value | Errno | Native | Blocked
+
+
+class Unsupported(Exception):
+    """Raised by a handler (or the dispatch table) for a syscall the emulator cannot honour."""
+
+    def __init__(self, syscall_name: str, detail: str = ""):
+        self.syscall_name = syscall_name
+        msg = f"unsupported syscall {syscall_name}"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+VALUE_ZERO = Value(0)
+NATIVE = Native()
