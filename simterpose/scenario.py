@@ -1,0 +1,644 @@
+"""Scenario inputs: the platform (SimGrid XML) and what to run on it (deployment XML or YAML).
+
+Pure Python — no SimGrid Engine is needed to read or validate a scenario, so every error is reported
+before anything starts, as a :class:`ScenarioError` whose message reads ``file:line: problem``.
+
+Platform (:func:`load_platform_info`)
+    SimGrid ``<platform version="4.1">`` files: ``<zone>`` (or the older ``<AS>``), ``<host>``,
+    ``<peer>``, ``<cluster>`` (hosts ``prefix + N + suffix`` for N in ``radical``, e.g. ``"0-3,7"``),
+    ``<link>``, ``<route>``/``<zoneRoute>`` with ``<link_ctn>``. Speeds such as ``"1Gf"``, ``"100Mf"``
+    (first pstate if a list), bandwidths ``"10MBps"`` (bytes/s) or ``"100Mbps"`` (bits/s), latencies
+    ``"10ms"``. A host's ``<prop id="ip" value="10.0.0.1"/>`` is its virtual IP; hosts without one get
+    ``10.0.0.1``, ``10.0.0.2``, ... in document order, skipping every address already declared.
+
+Deployment XML (:func:`load_deployment`, needs the platform)::
+
+    <platform version="4.1">
+      <actor host="h1" function="/bin/sleep" start_time="0" kill_time="10">   <!-- or <process> -->
+        <argument value="2"/>
+        <prop id="cwd" value="/tmp"/>             <!-- optional -->
+        <prop id="expected_exit" value="0"/>      <!-- optional, default 0; "any" to accept any -->
+        <prop id="env:LANG" value="C"/>           <!-- optional, one per variable -->
+      </actor>
+    </platform>
+
+YAML scenario (:func:`load_yaml_scenario`), Shadow-like::
+
+    platform: ../platforms/two_hosts.xml   # required; relative to this YAML file
+    network_model: CM02                    # optional (LV08, CM02, ...); the runner's default otherwise
+    processes:                             # required, non-empty list
+      - host: h1                           # required, a host of the platform
+        path: /bin/sleep                   # the program ...
+        args: [2]                          # ... and its arguments after argv[0] (list, or a string split like a shell)
+        env: {LANG: C}                     # optional, added to the environment
+        cwd: .                             # optional, relative to this YAML file
+        start_time: 0                      # optional, simulated seconds >= 0 (default 0)
+        kill_time: 10                      # optional, > start_time (default: never)
+        expected_exit: 0                   # optional exit status (default 0; null = any)
+      - host: h2
+        args: [echo, hello]                # without path: args is the whole argv, args[0] the program
+
+Program resolution (both formats): a name without ``/`` is looked up in ``PATH`` (the process's ``env``
+PATH if it sets one, else ours); a relative path with a ``/`` is relative to the scenario file's
+directory; the result must be an existing, executable regular file. ``argv[0]`` stays as written;
+:attr:`ProcessSpec.binary` is the resolved absolute path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.parsers import expat
+
+import yaml
+
+__all__ = [
+    "ScenarioError",
+    "HostInfo",
+    "LinkInfo",
+    "RouteInfo",
+    "PlatformInfo",
+    "ProcessSpec",
+    "Scenario",
+    "load_platform_info",
+    "load_deployment",
+    "load_yaml_scenario",
+    "load_scenario",
+    "parse_speed",
+    "parse_bandwidth",
+    "parse_time",
+]
+
+
+class ScenarioError(ValueError):
+    """A bad scenario or platform input; the message starts with ``file:line:`` when known."""
+
+    def __init__(self, message: str, path: str | os.PathLike | None = None, line: int | None = None):
+        self.path = str(path) if path is not None else None
+        self.line = line
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
+        self.reason = message
+        super().__init__(where + message)
+
+
+# --------------------------------------------------------------------------------------------------
+# Units
+# --------------------------------------------------------------------------------------------------
+
+_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "Z": 1e21, "Y": 1e24}
+_BIN_PREFIX = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}
+_TIME_UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6,
+               "ns": 1e-9, "ps": 1e-12}
+_NUM = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def _split(text: str, what: str) -> tuple[float, str]:
+    m = _NUM.match(str(text))
+    if not m:
+        raise ValueError(f"invalid {what} {text!r}")
+    return float(m.group(1)), m.group(2)
+
+
+def _prefixed(value: float, unit: str, bases: dict[str, float], text: str, what: str) -> float:
+    for base, factor in bases.items():
+        if unit.endswith(base):
+            prefix = unit[: len(unit) - len(base)]
+            if prefix in _BIN_PREFIX:
+                return value * _BIN_PREFIX[prefix] * factor
+            if prefix in _PREFIX:
+                return value * _PREFIX[prefix] * factor
+    raise ValueError(f"invalid {what} {text!r}")
+
+
+def parse_speed(text: str) -> float:
+    """``"1Gf"`` → 1e9 flop/s (first value of a pstate list; a bare number means flop/s)."""
+    first = str(text).split(",")[0]
+    value, unit = _split(first, "speed")
+    return value if unit == "" else _prefixed(value, unit, {"flops": 1.0, "f": 1.0}, text, "speed")
+
+
+def parse_bandwidth(text: str) -> float:
+    """``"10MBps"`` → 1e7 bytes/s; ``"100Mbps"`` → 1.25e7 bytes/s; a bare number means bytes/s."""
+    value, unit = _split(text, "bandwidth")
+    return value if unit == "" else _prefixed(value, unit, {"Bps": 1.0, "bps": 0.125}, text, "bandwidth")
+
+
+def parse_time(text: str) -> float:
+    """``"10ms"`` → 0.01 s; a bare number means seconds."""
+    value, unit = _split(text, "time")
+    if unit == "":
+        return value
+    if unit not in _TIME_UNITS:
+        raise ValueError(f"invalid time {text!r}")
+    return value * _TIME_UNITS[unit]
+
+
+# --------------------------------------------------------------------------------------------------
+# A tiny XML tree that remembers line numbers (xml.etree does not)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Elem:
+    tag: str
+    attrib: dict[str, str]
+    line: int
+    children: list["_Elem"] = field(default_factory=list)
+
+    def iter(self, *tags: str):
+        for child in self.children:
+            if not tags or child.tag in tags:
+                yield child
+
+
+def _parse_xml(path: Path, need_doctype: bool = False) -> _Elem:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read: {exc.strerror or exc}", path) from None
+    parser = expat.ParserCreate()
+    stack: list[_Elem] = []
+    root: list[_Elem] = []
+
+    def start(tag, attrs):
+        elem = _Elem(tag, dict(attrs), parser.CurrentLineNumber)
+        (stack[-1].children if stack else root).append(elem)
+        stack.append(elem)
+
+    def end(_tag):
+        stack.pop()
+
+    doctype: list[str] = []
+    parser.StartDoctypeDeclHandler = lambda name, *_rest: doctype.append(name)
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    try:
+        parser.Parse(data, True)
+    except expat.ExpatError as exc:
+        raise ScenarioError(
+            f"malformed XML: {expat.ErrorString(exc.code)} (column {exc.offset + 1})", path, exc.lineno
+        ) from None
+    if not root:
+        raise ScenarioError("empty XML document", path)
+    if need_doctype and not doctype:
+        raise ScenarioError(
+            'missing <!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd"> (SimGrid rejects the file '
+            "without it)", path, 1)
+    return root[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Platform
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    name: str
+    speed: float  # flop/s (pstate 0)
+    cores: int
+    declared_ip: str | None  # the host's "ip" property, if any
+    ip: str  # declared_ip, or the one assigned automatically
+    zone: str | None
+    line: int
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    name: str
+    bandwidth: float  # bytes/s
+    latency: float  # s
+    sharing_policy: str
+    line: int
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    src: str
+    dst: str
+    links: tuple[str, ...]
+    symmetrical: bool
+    line: int
+
+
+@dataclass
+class PlatformInfo:
+    path: Path
+    hosts: list[HostInfo]
+    links: list[LinkInfo]
+    routes: list[RouteInfo]
+    zones: list[str]
+
+    @property
+    def host_names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+    def host(self, name: str) -> HostInfo:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def has_host(self, name: str) -> bool:
+        return any(h.name == name for h in self.hosts)
+
+    def host_by_ip(self, ip: str) -> HostInfo | None:
+        return next((h for h in self.hosts if h.ip == ip), None)
+
+
+def _radical(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
+    """Hosts (with speeds, cores and IPs), links, routes and zones of a SimGrid platform file."""
+    path = Path(path)
+    root = _parse_xml(path, need_doctype=True)
+    if root.tag != "platform":
+        raise ScenarioError(f"root element is <{root.tag}>, expected <platform>", path, root.line)
+    raw_hosts: list[tuple[str, float, int, str | None, str | None, int]] = []
+    links: list[LinkInfo] = []
+    routes: list[RouteInfo] = []
+    zones: list[str] = []
+
+    def need(elem: _Elem, attr: str) -> str:
+        if attr not in elem.attrib:
+            raise ScenarioError(f"<{elem.tag}> lacks the '{attr}' attribute", path, elem.line)
+        return elem.attrib[attr]
+
+    def unit(fn, elem: _Elem, attr: str, default: str | None = None) -> float:
+        text = elem.attrib.get(attr, default) if default is not None else need(elem, attr)
+        try:
+            return fn(text)
+        except ValueError as exc:
+            raise ScenarioError(f"<{elem.tag}> {attr}: {exc}", path, elem.line) from None
+
+    def cores_of(elem: _Elem) -> int:
+        try:
+            return int(elem.attrib.get("core", "1"))
+        except ValueError:
+            raise ScenarioError(f"<{elem.tag}> core: invalid count {elem.attrib['core']!r}", path, elem.line) from None
+
+    def walk(elem: _Elem, zone: str | None) -> None:
+        for child in elem.children:
+            tag = child.tag
+            if tag in ("zone", "AS"):
+                zones.append(need(child, "id"))
+                walk(child, child.attrib["id"])
+            elif tag in ("host", "peer"):
+                ip = None
+                for prop in child.iter("prop"):
+                    if prop.attrib.get("id") == "ip":
+                        ip = prop.attrib.get("value")
+                raw_hosts.append((need(child, "id"), unit(parse_speed, child, "speed"), cores_of(child), ip, zone,
+                                  child.line))
+            elif tag == "cluster":
+                cid = need(child, "id")
+                zones.append(cid)
+                speed = unit(parse_speed, child, "speed")
+                try:
+                    numbers = _radical(need(child, "radical"))
+                except ValueError:
+                    raise ScenarioError(f"<cluster> radical: invalid {child.attrib['radical']!r}", path,
+                                        child.line) from None
+                prefix, suffix = child.attrib.get("prefix", ""), child.attrib.get("suffix", "")
+                for n in numbers:
+                    raw_hosts.append((f"{prefix}{n}{suffix}", speed, cores_of(child), None, cid, child.line))
+            elif tag in ("link", "backbone"):
+                links.append(LinkInfo(need(child, "id"), unit(parse_bandwidth, child, "bandwidth"),
+                                      unit(parse_time, child, "latency", "0"),
+                                      child.attrib.get("sharing_policy", "SHARED"), child.line))
+            elif tag in ("route", "zoneRoute", "ASroute"):
+                ids = tuple(need(lc, "id") for lc in child.iter("link_ctn"))
+                routes.append(RouteInfo(need(child, "src"), need(child, "dst"), ids,
+                                        child.attrib.get("symmetrical", "YES").upper() == "YES", child.line))
+
+    walk(root, None)
+
+    seen: dict[str, int] = {}
+    declared: dict[str, str] = {}
+    for name, _speed, _cores, ip, _zone, line in raw_hosts:
+        if name in seen:
+            raise ScenarioError(f"duplicate host '{name}' (first at line {seen[name]})", path, line)
+        seen[name] = line
+        if ip is not None:
+            try:
+                ipaddress.IPv4Address(ip)
+            except ValueError:
+                raise ScenarioError(f"host '{name}': invalid ip property {ip!r}", path, line) from None
+            if ip in declared:
+                raise ScenarioError(f"host '{name}': ip {ip} already belongs to host '{declared[ip]}'", path, line)
+            declared[ip] = name
+
+    link_names = {link.name for link in links}
+    for route in routes:
+        for lid in route.links:
+            if lid not in link_names:
+                raise ScenarioError(f"route {route.src} -> {route.dst}: unknown link '{lid}'", path, route.line)
+
+    auto = _auto_ips(set(declared))
+    hosts = [HostInfo(name, speed, cores, ip, ip if ip is not None else next(auto), zone, line)
+             for name, speed, cores, ip, zone, line in raw_hosts]
+    return PlatformInfo(path, hosts, links, routes, zones)
+
+
+def _auto_ips(taken: set[str]):
+    """10.0.0.1, 10.0.0.2, ... skipping taken addresses and .0/.255 last octets."""
+    n = int(ipaddress.IPv4Address("10.0.0.1"))
+    last = int(ipaddress.IPv4Address("10.255.255.254"))
+    while n <= last:
+        addr = ipaddress.IPv4Address(n)
+        n += 1
+        text = str(addr)
+        if text.endswith((".0", ".255")) or text in taken:
+            continue
+        yield text
+    raise ScenarioError("no virtual IP left in 10.0.0.0/8")
+
+
+# --------------------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    host: str
+    argv: list[str]  # argv[0] as written in the scenario
+    binary: str  # absolute path of the program to execute
+    env: dict[str, str] = field(default_factory=dict)  # added to the environment
+    cwd: str | None = None  # None: inherit the runner's
+    start_time: float = 0.0
+    kill_time: float | None = None
+    expected_exit: int | None = 0  # None: any exit status is fine
+    source: str = ""  # "file:line" of the entry, for messages
+
+
+@dataclass
+class Scenario:
+    path: Path | None
+    platform: Path
+    processes: list[ProcessSpec]
+    network_model: str | None = None
+    platform_info: PlatformInfo | None = None
+
+
+def _resolve_binary(program: str, base: Path, env: dict[str, str], err) -> str:
+    if not program:
+        raise err("empty program name")
+    if "/" not in program:
+        found = shutil.which(program, path=env.get("PATH", os.environ.get("PATH", os.defpath)))
+        if found is None:
+            raise err(f"program '{program}' not found in PATH")
+        return os.path.abspath(found)
+    candidate = Path(program) if os.path.isabs(program) else base / program
+    if not candidate.exists():
+        raise err(f"program '{program}' not found ({candidate})")
+    if not candidate.is_file():
+        raise err(f"program '{program}' is not a regular file")
+    if not os.access(candidate, os.X_OK):
+        raise err(f"program '{program}' is not executable")
+    return str(candidate.resolve())
+
+
+def _number(value: Any, what: str, err) -> float:
+    if isinstance(value, bool):
+        raise err(f"invalid {what} {value!r}")
+    try:
+        result = parse_time(value) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise err(f"invalid {what} {value!r}") from None
+    if result != result or result in (float("inf"), float("-inf")):
+        raise err(f"invalid {what} {value!r}")
+    return result
+
+
+def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, start: Any, kill: Any,
+               expected: Any, base: Path, platform: PlatformInfo, source: str, err) -> ProcessSpec:
+    if not platform.has_host(host):
+        raise err(f"unknown host '{host}'")
+    start_time = 0.0 if start is None else _number(start, "start_time", err)
+    if start_time < 0:
+        raise err(f"negative start_time {start!r}")
+    kill_time = None
+    if kill is not None:
+        kill_time = _number(kill, "kill_time", err)
+        if kill_time <= start_time:
+            raise err(f"kill_time {kill!r} is not after start_time {start_time}")
+    if expected is None or (isinstance(expected, str) and expected.lower() == "any"):
+        expected_exit = None
+    else:
+        try:
+            if isinstance(expected, bool):
+                raise ValueError
+            expected_exit = int(expected)
+        except (TypeError, ValueError):
+            raise err(f"invalid expected_exit {expected!r}") from None
+        if not 0 <= expected_exit <= 255:
+            raise err(f"expected_exit {expected_exit} is not in 0..255")
+    binary = _resolve_binary(argv[0], base, env, err)
+    cwd_path = None
+    if cwd is not None:
+        c = Path(str(cwd))
+        c = c if c.is_absolute() else base / c
+        if not c.is_dir():
+            raise err(f"cwd '{cwd}' is not a directory")
+        cwd_path = str(c.resolve())
+    return ProcessSpec(host, argv, binary, env, cwd_path, start_time, kill_time, expected_exit, source)
+
+
+def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | PlatformInfo) -> Scenario:
+    """Processes of a SimGrid deployment file (``<actor>`` or ``<process>`` elements)."""
+    path = Path(path)
+    info = platform if isinstance(platform, PlatformInfo) else load_platform_info(platform)
+    root = _parse_xml(path)
+    if root.tag != "platform":
+        raise ScenarioError(f"root element is <{root.tag}>, expected <platform>", path, root.line)
+    base = path.resolve().parent
+    specs = []
+    for elem in root.iter("actor", "process"):
+
+        def err(message, _line=elem.line):
+            return ScenarioError(message, path, _line)
+
+        for attr in ("host", "function"):
+            if not elem.attrib.get(attr):
+                raise err(f"<{elem.tag}> lacks the '{attr}' attribute")
+        argv = [elem.attrib["function"]]
+        env: dict[str, str] = {}
+        cwd = None
+        expected: Any = 0
+        for child in elem.children:
+            if child.tag == "argument":
+                if "value" not in child.attrib:
+                    raise ScenarioError("<argument> lacks the 'value' attribute", path, child.line)
+                argv.append(child.attrib["value"])
+            elif child.tag == "prop":
+                pid, value = child.attrib.get("id", ""), child.attrib.get("value", "")
+                if pid == "cwd":
+                    cwd = value
+                elif pid == "expected_exit":
+                    expected = value
+                elif pid.startswith("env:") and len(pid) > 4:
+                    env[pid[4:]] = value
+                else:
+                    raise ScenarioError(f"unknown <prop id='{pid}'> (cwd, expected_exit or env:NAME)", path,
+                                        child.line)
+            else:
+                raise ScenarioError(f"unexpected <{child.tag}> in <{elem.tag}>", path, child.line)
+        kill = elem.attrib.get("kill_time")
+        if kill is not None and kill.strip() in ("-1", "-1.0"):  # SimGrid's "never"
+            kill = None
+        specs.append(_make_spec(host=elem.attrib["host"], argv=argv, env=env, cwd=cwd,
+                                start=elem.attrib.get("start_time"), kill=kill, expected=expected, base=base,
+                                platform=info, source=f"{path}:{elem.line}", err=err))
+    if not specs:
+        raise ScenarioError("no <actor> in the deployment", path, root.line)
+    return Scenario(path, info.path, specs, None, info)
+
+
+# --------------------------------------------------------------------------------------------------
+# YAML
+# --------------------------------------------------------------------------------------------------
+
+_TOP_KEYS = {"platform", "network_model", "processes"}
+_PROC_KEYS = {"host", "path", "args", "env", "cwd", "start_time", "kill_time", "expected_exit"}
+
+
+def _node_line(node) -> int:
+    return node.start_mark.line + 1
+
+
+def _mapping_get(node, key: str):
+    """(key node, value node) of ``key`` in a YAML MappingNode, or None."""
+    for k, v in node.value:
+        if getattr(k, "value", None) == key:
+            return k, v
+    return None
+
+
+def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
+    """Read a YAML scenario (format in this module's docstring)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"cannot read: {exc.strerror or exc}", path) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScenarioError(f"malformed YAML: {problem}", path, mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise ScenarioError("a scenario is a mapping with 'platform' and 'processes'", path, 1)
+    for key in data:
+        if key not in _TOP_KEYS:
+            k, _ = _mapping_get(node, key)
+            raise ScenarioError(f"unknown key '{key}' (expected {', '.join(sorted(_TOP_KEYS))})", path,
+                                _node_line(k))
+    for key in ("platform", "processes"):
+        if key not in data:
+            raise ScenarioError(f"missing key '{key}'", path, 1)
+    base = path.resolve().parent
+    plat_line = _node_line(_mapping_get(node, "platform")[1])
+    if not isinstance(data["platform"], str) or not data["platform"]:
+        raise ScenarioError("'platform' must be a path", path, plat_line)
+    platform = Path(data["platform"])
+    platform = platform if platform.is_absolute() else base / platform
+    if not platform.is_file():
+        raise ScenarioError(f"platform file not found: {data['platform']}", path, plat_line)
+    info = load_platform_info(platform)
+    model = data.get("network_model")
+    if model is not None and not isinstance(model, str):
+        raise ScenarioError("'network_model' must be a string", path, _node_line(_mapping_get(node, "network_model")[1]))
+
+    procs_node = _mapping_get(node, "processes")[1]
+    procs = data["processes"]
+    if not isinstance(procs, list) or not procs:
+        raise ScenarioError("'processes' must be a non-empty list", path, _node_line(procs_node))
+    specs = []
+    for i, (entry, enode) in enumerate(zip(procs, procs_node.value, strict=True)):
+        line = _node_line(enode)
+
+        def err(message, _line=line, _i=i):
+            return ScenarioError(f"process #{_i + 1}: {message}", path, _line)
+
+        if not isinstance(entry, dict):
+            raise err("must be a mapping")
+
+        def key_err(key, message, _enode=enode, _i=i):
+            found = _mapping_get(_enode, key)
+            return ScenarioError(f"process #{_i + 1}: {message}", path, _node_line(found[1]) if found else
+                                 _node_line(_enode))
+
+        for key in entry:
+            if key not in _PROC_KEYS:
+                raise key_err(key, f"unknown key '{key}' (expected {', '.join(sorted(_PROC_KEYS))})")
+        if "host" not in entry:
+            raise err("missing key 'host'")
+        if not isinstance(entry["host"], str):
+            raise key_err("host", "'host' must be a string")
+        args = entry.get("args")
+        if isinstance(args, str):
+            args = shlex.split(args)
+        elif args is None:
+            args = []
+        elif isinstance(args, list) and all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
+                                            for a in args):
+            args = [str(a) for a in args]
+        else:
+            raise key_err("args", "'args' must be a list of strings or a string")
+        if "path" in entry:
+            if not isinstance(entry["path"], str) or not entry["path"]:
+                raise key_err("path", "'path' must be a non-empty string")
+            argv = [entry["path"], *args]
+        elif args:
+            argv = args
+        else:
+            raise err("missing key 'path' (or 'args' with the whole argv)")
+        env = entry.get("env") or {}
+        if not isinstance(env, dict):
+            raise key_err("env", "'env' must be a mapping")
+        env = {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+        def field_err(message, _key_err=key_err, _err=err, _entry=entry):
+            for key in ("start_time", "kill_time", "expected_exit", "cwd", "host"):
+                if key in message:
+                    return _key_err(key, message)
+            if message.startswith("program"):
+                return _key_err("path" if "path" in _entry else "args", message)
+            return _err(message)
+
+        specs.append(_make_spec(host=entry["host"], argv=argv, env=env, cwd=entry.get("cwd"),
+                                start=entry.get("start_time"), kill=entry.get("kill_time"),
+                                expected=entry.get("expected_exit", 0), base=base, platform=info,
+                                source=f"{path}:{line}", err=field_err))
+    return Scenario(path, info.path, specs, model, info)
+
+
+def load_scenario(path: str | os.PathLike, platform: str | os.PathLike | None = None) -> Scenario:
+    """A ``.yaml``/``.yml`` scenario, or a deployment ``.xml`` (which then needs ``platform``)."""
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        return load_yaml_scenario(path)
+    if platform is None:
+        raise ScenarioError("a deployment file needs a platform file", path)
+    return load_deployment(path, platform)

@@ -1,0 +1,522 @@
+"""The simulation: one SimGrid Engine, its hosts, actors and the operations actors perform.
+
+Lifecycle (one per process — SimGrid allows a single Engine per process, ever; a second
+:class:`Simulation` raises :class:`SimulationError` instead of letting SimGrid abort)::
+
+    sim = Simulation("examples/platforms/two_hosts.xml", network_model="CM02")
+    sim.spawn("client", "h1", client_fn, arg)      # before run(), or from inside any actor
+    sim.run()                                       # from the main thread; returns when all actors ended
+    sim.now()
+
+Threads: the bindings use thread contexts — every actor is a real OS thread, but only one runs at a
+time, and simulated time advances only when every actor is blocked inside SimGrid. Actor code may
+block on real things (``waitpid``, a pipe): the clock simply waits for it. Call :meth:`Simulation.run`
+from the main thread. If you run it in another thread, ``join()`` that thread before the interpreter
+exits: an interpreter shutting down while SimGrid threads are alive segfaults.
+
+Actor code calls the module-level operations (:func:`sleep_for`, :func:`execute`,
+:func:`transfer_async`, :func:`wait_any`, :class:`Signal`, ...); they act on behalf of the calling
+actor and its host. Calling them outside an actor is a SimGrid error.
+
+Failures: an exception escaping an actor's function would abort the whole process in SimGrid; here
+it is caught, recorded on the actor's :class:`ActorHandle`, every other actor is killed (``fail_fast``,
+the default) and :meth:`Simulation.run` raises :class:`ActorFailed` from it. When the simulation ends
+with non-daemon actors still blocked (SimGrid's "deadlock"), ``run()`` raises :class:`Deadlock`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from . import _compat
+from ._compat import sg
+
+#: Network models accepted by ``network/model`` (SimGrid 3.32 and 4.x; ns-3 needs a special build).
+NETWORK_MODELS = ("LV08", "CM02", "SMPI", "IB", "Constant")
+
+DEFAULT_LOG = "root.thresh:critical"
+
+
+class SimulationError(Exception):
+    """Misuse of the adapter, or a simulation that could not complete."""
+
+
+class ActorFailed(SimulationError):
+    """An actor's function raised; the original exception is ``__cause__`` and ``.error``."""
+
+    def __init__(self, actor: "ActorHandle"):
+        self.actor = actor
+        self.error = actor.error
+        super().__init__(f"actor {actor.name!r} on host {actor.host!r} failed: {actor.error!r}")
+
+
+class Deadlock(SimulationError):
+    """The simulation ended while non-daemon actors were still blocked."""
+
+    def __init__(self, actors: list["ActorHandle"], date: float):
+        self.actors = actors
+        self.date = date
+        names = ", ".join(a.name for a in actors)
+        super().__init__(f"simulation ended at {date:.6f} s with blocked actors: {names}")
+
+
+class SimTimeout(TimeoutError):
+    """A blocking operation's simulated timeout expired (raised by :func:`recv`)."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """A simulated host: name, peak speed (flop/s), core count, and its ``ip`` property (or None)."""
+
+    name: str
+    speed: float
+    cores: int
+    ip: str | None
+    raw: Any = field(default=None, repr=False, compare=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# The simulation
+# --------------------------------------------------------------------------------------------------
+
+_current: "Simulation | None" = None
+_current_lock = threading.Lock()
+
+
+def current() -> "Simulation":
+    """The process's Simulation (raises SimulationError if none was created)."""
+    if _current is None:
+        raise SimulationError("no Simulation exists in this process")
+    return _current
+
+
+class Simulation:
+    """The process's single SimGrid Engine with a platform loaded.
+
+    :param platform_xml: SimGrid platform file (``<platform version="4.1">``).
+    :param network_model: value of SimGrid's ``network/model`` (set before the platform is loaded).
+    :param extra_config: more ``--cfg=key:value`` settings, e.g. ``{"network/crosstraffic": 0}``.
+    :param log: SimGrid ``--log`` setting(s); the default keeps only critical messages (deadlocks).
+    :param fail_fast: when an actor raises, kill every other actor at once (run() raises anyway).
+    """
+
+    def __init__(
+        self,
+        platform_xml: str | Path,
+        network_model: str = "LV08",
+        extra_config: dict[str, Any] | None = None,
+        *,
+        log: str | Sequence[str] = DEFAULT_LOG,
+        fail_fast: bool = True,
+    ):
+        global _current
+        platform = Path(platform_xml)
+        if not platform.is_file():
+            raise SimulationError(f"platform file not found: {platform}")
+        if network_model not in NETWORK_MODELS:
+            raise SimulationError(f"unknown network model {network_model!r} (one of {', '.join(NETWORK_MODELS)})")
+        # Read the platform ourselves first: a malformed file gets a ScenarioError with file:line,
+        # instead of SimGrid aborting the process; and 3.32 exposes no host properties (the ip).
+        from simterpose.scenario import load_platform_info  # pure Python, no simgrid
+
+        self.platform_info = load_platform_info(platform)
+        with _current_lock:
+            if _current is not None:
+                raise SimulationError(
+                    "only one SimGrid Engine may exist per process; run other simulations in a subprocess "
+                    "(see simterpose.sim.predict)"
+                )
+            args = ["simterpose", f"--cfg=network/model:{network_model}"]
+            for key, value in (extra_config or {}).items():
+                args.append(f"--cfg={key}:{value}")
+            for item in [log] if isinstance(log, str) else list(log):
+                args.append(f"--log={item}")
+            self._engine = sg.Engine(args)
+            _current = self
+        self.platform = platform.resolve()
+        self.network_model = network_model
+        self.extra_config = dict(extra_config or {})
+        self.fail_fast = fail_fast
+        try:
+            self._engine.load_platform(str(self.platform))
+        except RuntimeError as exc:  # SimGrid's own parse/validation errors
+            raise SimulationError(f"SimGrid rejected {self.platform}: {exc}") from None
+        self._hosts = self._inspect_hosts()
+        self._actors: list[ActorHandle] = []
+        self._failed: list[ActorHandle] = []
+
+    # ---- platform -------------------------------------------------------------------------------
+    def _inspect_hosts(self) -> dict[str, Host]:
+        declared_ips = {h.name: h.declared_ip for h in self.platform_info.hosts}
+        use_bindings = _compat.bindings_expose_properties()
+        hosts = {}
+        for raw in _compat.all_hosts(self._engine):
+            name = raw.name
+            ip = _compat.host_property(raw, "ip") if use_bindings else declared_ips.get(name)
+            hosts[name] = Host(name, float(raw.speed), _compat.host_core_count(raw), ip, raw)
+        return hosts
+
+    @property
+    def hosts(self) -> list[Host]:
+        return list(self._hosts.values())
+
+    @property
+    def host_names(self) -> list[str]:
+        return list(self._hosts)
+
+    def host(self, name: str) -> Host:
+        try:
+            return self._hosts[name]
+        except KeyError:
+            raise SimulationError(f"no host {name!r} in {self.platform.name}") from None
+
+    def ip(self, name: str) -> str | None:
+        return self.host(name).ip
+
+    def _raw_host(self, host: "str | Host"):
+        return self.host(host if isinstance(host, str) else host.name).raw
+
+    # ---- actors and time ------------------------------------------------------------------------
+    def spawn(self, name: str, host: "str | Host", fn: Callable, *args, daemon: bool = False) -> "ActorHandle":
+        """Start an actor running ``fn(*args)`` on ``host``, now (before run() or from an actor).
+
+        A daemon actor is killed when the last non-daemon actor ends, and never counts as blocked.
+        """
+        raw_host = self._raw_host(host)
+        handle = ActorHandle(self, name, raw_host.name, daemon)
+
+        def body():
+            handle._started = True
+            if daemon:
+                sg.Actor.self().daemonize()
+            try:
+                handle.result = fn(*args)
+            except _compat.ActorKilled:
+                if not handle.killed and not daemon:
+                    # Nobody asked: SimGrid unwinds actors still blocked when it detects a deadlock.
+                    handle.deadlocked = True
+                handle.killed = True
+                raise
+            except BaseException as exc:  # noqa: B036 - must not escape into SimGrid (aborts the process)
+                handle.error = exc
+                self._failed.append(handle)
+                if self.fail_fast:
+                    for other in self._actors:
+                        if other is not handle and not other.finished:
+                            other.killed = True
+                    sg.Actor.kill_all()
+            finally:
+                handle.finished = True
+
+        self._actors.append(handle)
+        handle._raw = _compat.create_actor(name, raw_host, body)
+        return handle
+
+    @property
+    def actors(self) -> list["ActorHandle"]:
+        return list(self._actors)
+
+    def now(self) -> float:
+        return _compat.engine_clock(self._engine)
+
+    def run(self, *, check_deadlock: bool = True) -> None:
+        """Run until no actor is left (or only blocked/daemon ones). Call from the main thread."""
+        self._engine.run()
+        self._raise_failures()
+        if check_deadlock:
+            blocked = [a for a in self._actors
+                       if a.deadlocked or (not a.finished and not a.killed and not a.daemon)]
+            if blocked:
+                raise Deadlock(blocked, self.now())
+
+    def run_until(self, date: float) -> None:
+        """Run until simulated ``date`` (or until nothing is left to do); run()/run_until() may follow."""
+        self._engine.run_until(float(date))
+        self._raise_failures()
+
+    def _raise_failures(self) -> None:
+        if self._failed:
+            first = self._failed[0]
+            raise ActorFailed(first) from first.error
+
+
+class ActorHandle:
+    """What :meth:`Simulation.spawn` returns: the actor's state, plus kill/join."""
+
+    def __init__(self, sim: Simulation, name: str, host: str, daemon: bool):
+        self.sim = sim
+        self.name = name
+        self.host = host
+        self.daemon = daemon
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.killed = False
+        self.deadlocked = False  # was still blocked when the simulation ended
+        self._started = False
+        self._raw = None
+
+    @property
+    def pid(self) -> int:
+        return int(self._raw.pid)
+
+    def kill(self) -> None:
+        """Kill the actor (from another actor). A blocked actor is unwound with SimGrid's ActorKilled."""
+        if not self.finished:
+            self.killed = True
+            self._raw.kill()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """From another actor: wait until this one ends; False if ``timeout`` (simulated s) expired."""
+        if self.finished:
+            return True
+        self._raw.join(-1 if timeout is None else max(0.0, float(timeout)))
+        return self.finished
+
+    def __repr__(self) -> str:
+        state = ("failed" if self.error else "deadlocked" if self.deadlocked else "killed" if self.killed
+                 else "finished" if self.finished else "alive")
+        return f"<ActorHandle {self.name!r} on {self.host!r} {state}>"
+
+
+# --------------------------------------------------------------------------------------------------
+# Activities
+# --------------------------------------------------------------------------------------------------
+
+
+class Activity:
+    """An asynchronous SimGrid activity (a transfer or an execution)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def test(self) -> bool:
+        """True once the activity completed (non-blocking)."""
+        return bool(self.raw.test())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until completion; False if ``timeout`` simulated seconds passed first."""
+        if timeout is None:
+            self.raw.wait()
+            return True
+        try:
+            self.raw.wait_for(max(0.0, float(timeout)))
+        except _compat.TimeoutException:
+            return False
+        return True
+
+    @property
+    def remaining(self) -> float:
+        """What is left to do: bytes for a transfer, flops for an execution."""
+        return float(self.raw.remaining)
+
+    def cancel(self) -> None:
+        self.raw.cancel()
+
+
+class Transfer(Activity):
+    """A host-to-host transfer (``Comm.sendto_async``): no mailbox and no receiving actor involved."""
+
+    def __init__(self, raw, src: str, dst: str, nbytes: int):
+        super().__init__(raw)
+        self.src, self.dst, self.nbytes = src, dst, nbytes
+
+    @property
+    def start_time(self) -> float:
+        return float(self.raw.start_time)
+
+    @property
+    def finish_time(self) -> float:
+        return float(self.raw.finish_time)
+
+    def __repr__(self) -> str:
+        return f"<Transfer {self.src}->{self.dst} {self.nbytes} B>"
+
+
+class Execution(Activity):
+    """A computation on the calling actor's host."""
+
+    def __init__(self, raw, flops: float):
+        super().__init__(raw)
+        self.flops = flops
+
+
+# --------------------------------------------------------------------------------------------------
+# Operations for actor code (act on behalf of the calling actor)
+# --------------------------------------------------------------------------------------------------
+
+
+def now() -> float:
+    return current().now()
+
+
+def this_host() -> str:
+    """Name of the calling actor's host."""
+    return sg.this_actor.get_host().name
+
+
+def sleep_for(seconds: float) -> None:
+    sg.this_actor.sleep_for(max(0.0, float(seconds)))
+
+
+def sleep_until(date: float) -> None:
+    sg.this_actor.sleep_until(float(date))
+
+
+def execute(flops: float, priority: float = 1.0) -> None:
+    """Compute ``flops`` on the calling actor's host (takes flops/speed when alone on the host)."""
+    sg.this_actor.execute(float(flops), float(priority))
+
+
+def exec_async(flops: float) -> Execution:
+    return Execution(sg.this_actor.exec_async(float(flops)), float(flops))
+
+
+def transfer_async(src: "str | Host", dst: "str | Host", nbytes: int) -> Transfer:
+    """Start moving ``nbytes`` from host ``src`` to host ``dst``; the caller may be on any host."""
+    sim = current()
+    s, d = sim._raw_host(src), sim._raw_host(dst)
+    return Transfer(sg.Comm.sendto_async(s, d, int(nbytes)), s.name, d.name, int(nbytes))
+
+
+def transfer(src: "str | Host", dst: "str | Host", nbytes: int) -> None:
+    """Blocking :func:`transfer_async`."""
+    transfer_async(src, dst, nbytes).wait()
+
+
+def wait(activity: Activity, timeout: float | None = None) -> bool:
+    return activity.wait(timeout)
+
+
+def test(activity: Activity) -> bool:
+    return activity.test()
+
+
+def remaining(activity: Activity) -> float:
+    return activity.remaining
+
+
+def wait_any(activities: Sequence[Activity], timeout: float | None = None) -> int | None:
+    """Index of a completed activity, or None if ``timeout`` simulated seconds passed first.
+
+    ``timeout=None`` waits without limit, ``timeout <= 0`` only polls. Already completed activities
+    count (the lowest such index is returned). With SimGrid 3.32 only transfers can be mixed here.
+    """
+    return _compat.wait_any([a.raw for a in activities], timeout)
+
+
+# ---- mailboxes ------------------------------------------------------------------------------------
+
+
+def send(mailbox: str, payload: Any, nbytes: int) -> None:
+    """Blocking send of a Python object, simulated as ``nbytes``, to the actor that receives it."""
+    sg.Mailbox.by_name(mailbox).put(payload, int(nbytes))
+
+
+def send_detached(mailbox: str, payload: Any, nbytes: int) -> None:
+    """Fire-and-forget send (``put_init().detach()``: ``put_async().detach()`` aborts in SimGrid)."""
+    sg.Mailbox.by_name(mailbox).put_init(payload, int(nbytes)).detach()
+
+
+def recv(mailbox: str, timeout: float | None = None) -> Any:
+    """Receive the next object sent to ``mailbox``; raises :class:`SimTimeout` after ``timeout``."""
+    box = sg.Mailbox.by_name(mailbox)
+    if timeout is None:
+        return box.get()
+    comm, data = box.get_async()
+    try:
+        comm.wait_for(max(0.0, float(timeout)))
+    except _compat.TimeoutException:
+        comm.cancel()  # or a later sender would match this abandoned receive and its payload be lost
+        raise SimTimeout(f"nothing received on {mailbox!r} within {timeout} s") from None
+    return data.get()
+
+
+# ---- blocking until another actor wakes us --------------------------------------------------------
+
+
+class Signal:
+    """Condition-variable-like wake-up between actors, in simulated time, without a mutex.
+
+    ``wait()`` blocks the calling actor until another actor calls ``notify()``/``notify_all()`` or
+    until ``timeout`` simulated seconds pass. A notification with nobody waiting is lost, exactly like
+    a condition variable: check your predicate, then wait, in a loop. That check-then-wait is race-free
+    without a lock because actors run one at a time and nothing between the check and the wait yields
+    to SimGrid::
+
+        while not pending_connections:
+            if not accept_signal.wait(timeout):
+                raise TimeoutError
+        conn = pending_connections.popleft()
+
+    Built on one SimGrid Semaphore per waiter (3.32 bindings have no ConditionVariable).
+    """
+
+    def __init__(self) -> None:
+        self._waiters: deque = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True when notified, False when the timeout expired (``timeout <= 0`` returns False at once)."""
+        if timeout is not None and timeout <= 0:
+            return False
+        sem = sg.Semaphore(0)
+        self._waiters.append(sem)
+        if _compat.semaphore_acquire(sem, timeout):
+            return True
+        try:
+            self._waiters.remove(sem)
+        except ValueError:  # a notifier took us off the queue at the very date our timeout fired
+            return True
+        return False
+
+    def notify(self, n: int = 1) -> int:
+        """Wake up to ``n`` waiters (oldest first); returns how many were woken."""
+        woken = 0
+        while self._waiters and woken < n:
+            self._waiters.popleft().release()
+            woken += 1
+        return woken
+
+    def notify_all(self) -> int:
+        return self.notify(len(self._waiters))
+
+
+class Event:
+    """A latch: ``wait()`` returns at once while set, else blocks until ``set()`` or the timeout."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._signal = Signal()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        self._signal.notify_all()
+
+    def clear(self) -> None:
+        self._set = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        if timeout is None:
+            while not self._set:
+                self._signal.wait()
+            return True
+        deadline = now() + timeout
+        while not self._set:
+            left = deadline - now()
+            if left <= 0 or not self._signal.wait(left):
+                return self._set
+        return True
+
