@@ -1,8 +1,114 @@
-"""`ctrld` entry point (placeholder until the daemon lands)."""
+"""`ctrld` entry point: parse the options, refuse unsafe configurations, serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from ctrld import auth
+from ctrld.protocol.codec import DEFAULT_MAX_FRAME
+
+DEFAULT_PORT = 7600
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(DEFAULT_PORT)
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        return host, int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad HOST:PORT {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ctrld",
+        description="ctrld: experiment control daemon (run/kill commands, watch files and ports) "
+        "speaking FlatBuffers over TCP, TLS or a unix socket.",
+    )
+    p.add_argument("--tcp", action="append", type=parse_hostport, metavar="HOST:PORT",
+                   help=f"listen on TCP (repeatable; port 0 picks a free one). Default 127.0.0.1:{DEFAULT_PORT} "
+                   "when neither --tcp nor --unix is given")
+    p.add_argument("--unix", action="append", metavar="PATH", help="listen on a unix socket (mode 0600, peer uid checked)")
+    p.add_argument("--token-file", help="clients must present this token (Hello) in their first frame on TCP")
+    p.add_argument("--tls-cert", help="serve TCP with TLS: certificate chain (PEM)")
+    p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    p.add_argument("--tls-client-ca", help="require client certificates signed by this CA (PEM)")
+    p.add_argument("--allow-uid", action="append", type=int, default=[],
+                   help="extra uid allowed on the unix socket (the daemon's uid and root always are)")
+    p.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="largest accepted frame in bytes (default 16 MiB)")
+    p.add_argument("--cgroup", metavar="DIR",
+                   help="a delegated cgroup v2 directory: each command gets its own child cgroup, killed with cgroup.kill")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def check_config(args) -> None:
+    """Raise auth.ConfigError for configurations the daemon must refuse."""
+    if not args.tcp and not args.unix:
+        args.tcp = [("127.0.0.1", DEFAULT_PORT)]
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise auth.ConfigError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise auth.ConfigError("--tls-client-ca needs --tls-cert/--tls-key")
+    exposed = [h for h, _ in args.tcp or [] if not auth.is_loopback(h)]
+    if exposed and not (args.token_file or args.tls_cert):
+        raise auth.ConfigError(
+            f"refusing to listen on non-loopback address {exposed[0]} without authentication: "
+            "give --token-file FILE and/or --tls-cert/--tls-key (or bind 127.0.0.1)"
+        )
+    if args.cgroup and not os.path.exists(os.path.join(args.cgroup, "cgroup.kill")):
+        raise auth.ConfigError(f"--cgroup {args.cgroup}: not a cgroup v2 directory with cgroup.kill")
+    if args.max_frame < 64:
+        raise auth.ConfigError("--max-frame must be at least 64 bytes")
+
+
+async def serve(args) -> int:
+    from ctrld.server import Daemon
+
+    token = auth.read_token(args.token_file) if args.token_file else None
+    tls = auth.server_tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    daemon = Daemon(max_frame=args.max_frame, token=token, allowed_uids=auth.allowed_uids(args.allow_uid),
+                    cgroup_root=args.cgroup)
+    try:
+        for host, port in args.tcp or []:
+            await daemon.listen_tcp(host, port, tls)
+        for path in args.unix or []:
+            await daemon.listen_unix(path)
+    except OSError as e:
+        await daemon.close()
+        raise auth.ConfigError(f"cannot listen: {e.strerror or e}") from None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    for a in daemon.addresses:
+        print(f"ctrld: listening on {a}", flush=True)
+    print(f"ctrld: ready pid={os.getpid()}", flush=True)
+    await stop.wait()
+    await daemon.close()
+    return 0
 
 
 def main(argv=None) -> int:
-    argparse.ArgumentParser(prog="ctrld", description="ctrld: experiment control daemon (coming: issue 3)").parse_args(argv)
-    return 0
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="ctrld: %(message)s")
+    try:
+        check_config(args)
+        return asyncio.run(serve(args))
+    except auth.ConfigError as e:
+        print(f"ctrld: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"ctrld: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""asyncio client library of ctrld.
+
+    async with await Client.connect("127.0.0.1:7600") as c:
+        result = await c.run(["/bin/echo", "hi"])
+        print(result.exit_code, result.stdout)
+
+Every request carries a fresh request_id; a reader task routes incoming events to the request
+they belong to, so any number of requests can be in flight on one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal as _signal
+from dataclasses import dataclass, field
+
+from ctrld.protocol import codec
+from ctrld.protocol.codec import as_str
+from ctrld.protocol.generated import ctrld_generated as g
+
+DEFAULT_PORT = 7600
+InotifyEvent = g.InotifyEvent
+EVENT_NAMES = {v: k for k, v in vars(g.InotifyEvent).items() if isinstance(v, int)}
+MASK_OF_EVENT = {"accessed": 0x1, "modified": 0x2, "created": 0x100, "deleted": 0x200}
+
+
+class CtrlError(Exception):
+    """The daemon answered a request with an Error event, or the connection failed."""
+
+    def __init__(self, message: str, code: int = 0):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Event:
+    kind: str  # union member name, e.g. "ProcessTerminated"
+    body: object  # the object-API table (g.ProcessTerminatedT, ...)
+    source: str = ""  # the daemon's name (fan-out)
+
+    @property
+    def request_id(self) -> int:
+        return getattr(self.body, "requestId", 0)
+
+    def __repr__(self):
+        fields = {k: v for k, v in vars(self.body).items() if v not in (None, 0, False, "", [])}
+        return f"Event({self.kind}, {fields})"
+
+
+@dataclass
+class RunResult:
+    pid: int = 0
+    exit_code: int = -1  # -1 when killed
+    signal: int = 0
+    timed_out: bool = False
+    exec_failed: bool = False
+    exec_errno: int = 0
+    message: str = ""
+    user_cpu_s: float = 0.0
+    sys_cpu_s: float = 0.0
+    max_rss_kb: int = 0
+    wall_s: float = 0.0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    events: list = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        """Shell convention: the exit code, 128 + signal when killed."""
+        return 128 + self.signal if self.signal else self.exit_code
+
+
+def parse_address(addr: str) -> tuple[str, object]:
+    """'unix:/path' or '/path' -> ('unix', path); 'host:port', '[v6]:port', 'host' -> ('tcp', (host, port))."""
+    if addr.startswith("unix:"):
+        return "unix", addr[5:]
+    if addr.startswith("/") or addr.startswith("./"):
+        return "unix", addr
+    if addr.startswith("["):
+        host, _, rest = addr[1:].partition("]")
+        port = rest.lstrip(":") or DEFAULT_PORT
+        return "tcp", (host, int(port))
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        return "tcp", (addr, DEFAULT_PORT)
+    return "tcp", (host or "127.0.0.1", int(port))
+
+
+class _Request:
+    """Events of one request, in arrival order; `done` once its terminal event came."""
+
+    def __init__(self, terminal: frozenset[str]):
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.terminal = terminal
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str, max_frame: int):
+        self._reader = reader
+        self._writer = writer
+        self.name = name
+        self.max_frame = max_frame
+        self._ids = itertools.count(1)
+        self._requests: dict[int, _Request] = {}
+        self._all: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        self.closed_reason: str | None = None
+        self.greeting_port = 0
+        self.welcome: g.WelcomeT | None = None
+
+    # ------------------------------------------------------------------ connection
+    @classmethod
+    async def connect(cls, addr: str, *, token: str | None = None, ssl=None, name: str | None = None,
+                      timeout: float = 10.0, max_frame: int = codec.DEFAULT_MAX_FRAME) -> Client:
+        kind, where = parse_address(addr)
+        limit = max_frame + 4
+        if kind == "unix":
+            opening = asyncio.open_unix_connection(where, limit=limit)
+        else:
+            host, port = where
+            opening = asyncio.open_connection(host, port, ssl=ssl, limit=limit,
+                                              server_hostname=host if ssl else None)
+        reader, writer = await asyncio.wait_for(opening, timeout)
+        self = cls(reader, writer, name or addr, max_frame)
+        try:
+            kind, greeting = await asyncio.wait_for(self._read_event(), timeout)
+            if kind == "Error":
+                raise CtrlError(greeting.message or "refused", greeting.code)
+            if kind != "TCPSocketListening":
+                raise CtrlError(f"unexpected greeting {kind}")
+            self.greeting_port = greeting.port
+            self._send(g.HelloT(version=2, token=token, clientName=f"ctrld.client pid={os.getpid()}"))
+            kind, welcome = await asyncio.wait_for(self._read_event(), timeout)
+            if kind != "Welcome":
+                msg = getattr(welcome, "message", None) or f"unexpected answer {kind}"
+                raise CtrlError(f"{self.name}: {msg}", getattr(welcome, "code", 0))
+            self.welcome = welcome
+        except BaseException:
+            writer.close()
+            raise
+        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        return self
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except (OSError, asyncio.CancelledError):
+            pass
+
+    async def _read_event(self):
+        head = await self._reader.readexactly(4)
+        n = int.from_bytes(head, "little")
+        if n > self.max_frame:
+            raise CtrlError(f"{self.name}: frame of {n} bytes from the daemon exceeds the limit")
+        return codec.decode(await self._reader.readexactly(n))
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                kind, body = await self._read_event()
+                ev = Event(kind, body, self.name)
+                req = self._requests.get(getattr(body, "requestId", 0) or 0)
+                if req is not None:
+                    req.queue.put_nowait(ev)
+                    if kind in req.terminal:
+                        self._requests.pop(ev.request_id, None)
+                if self._all is not None:
+                    self._all.put_nowait(ev)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, codec.ProtocolError, CtrlError) as e:
+            self.closed_reason = f"connection to {self.name} lost ({type(e).__name__})"
+        finally:
+            # Wake every waiter: nothing more will come.
+            for req in self._requests.values():
+                req.queue.put_nowait(None)
+            if self._all is not None:
+                self._all.put_nowait(None)
+
+    def _send(self, body) -> None:
+        self._writer.write(codec.encode(body))
+
+    def _new_request(self, terminal) -> tuple[int, _Request]:
+        if self.closed_reason:
+            raise CtrlError(self.closed_reason)
+        rid = next(self._ids)
+        req = _Request(frozenset(terminal) | {"Error"})
+        self._requests[rid] = req
+        return rid, req
+
+    async def _one(self, body, rid: int, req: _Request) -> Event:
+        self._send(body)
+        ev = await req.queue.get()
+        if ev is None:
+            raise CtrlError(self.closed_reason or "connection closed")
+        if ev.kind == "Error":
+            raise CtrlError(ev.body.message, ev.body.code)
+        return ev
+
+    # ------------------------------------------------------------------ events
+    async def events(self):
+        """Async iterator over every event of this connection (including subscribed ones)."""
+        if self._all is None:
+            self._all = asyncio.Queue()
+        while True:
+            ev = await self._all.get()
+            if ev is None:
+                return
+            yield ev
+
+    # ------------------------------------------------------------------ run
+    async def start(self, argv: list[str], *, env: dict | None = None, inherit_env: bool = True,
+                    cwd: str | None = None, timeout: float | None = None, grace: float | None = None,
+                    capture: bool = True, stdout_path: str | None = None, stderr_path: str | None = None,
+                    kill_on_disconnect: bool = False) -> RunHandle:
+        """Start a command; returns a handle whose events() stream ends with ProcessTerminated."""
+        if not argv:
+            raise ValueError("empty argv")
+        rid, req = self._new_request({"ProcessTerminated", "ChildCreationError"})
+        body = g.RunCommandT(
+            path=argv[0], args=list(argv), requestId=rid, cwd=cwd,
+            envp=[f"{k}={v}" for k, v in env.items()] if env else None, inheritEnv=inherit_env,
+            timeoutMs=int(timeout * 1000) if timeout else 0, graceMs=int(grace * 1000) if grace else 0,
+            captureStdout=capture and not stdout_path, captureStderr=capture and not stderr_path,
+            stdoutPath=stdout_path, stderrPath=stderr_path, killOnDisconnect=kill_on_disconnect,
+        )
+        self._send(body)
+        return RunHandle(self, rid, req)
+
+    async def run(self, argv: list[str], **kw) -> RunResult:
+        """Run a command to completion and collect its output and exit information."""
+        return await (await self.start(argv, **kw)).wait()
+
+    async def kill(self, pid: int = 0, *, request_id: int = 0, sig: int = _signal.SIGKILL) -> None:
+        rid, req = self._new_request({"Ack"})
+        await self._one(g.KillProcessT(pid=pid, requestId=rid, targetRequestId=request_id, signal=int(sig)), rid, req)
+
+    # ------------------------------------------------------------------ watches
+    async def watch_file(self, path: str, events=("created", "modified", "deleted"), *, size: int = 0,
+                         timeout: float | None = None) -> Watch:
+        mask = 0
+        for e in events:
+            mask |= MASK_OF_EVENT[e]
+        ino = g.InotifyT(rootPaths=path, mask=mask, size=min(size, 0xFFFFFFFF), size64=size,
+                         timeoutMs=int(timeout * 1000) if timeout else 0)
+        return await self._watch(ino, "InotifyWatchListUpdated")
+
+    async def watch_port(self, port: int, *, timeout: float | None = None) -> Watch:
+        sock = g.TCPSocketT(destport=port, timeoutMs=int(timeout * 1000) if timeout else 0)
+        return await self._watch(sock, "SocketWatched")
+
+    async def _watch(self, what, ack_kind: str) -> Watch:
+        rid, req = self._new_request({"WatchEnded"})
+        sv = g.SurveillanceEventT()
+        sv.eventType = g.Surveillance.Inotify if isinstance(what, g.InotifyT) else g.Surveillance.TCPSocket
+        sv.event = what
+        self._send(g.RunCommandT(requestId=rid, toWatch=[sv]))
+        ev = await req.queue.get()
+        if ev is None:
+            raise CtrlError(self.closed_reason or "connection closed")
+        if ev.kind == "Error":
+            self._requests.pop(rid, None)
+            raise CtrlError(ev.body.message, ev.body.code)
+        return Watch(self, rid, req, ev)
+
+    async def remove_watch(self, request_id: int) -> None:
+        self._send(g.RemoveWatchT(requestId=request_id))
+
+    # ------------------------------------------------------------------ misc
+    async def status(self) -> g.StatusReplyT:
+        rid, req = self._new_request({"StatusReply"})
+        ev = await self._one(g.StatusRequestT(requestId=rid), rid, req)
+        for p in ev.body.processes or []:
+            p.args = [as_str(a) for a in p.args or []]
+        return ev.body
+
+    async def subscribe(self, enable: bool = True) -> None:
+        """Also receive the events of commands started by other clients (see events())."""
+        rid, req = self._new_request({"Ack"})
+        await self._one(g.SubscribeT(requestId=rid, enable=enable), rid, req)
+
+
+class RunHandle:
+    def __init__(self, client: Client, request_id: int, req: _Request):
+        self.client = client
+        self.request_id = request_id
+        self._req = req
+        self.pid = 0
+
+    async def events(self):
+        """This run's events up to and including the terminal one."""
+        while True:
+            ev = await self._req.queue.get()
+            if ev is None:
+                raise CtrlError(self.client.closed_reason or "connection closed")
+            if ev.kind == "Error":
+                raise CtrlError(ev.body.message, ev.body.code)
+            if ev.kind == "ProcessLaunched":
+                self.pid = ev.body.pid
+            yield ev
+            if ev.kind in self._req.terminal:
+                return
+
+    async def kill(self, sig: int = _signal.SIGKILL) -> None:
+        await self.client.kill(request_id=self.request_id, sig=sig)
+
+    async def wait(self, on_output=None) -> RunResult:
+        """Collect the run; `on_output(stream, data)` is called for each chunk as it arrives."""
+        res = RunResult()
+        out, err = bytearray(), bytearray()
+        async for ev in self.events():
+            res.events.append(ev)
+            b = ev.body
+            if ev.kind == "OutputChunk":
+                if on_output is not None:
+                    on_output(b.stream, b.data)
+                (out if b.stream == g.Stream.stdout else err).extend(b.data)
+            elif ev.kind == "ProcessLaunched":
+                res.pid = b.pid
+            elif ev.kind == "ExecveTerminated" and not b.success:
+                res.exec_failed, res.exec_errno, res.message = True, b.execErrno, b.message or ""
+            elif ev.kind == "ChildCreationError":
+                res.exec_failed, res.exec_errno, res.message = True, b.errorCode, b.message or ""
+                res.exit_code = 127
+            elif ev.kind == "ProcessTerminated":
+                res.exit_code, res.signal, res.timed_out = b.exitCode, b.signal, b.timedOut
+                res.user_cpu_s, res.sys_cpu_s = b.userCpuNs / 1e9, b.sysCpuNs / 1e9
+                res.max_rss_kb, res.wall_s = b.maxRssKb, b.wallNs / 1e9
+        res.stdout, res.stderr = bytes(out), bytes(err)
+        return res
+
+
+class Watch:
+    def __init__(self, client: Client, request_id: int, req: _Request, first: Event):
+        self.client = client
+        self.request_id = request_id
+        self._req = req
+        self.registered = first
+
+    async def events(self):
+        """InotifyPathUpdated / SocketWatchTerminated events, ending with WatchEnded."""
+        while True:
+            ev = await self._req.queue.get()
+            if ev is None:
+                raise CtrlError(self.client.closed_reason or "connection closed")
+            yield ev
+            if ev.kind == "WatchEnded":
+                return
+
+    async def remove(self) -> None:
+        await self.client.remove_watch(self.request_id)
+
+
+# ---------------------------------------------------------------------- fan-out
+async def connect_many(addrs: list[str], **kw) -> list[Client]:
+    """Connect to every daemon concurrently; raises the first failure after closing the others."""
+    results = await asyncio.gather(*(Client.connect(a, **kw) for a in addrs), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        for r in results:
+            if isinstance(r, Client):
+                await r.close()
+        raise errors[0]
+    return list(results)
+
+
+async def run_many(clients: list[Client], argv: list[str], on_output=None, **kw) -> dict[str, RunResult]:
+    """Run `argv` on every daemon at once; `on_output(name, stream, data)` sees output as it comes.
+
+    Returns {daemon name: RunResult}.
+    """
+
+    async def one(c: Client):
+        h = await c.start(argv, **kw)
+        cb = None if on_output is None else (lambda s, d, n=c.name: on_output(n, s, d))
+        return c.name, await h.wait(cb)
+
+    return dict(await asyncio.gather(*(one(c) for c in clients)))

@@ -1,0 +1,378 @@
+"""Commands run by the daemon: spawn, exit detection with pidfd, output streaming, timeout, kill.
+
+No thread and no periodic reaping: each child's pidfd sits in the event loop (add_reader) and
+becomes readable when the child exits; the child is then reaped with wait4() for its rusage.
+asyncio's own subprocess support is avoided on purpose: CPython 3.11's default child watcher
+starts one thread per child.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+
+from ctrld.protocol.codec import as_str, now_ns
+from ctrld.protocol.generated import ctrld_generated as g
+
+# After the process exits, wait at most this long for its output pipes to reach EOF (a
+# grandchild may keep them open) before closing the run.
+PIPE_DRAIN_S = 0.2
+READ_CHUNK = 65536
+DEFAULT_GRACE_MS = 2000
+EXEC_FAILED_CODE = 127  # what a shell reports for a command it could not execute
+
+
+@dataclass
+class RunSpec:
+    argv: list
+    path: str
+    env: dict | None
+    cwd: str | None = None
+    timeout_ms: int = 0
+    grace_ms: int = 0
+    capture_stdout: bool = False
+    capture_stderr: bool = False
+    stdout_path: str | None = None
+    stderr_path: str | None = None
+    kill_on_disconnect: bool = False
+
+
+def spec_from_request(req: g.RunCommandT) -> RunSpec:
+    args = [as_str(a) for a in (req.args or [])]
+    path = req.path or ""
+    if not args:
+        args = [path]
+    env = None
+    if req.envp:
+        pairs = [as_str(kv) for kv in req.envp]
+        env = dict(os.environ) if req.inheritEnv else {}
+        for kv in pairs:
+            k, sep, v = kv.partition("=")
+            if not sep or not k:
+                raise ValueError(f"environment entry {kv!r} is not K=V")
+            env[k] = v
+    return RunSpec(
+        argv=args, path=path, env=env, cwd=req.cwd or None, timeout_ms=req.timeoutMs,
+        grace_ms=req.graceMs or DEFAULT_GRACE_MS, capture_stdout=req.captureStdout,
+        capture_stderr=req.captureStderr, stdout_path=req.stdoutPath or None,
+        stderr_path=req.stderrPath or None, kill_on_disconnect=req.killOnDisconnect,
+    )
+
+
+@dataclass
+class Command:
+    """One run: its process group (pgid == pid), pidfd, pipes and timers."""
+
+    spec: RunSpec
+    owner: object  # the Connection that asked for it (None once it disconnected)
+    request_id: int
+    pid: int = 0
+    pidfd: int = -1
+    started_ns: int = 0
+    pipes: dict = field(default_factory=dict)  # fd -> g.Stream value
+    popen: subprocess.Popen | None = None
+    cgroup: str | None = None
+    timed_out: bool = False
+    killed_by_request: bool = False
+    status: int | None = None
+    rusage: object = None
+    exit_ns: int = 0
+    finished: bool = False
+    timers: list = field(default_factory=list)
+
+
+class ProcessTable:
+    """Spawns commands and reports their life through `emit(command, body, extension)`.
+
+    `extension` is True for union members that only v2 clients receive (see ctrld.fbs).
+    """
+
+    def __init__(self, loop, emit, cgroup_root: str | None = None):
+        self.loop = loop
+        self.emit = emit
+        self.cgroup_root = cgroup_root
+        self.by_pid: dict[int, Command] = {}
+        self._cgroup_seq = 0
+
+    # ------------------------------------------------------------------ spawn
+    def start(self, spec: RunSpec, owner, request_id: int) -> Command:
+        cmd = Command(spec=spec, owner=owner, request_id=request_id)
+        files = []
+        try:
+            stdout = subprocess.DEVNULL
+            stderr = subprocess.DEVNULL
+            if spec.capture_stdout:
+                stdout = subprocess.PIPE
+            elif spec.stdout_path:
+                stdout = open(spec.stdout_path, "ab")  # noqa: SIM115 - closed right after spawn
+                files.append(stdout)
+            if spec.capture_stderr:
+                stderr = subprocess.PIPE
+            elif spec.stderr_path:
+                stderr = open(spec.stderr_path, "ab")  # noqa: SIM115
+                files.append(stderr)
+            preexec = self._cgroup_preexec(cmd) if self.cgroup_root else None
+        except (OSError, ValueError) as e:
+            for f in files:
+                f.close()
+            self._creation_error(cmd, e)
+            return cmd
+
+        # Popen is constructed in two steps so that, when exec fails, the pid of the child that
+        # tried (already reaped by Popen) is still known: the seed reports ExecveTerminated{pid>0}.
+        popen = subprocess.Popen.__new__(subprocess.Popen)
+        cmd.started_ns = now_ns()
+        try:
+            # start_new_session: own session and process group (pgid == pid), so the whole tree
+            # can be signalled and a Ctrl-C on the daemon's terminal does not reach commands.
+            popen.__init__(
+                spec.argv, executable=spec.path or None, env=spec.env, cwd=spec.cwd,
+                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                start_new_session=True, preexec_fn=preexec,
+            )
+        except (OSError, subprocess.SubprocessError, ValueError, TypeError) as e:
+            pid = getattr(popen, "pid", None)
+            if isinstance(e, OSError) and pid:
+                self._exec_failed(cmd, pid, e)
+            else:
+                self._creation_error(cmd, e)
+            self._remove_cgroup(cmd)
+            return cmd
+        finally:
+            for f in files:
+                f.close()
+
+        cmd.popen = popen
+        cmd.pid = popen.pid
+        # The child cannot have been reaped yet (only we reap), so the pid is still ours.
+        cmd.pidfd = os.pidfd_open(cmd.pid)
+        self.by_pid[cmd.pid] = cmd
+        self.loop.add_reader(cmd.pidfd, self._on_exit, cmd)
+        for f, stream in ((popen.stdout, g.Stream.stdout), (popen.stderr, g.Stream.stderr)):
+            if f is not None:
+                fd = f.fileno()
+                os.set_blocking(fd, False)
+                cmd.pipes[fd] = stream
+                self.loop.add_reader(fd, self._on_output, cmd, fd)
+        if spec.timeout_ms:
+            cmd.timers.append(self.loop.call_later(spec.timeout_ms / 1000, self._on_timeout, cmd))
+
+        t = cmd.started_ns
+        self.emit(cmd, g.ProcessLaunchedT(pid=cmd.pid, requestId=cmd.request_id, timeNs=t), False)
+        self.emit(
+            cmd,
+            g.ExecveTerminatedT(
+                pid=cmd.pid, commandName=spec.argv[0], success=True, requestId=cmd.request_id, timeNs=t,
+            ),
+            False,
+        )
+        return cmd
+
+    def _exec_failed(self, cmd: Command, pid: int, e: OSError) -> None:
+        cmd.pid = pid
+        t = now_ns()
+        rid = cmd.request_id
+        code = e.errno or errno.EIO
+        what = e.strerror or str(e)
+        if e.filename:
+            what = f"{what}: {e.filename}"
+        self.emit(cmd, g.ProcessLaunchedT(pid=pid, requestId=rid, timeNs=t), False)
+        self.emit(
+            cmd,
+            g.ExecveTerminatedT(
+                pid=pid, commandName=cmd.spec.argv[0], success=False, requestId=rid, timeNs=t,
+                execErrno=code, message=what,
+            ),
+            False,
+        )
+        self.emit(
+            cmd,
+            g.ProcessTerminatedT(
+                pid=pid, errorCode=EXEC_FAILED_CODE, requestId=rid, timeNs=t, exitCode=EXEC_FAILED_CODE,
+                execFailed=True, wallNs=t - cmd.started_ns,
+            ),
+            False,
+        )
+        cmd.finished = True
+
+    def _creation_error(self, cmd: Command, e: Exception) -> None:
+        code = getattr(e, "errno", None) or errno.EINVAL
+        self.emit(
+            cmd,
+            g.ChildCreationErrorT(errorCode=code, requestId=cmd.request_id, timeNs=now_ns(), message=str(e)),
+            False,
+        )
+        cmd.finished = True
+
+    # ------------------------------------------------------------------ cgroup v2
+    def _cgroup_preexec(self, cmd: Command):
+        """Per-command cgroup under a delegated cgroup v2 directory, for `cgroup.kill`.
+
+        The child moves itself in before exec (preexec_fn; the daemon is single-threaded, so this
+        is safe), hence even its fastest descendants are inside.
+        """
+        self._cgroup_seq += 1
+        path = os.path.join(self.cgroup_root, f"cmd-{os.getpid()}-{self._cgroup_seq}")
+        os.mkdir(path)
+        cmd.cgroup = path
+        procs = os.path.join(path, "cgroup.procs")
+
+        def join():
+            with open(procs, "w") as f:
+                f.write("0")
+
+        return join
+
+    def _remove_cgroup(self, cmd: Command) -> None:
+        if cmd.cgroup:
+            try:
+                os.rmdir(cmd.cgroup)
+                cmd.cgroup = None
+            except OSError:
+                pass  # still populated (escaped descendants): left for a later kill
+
+    # ------------------------------------------------------------------ events
+    def _on_output(self, cmd: Command, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self.emit(
+                cmd,
+                g.OutputChunkT(requestId=cmd.request_id, pid=cmd.pid, stream=cmd.pipes[fd], data=data, timeNs=now_ns()),
+                True,
+            )
+        else:
+            self._close_pipe(cmd, fd)
+            if cmd.status is not None and not cmd.pipes:
+                self._finish(cmd)
+
+    def _close_pipe(self, cmd: Command, fd: int) -> None:
+        self.loop.remove_reader(fd)
+        del cmd.pipes[fd]
+        # The Popen file objects own these fds: close through them.
+        for f in (cmd.popen.stdout, cmd.popen.stderr):
+            if f is not None and not f.closed and f.fileno() == fd:
+                f.close()
+
+    def _on_exit(self, cmd: Command) -> None:
+        self.loop.remove_reader(cmd.pidfd)
+        if cmd.timed_out:
+            # Clean up the rest of the tree while the leader is a zombie: its pgid cannot have been
+            # reused yet.
+            self._signal_group(cmd, signal.SIGKILL)
+        try:
+            pid, status, rusage = os.wait4(cmd.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status, rusage = cmd.pid, 0, None
+        if pid == 0:  # spurious wake-up: not exited yet
+            self.loop.add_reader(cmd.pidfd, self._on_exit, cmd)
+            return
+        cmd.exit_ns = now_ns()
+        cmd.status = status
+        cmd.rusage = rusage
+        # Tell Popen the child is reaped, so it never waits for it (and __del__ never tracks it).
+        cmd.popen.returncode = os.waitstatus_to_exitcode(status)
+        os.close(cmd.pidfd)
+        cmd.pidfd = -1
+        for t in cmd.timers:
+            t.cancel()
+        cmd.timers.clear()
+        # Output written just before exit is usually already in the pipes: read it now.
+        for fd in list(cmd.pipes):
+            while fd in cmd.pipes:
+                try:
+                    data = os.read(fd, READ_CHUNK)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    self._close_pipe(cmd, fd)
+                    break
+                self.emit(
+                    cmd,
+                    g.OutputChunkT(requestId=cmd.request_id, pid=cmd.pid, stream=cmd.pipes[fd], data=data, timeNs=now_ns()),
+                    True,
+                )
+        if cmd.pipes:
+            cmd.timers.append(self.loop.call_later(PIPE_DRAIN_S, self._drain_deadline, cmd))
+        else:
+            self._finish(cmd)
+
+    def _drain_deadline(self, cmd: Command) -> None:
+        for fd in list(cmd.pipes):
+            self._close_pipe(cmd, fd)
+        self._finish(cmd)
+
+    def _finish(self, cmd: Command) -> None:
+        if cmd.finished:
+            return
+        cmd.finished = True
+        for t in cmd.timers:
+            t.cancel()
+        cmd.timers.clear()
+        self.by_pid.pop(cmd.pid, None)
+        self._remove_cgroup(cmd)
+        status = cmd.status
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            exit_code, error_code = -1, 128 + sig
+        else:
+            sig = 0
+            exit_code = error_code = os.WEXITSTATUS(status)
+        ru = cmd.rusage
+        body = g.ProcessTerminatedT(
+            pid=cmd.pid, errorCode=error_code, requestId=cmd.request_id, timeNs=cmd.exit_ns,
+            exitCode=exit_code, signal=sig, timedOut=cmd.timed_out, wallNs=cmd.exit_ns - cmd.started_ns,
+        )
+        if ru is not None:
+            body.userCpuNs = int(ru.ru_utime * 1e9)
+            body.sysCpuNs = int(ru.ru_stime * 1e9)
+            body.maxRssKb = ru.ru_maxrss
+        self.emit(cmd, body, False)
+
+    def _on_timeout(self, cmd: Command) -> None:
+        if cmd.status is not None:
+            return
+        cmd.timed_out = True
+        self._signal_group(cmd, signal.SIGTERM)
+        cmd.timers.append(self.loop.call_later(cmd.spec.grace_ms / 1000, self._on_grace_over, cmd))
+
+    def _on_grace_over(self, cmd: Command) -> None:
+        if cmd.status is None:
+            self._signal_group(cmd, signal.SIGKILL)
+
+    # ------------------------------------------------------------------ kill
+    def _signal_group(self, cmd: Command, sig: int) -> None:
+        if sig == signal.SIGKILL and cmd.cgroup:
+            try:
+                with open(os.path.join(cmd.cgroup, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+        try:
+            os.killpg(cmd.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            # The leader changed its process group to one we may not signal: signal it alone.
+            signal.pidfd_send_signal(cmd.pidfd, sig)
+
+    def kill(self, cmd: Command, sig: int) -> None:
+        """Signal the command's whole process group (the leader is not reaped yet: pgid is ours)."""
+        if cmd.status is not None or cmd.finished:
+            raise ProcessLookupError(errno.ESRCH, "the command has already exited")
+        cmd.killed_by_request = True
+        self._signal_group(cmd, sig)
+
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        for cmd in list(self.by_pid.values()):
+            if cmd.status is None:
+                self._signal_group(cmd, sig)

@@ -1,0 +1,165 @@
+"""Framing and (de)serialisation of ctrld messages.
+
+A frame is a u32 little-endian length followed by a FlatBuffer whose root is `Message` - exactly
+FlatBuffers' size-prefixed buffer, and exactly the seed daemon's format.
+
+Python FlatBuffers has no verifier: a corrupt buffer raises (struct.error, IndexError, ...) from
+inside accessors.  `decode` therefore unpacks the whole message eagerly with the object API inside
+one try/except, so callers only ever see `ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import flatbuffers
+from flatbuffers import number_types
+
+from ctrld.protocol.generated import ctrld_generated as g
+
+DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+_LEN = struct.Struct("<I")
+
+# Union member name <-> tag <-> object-API class, derived from the generated code so that the
+# table stays right when members are appended to the schema.
+TAG_OF_NAME: dict[str, int] = {
+    name: value for name, value in vars(g.Event).items() if isinstance(value, int) and name != "NONE"
+}
+NAME_OF_TAG: dict[int, str] = {v: k for k, v in TAG_OF_NAME.items()}
+_CLASS_OF_TAG = {tag: getattr(g, name + "T") for tag, name in NAME_OF_TAG.items()}
+_TAG_OF_CLASS = {cls: tag for tag, cls in _CLASS_OF_TAG.items()}
+# Reader classes (g.RunCommand, ...) used by the lazy paths (output chunks).
+_READER_OF_TAG = {tag: getattr(g, name) for tag, name in NAME_OF_TAG.items()}
+
+SEED_MEMBERS = frozenset(
+    [
+        "RunCommand", "KillProcess", "EstablishTCPConnection", "EstablishUnixConnection",
+        "ExecveTerminated", "ProcessLaunched", "ChildCreationError", "ProcessTerminated",
+        "TCPSocketListening", "InotifyPathUpdated", "InotifyWatchListUpdated", "SocketWatched",
+        "SocketWatchTerminated",
+    ]
+)
+
+
+class ProtocolError(Exception):
+    """A frame that cannot be decoded (corrupt, unknown union tag, too large)."""
+
+
+class FrameTooLarge(ProtocolError):
+    pass
+
+
+def now_ns() -> int:
+    return time.monotonic_ns()
+
+
+def encode(body) -> bytes:
+    """Serialise one object-API table (e.g. `g.ProcessLaunchedT(...)`) as a size-prefixed frame."""
+    if isinstance(body, g.OutputChunkT):
+        return encode_output_chunk(body.requestId, body.pid, body.stream, body.data, body.timeNs)
+    b = flatbuffers.Builder(128)
+    off = body.Pack(b)
+    g.MessageStart(b)
+    g.MessageAddEventsType(b, _TAG_OF_CLASS[type(body)])
+    g.MessageAddEvents(b, off)
+    b.FinishSizePrefixed(g.MessageEnd(b))
+    return bytes(b.Output())
+
+
+def encode_output_chunk(request_id: int, pid: int, stream: int, data: bytes, time_ns: int) -> bytes:
+    # The object API packs [ubyte] one byte per call without numpy: build the vector in one copy.
+    b = flatbuffers.Builder(len(data) + 96)
+    vec = b.CreateByteVector(bytes(data))
+    g.OutputChunkStart(b)
+    g.OutputChunkAddRequestId(b, request_id)
+    g.OutputChunkAddPid(b, pid)
+    g.OutputChunkAddStream(b, stream)
+    g.OutputChunkAddData(b, vec)
+    g.OutputChunkAddTimeNs(b, time_ns)
+    off = g.OutputChunkEnd(b)
+    g.MessageStart(b)
+    g.MessageAddEventsType(b, TAG_OF_NAME["OutputChunk"])
+    g.MessageAddEvents(b, off)
+    b.FinishSizePrefixed(g.MessageEnd(b))
+    return bytes(b.Output())
+
+
+def _output_chunk_data(chunk: g.OutputChunk) -> bytes:
+    o = number_types.UOffsetTFlags.py_type(chunk._tab.Offset(10))  # field 3 (`data`): vtable slot 4 + 2*3
+    if o == 0:
+        return b""
+    start = chunk._tab.Vector(o)
+    n = chunk._tab.VectorLen(o)
+    data = bytes(chunk._tab.Bytes[start : start + n])
+    if len(data) != n:
+        raise ProtocolError("output chunk overruns its frame")
+    return data
+
+
+def decode(payload: bytes, accept: frozenset[str] | None = None):
+    """Decode one frame body (without its length prefix) into (member name, object-API table).
+
+    `accept`: the member names the caller handles; any other member raises ProtocolError before
+    the (possibly costly) unpacking is done.
+    """
+    try:
+        msg = g.Message.GetRootAs(payload, 0)
+        tag = msg.EventsType()
+        name = NAME_OF_TAG.get(tag)
+        if name is None:
+            raise ProtocolError(f"unknown union tag {tag}" if tag else "message carries no event")
+        if accept is not None and name not in accept:
+            raise ProtocolError(f"unexpected message type {name}")
+        table = msg.Events()
+        if table is None:
+            raise ProtocolError(f"{name} without a body")
+        if name == "OutputChunk":
+            reader = g.OutputChunk()
+            reader.Init(table.Bytes, table.Pos)
+            body = g.OutputChunkT(
+                requestId=reader.RequestId(), pid=reader.Pid(), stream=reader.Stream(),
+                timeNs=reader.TimeNs(),
+            )
+            body.data = _output_chunk_data(reader)
+            return name, body
+        reader = _READER_OF_TAG[tag]()
+        reader.Init(table.Bytes, table.Pos)
+        return name, _CLASS_OF_TAG[tag].InitFromObj(reader)
+    except ProtocolError:
+        raise
+    except Exception as e:  # no verifier: any accessor may fail on a corrupt buffer
+        raise ProtocolError(f"undecodable frame ({type(e).__name__}: {e})") from None
+
+
+class FrameSplitter:
+    """Cuts a byte stream into frame bodies; refuses frames above `max_frame` bytes."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME):
+        self.max_frame = max_frame
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        frames = []
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= 4:
+            (n,) = _LEN.unpack_from(buf, pos)
+            if n > self.max_frame:
+                del buf[:pos]
+                raise FrameTooLarge(f"frame of {n} bytes exceeds the {self.max_frame}-byte limit")
+            if len(buf) - pos - 4 < n:
+                break
+            frames.append(bytes(buf[pos + 4 : pos + 4 + n]))
+            pos += 4 + n
+        if pos:
+            del buf[:pos]
+        return frames
+
+
+def as_str(value) -> str | None:
+    """Strings inside vectors are not decoded by the object API: give them back as str."""
+    if value is None or isinstance(value, str):
+        return value
+    return bytes(value).decode("utf-8", "surrogateescape")

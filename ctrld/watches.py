@@ -1,0 +1,263 @@
+"""File watches (inotify) and TCP port watches (sock_diag), each with a timeout and removable.
+
+File watches: a directory that exists is watched itself (events on its entries); anything else
+is watched through its parent directory, filtered on the name - so a file that does not exist
+yet, is deleted or re-created is followed with one inotify watch and no polling.  "Size reached"
+has no inotify event: the size is checked at registration and on every write event.
+
+Port watches: netlink has no event for a socket entering LISTEN, so while at least one port
+watch exists the listening sockets are dumped every POLL_S (one NETLINK_SOCK_DIAG dump per
+address family, tens of microseconds); with no port watch there is no timer at all.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+from ctrld import inotify as ino
+from ctrld.protocol.codec import now_ns
+from ctrld.protocol.generated import ctrld_generated as g
+
+POLL_S = 0.001
+SEED_PORT_TIMEOUT_MS = 10_000
+ALL_EVENTS = ino.IN_ACCESS | ino.IN_MODIFY | ino.IN_CREATE | ino.IN_DELETE
+_ALWAYS = ino.IN_DELETE_SELF | ino.IN_MOVE_SELF  # to notice the watched directory going away
+
+
+@dataclass(eq=False)
+class FileWatch:
+    owner: object
+    request_id: int
+    path: str
+    mask: int  # user's inotify bits (ALL_EVENTS when the client gave 0 and no size)
+    size: int
+    dir: str = ""  # the directory carrying the inotify watch
+    name: str = ""  # entry filtered on in `dir` ('' : the directory itself is the target)
+    size_reported: bool = False
+    timer: object = None
+
+
+@dataclass(eq=False)
+class PortWatch:
+    owner: object
+    request_id: int
+    port: int
+    timer: object = None
+
+
+@dataclass
+class _Dir:
+    wd: int
+    watches: set = field(default_factory=set)
+    mask: int = 0
+
+
+def _kernel_mask(w: FileWatch) -> int:
+    m = w.mask & ALL_EVENTS
+    if w.mask & ino.IN_CREATE:
+        m |= ino.IN_MOVED_TO
+    if w.mask & ino.IN_DELETE:
+        m |= ino.IN_MOVED_FROM
+    if w.size:
+        m |= ino.IN_MODIFY | ino.IN_CLOSE_WRITE | ino.IN_CREATE | ino.IN_MOVED_TO
+    return m | _ALWAYS
+
+
+class WatchTable:
+    """Owns the inotify fd and the port scanner; reports through `emit(owner, body, extension)`."""
+
+    def __init__(self, loop, emit):
+        self.loop = loop
+        self.emit = emit
+        self._inotify: ino.Inotify | None = None
+        self._dirs: dict[str, _Dir] = {}
+        self._by_wd: dict[int, _Dir] = {}
+        self.ports: set[PortWatch] = set()
+        self._scanner = None
+        self._poll_handle = None
+
+    # ------------------------------------------------------------------ common
+    def all(self):
+        for d in self._dirs.values():
+            yield from d.watches
+        yield from self.ports
+
+    def remove(self, owner, request_id: int) -> int:
+        found = [w for w in self.all() if w.owner is owner and w.request_id == request_id]
+        for w in found:
+            self._end(w, g.WatchEndReason.removed)
+        return len(found)
+
+    def drop_owner(self, owner) -> None:
+        for w in [w for w in self.all() if w.owner is owner]:
+            self._discard(w)
+
+    def close(self) -> None:
+        for w in list(self.all()):
+            self._discard(w)
+        if self._inotify:
+            self.loop.remove_reader(self._inotify.fd)
+            self._inotify.close()
+        if self._scanner:
+            self._scanner.close()
+
+    def _arm_timeout(self, w, timeout_ms: int) -> None:
+        if timeout_ms:
+            w.timer = self.loop.call_later(timeout_ms / 1000, self._end, w, g.WatchEndReason.timeout)
+
+    def _end(self, w, reason: int) -> None:
+        if not self._discard(w):
+            return
+        t = now_ns()
+        if isinstance(w, PortWatch):
+            state = g.SocketState.listeing if reason == g.WatchEndReason.triggered else g.SocketState.unknown
+            self.emit(w.owner, g.SocketWatchTerminatedT(port=w.port, state=state, requestId=w.request_id, timeNs=t), False)
+            ended = g.WatchEndedT(requestId=w.request_id, reason=reason, port=w.port, timeNs=t)
+        else:
+            ended = g.WatchEndedT(requestId=w.request_id, reason=reason, path=w.path, timeNs=t)
+        self.emit(w.owner, ended, True)
+
+    def _discard(self, w) -> bool:
+        """Forget a watch without telling anyone; False if it was already gone."""
+        if w.timer is not None:
+            w.timer.cancel()
+            w.timer = None
+        if isinstance(w, PortWatch):
+            if w not in self.ports:
+                return False
+            self.ports.discard(w)
+            if not self.ports and self._poll_handle is not None:
+                self._poll_handle.cancel()
+                self._poll_handle = None
+            return True
+        d = self._dirs.get(w.dir)
+        if d is None or w not in d.watches:
+            return False
+        d.watches.discard(w)
+        self._update_dir(w.dir, d)
+        return True
+
+    # ------------------------------------------------------------------ files
+    def add_file(self, owner, request_id: int, path: str, mask: int, size: int, timeout_ms: int) -> FileWatch:
+        """Raises OSError when the path cannot be watched (e.g. its directory does not exist)."""
+        if not path:
+            raise OSError(errno.EINVAL, "empty path")
+        path = os.path.abspath(path)
+        if mask == 0 and size == 0:
+            mask = ALL_EVENTS
+        w = FileWatch(owner=owner, request_id=request_id, path=path, mask=mask, size=size)
+        if os.path.isdir(path):
+            w.dir, w.name = path, ""
+        else:
+            w.dir, w.name = os.path.dirname(path), os.path.basename(path)
+        if self._inotify is None:
+            self._inotify = ino.Inotify()
+            self.loop.add_reader(self._inotify.fd, self._on_inotify)
+        d = self._dirs.get(w.dir)
+        if d is None:
+            wd = self._inotify.add_watch(w.dir, _kernel_mask(w) | ino.IN_ONLYDIR)
+            d = self._by_wd.get(wd)  # same directory under another spelling (symlink)
+            if d is None:
+                d = _Dir(wd=wd)
+                self._by_wd[wd] = d
+            self._dirs[w.dir] = d
+        d.watches.add(w)
+        self._update_dir(w.dir, d)
+        self._arm_timeout(w, timeout_ms)
+        self.emit(owner, g.InotifyWatchListUpdatedT(path=path, requestId=request_id, timeNs=now_ns()), False)
+        if w.size:
+            self._check_size(w)
+        return w
+
+    def _update_dir(self, key: str, d: _Dir) -> None:
+        if not d.watches:
+            for k in [k for k, v in self._dirs.items() if v is d]:
+                del self._dirs[k]
+            self._by_wd.pop(d.wd, None)
+            if self._inotify is not None:
+                self._inotify.rm_watch(d.wd)
+            return
+        mask = 0
+        for w in d.watches:
+            mask |= _kernel_mask(w)
+        if mask != d.mask:
+            # inotify_add_watch on a watched inode replaces its mask: the union of all watches.
+            try:
+                self._inotify.add_watch(key, mask | ino.IN_ONLYDIR)
+            except OSError:
+                return  # the directory is going away: its IN_IGNORED ends the watches
+            d.mask = mask
+
+    def _check_size(self, w: FileWatch) -> None:
+        if w.size_reported:
+            return
+        try:
+            size = os.stat(w.path).st_size
+        except OSError:
+            return
+        if size >= w.size:
+            w.size_reported = True
+            self._report(w, w.path, g.InotifyEvent.size_reached, 0, size)
+
+    def _report(self, w: FileWatch, path: str, kind: int, raw: int, size: int) -> None:
+        body = g.InotifyPathUpdatedT(
+            path=path, triggerEvents=kind, size=min(size, 0xFFFFFFFF), sizeLimit=min(w.size, 0xFFFFFFFF),
+            requestId=w.request_id, timeNs=now_ns(), rawMask=raw, size64=size,
+        )
+        self.emit(w.owner, body, False)
+
+    def _on_inotify(self) -> None:
+        for wd, mask, name in self._inotify.read():
+            d = self._by_wd.get(wd)
+            if d is None:
+                continue
+            if mask & (ino.IN_IGNORED | ino.IN_DELETE_SELF | ino.IN_MOVE_SELF):
+                # The watched directory itself is gone: a directory target was deleted, or the
+                # parent of a file target vanished - these watches cannot continue.
+                for w in list(d.watches):
+                    if w.name == "" and w.mask & ino.IN_DELETE:
+                        self._report(w, w.path, g.InotifyEvent.deleted, mask, 0)
+                    self._end(w, g.WatchEndReason.error if w.name else g.WatchEndReason.triggered)
+                continue
+            for w in list(d.watches):
+                if w.name and name != w.name:
+                    continue
+                path = os.path.join(w.dir, name) if name else w.dir
+                for bits, kind in (
+                    (ino.IN_CREATE | ino.IN_MOVED_TO, g.InotifyEvent.created),
+                    (ino.IN_MODIFY, g.InotifyEvent.modified),
+                    (ino.IN_ACCESS, g.InotifyEvent.accessed),
+                    (ino.IN_DELETE | ino.IN_MOVED_FROM, g.InotifyEvent.deleted),
+                ):
+                    user_bits = bits & (ino.IN_CREATE | ino.IN_MODIFY | ino.IN_ACCESS | ino.IN_DELETE)
+                    if mask & bits and w.mask & user_bits:
+                        self._report(w, path, kind, mask, 0)
+                if w.size and w.name and mask & (ino.IN_MODIFY | ino.IN_CLOSE_WRITE | ino.IN_CREATE | ino.IN_MOVED_TO):
+                    self._check_size(w)
+
+    # ------------------------------------------------------------------ ports
+    def add_port(self, owner, request_id: int, port: int, timeout_ms: int) -> PortWatch:
+        if not 0 < port < 65536:
+            raise OSError(errno.EINVAL, f"invalid port {port}")
+        w = PortWatch(owner=owner, request_id=request_id, port=port)
+        self.emit(owner, g.SocketWatchedT(port=port, requestId=request_id, timeNs=now_ns()), False)
+        if self._scanner is None:
+            from ctrld.netdiag import ListenScanner
+
+            self._scanner = ListenScanner()
+        self.ports.add(w)
+        self._arm_timeout(w, timeout_ms or SEED_PORT_TIMEOUT_MS)
+        self._poll_ports()
+        return w
+
+    def _poll_ports(self) -> None:
+        self._poll_handle = None
+        if not self.ports:
+            return
+        listening = self._scanner.listening_ports()
+        for w in [w for w in self.ports if w.port in listening]:
+            self._end(w, g.WatchEndReason.triggered)
+        if self.ports and self._poll_handle is None:
+            self._poll_handle = self.loop.call_later(POLL_S, self._poll_ports)
