@@ -401,46 +401,46 @@ class Scenario:
 
 def _resolve_binary(program: str, base: Path, env: dict[str, str], err) -> str:
     if not program:
-        raise err("empty program name")
+        raise err("empty program name", "program")
     if "/" not in program:
         found = shutil.which(program, path=env.get("PATH", os.environ.get("PATH", os.defpath)))
         if found is None:
-            raise err(f"program '{program}' not found in PATH")
+            raise err(f"program '{program}' not found in PATH", "program")
         return os.path.abspath(found)
     candidate = Path(program) if os.path.isabs(program) else base / program
     if not candidate.exists():
-        raise err(f"program '{program}' not found ({candidate})")
+        raise err(f"program '{program}' not found ({candidate})", "program")
     if not candidate.is_file():
-        raise err(f"program '{program}' is not a regular file")
+        raise err(f"program '{program}' is not a regular file", "program")
     if not os.access(candidate, os.X_OK):
-        raise err(f"program '{program}' is not executable")
+        raise err(f"program '{program}' is not executable", "program")
     return str(candidate.resolve())
 
 
 def _number(value: Any, what: str, err) -> float:
     if isinstance(value, bool):
-        raise err(f"invalid {what} {value!r}")
+        raise err(f"invalid {what} {value!r}", what)
     try:
         result = parse_time(value) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
-        raise err(f"invalid {what} {value!r}") from None
+        raise err(f"invalid {what} {value!r}", what) from None
     if result != result or result in (float("inf"), float("-inf")):
-        raise err(f"invalid {what} {value!r}")
+        raise err(f"invalid {what} {value!r}", what)
     return result
 
 
 def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, start: Any, kill: Any,
                expected: Any, base: Path, platform: PlatformInfo, source: str, err) -> ProcessSpec:
     if not platform.has_host(host):
-        raise err(f"unknown host '{host}'")
+        raise err(f"unknown host '{host}'", "host")
     start_time = 0.0 if start is None else _number(start, "start_time", err)
     if start_time < 0:
-        raise err(f"negative start_time {start!r}")
+        raise err(f"negative start_time {start!r}", "start_time")
     kill_time = None
     if kill is not None:
         kill_time = _number(kill, "kill_time", err)
         if kill_time <= start_time:
-            raise err(f"kill_time {kill!r} is not after start_time {start_time}")
+            raise err(f"kill_time {kill!r} is not after start_time {start_time}", "kill_time")
     if expected is None or (isinstance(expected, str) and expected.lower() == "any"):
         expected_exit = None
     else:
@@ -449,16 +449,16 @@ def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, sta
                 raise ValueError
             expected_exit = int(expected)
         except (TypeError, ValueError):
-            raise err(f"invalid expected_exit {expected!r}") from None
+            raise err(f"invalid expected_exit {expected!r}", "expected_exit") from None
         if not 0 <= expected_exit <= 255:
-            raise err(f"expected_exit {expected_exit} is not in 0..255")
+            raise err(f"expected_exit {expected_exit} is not in 0..255", "expected_exit")
     binary = _resolve_binary(argv[0], base, env, err)
     cwd_path = None
     if cwd is not None:
         c = Path(str(cwd))
         c = c if c.is_absolute() else base / c
         if not c.is_dir():
-            raise err(f"cwd '{cwd}' is not a directory")
+            raise err(f"cwd '{cwd}' is not a directory", "cwd")
         cwd_path = str(c.resolve())
     return ProcessSpec(host, argv, binary, env, cwd_path, start_time, kill_time, expected_exit, source)
 
@@ -474,7 +474,7 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
     specs = []
     for elem in root.iter("actor", "process"):
 
-        def err(message, _line=elem.line):
+        def err(message, _key=None, _line=elem.line):
             return ScenarioError(message, path, _line)
 
         for attr in ("host", "function"):
@@ -562,7 +562,7 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
     if not isinstance(data["platform"], str) or not data["platform"]:
         raise ScenarioError("'platform' must be a path", path, plat_line)
     platform = Path(data["platform"])
-    platform = platform if platform.is_absolute() else base / platform
+    platform = (platform if platform.is_absolute() else base / platform).resolve()
     if not platform.is_file():
         raise ScenarioError(f"platform file not found: {data['platform']}", path, plat_line)
     info = load_platform_info(platform)
@@ -619,13 +619,10 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
             raise key_err("env", "'env' must be a mapping")
         env = {str(k): "" if v is None else str(v) for k, v in env.items()}
 
-        def field_err(message, _key_err=key_err, _err=err, _entry=entry):
-            for key in ("start_time", "kill_time", "expected_exit", "cwd", "host"):
-                if key in message:
-                    return _key_err(key, message)
-            if message.startswith("program"):
-                return _key_err("path" if "path" in _entry else "args", message)
-            return _err(message)
+        def field_err(message, key=None, _key_err=key_err, _err=err, _entry=entry):
+            if key == "program":
+                key = "path" if "path" in _entry else "args"
+            return _key_err(key, message) if key in _entry else _err(message)
 
         specs.append(_make_spec(host=entry["host"], argv=argv, env=env, cwd=entry.get("cwd"),
                                 start=entry.get("start_time"), kill=entry.get("kill_time"),
