@@ -132,6 +132,8 @@ class Simulation:
                 )
             args = ["simterpose", f"--cfg=network/model:{network_model}"]
             for key, value in (extra_config or {}).items():
+                if isinstance(value, bool):
+                    value = "yes" if value else "no"
                 args.append(f"--cfg={key}:{value}")
             for item in [log] if isinstance(log, str) else list(log):
                 args.append(f"--log={item}")

@@ -375,3 +375,32 @@ def test_bad_model_and_missing_platform(simrun):
     """)
     assert "unknown network model 'nope'" in out["res"][0]
     assert "platform file not found" in out["res"][1]
+
+
+def test_actor_blocking_on_real_work_freezes_the_clock(simrun):
+    out = simrun("""
+        import time
+        sim = S.Simulation(TWO_HOSTS)
+        log = []
+        def real_worker():
+            t0 = time.monotonic()
+            time.sleep(0.2)                       # real work, outside SimGrid
+            log.append(["real", S.now(), time.monotonic() - t0 >= 0.2])
+            S.sleep_for(1)
+            log.append(["real-done", S.now()])
+        def sim_sleeper():
+            S.sleep_for(0.5)
+            log.append(["sim", S.now()])
+        sim.spawn("real", "h1", real_worker)
+        sim.spawn("sim", "h2", sim_sleeper)
+        ev = S.Event()
+        def timeout_waiter():
+            log.append(["event-timeout", ev.wait(timeout=0.25), S.now(), ev.is_set()])
+        sim.spawn("ev", "h2", timeout_waiter)
+        sim.run()
+        emit({"log": log})
+    """)
+    log = {entry[0]: entry[1:] for entry in out["log"]}
+    assert log["real"] == [0.0, True]  # no simulated time passed while the actor did real work
+    assert log["sim"] == [0.5] and log["real-done"] == [1.0]
+    assert log["event-timeout"] == [False, 0.25, False]
