@@ -1,8 +1,281 @@
-"""`ctrl` entry point (placeholder until the daemon lands)."""
+"""`ctrl`: command-line client of ctrld.
+
+    ctrl --connect 127.0.0.1:7600 run --timeout 10 -- make -j4
+    ctrl --connect a=host1:7600 --connect b=host2:7600 run -- uname -n     # fan-out, prefixed lines
+"""
+
+from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from ctrld import client as cl
+from ctrld.protocol.generated import ctrld_generated as g
+
+EXIT_USAGE = 2
+EXIT_CONNECT = 255  # like ssh: the command did not run because the daemon could not be reached
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ctrl", description="Drive ctrld daemons: run/kill commands, watch files and ports.")
+    p.add_argument("--connect", "-c", action="append", metavar="[NAME=]ADDR",
+                   help="daemon address: HOST:PORT, [V6]:PORT or unix:PATH; repeat to fan out "
+                   f"(default $CTRLD_ADDR or 127.0.0.1:{cl.DEFAULT_PORT})")
+    p.add_argument("--token-file", help="file holding the daemon's token")
+    p.add_argument("--tls", action="store_true", help="use TLS (implied by --tls-ca)")
+    p.add_argument("--tls-ca", help="CA certificate(s) to verify the daemon with")
+    p.add_argument("--tls-cert", help="client certificate (when the daemon requires one)")
+    p.add_argument("--tls-key", help="key of --tls-cert")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a command, stream its output, exit with its status")
+    r.add_argument("--timeout", type=float, metavar="S", help="SIGTERM after S seconds (then SIGKILL after --grace)")
+    r.add_argument("--grace", type=float, metavar="S", help="between SIGTERM and SIGKILL (default 2)")
+    r.add_argument("--env", action="append", default=[], metavar="K=V", help="add to the daemon's environment")
+    r.add_argument("--clean-env", action="store_true", help="only the --env variables, not the daemon's")
+    r.add_argument("--cwd", metavar="DIR")
+    r.add_argument("--detach-on-exit", action="store_true",
+                   help="leave the command running if ctrl is interrupted (default: it is killed)")
+    r.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV...")
+
+    k = sub.add_parser("kill", help="signal a command's process tree")
+    k.add_argument("pid", type=int)
+    k.add_argument("--signal", "-s", default="KILL", help="name or number (default KILL)")
+
+    w = sub.add_parser("watch-file", help="wait for events on a file or directory (it may not exist yet)")
+    w.add_argument("path")
+    w.add_argument("--events", help="comma list of created,modified,deleted,accessed "
+                   "(default: all but accessed; none when --size is given)")
+    w.add_argument("--size", type=int, default=0, help="report when the file reaches this many bytes")
+    w.add_argument("--timeout", type=float, metavar="S")
+    w.add_argument("--count", type=int, default=1, help="exit after this many events (0: until timeout)")
+
+    wp = sub.add_parser("watch-port", help="wait until a TCP port is in LISTEN")
+    wp.add_argument("port", type=int)
+    wp.add_argument("--timeout", type=float, default=10.0, metavar="S")
+
+    sub.add_parser("ps", help="commands the daemon runs")
+    sub.add_parser("status", help="machine state")
+    return p
+
+
+def _parse_signal(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise SystemExit(f"ctrl: unknown signal {text!r}") from None
+
+
+def _targets(args) -> list[tuple[str, str]]:
+    specs = args.connect or [os.environ.get("CTRLD_ADDR", f"127.0.0.1:{cl.DEFAULT_PORT}")]
+    out = []
+    for s in specs:
+        name, sep, addr = s.partition("=")
+        out.append((name, addr) if sep else (s, s))
+    return out
+
+
+async def _connect(args) -> list[cl.Client]:
+    token = None
+    if args.token_file:
+        with open(args.token_file) as f:
+            token = f.read().strip()
+    ssl_ctx = None
+    if args.tls or args.tls_ca or args.tls_cert:
+        from ctrld.auth import client_tls_context
+
+        ssl_ctx = client_tls_context(args.tls_ca, args.tls_cert, args.tls_key)
+
+    async def one(name, addr):
+        try:
+            return await cl.Client.connect(addr, token=token, ssl=ssl_ctx, name=name, timeout=args.connect_timeout)
+        except (OSError, asyncio.TimeoutError, cl.CtrlError, ValueError) as e:
+            why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            raise cl.CtrlError(f"cannot connect to {name}: {why}") from None
+
+    return await _gather(one, _targets(args))
+
+
+async def _gather(one, targets):
+    results = await asyncio.gather(*(one(n, a) for n, a in targets), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        for r in results:
+            if isinstance(r, cl.Client):
+                await r.close()
+        raise errors[0]
+    return list(results)
+
+
+class _Prefixer:
+    """pdsh-style output: whole lines, each prefixed with the daemon's name."""
+
+    def __init__(self, prefix: bool):
+        self.prefix = prefix
+        self.partial: dict[tuple[str, int], bytes] = {}
+
+    def write(self, name: str, stream: int, data: bytes) -> None:
+        out = sys.stdout.buffer if stream == g.Stream.stdout else sys.stderr.buffer
+        if not self.prefix:
+            out.write(data)
+            out.flush()
+            return
+        buf = self.partial.get((name, stream), b"") + data
+        *lines, rest = buf.split(b"\n")
+        for line in lines:
+            out.write(name.encode() + b": " + line + b"\n")
+        self.partial[(name, stream)] = rest
+        out.flush()
+
+    def flush(self) -> None:
+        for (name, stream), rest in self.partial.items():
+            if rest:
+                self.write(name, stream, b"\n")
+
+
+async def cmd_run(args, clients) -> int:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        print("ctrl run: missing command (ctrl run [OPTIONS] -- ARGV...)", file=sys.stderr)
+        return EXIT_USAGE
+    env = {}
+    for kv in args.env:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            print(f"ctrl run: --env {kv!r} is not K=V", file=sys.stderr)
+            return EXIT_USAGE
+        env[k] = v
+    out = _Prefixer(prefix=len(clients) > 1)
+    results = await cl.run_many(
+        clients, argv, on_output=out.write, env=env or None, inherit_env=not args.clean_env, cwd=args.cwd,
+        timeout=args.timeout, grace=args.grace, kill_on_disconnect=not args.detach_on_exit,
+    )
+    out.flush()
+    worst = 0
+    for name, r in results.items():
+        who = f"{name}: " if len(clients) > 1 else ""
+        if r.exec_failed:
+            print(f"ctrl: {who}cannot execute {argv[0]}: {r.message}", file=sys.stderr)
+        elif r.timed_out:
+            print(f"ctrl: {who}timed out after {args.timeout:g} s, killed by {signal.Signals(r.signal).name}"
+                  if r.signal else f"ctrl: {who}timed out after {args.timeout:g} s", file=sys.stderr)
+        elif r.signal:
+            print(f"ctrl: {who}killed by {signal.Signals(r.signal).name}", file=sys.stderr)
+        worst = max(worst, r.status)
+    return worst
+
+
+async def cmd_kill(args, clients) -> int:
+    sig = _parse_signal(args.signal)
+    rc = 0
+    for c in clients:
+        try:
+            await c.kill(args.pid, sig=sig)
+        except cl.CtrlError as e:
+            print(f"ctrl: {c.name}: {e}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+async def cmd_watch_file(args, clients) -> int:
+    if args.events is None:
+        events = [] if args.size else ["created", "modified", "deleted"]
+    else:
+        events = [e.strip() for e in args.events.split(",") if e.strip()]
+    bad = [e for e in events if e not in cl.MASK_OF_EVENT]
+    if bad:
+        print(f"ctrl: unknown event {bad[0]!r} (created, modified, deleted, accessed)", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def one(c):
+        w = await c.watch_file(args.path, events=events, size=args.size, timeout=args.timeout)
+        seen = 0
+        async for ev in w.events():
+            if ev.kind == "InotifyPathUpdated":
+                what = cl.EVENT_NAMES.get(ev.body.triggerEvents, "?")
+                extra = f" size={ev.body.size64}" if ev.body.triggerEvents == g.InotifyEvent.size_reached else ""
+                print(f"{c.name + ': ' if len(clients) > 1 else ''}{what} {ev.body.path}{extra}", flush=True)
+                seen += 1
+                if args.count and seen >= args.count:
+                    await w.remove()
+            elif ev.kind == "WatchEnded" and ev.body.reason == g.WatchEndReason.timeout:
+                print(f"ctrl: {c.name}: watch timed out", file=sys.stderr)
+                return 1
+        return 0 if seen else 1
+
+    return max(await asyncio.gather(*(one(c) for c in clients)))
+
+
+async def cmd_watch_port(args, clients) -> int:
+    async def one(c):
+        w = await c.watch_port(args.port, timeout=args.timeout)
+        async for ev in w.events():
+            if ev.kind == "SocketWatchTerminated":
+                if ev.body.state == g.SocketState.listeing:
+                    print(f"{c.name + ': ' if len(clients) > 1 else ''}port {args.port} is listening", flush=True)
+                    return 0
+                print(f"ctrl: {c.name}: port {args.port} not listening after {args.timeout:g} s", file=sys.stderr)
+                return 1
+        return 1
+
+    return max(await asyncio.gather(*(one(c) for c in clients)))
+
+
+async def cmd_ps(args, clients) -> int:
+    print(f"{'DAEMON':<16} {'PID':>7} {'REQ':>5} {'CLIENT':>6} {'AGE':>8}  COMMAND")
+    for c in clients:
+        s = await c.status()
+        for p in sorted(s.processes or [], key=lambda p: p.startedNs):
+            age = (s.timeNs - p.startedNs) / 1e9  # both on the daemon's monotonic clock
+            print(f"{c.name:<16} {p.pid:>7} {p.requestId:>5} {p.clientId:>6} {age:>7.1f}s  {' '.join(p.args)}")
+    return 0
+
+
+async def cmd_status(args, clients) -> int:
+    for c in clients:
+        s = await c.status()
+        gib = 1024 * 1024
+        print(f"{c.name}: {s.hostname}  cpus={s.cpuCount}  load={s.load1:.2f} {s.load5:.2f} {s.load15:.2f}  "
+              f"mem={s.memAvailableKb / gib:.1f}/{s.memTotalKb / gib:.1f} GiB available  up={s.uptimeS / 3600:.1f} h")
+        print(f"{c.name}: ctrld {s.daemonVersion} pid={s.daemonPid} rss={s.daemonRssKb / 1024:.1f} MiB  "
+              f"clients={s.clients} processes={len(s.processes or [])} watches={len(s.watches or [])}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "kill": cmd_kill, "watch-file": cmd_watch_file, "watch-port": cmd_watch_port,
+            "ps": cmd_ps, "status": cmd_status}
+
+
+async def _main(args) -> int:
+    clients = await _connect(args)
+    try:
+        return await COMMANDS[args.cmd](args, clients)
+    finally:
+        for c in clients:
+            await c.close()
 
 
 def main(argv=None) -> int:
-    argparse.ArgumentParser(prog="ctrl", description="ctrl: command-line client of ctrld (coming: issue 3)").parse_args(argv)
-    return 0
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_main(args))
+    except cl.CtrlError as e:
+        print(f"ctrl: {e}", file=sys.stderr)
+        return EXIT_CONNECT if "cannot connect" in str(e) else 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        print(f"ctrl: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
