@@ -38,6 +38,8 @@ NR_CLONE = names.number("clone")
 NR_CLONE3 = names.number("clone3")
 NR_IO_URING_SETUP = names.number("io_uring_setup")
 AT_NULL, AT_SYSINFO_EHDR = 0, 33
+# Registers identifying "the same syscall at the same place" (inject's re-stop vs a nested call).
+_SAME_CALL = (arch.NR, arch.IP, arch.SP, *arch.ARGS)
 
 
 class TraceeGone(Exception):
@@ -536,9 +538,45 @@ class Tracer:
             pt.cont(tid)
         except pt.PtraceError:
             raise TraceeGone() from None
-        self._wait_for(task, lambda status: (status >> 16) == pt.PTRACE_EVENT_SECCOMP)
-        pt.getregs(tid, sc.regs)
-        return result
+        while True:
+            self._wait_for(task, lambda status: (status >> 16) == pt.PTRACE_EVENT_SECCOMP)
+            pt.getregs(tid, sc.regs)
+            if all(getattr(sc.regs, r) == getattr(saved, r) for r in _SAME_CALL):
+                return result
+            # A signal pending during the injection ran its handler first, and the handler made a
+            # subscribed syscall of its own (the same `syscall` instruction may be reused, so the
+            # stack pointer and arguments tell them apart): serve it, then keep waiting.
+            self._serve_nested(task, Syscall(task, _copy_regs(sc.regs)))
+
+    def _serve_nested(self, task: Task, sc: "Syscall") -> None:
+        """Handle a syscall met while the task is inside `inject` (outside the event loop)."""
+        handler = self._handlers.get(sc.nr)
+        result = handler(sc) if handler is not None else Native()
+        if isinstance(result, (Value, Errno)):
+            setattr(sc.regs, arch.NR, 0xFFFFFFFFFFFFFFFF)
+            v = result.value if isinstance(result, Value) else -result.errno
+            setattr(sc.regs, arch.RET, v & 0xFFFFFFFFFFFFFFFF)
+            self._setregs(task, sc.regs)
+        elif isinstance(result, Native):
+            if sc.dirty:
+                self._setregs(task, sc.regs)
+            if result.on_exit is not None:
+                pt.syscall(task.tid)
+                self._wait_for(task, lambda status: os.WSTOPSIG(status) == pt.SYSCALL_STOP_SIG)
+                pt.getregs(task.tid, sc.regs)
+                ret = getattr(sc.regs, arch.RET)
+                new = result.on_exit(sc, ret - (1 << 64) if ret >= 1 << 63 else ret)
+                if new is not None:
+                    setattr(sc.regs, arch.RET, new & 0xFFFFFFFFFFFFFFFF)
+                    self._setregs(task, sc.regs)
+        else:
+            self._fail(task, f"{sc.name} from a signal handler during a syscall injection cannot "
+                             f"block (process {task.process.pid})")
+            raise TraceeGone()
+        try:
+            pt.cont(task.tid)
+        except pt.PtraceError:
+            raise TraceeGone() from None
 
     def _wait_for(self, task: Task, is_it: Callable[[int], bool]) -> None:
         """Wait for a specific stop of one task; signals arriving meanwhile are delivered."""
