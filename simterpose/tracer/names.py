@@ -13,8 +13,12 @@ _RECENT = {
     459: "lsm_get_self_attr", 460: "lsm_set_self_attr", 461: "lsm_list_modules", 462: "mseal",
 }
 
+# Names python-ptrace spells differently from the kernel's syscall table.
+_FIXES = {283: "timerfd_create"}
+
 NAMES: dict[int, str] = {nr: n for nr, n in _PTRACE_NAMES.items() if nr < 512}
 NAMES.update(_RECENT)
+NAMES.update(_FIXES)
 NUMBERS: dict[str, int] = {n: nr for nr, n in NAMES.items()}
 
 

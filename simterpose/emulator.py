@@ -1,0 +1,423 @@
+"""Real processes in lock-step with SimGrid's clock.
+
+One SimGrid actor per scenario process (`ProcessActor`). The actor's thread is the tracer of that
+process tree (ptrace requests must come from the tracing thread, and SimGrid runs each actor on its
+own OS thread), so each actor drives its own `Tracer`:
+
+  * while one of its tasks runs for real, the actor waits for it in waitpid: simulated time is
+    frozen, because SimGrid only advances when every actor is blocked inside SimGrid;
+  * at each stop, the CPU burst since the previous stop is charged on the host (`--cpu-model`), then
+    the syscall's policy module answers it: at once (a clock read), or `Blocked` (a sleep, an accept
+    with no pending connection...);
+  * when every task of the tree is blocked in the simulation (or asleep in the kernel on a sibling,
+    e.g. a parent in wait4), the actor waits inside SimGrid, on its wake-up signal, until the earliest
+    deadline of its blocked syscalls and timers; anything that may unblock it (another actor's
+    connect, arriving data) notifies that signal. Then every blocked syscall is re-evaluated.
+Nothing a tracee waits for is ever left to block in the kernel while the simulation waits on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from . import sim, syscall_table
+from .proc_policy import ProcPolicy
+from .scenario import ProcessSpec, Scenario
+from .time.clock import DEFAULT_EPOCH, VirtualClock, to_ns
+from .time.policy import TimePolicy
+from .tracer import names
+from .tracer.engine import Policy, Process, Task, TraceeGone, Tracer, status_to_exit_code
+from .tracer.memory import MemoryError_
+from .tracer.results import Errno, Unsupported, Value
+
+
+@dataclass
+class RunConfig:
+    network_model: str = "LV08"
+    cpu_model: str = "measured"          # measured | none | per-syscall=SECONDS
+    reference_speed: float = 1e9         # flop/s that one second of real CPU is worth
+    epoch: int = DEFAULT_EPOCH
+    vdso: str = "disable"
+    stop_time: Optional[float] = None
+    log_dir: Optional[Path] = None
+    cpu: Optional[int] = None            # pin tracers and tracees to this CPU
+
+    def __post_init__(self):
+        self.per_syscall_cost = 0.0
+        if self.cpu_model.startswith("per-syscall="):
+            try:
+                self.per_syscall_cost = float(self.cpu_model.split("=", 1)[1])
+            except ValueError:
+                raise ValueError(f"bad --cpu-model {self.cpu_model!r}: per-syscall=SECONDS") from None
+            if self.per_syscall_cost < 0:
+                raise ValueError("per-syscall cost must be >= 0")
+        elif self.cpu_model not in ("measured", "none"):
+            raise ValueError(f"unknown --cpu-model {self.cpu_model!r} (measured, none, per-syscall=SECONDS)")
+
+
+@dataclass
+class ProcessRecord:
+    index: int
+    host: str
+    argv: list
+    expected_exit: Optional[int]
+    start: Optional[float] = None
+    end: Optional[float] = None
+    exit_status: Optional[int] = None    # shell style: code, or 128+signal
+    signal: Optional[int] = None
+    wall: Optional[float] = None
+    error: Optional[str] = None
+    pids: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        if self.error is not None or self.exit_status is None:
+            return False
+        return self.expected_exit is None or self.exit_status == self.expected_exit
+
+    def virtual(self) -> dict:
+        return {"host": self.host, "argv": list(self.argv), "exit_status": self.exit_status,
+                "start": self.start, "end": self.end, "error": self.error}
+
+
+def _process_cpu_clock(pid: int) -> int:
+    # The CPU-time clock of another process (clock_getcpuclockid): one clock_gettime, ~0.3 us,
+    # cheaper than reading /proc/PID/schedstat.
+    return ((~pid) << 3) | 2
+
+
+class ProcessActor:
+    """Drives one scenario process (and everything it forks) on its simulated host."""
+
+    def __init__(self, emulation: "Emulation", spec: ProcessSpec, index: int):
+        self.emulation = emulation
+        self.config = emulation.config
+        self.spec = spec
+        self.host = emulation.sim.host(spec.host)
+        self.record = ProcessRecord(index, spec.host, list(spec.argv), spec.expected_exit)
+        self.wake = sim.Signal()
+        self.tracer: Optional[Tracer] = None
+        self.time = TimePolicy(self)
+        self.proc = ProcPolicy(self)
+        self._modules = {syscall_table.TIME: self.time, syscall_table.PROC: self.proc}
+        self._log = None
+        self._killed = False
+
+    # -- services for the policy modules --------------------------------------------------------
+    @staticmethod
+    def now() -> float:
+        return sim.now()
+
+    def notify(self) -> None:
+        """Something that may unblock one of our syscalls happened (called from any actor)."""
+        self.wake.notify_all()
+
+    def timers_changed(self) -> None:
+        pass  # deadlines are recomputed before every wait; nothing cached
+
+    def cpu_charged_ns(self, process: Optional[Process]) -> int:
+        return 0 if process is None else process.data.get("cpu_charged_ns", 0)
+
+    # -- CPU model -----------------------------------------------------------------------------
+    def _charge(self, process: Process) -> None:
+        cfg = self.config
+        if cfg.cpu_model == "none":
+            return
+        if cfg.per_syscall_cost:
+            seconds = cfg.per_syscall_cost
+        else:
+            try:
+                cpu = time.clock_gettime_ns(_process_cpu_clock(process.pid))
+            except OSError:
+                return
+            last = process.data.get("cpu_last")
+            process.data["cpu_last"] = cpu
+            if last is None or cpu <= last:
+                return
+            seconds = (cpu - last) / 1e9
+        before = sim.now()
+        sim.execute(seconds * cfg.reference_speed)
+        process.data["cpu_charged_ns"] = process.data.get("cpu_charged_ns", 0) + to_ns(sim.now() - before)
+
+    # -- building the policy -------------------------------------------------------------------
+    def _policy(self) -> Policy:
+        actor = self
+        handlers = {}
+        for nr, name_ in names.NAMES.items():
+            kind, what = syscall_table.classify(nr)
+            if kind == "handled":
+                module = self._modules.get(what[0])
+                if module is not None:
+                    handlers[nr] = self._wrap(getattr(module, what[1]), name_)
+            elif kind == "unsupported":
+                handlers[nr] = self._unsupported(name_, what)
+
+        class _P(Policy):
+            def on_exec(self, process):
+                # The CPU spent before exec (our launcher) is not the program's.
+                process.data.pop("cpu_last", None)
+                if actor.config.cpu_model == "measured":
+                    try:
+                        process.data["cpu_last"] = time.clock_gettime_ns(_process_cpu_clock(process.pid))
+                    except OSError:
+                        pass
+
+            def on_fork(self, parent, child, is_thread):
+                if not is_thread:
+                    actor.record.pids.append(child.process.pid)
+                    actor.emulation.processes[child.process.pid] = child.process
+
+            def on_process_exit(self, process, status):
+                actor.emulation.processes.pop(process.pid, None)
+                if process is actor.tracer.root:
+                    actor._root_exited(status)
+
+        p = _P()
+        p.handlers = handlers
+        return p
+
+    def _wrap(self, handler, name_: str):
+        log = self._log
+        charge = self._charge
+
+        def run(sc):
+            if sc.state is None and not getattr(sc.task, "_charged", False):
+                sc.task._charged = True
+                charge(sc.process)
+            try:
+                result = handler(sc)
+            except MemoryError_:
+                result = Errno(errno.EFAULT)
+            if log is not None and not (result.__class__.__name__ == "Blocked" and sc.state is not None
+                                        and getattr(sc.task, "_logged_block", False)):
+                log.write(f"{sim.now():.9f} [{sc.pid}] {name_}({', '.join(hex(a) for a in sc.args[:4])})"
+                          f" = {_fmt(result)}\n")
+            sc.task._logged_block = result.__class__.__name__ == "Blocked"
+            if result.__class__.__name__ != "Blocked":
+                sc.task._charged = False
+            return result
+
+        return run
+
+    @staticmethod
+    def _unsupported(name_: str, reason: str):
+        def refuse(sc):
+            raise Unsupported(name_, reason)
+
+        return refuse
+
+    # -- the actor -----------------------------------------------------------------------------
+    def __call__(self) -> None:
+        spec, cfg = self.spec, self.config
+        if spec.start_time > sim.now():
+            sim.sleep_until(spec.start_time)
+        out = err = None
+        files = []
+        if cfg.log_dir is not None:
+            stem = cfg.log_dir / f"{self.record.index}-{spec.host}-{Path(spec.argv[0]).name}"
+            out = open(f"{stem}.stdout", "wb")
+            err = open(f"{stem}.stderr", "wb")
+            self._log = open(f"{stem}.syscalls", "w")
+            files = [out, err, self._log]
+        env = dict(os.environ)
+        env.update(spec.env)
+        self.tracer = Tracer(self._policy(), vdso=cfg.vdso, cpu=cfg.cpu,
+                             log=lambda m: self._note_error(m))
+        wall0 = time.perf_counter()
+        self.record.start = sim.now()
+        try:
+            root = self.tracer.spawn(spec.argv, env=env, cwd=spec.cwd, path=spec.binary,
+                                     stdout=out.fileno() if out else None,
+                                     stderr=err.fileno() if err else None)
+            self.record.pids.append(root.pid)
+            self.emulation.processes[root.pid] = root
+            self._loop()
+        except sim.ActorKilled:
+            # SimGrid gave up on us (deadlock: we waited for something that can never come).
+            self.record.error = self.record.error or self._blocked_reason("blocked forever")
+            raise
+        finally:
+            if self.tracer.tasks:
+                self.tracer.kill_all()
+                self._reap_all()
+            if self.record.end is None:
+                self.record.end = sim.now()
+            self.record.wall = time.perf_counter() - wall0
+            for f in files:
+                f.close()
+            if self.tracer.error and not self.record.error:
+                self.record.error = self.tracer.error
+
+    def _note_error(self, message: str) -> None:
+        if self.record.error is None:
+            self.record.error = message
+
+    def _root_exited(self, status: int) -> None:
+        self.record.end = sim.now()
+        self.record.exit_status = status_to_exit_code(status)
+        if os.WIFSIGNALED(status):
+            self.record.signal = os.WTERMSIG(status)
+
+    def _blocked_reason(self, prefix: str) -> str:
+        tr = self.tracer
+        waits = [f"{t.blocked.name} in pid {t.process.pid}" for t in (tr.blocked() if tr else [])]
+        return f"{prefix}: waiting in {', '.join(waits)}" if waits else prefix
+
+    def _reap_all(self) -> None:
+        """After kill_all: collect every exit so no zombie or stopped tracee is left behind."""
+        tr = self.tracer
+        for t in tr.tasks.values():
+            t.state = "running"
+        while tr.tasks and tr.step(block=True):
+            pass
+
+    def _loop(self) -> None:
+        tr = self.tracer
+        kill_time = self.spec.kill_time
+        while tr.tasks:
+            now = sim.now()
+            if not self._killed and (self.emulation.stopping or (kill_time is not None and now >= kill_time)):
+                self._killed = True
+                if kill_time is not None and now >= kill_time:
+                    self.record.error = None
+                tr.kill_all()
+                self._reap_all()
+                break
+            self._fire_timers()
+            if tr.running() and (not tr.blocked() or self._someone_on_cpu()):
+                tr.step(block=True)
+                continue
+            # Every task waits on the simulation (or sleeps in the kernel on a sibling).
+            if self._retry_blocked():
+                continue
+            if not tr.blocked() and not tr.running():
+                break
+            deadline = self._next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - sim.now())
+            if timeout is not None and timeout <= 0:
+                continue
+            self.wake.wait(timeout)
+
+    def _someone_on_cpu(self) -> bool:
+        tr = self.tracer
+        while tr.step(block=False):
+            pass
+        for task in tr.running():
+            try:
+                with open(f"/proc/{task.tid}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                return True  # gone: waitpid will say so
+            state = stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3]
+            if state != b"S":
+                return True
+        return False
+
+    def _retry_blocked(self) -> bool:
+        tr = self.tracer
+        progressed = False
+        for task in tr.blocked():
+            if self._deliverable_signal(task):
+                self._interrupt(task)
+                progressed = True
+                continue
+            try:
+                if tr.retry(task):
+                    progressed = True
+            except TraceeGone:
+                progressed = True
+        return progressed
+
+    def _interrupt(self, task: Task) -> None:
+        """A signal is pending for a task blocked in the simulation: end its syscall with EINTR so
+        the kernel delivers the signal as it would to a sleeping task."""
+        sc = task.blocked
+        e = self.time.interrupted(sc) if sc is not None else errno.EINTR
+        try:
+            self.tracer.complete(task, Errno(e))
+        except TraceeGone:
+            pass
+
+    @staticmethod
+    def _deliverable_signal(task: Task) -> bool:
+        try:
+            with open(f"/proc/{task.process.pid}/task/{task.tid}/status", "rb") as f:
+                fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+        except OSError:
+            return False
+
+        def mask(key: bytes) -> int:
+            return int(fields.get(key, b"0").strip(), 16)
+
+        pending = mask(b"SigPnd") | mask(b"ShdPnd")
+        return bool(pending & ~mask(b"SigBlk") & ~mask(b"SigIgn"))
+
+    def _fire_timers(self) -> None:
+        for pid in {t.process.pid for t in self.tracer.tasks.values()}:
+            proc = self.emulation.processes.get(pid)
+            if proc is not None and self.time.fire_timer(proc):
+                try:
+                    os.kill(pid, signal.SIGALRM)
+                except ProcessLookupError:
+                    pass
+
+    def _next_deadline(self) -> Optional[float]:
+        dates = [t.blocked_on.deadline for t in self.tracer.blocked()
+                 if t.blocked_on is not None and t.blocked_on.deadline is not None]
+        for pid in {t.process.pid for t in self.tracer.tasks.values()}:
+            proc = self.emulation.processes.get(pid)
+            d = proc is not None and self.time.timer_deadline(proc)
+            if d:
+                dates.append(d)
+        if self.spec.kill_time is not None:
+            dates.append(self.spec.kill_time)
+        return min(dates) if dates else None
+
+
+def _fmt(result) -> str:
+    if isinstance(result, Value):
+        return str(result.value)
+    if isinstance(result, Errno):
+        return f"-1 {errno.errorcode.get(result.errno, result.errno)}"
+    return result.__class__.__name__.lower()
+
+
+class Emulation:
+    """One simulated platform and every process running on it."""
+
+    def __init__(self, scenario: Scenario, config: RunConfig):
+        self.scenario = scenario
+        self.config = config
+        self.sim = sim.Simulation(scenario.platform, network_model=config.network_model)
+        self.clock = VirtualClock(sim.now, config.epoch)
+        self.processes: dict[int, Process] = {}
+        self.stopping = False
+        self.actors = [ProcessActor(self, spec, i) for i, spec in enumerate(scenario.processes)]
+
+    def find_process(self, pid: int) -> Optional[Process]:
+        return self.processes.get(pid)
+
+    def _stopper(self) -> None:
+        sim.sleep_until(self.config.stop_time)
+        self.stopping = True
+        for a in self.actors:
+            a.notify()
+
+    def run(self) -> list[ProcessRecord]:
+        for a in self.actors:
+            self.sim.spawn(f"{a.record.index}:{Path(a.spec.argv[0]).name}", a.spec.host, a)
+        if self.config.stop_time is not None:
+            self.sim.spawn("stop-time", self.actors[0].spec.host if self.actors else None,
+                           self._stopper, daemon=True)
+        try:
+            self.sim.run()
+        except sim.Deadlock:
+            pass  # each blocked actor recorded what it was waiting for
+        self.final_time = self.sim.now()
+        return [a.record for a in self.actors]

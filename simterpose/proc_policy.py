@@ -1,0 +1,34 @@
+"""The identity of the simulated host, as a process sees it: uname's nodename is the host's name."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from .tracer.results import Errno, Native
+
+if TYPE_CHECKING:
+    from .emulator import ProcessActor
+
+_UTS_FIELD = 65  # struct utsname: six char[65] fields; nodename is the second
+
+
+class ProcPolicy:
+    def __init__(self, actor: "ProcessActor"):
+        self.actor = actor
+        self.nodename = actor.spec.host.encode()[: _UTS_FIELD - 1]
+
+    def uname(self, sc):
+        def rename(sc_, ret):
+            if ret == 0:
+                sc_.mem.write(sc_.arg(0) + _UTS_FIELD, self.nodename.ljust(_UTS_FIELD, b"\0"))
+            return None
+
+        return Native(on_exit=rename)
+
+    def exiting(self, sc):
+        # Stopping here lets the actor charge the CPU burst that ends with the process.
+        return Native()
+
+    def denied(self, sc):
+        return Errno(errno.EPERM)  # the simulated host's name is given by the platform

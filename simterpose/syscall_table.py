@@ -1,0 +1,85 @@
+"""The one table: what the emulator does with every syscall.
+
+Each syscall is exactly one of
+  handled      a policy module answers it (module name and method below); the tracee stops on it
+  unsupported  the run stops with an error naming the syscall and why (never a silent wrong answer)
+  native       the kernel runs it, and the tracee does not even stop (it is not in the seccomp filter)
+Anything not listed as handled or unsupported is native. `classify()` answers for any number, and
+`python -m simterpose.syscall_table` prints the whole table.
+
+Modules: `time` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
+the simulated host: uname, hostname).
+"""
+
+from __future__ import annotations
+
+from .tracer import names
+
+TIME, NET, PROC = "time", "net", "proc"
+
+# name -> (module, method)
+HANDLED: dict[str, tuple[str, str]] = {
+    # clocks
+    "clock_gettime": (TIME, "clock_gettime"),
+    "clock_getres": (TIME, "clock_getres"),
+    "gettimeofday": (TIME, "gettimeofday"),
+    "time": (TIME, "time"),
+    "times": (TIME, "times"),
+    "clock_settime": (TIME, "settime_denied"),
+    "settimeofday": (TIME, "settime_denied"),
+    "clock_adjtime": (TIME, "settime_denied"),
+    "adjtimex": (TIME, "settime_denied"),
+    # sleeps and timers
+    "nanosleep": (TIME, "nanosleep"),
+    "clock_nanosleep": (TIME, "clock_nanosleep"),
+    "restart_syscall": (TIME, "restart_syscall"),
+    "alarm": (TIME, "alarm"),
+    "setitimer": (TIME, "setitimer"),
+    "getitimer": (TIME, "getitimer"),
+    # waiting (only a timeout: time; with descriptors: the network policy takes them over)
+    "poll": (TIME, "poll"),
+    "ppoll": (TIME, "ppoll"),
+    "select": (TIME, "select"),
+    "pselect6": (TIME, "pselect6"),
+    # the last CPU burst of a process is charged when it exits
+    "exit": (PROC, "exiting"),
+    "exit_group": (PROC, "exiting"),
+    # identity of the simulated host
+    "uname": (PROC, "uname"),
+    "sethostname": (PROC, "denied"),
+    "setdomainname": (PROC, "denied"),
+}
+
+# name -> why it cannot be honoured
+UNSUPPORTED: dict[str, str] = {
+    "timer_create": "POSIX per-process timers are not simulated yet (use setitimer/alarm or nanosleep)",
+    "timerfd_create": "timerfd is not simulated yet",
+    "ptrace": "a traced process cannot trace others",
+    "process_vm_writev": "writing into another traced process's memory bypasses the emulator",
+}
+
+
+def classify(nr: int) -> tuple[str, object]:
+    """('handled', (module, method)) | ('unsupported', reason) | ('native', None)"""
+    n = names.name(nr)
+    if n in HANDLED:
+        return "handled", HANDLED[n]
+    if n in UNSUPPORTED:
+        return "unsupported", UNSUPPORTED[n]
+    return "native", None
+
+
+def _check() -> None:
+    for n in (*HANDLED, *UNSUPPORTED):
+        names.number(n)  # raises on a typo
+    both = set(HANDLED) & set(UNSUPPORTED)
+    assert not both, f"syscalls both handled and unsupported: {both}"
+
+
+_check()
+
+if __name__ == "__main__":
+    for nr in sorted(names.NAMES):
+        kind, what = classify(nr)
+        detail = f"{what[0]}.{what[1]}" if kind == "handled" else (what or "")
+        print(f"{nr:4d} {names.name(nr):24s} {kind:12s} {detail}")
