@@ -7,6 +7,7 @@ See :mod:`.engine` for the lifecycle and threading rules.
 """
 
 from ._compat import VERSION as SIMGRID_VERSION
+from ._compat import ActorKilled
 from .engine import (
     NETWORK_MODELS,
     Activity,
@@ -40,6 +41,7 @@ from .engine import (
 )
 
 __all__ = [
+    "ActorKilled",
     "NETWORK_MODELS",
     "SIMGRID_VERSION",
     "Activity",

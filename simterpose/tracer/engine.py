@@ -74,6 +74,7 @@ class Task:
     on_exit: Optional[Callable] = None        # pending syscall-exit callback
     exit_syscall: Optional["Syscall"] = None
     blocked: Optional["Syscall"] = None       # the syscall a BLOCKED task is stopped in
+    blocked_on: Optional[Blocked] = None      # and why / until when
     pending_signal: int = 0                   # to deliver at the next resume
 
 
@@ -81,7 +82,7 @@ class Syscall:
     """One syscall, at its seccomp stop. Reading args is free; `set_arg`/`nr` changes are written back
     (one SETREGS) before the tracee resumes."""
 
-    __slots__ = ("task", "regs", "nr", "name", "args", "dirty")
+    __slots__ = ("task", "regs", "nr", "name", "args", "dirty", "state")
 
     def __init__(self, task: Task, regs: arch.Regs):
         self.task = task
@@ -90,6 +91,7 @@ class Syscall:
         self.name = names.name(self.nr)
         self.args = tuple(getattr(regs, r) for r in _ARGS)
         self.dirty = False
+        self.state = None  # the handler's own scratch data, kept across retries of a blocked call
 
     @property
     def tid(self) -> int:
@@ -299,6 +301,7 @@ class Tracer:
             sc.regs = _copy_regs(sc.regs)
             task.state = BLOCKED
             task.blocked = sc
+            task.blocked_on = result
             return
         self._apply(task, sc, result)
 
@@ -318,7 +321,7 @@ class Tracer:
         else:
             raise TypeError(f"handler for {sc.name} returned {result!r}, not a Result")
         task.state = RUNNING
-        task.blocked = None
+        task.blocked = task.blocked_on = None
         self._resume(task)
 
     def retry(self, task: Task) -> bool:
