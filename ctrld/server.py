@@ -90,7 +90,7 @@ class Connection(asyncio.Protocol):
             frames = self.splitter.feed(data)
         except codec.FrameTooLarge as e:
             # The stream cannot be re-synchronised after a bogus length: answer and hang up.
-            self.error(0, 27, str(e))  # EFBIG
+            self.error(0, 27, str(e), always=True)  # EFBIG
             self.close()
             return
         for frame in frames:
