@@ -98,7 +98,10 @@ async def _connect(args) -> list[cl.Client]:
         try:
             return await cl.Client.connect(addr, token=token, ssl=ssl_ctx, name=name, timeout=args.connect_timeout)
         except (OSError, asyncio.TimeoutError, cl.CtrlError, ValueError) as e:
-            why = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            code = getattr(e, "errno", None)
+            # asyncio words refusals as "Connect call failed (...)": say what the errno says.
+            why = os.strerror(code) if isinstance(code, int) and code > 0 else (
+                getattr(e, "strerror", None) or str(e) or type(e).__name__)
             raise cl.CtrlError(f"cannot connect to {name}: {why}") from None
 
     return await _gather(one, _targets(args))
@@ -197,6 +200,8 @@ async def cmd_watch_file(args, clients) -> int:
 
     async def one(c):
         w = await c.watch_file(args.path, events=events, size=args.size, timeout=args.timeout)
+        # Scripts can wait for this line: events happening from now on will be reported.
+        print(f"ctrl: {c.name + ': ' if len(clients) > 1 else ''}watching {args.path}", file=sys.stderr, flush=True)
         seen = 0
         async for ev in w.events():
             if ev.kind == "InotifyPathUpdated":
