@@ -82,14 +82,14 @@ class Syscall:
     """One syscall, at its seccomp stop. Reading args is free; `set_arg`/`nr` changes are written back
     (one SETREGS) before the tracee resumes."""
 
-    __slots__ = ("task", "regs", "nr", "name", "args", "dirty", "state")
+    __slots__ = ("task", "regs", "nr", "name", "args", "orig_args", "dirty", "state")
 
     def __init__(self, task: Task, regs: arch.Regs):
         self.task = task
         self.regs = regs
         self.nr = getattr(regs, arch.NR)
         self.name = names.name(self.nr)
-        self.args = tuple(getattr(regs, r) for r in _ARGS)
+        self.args = self.orig_args = tuple(getattr(regs, r) for r in _ARGS)
         self.dirty = False
         self.state = None  # the handler's own scratch data, kept across retries of a blocked call
 
@@ -314,10 +314,13 @@ class Tracer:
             self._setregs(task, regs)
             task.on_exit = None
         elif isinstance(result, Native):
-            if sc.dirty:
-                self._setregs(task, regs)
             task.on_exit = result.on_exit
-            task.exit_syscall = sc if result.on_exit is not None else None
+            if sc.dirty:
+                # Rewritten arguments (e.g. a pointer to our copy of a sockaddr) are put back at the
+                # exit stop: the kernel preserves argument registers and code may rely on it.
+                self._setregs(task, regs)
+                task.on_exit = task.on_exit or _no_exit_change
+            task.exit_syscall = sc if task.on_exit is not None else None
         else:
             raise TypeError(f"handler for {sc.name} returned {result!r}, not a Result")
         task.state = RUNNING
@@ -353,8 +356,14 @@ class Tracer:
             if ret >= 1 << 63:
                 ret -= 1 << 64
             new = cb(sc, ret)
+            changed = sc.dirty
+            if sc.dirty:
+                for reg, value in zip(_ARGS, sc.orig_args):
+                    setattr(regs, reg, value)
             if new is not None and new != ret:
                 setattr(regs, arch.RET, new & 0xFFFFFFFFFFFFFFFF)
+                changed = True
+            if changed:
                 self._setregs(task, regs)
         self._resume(task)
 
@@ -596,6 +605,10 @@ class Tracer:
                 pt.cont(task.tid, sig)
             else:
                 pt.cont(task.tid)
+
+
+def _no_exit_change(sc, ret):
+    return None
 
 
 def _copy_regs(regs: arch.Regs) -> arch.Regs:
