@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as errno_mod
+import operator
 import os
 import signal
 import sys
@@ -29,6 +30,7 @@ from .memory import Memory
 from .results import Blocked, Errno, Native, Unsupported, Value
 
 _ARGS = arch.ARGS
+_get_args = operator.attrgetter(*_ARGS)  # the six argument registers in one C call
 _OPTIONS = (pt.PTRACE_O_TRACESECCOMP | pt.PTRACE_O_TRACESYSGOOD | pt.PTRACE_O_TRACEFORK
             | pt.PTRACE_O_TRACEVFORK | pt.PTRACE_O_TRACECLONE | pt.PTRACE_O_TRACEEXEC
             | pt.PTRACE_O_EXITKILL)
@@ -89,7 +91,7 @@ class Syscall:
         self.regs = regs
         self.nr = getattr(regs, arch.NR)
         self.name = names.name(self.nr)
-        self.args = self.orig_args = tuple(getattr(regs, r) for r in _ARGS)
+        self.args = self.orig_args = _get_args(regs)
         self.dirty = False
         self.state = None  # the handler's own scratch data, kept across retries of a blocked call
 
@@ -167,6 +169,7 @@ class Tracer:
         # io_uring would let a tracee do I/O without any syscall we can see: refuse it.
         self._handlers.setdefault(NR_IO_URING_SETUP, lambda sc: Errno(errno_mod.ENOSYS))
         self._regs = arch.Regs()           # reused for every stop: no allocation on the hot path
+        self._msg = ctypes.c_ulong()       # likewise for the event message read at each seccomp stop
         self._early: set[int] = set()      # new tids whose first stop came before the fork event
         self._wait_flags = pt.WALL | pt.WNOTHREAD
 
@@ -281,7 +284,7 @@ class Tracer:
             pt.getregs(task.tid, regs)
         except pt.PtraceError:
             raise TraceeGone() from None
-        if pt.geteventmsg(task.tid) == 1:
+        if pt.geteventmsg(task.tid, self._msg) == 1:
             # SCMP_ACT_TRACE(1): a syscall of another ABI (int 0x80 / x32). Name it and stop.
             self._fail(task, f"unsupported syscall ABI (32-bit or x32) number {getattr(regs, arch.NR)}"
                              f" in process {task.process.pid}")

@@ -84,10 +84,11 @@ def setregs(tid: int, regs: Regs) -> None:
     _check(_ptrace(PTRACE_SETREGS, tid, None, ctypes.addressof(regs)), "SETREGS", tid)
 
 
-# The two calls below are rare (fork/exec/signal stops): a fresh buffer each time keeps them safe when
-# several tracer threads (one per simulated actor) exist.
-def geteventmsg(tid: int) -> int:
-    msg = ctypes.c_ulong()
+# A fresh buffer per call keeps these safe when several tracer threads (one per simulated actor) exist;
+# the hot path (one GETEVENTMSG per seccomp stop) passes its tracer's own preallocated buffer.
+def geteventmsg(tid: int, msg: "ctypes.c_ulong | None" = None) -> int:
+    if msg is None:
+        msg = ctypes.c_ulong()
     _check(_ptrace(PTRACE_GETEVENTMSG, tid, None, ctypes.addressof(msg)), "GETEVENTMSG", tid)
     return msg.value
 
