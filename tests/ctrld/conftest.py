@@ -4,66 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from ctrld.testing import DaemonProc
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class DaemonProc:
-    """A ctrld subprocess; `tcp` is 'host:port' of its first TCP listener, `unix` its socket."""
-
-    def __init__(self, args: list[str], env: dict | None = None):
-        e = dict(os.environ)
-        e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
-        if env:
-            e.update(env)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ctrld.daemon_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=e, text=True,
-        )
-        self.tcp = None
-        self.unix = None
-        self.lines = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                err = self.proc.stderr.read()
-                raise RuntimeError(f"ctrld exited ({self.proc.wait()}): {err}")
-            self.lines.append(line.strip())
-            if "listening on tcp://" in line or "listening on tls://" in line:
-                self.tcp = self.tcp or line.strip().split("://", 1)[1]
-            elif "listening on unix:" in line:
-                self.unix = self.unix or "unix:" + line.strip().split("unix:", 1)[1]
-            elif "ready pid=" in line:
-                self.pid = int(line.split("pid=")[1])
-                return
-        raise RuntimeError("ctrld did not become ready")
-
-    @property
-    def port(self) -> int:
-        return int(self.tcp.rsplit(":", 1)[1])
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
-        return self.proc.returncode
 
 
 @pytest.fixture

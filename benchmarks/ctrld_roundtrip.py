@@ -1,0 +1,102 @@
+"""Per-command round trip through ctrld vs a direct subprocess spawn+wait, measured side by side.
+
+  * sequential: 30 x `/bin/echo` (run -> ProcessTerminated), over TCP and over the unix socket,
+    versus `subprocess.run(["/bin/echo"])` from the same Python process; rounds are interleaved
+    and the median per-command time of each method is reported.
+  * concurrent: 200 commands started at once, until all have exited.
+
+Run: .venv/bin/python benchmarks/ctrld_roundtrip.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ctrld.client import Client  # noqa: E402
+from ctrld.testing import DaemonProc  # noqa: E402
+
+N_SEQ = 30
+N_CONC = 200
+ROUNDS = 7
+ARGV = ["/bin/echo", "hello"]
+
+
+def direct_seq() -> float:
+    t0 = time.perf_counter()
+    for _ in range(N_SEQ):
+        subprocess.run(ARGV, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - t0) / N_SEQ
+
+
+async def ctrld_seq(c: Client, capture: bool) -> float:
+    t0 = time.perf_counter()
+    for _ in range(N_SEQ):
+        r = await c.run(ARGV, capture=capture)
+        assert r.exit_code == 0
+    return (time.perf_counter() - t0) / N_SEQ
+
+
+def direct_conc() -> float:
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(ARGV, stdout=subprocess.DEVNULL) for _ in range(N_CONC)]
+    for p in procs:
+        p.wait()
+    return time.perf_counter() - t0
+
+
+async def ctrld_conc(c: Client) -> float:
+    t0 = time.perf_counter()
+    handles = [await c.start(ARGV, capture=False) for _ in range(N_CONC)]
+    results = await asyncio.gather(*(h.wait() for h in handles))
+    assert all(r.exit_code == 0 for r in results)
+    return time.perf_counter() - t0
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = DaemonProc(["--tcp", "127.0.0.1:0", "--unix", f"{tmp}/ctrld.sock"])
+        try:
+            tcp = await Client.connect(d.tcp)
+            unix = await Client.connect(d.unix)
+            # warm-up (imports, page cache)
+            direct_seq()
+            await ctrld_seq(tcp, False)
+            await ctrld_seq(unix, False)
+            seq = {k: [] for k in ("direct", "tcp", "unix", "tcp+capture")}
+            conc = {k: [] for k in ("direct", "tcp")}
+            for _ in range(ROUNDS):
+                seq["direct"].append(direct_seq())
+                seq["tcp"].append(await ctrld_seq(tcp, False))
+                seq["unix"].append(await ctrld_seq(unix, False))
+                seq["tcp+capture"].append(await ctrld_seq(tcp, True))
+            for _ in range(3):
+                conc["direct"].append(direct_conc())
+                conc["tcp"].append(await ctrld_conc(tcp))
+            await tcp.close()
+            await unix.close()
+        finally:
+            d.stop()
+
+    med = {k: statistics.median(v) for k, v in seq.items()}
+    print(f"sequential {N_SEQ} x {' '.join(ARGV)} (median of {ROUNDS} interleaved rounds, per command)")
+    for k, v in med.items():
+        ratio = v / med["direct"]
+        print(f"  {k:<22} {v * 1e3:7.3f} ms   {ratio:5.2f}x direct")
+    cm = {k: statistics.median(v) for k, v in conc.items()}
+    print(f"concurrent {N_CONC} commands (median of 3, all started then all awaited)")
+    for k, v in cm.items():
+        print(f"  {k:<22} {v * 1e3:7.1f} ms total  {v / N_CONC * 1e3:6.3f} ms/command   {v / cm['direct']:5.2f}x direct")
+    goal = med["tcp"] / med["direct"]
+    print(f"goal <= 1.3x direct spawn: tcp {goal:.2f}x, unix {med['unix'] / med['direct']:.2f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
