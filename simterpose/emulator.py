@@ -21,12 +21,16 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from . import sim, syscall_table
+from .net.addressing import Addressing
+from .net.policy import SocketPolicy
+from .net.sockets import Network
 from .proc_policy import ProcPolicy
 from .scenario import ProcessSpec, Scenario
 from .time.clock import DEFAULT_EPOCH, VirtualClock, to_ns
@@ -105,7 +109,9 @@ class ProcessActor:
         self.tracer: Optional[Tracer] = None
         self.time = TimePolicy(self)
         self.proc = ProcPolicy(self)
-        self._modules = {syscall_table.TIME: self.time, syscall_table.PROC: self.proc}
+        self.net = SocketPolicy(self, emulation.network)
+        self._modules = {syscall_table.TIME: self.time, syscall_table.PROC: self.proc,
+                         syscall_table.NET: self.net}
         self._log = None
         self._killed = False
 
@@ -168,13 +174,17 @@ class ProcessActor:
                     except OSError:
                         pass
 
+                actor.net.on_exec(process)
+
             def on_fork(self, parent, child, is_thread):
                 if not is_thread:
                     actor.record.pids.append(child.process.pid)
                     actor.emulation.processes[child.process.pid] = child.process
+                    actor.net.on_fork(parent.process, child.process)
 
             def on_process_exit(self, process, status):
                 actor.emulation.processes.pop(process.pid, None)
+                actor.net.on_exit(process)
                 if process is actor.tracer.root:
                     actor._root_exited(status)
 
@@ -396,9 +406,22 @@ class Emulation:
         self.config = config
         self.sim = sim.Simulation(scenario.platform, network_model=config.network_model)
         self.clock = VirtualClock(sim.now, config.epoch)
+        hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
+        self.network = Network(Addressing(hosts), keep_data=False)
+        self.hosts_file = self._write_hosts_file(hosts)
         self.processes: dict[int, Process] = {}
         self.stopping = False
         self.actors = [ProcessActor(self, spec, i) for i, spec in enumerate(scenario.processes)]
+
+    @staticmethod
+    def _write_hosts_file(hosts) -> str:
+        """What tracees read instead of /etc/hosts: the platform's host names."""
+        fd, path = tempfile.mkstemp(prefix="simterpose-hosts-")
+        lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+        lines += [f"{ip}\t{name}" for name, ip in hosts]
+        os.write(fd, ("\n".join(lines) + "\n").encode())
+        os.close(fd)
+        return path
 
     def find_process(self, pid: int) -> Optional[Process]:
         return self.processes.get(pid)
@@ -419,5 +442,7 @@ class Emulation:
             self.sim.run()
         except sim.Deadlock:
             pass  # each blocked actor recorded what it was waiting for
+        finally:
+            os.unlink(self.hosts_file)
         self.final_time = self.sim.now()
         return [a.record for a in self.actors]

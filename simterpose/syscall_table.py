@@ -4,7 +4,8 @@ Each syscall is exactly one of
   handled      a policy module answers it (module name and method below); the tracee stops on it
   unsupported  the run stops with an error naming the syscall and why (never a silent wrong answer)
   native       the kernel runs it, and the tracee does not even stop (it is not in the seccomp filter)
-Anything not listed as handled or unsupported is native. `classify()` answers for any number, and
+Anything not listed as handled or unsupported is native, except io_uring_setup, which the tracer
+itself answers ENOSYS (io_uring would do I/O without syscalls; programs fall back to plain calls). `classify()` answers for any number, and
 `python -m simterpose.syscall_table` prints the whole table.
 
 Modules: `time` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
@@ -36,11 +37,54 @@ HANDLED: dict[str, tuple[str, str]] = {
     "alarm": (TIME, "alarm"),
     "setitimer": (TIME, "setitimer"),
     "getitimer": (TIME, "getitimer"),
-    # waiting (only a timeout: time; with descriptors: the network policy takes them over)
-    "poll": (TIME, "poll"),
-    "ppoll": (TIME, "ppoll"),
-    "select": (TIME, "select"),
-    "pselect6": (TIME, "pselect6"),
+    # waiting: readiness of simulated sockets, timeouts in simulated time (net delegates the
+    # descriptor-less case, a plain sleep, to time)
+    "poll": (NET, "poll"),
+    "ppoll": (NET, "ppoll"),
+    "select": (NET, "select"),
+    "pselect6": (NET, "pselect6"),
+    "epoll_create": (NET, "epoll_create"),
+    "epoll_create1": (NET, "epoll_create1"),
+    "epoll_ctl": (NET, "epoll_ctl"),
+    "epoll_wait": (NET, "epoll_wait"),
+    "epoll_pwait": (NET, "epoll_pwait"),
+    "epoll_pwait2": (NET, "epoll_pwait2"),
+    # sockets
+    "socket": (NET, "socket"),
+    "socketpair": (NET, "socketpair"),
+    "bind": (NET, "bind"),
+    "listen": (NET, "listen"),
+    "connect": (NET, "connect"),
+    "accept": (NET, "accept"),
+    "accept4": (NET, "accept4"),
+    "getsockname": (NET, "getsockname"),
+    "getpeername": (NET, "getpeername"),
+    "shutdown": (NET, "shutdown"),
+    "setsockopt": (NET, "setsockopt"),
+    "getsockopt": (NET, "getsockopt"),
+    "sendto": (NET, "sendto"),
+    "recvfrom": (NET, "recvfrom"),
+    "sendmsg": (NET, "sendmsg"),
+    "recvmsg": (NET, "recvmsg"),
+    "sendmmsg": (NET, "mmsg_unsupported"),
+    "recvmmsg": (NET, "mmsg_unsupported"),
+    "sendfile": (NET, "sendfile"),
+    "splice": (NET, "splice"),
+    # a socket can be used through any descriptor call: these stop to check whether it is one
+    "read": (NET, "read"),
+    "write": (NET, "write"),
+    "readv": (NET, "readv"),
+    "writev": (NET, "writev"),
+    "close": (NET, "close"),
+    "close_range": (NET, "close_range"),
+    "dup": (NET, "dup"),
+    "dup2": (NET, "dup2"),
+    "dup3": (NET, "dup3"),
+    "fcntl": (NET, "fcntl"),
+    "ioctl": (NET, "ioctl"),
+    # name resolution: /etc/hosts is served with the platform's hosts
+    "open": (NET, "open"),
+    "openat": (NET, "openat"),
     # the last CPU burst of a process is charged when it exits
     "exit": (PROC, "exiting"),
     "exit_group": (PROC, "exiting"),

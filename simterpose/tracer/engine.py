@@ -361,7 +361,7 @@ class Tracer:
             new = cb(sc, ret)
             changed = sc.dirty
             if sc.dirty:
-                for reg, value in zip(_ARGS, sc.orig_args):
+                for reg, value in zip(_ARGS, sc.orig_args, strict=False):
                     setattr(regs, reg, value)
             if new is not None and new != ret:
                 setattr(regs, arch.RET, new & 0xFFFFFFFFFFFFFFFF)

@@ -1,0 +1,125 @@
+"""Virtual addresses (what tracees see) and real loopback addresses (what the kernel sees).
+
+Every simulated host k gets two real IPv4 loopback addresses of its own: 127.1.x.y for its virtual
+IP(s) and INADDR_ANY, 127.2.x.y for its 127.0.0.1. Ports are kept as they are (two hosts may both
+listen on port 80: their real addresses differ), and ports a host picks implicitly are allocated by
+us, in order, so runs are reproducible. Which socket a connect reaches is decided by the simulated
+state (`Registry`), never by the kernel; the real addresses only have to be unique.
+IPv6 sockets use the IPv4-mapped form of the same real addresses (dual-stack sockets).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from ..tracer.memory import SockAddr
+
+EPHEMERAL_FIRST = 40000
+EPHEMERAL_LAST = 60999
+LOOPBACK_V4 = "127.0.0.1"
+ANY_V4 = "0.0.0.0"
+ANY_V6 = "::"
+LOOPBACK_V6 = "::1"
+
+
+class AddressError(Exception):
+    def __init__(self, errno_: int, message: str):
+        self.errno = errno_
+        super().__init__(message)
+
+
+class Host:
+    """A simulated host as the network sees it."""
+
+    def __init__(self, index: int, name: str, ip: str):
+        self.index = index
+        self.name = name
+        self.ip = ip
+        n = index + 1
+        self.real_ip = f"127.1.{n >> 8}.{n & 255}"
+        self.real_loopback = f"127.2.{n >> 8}.{n & 255}"
+        self._next_port = {socket.SOCK_STREAM: EPHEMERAL_FIRST, socket.SOCK_DGRAM: EPHEMERAL_FIRST}
+
+    def ephemeral_port(self, kind: int, in_use) -> int:
+        """The next free port for an implicit bind (deterministic: counts up from 40000)."""
+        for _ in range(EPHEMERAL_LAST - EPHEMERAL_FIRST + 1):
+            port = self._next_port[kind]
+            self._next_port[kind] = EPHEMERAL_FIRST if port >= EPHEMERAL_LAST else port + 1
+            if not in_use(port):
+                return port
+        raise AddressError(98, f"no ephemeral port left on host {self.name}")  # EADDRINUSE
+
+    def __repr__(self) -> str:
+        return f"<host {self.name} {self.ip}>"
+
+
+def unmap_v4(addr: str) -> str:
+    """'::ffff:10.0.0.1' -> '10.0.0.1'; '::' -> '0.0.0.0'; '::1' -> '127.0.0.1'; others unchanged."""
+    if ":" not in addr:
+        return addr
+    ip = ipaddress.IPv6Address(addr)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if addr in (ANY_V6, "0:0:0:0:0:0:0:0") or ip == ipaddress.IPv6Address("::"):
+        return ANY_V4
+    if ip == ipaddress.IPv6Address("::1"):
+        return LOOPBACK_V4
+    return addr
+
+
+def as_family(addr_v4: str, family: int) -> str:
+    """An IPv4 address written for a socket of `family` (IPv4-mapped for AF_INET6)."""
+    if family == socket.AF_INET6:
+        return f"::ffff:{addr_v4}"
+    return addr_v4
+
+
+class Addressing:
+    """The platform's hosts by name, by virtual IP and by real IP."""
+
+    def __init__(self, hosts: list[tuple[str, str]]):
+        self.hosts: dict[str, Host] = {}
+        self.by_ip: dict[str, Host] = {}
+        self.by_real: dict[str, tuple[Host, str]] = {}
+        for i, (name, ip) in enumerate(hosts):
+            h = Host(i, name, ip)
+            self.hosts[name] = h
+            self.by_ip[ip] = h
+            self.by_real[h.real_ip] = (h, h.ip)
+            self.by_real[h.real_loopback] = (h, LOOPBACK_V4)
+
+    def host(self, name: str) -> Host:
+        return self.hosts[name]
+
+    def local_virtual(self, host: Host, vaddr: str) -> str:
+        """Validate a bind address on `host`: its IP, 127.0.0.1 or ANY; else EADDRNOTAVAIL."""
+        v4 = unmap_v4(vaddr)
+        if v4 in (ANY_V4, host.ip) or v4.startswith("127."):
+            return LOOPBACK_V4 if v4.startswith("127.") else v4
+        raise AddressError(99, f"cannot bind {vaddr} on host {host.name} (its address is {host.ip})")
+
+    def real_for_bind(self, host: Host, v4: str) -> str:
+        return host.real_loopback if v4 == LOOPBACK_V4 else host.real_ip
+
+    def destination(self, src: Host, vaddr: str) -> tuple[Host, str]:
+        """Which host a destination address names, seen from `src`, and the address as that host
+        knows it (its IP, or 127.0.0.1 for its own loopback). Unknown hosts: ENETUNREACH."""
+        v4 = unmap_v4(vaddr)
+        if v4.startswith("127."):
+            return src, LOOPBACK_V4
+        if v4 == ANY_V4:  # connect(0.0.0.0) reaches the local host, as on Linux
+            return src, LOOPBACK_V4
+        h = self.by_ip.get(v4)
+        if h is None:
+            raise AddressError(101, f"no simulated host has address {vaddr}")  # ENETUNREACH
+        return h, h.ip
+
+    def virtual_of_real(self, real_ip: str) -> tuple[Host, str] | None:
+        return self.by_real.get(unmap_v4(real_ip))
+
+
+def sockaddr(family: int, v4: str, port: int) -> SockAddr:
+    if family == socket.AF_INET6:
+        return SockAddr((family, as_family(v4, family) if v4 not in (ANY_V4,) else ANY_V6, port, 0, 0))
+    return SockAddr((family, v4, port))

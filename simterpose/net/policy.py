@@ -1,0 +1,991 @@
+"""What socket syscalls mean on the simulated network (address-translation mode).
+
+The kernel still carries the bytes, over loopback, between real addresses that only the emulator
+knows (see addressing.py); tracees only ever see virtual addresses. Every decision that could make a
+tracee wait is taken from the simulated state first (sockets.py), and the kernel is only asked to
+do what is already possible at once:
+  * connect: the real connection is made at the call (by injecting connect() into the tracee), then
+    the caller waits the simulated round trip;
+  * accept: waits until a simulated SYN arrived, then the kernel hands over the queued connection;
+  * reads: wait for simulated arrival, then read at most what has arrived;
+  * writes: at most the simulated window, so the kernel never blocks on a full buffer;
+  * poll/select/epoll: readiness of simulated sockets from the simulation, of other descriptors
+    from a zero-timeout poll injected into the tracee; timeouts in simulated time.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+from typing import TYPE_CHECKING, Optional
+
+from ..tracer import names
+from ..tracer.memory import decode_sockaddr, encode_sockaddr
+from ..tracer.results import Blocked, Errno, Native, Unsupported, Value
+from .addressing import LOOPBACK_V4, AddressError, sockaddr
+from .fdtable import EpollSet, FdTable
+from .sockets import VSocket
+
+if TYPE_CHECKING:
+    from ..emulator import ProcessActor
+
+MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
+SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
+O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
+FIONBIO, FIONREAD = 0x5421, 0x541B
+SOL_SOCKET, SO_REUSEADDR, SO_ERROR, SO_TYPE = 1, 2, 4, 3
+SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
+POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
+EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
+EPOLLONESHOT = 1 << 30
+SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+NR = names.number
+
+INET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+SCRATCH_BELOW_SP = 128 + 4096  # below the red zone: free stack space while the tracee is stopped
+
+
+class Scratch:
+    """Bump allocator in the stopped tracee's free stack space, for the structures we pass to the
+    kernel instead of the tracee's own (rewritten sockaddrs, truncated iovecs, paths)."""
+
+    def __init__(self, sc):
+        self.sc = sc
+        self.top = (sc.regs.rsp - SCRATCH_BELOW_SP) & ~0xF
+        self.used = 0
+
+    def put(self, data: bytes) -> int:
+        self.used += (len(data) + 15) & ~0xF
+        if self.used > 4096 - 128:
+            raise Unsupported(self.sc.name, "arguments too large for the scratch area")
+        addr = self.top - self.used
+        self.sc.mem.write(addr, data)
+        return addr
+
+
+class SocketPolicy:
+    """Socket syscalls of one process tree (one actor)."""
+
+    def __init__(self, actor: "ProcessActor", network):
+        self.actor = actor
+        self.net = network
+        self.addressing = network.addressing
+        self.host = self.addressing.host(actor.spec.host)
+
+    # -- per-process descriptor tables --------------------------------------------------------
+    def table(self, process) -> FdTable:
+        t = process.data.get("fds")
+        if t is None:
+            t = process.data["fds"] = FdTable(self._last_close)
+        return t
+
+    def on_fork(self, parent, child) -> None:
+        child.data["fds"] = self.table(parent).fork()
+
+    def on_exec(self, process) -> None:
+        self.table(process).exec()
+
+    def on_exit(self, process) -> None:
+        self.table(process).close_all()
+
+    def _last_close(self, obj) -> None:
+        if isinstance(obj, VSocket):
+            self.close_socket(obj)
+
+    def close_socket(self, s: VSocket) -> None:
+        self.net.unbind(s)
+        if s.out is not None:
+            s.out.close()
+        if s.inq is not None:
+            s.inq.receiver_gone()
+        if s.listening:
+            s.listening = False
+
+    def sock(self, sc, i: int = 0) -> Optional[VSocket]:
+        obj = self.table(sc.process).get(sc.iarg(i))
+        return obj if isinstance(obj, VSocket) else None
+
+    # -- creation ------------------------------------------------------------------------------
+    def socket(self, sc):
+        family, kind_flags = sc.iarg(0), sc.iarg(1)
+        kind = kind_flags & 0xF
+        if family not in INET_FAMILIES:
+            return Native()  # unix, netlink...: local to the machine, left to the kernel
+        if kind not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            raise Unsupported("socket", f"socket type {kind} (only TCP and UDP are simulated)")
+        proto = sc.iarg(2)
+        if proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
+            raise Unsupported("socket", f"protocol {proto}")
+
+        def created(sc_, fd):
+            if fd >= 0:
+                s = VSocket(self.net, self.host, family, kind, proto)
+                s.owner = self.actor
+                s.nonblocking = bool(kind_flags & SOCK_NONBLOCK)
+                self.table(sc_.process).add(fd, s, bool(kind_flags & SOCK_CLOEXEC))
+            return None
+
+        return Native(on_exit=created)
+
+    def socketpair(self, sc):
+        if sc.iarg(0) in INET_FAMILIES:
+            raise Unsupported("socketpair", "on IP sockets")
+        return Native()
+
+    # -- addresses -----------------------------------------------------------------------------
+    def _read_addr(self, sc, ptr_i: int, len_i: int, s: VSocket):
+        length = sc.iarg(len_i)
+        if length < 2 or length > 128:
+            raise _Fail(errno.EINVAL)
+        sa = decode_sockaddr(sc.mem.read(sc.arg(ptr_i), length))
+        if sa.family == socket.AF_UNSPEC and s.kind == socket.SOCK_DGRAM:
+            return None
+        if sa.family not in INET_FAMILIES:
+            raise _Fail(errno.EAFNOSUPPORT)
+        if sa.family == socket.AF_INET6 and s.family == socket.AF_INET:
+            raise _Fail(errno.EAFNOSUPPORT)
+        return sa
+
+    def _real_sockaddr(self, s: VSocket, real_ip: str, port: int) -> bytes:
+        return encode_sockaddr(sockaddr(s.family, real_ip, port))
+
+    def _virtual_sockaddr(self, s: VSocket, addr: tuple[str, int]) -> bytes:
+        return encode_sockaddr(sockaddr(s.family, addr[0], addr[1]))
+
+    def _write_addr(self, sc, ptr: int, lenptr: int, s: VSocket, addr) -> None:
+        if ptr and lenptr:
+            raw = self._virtual_sockaddr(s, addr)
+            room = sc.mem.read_i32(lenptr)
+            sc.mem.write(ptr, raw[:max(0, room)])
+            sc.mem.write_i32(lenptr, len(raw))
+
+    def _implicit_bind(self, sc, s: VSocket, fd: int, toward_loopback: bool = False) -> Optional[int]:
+        """Bind an unbound socket to a port of ours before the kernel would pick a random one (runs
+        are reproducible, and the peer sees the right virtual source). Returns an errno or None."""
+        port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
+        vip = LOOPBACK_V4 if toward_loopback else self.host.ip
+        real_ip = self.host.real_loopback if toward_loopback else self.host.real_ip
+        return self._kernel_bind(sc, s, fd, vip, real_ip, port)
+
+    def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int) -> Optional[int]:
+        scratch = Scratch(sc)
+        tr = self.actor.tracer
+        # SO_REUSEADDR: a previous run's TIME_WAIT on the same real address must not fail our bind;
+        # the simulated registry still refuses a second bind of a port, as a real host would.
+        one = scratch.put(struct.pack("<i", 1))
+        tr.inject(sc, NR("setsockopt"), sc.iarg(0) if fd is None else fd, SOL_SOCKET, SO_REUSEADDR, one, 4)
+        raw = self._real_sockaddr(s, real_ip, port)
+        rc = tr.inject(sc, NR("bind"), fd, scratch.put(raw), len(raw))
+        if rc < 0:
+            return -rc
+        self.net.bind(s, vip, port)
+        s.real_local = (real_ip, port)
+        return None
+
+    def bind(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if s.local is not None:
+            return Errno(errno.EINVAL)
+        try:
+            sa = self._read_addr(sc, 1, 2, s)
+            if sa is None:
+                return Errno(errno.EAFNOSUPPORT)
+            vip = self.addressing.local_virtual(self.host, sa[1])
+        except _Fail as f:
+            return Errno(f.errno)
+        except AddressError as e:
+            return Errno(e.errno)
+        port = sa[2]
+        if port == 0:
+            port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
+        table = self.net.bound.get((self.host.name, s.kind, port), {})
+        if table and (vip == "0.0.0.0" or vip in table or "0.0.0.0" in table):
+            return Errno(errno.EADDRINUSE)
+        err = self._kernel_bind(sc, s, sc.iarg(0), vip, self.addressing.real_for_bind(self.host, vip), port)
+        return Errno(err) if err else Value(0)
+
+    def listen(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if not s.is_stream:
+            return Errno(errno.EOPNOTSUPP)
+        if s.local is None:
+            err = self._implicit_bind(sc, s, sc.iarg(0))
+            if err:
+                return Errno(err)
+
+        def listening(sc_, ret):
+            if ret == 0:
+                s.listening = True
+            return None
+
+        return Native(on_exit=listening)
+
+    def getsockname(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        local = s.local or ("0.0.0.0", 0)
+        self._write_addr(sc, sc.arg(1), sc.arg(2), s, local)
+        return Value(0)
+
+    def getpeername(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if s.peer is None or (s.is_stream and (s.conn is None or s.connect_error)):
+            return Errno(errno.ENOTCONN)
+        self._write_addr(sc, sc.arg(1), sc.arg(2), s, s.peer)
+        return Value(0)
+
+    # -- connections ---------------------------------------------------------------------------
+    def connect(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if not s.is_stream:
+            return self._connect_udp(sc, s)
+        if sc.state is not None:  # a blocking connect, waiting for the simulated handshake
+            return self._connect_wait(sc, s)
+        if s.conn is not None:
+            if s.connect_error:
+                return Errno(errno.ECONNREFUSED)
+            if not s.conn.established:
+                return Errno(errno.EALREADY)
+            return Errno(errno.EISCONN)
+        if s.listening:
+            return Errno(errno.EINVAL)
+        try:
+            sa = self._read_addr(sc, 1, 2, s)
+            if sa is None:
+                return Errno(errno.EAFNOSUPPORT)
+            dst_host, dst_ip = self.addressing.destination(self.host, sa[1])
+        except _Fail as f:
+            return Errno(f.errno)
+        except AddressError as e:
+            return Errno(e.errno)
+        listener = self.net.lookup(dst_host, socket.SOCK_STREAM, dst_ip, sa[2])
+        if listener is None or not listener.listening:
+            return Errno(errno.ECONNREFUSED)
+        fd = sc.iarg(0)
+        if s.local is None:
+            err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
+            if err:
+                return Errno(err)
+        # The real connection, now: loopback completes it in the kernel's backlog at once, so the
+        # server's accept never waits in the kernel. The caller then waits the simulated round trip.
+        raw = self._real_sockaddr(s, listener.real_local[0], listener.real_local[1])
+        rc = self.actor.tracer.inject(sc, NR("connect"), fd, Scratch(sc).put(raw), len(raw))
+        if rc < 0 and rc != -errno.EINPROGRESS:
+            return Errno(-rc)
+        s.peer = (dst_ip, sa[2])
+        self.net.connect(s, listener, dst_ip)
+        if s.nonblocking:
+            return Errno(errno.EINPROGRESS)
+        sc.state = "connecting"
+        return self._connect_wait(sc, s)
+
+    def _connect_wait(self, sc, s: VSocket):
+        if s.conn.established:
+            return Value(0)
+        return Blocked(f"connect fd {sc.iarg(0)}", self._timeout_deadline(sc, s.sndtimeo))
+
+    def _connect_udp(self, sc, s: VSocket):
+        try:
+            sa = self._read_addr(sc, 1, 2, s)
+            if sa is None:
+                s.peer = None
+                return Native()
+            dst_host, dst_ip = self.addressing.destination(self.host, sa[1])
+        except _Fail as f:
+            return Errno(f.errno)
+        except AddressError as e:
+            return Errno(e.errno)
+        fd = sc.iarg(0)
+        if s.local is None:
+            err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
+            if err:
+                return Errno(err)
+        s.peer = (dst_ip, sa[2])
+        s.peer_host = dst_host
+        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2])
+        real = target.real_local if target is not None else (dst_host.real_ip, sa[2])
+        raw = self._real_sockaddr(s, *real)
+        sc.set_arg(1, Scratch(sc).put(raw))
+        sc.set_arg(2, len(raw))
+        return Native()
+
+    def accept(self, sc):
+        return self._accept(sc, 0)
+
+    def accept4(self, sc):
+        return self._accept(sc, sc.iarg(3))
+
+    def _accept(self, sc, flags: int):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if not s.listening:
+            return Errno(errno.EINVAL)
+        if not s.readable():
+            if s.nonblocking:
+                return Errno(errno.EAGAIN)
+            return Blocked(f"accept fd {sc.iarg(0)}", self._timeout_deadline(sc, s.rcvtimeo))
+        addr_ptr, len_ptr = sc.arg(1), sc.arg(2)
+
+        def accepted(sc_, fd):
+            if fd < 0:
+                return None
+            new = VSocket(self.net, self.host, s.family, s.kind, s.protocol)
+            new.owner = self.actor
+            new.nonblocking = bool(flags & SOCK_NONBLOCK)
+            self.net.accept(s, new)
+            self.table(sc_.process).add(fd, new, bool(flags & SOCK_CLOEXEC))
+            self._write_addr(sc_, addr_ptr, len_ptr, new, new.peer)
+            return None
+
+        return Native(on_exit=accepted)
+
+    def shutdown(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        how = sc.iarg(1)
+
+        def done(sc_, ret):
+            if ret == 0:
+                if how in (SHUT_WR, SHUT_RDWR):
+                    s.shut_wr = True
+                    if s.out is not None:
+                        s.out.close()
+                if how in (SHUT_RD, SHUT_RDWR):
+                    s.shut_rd = True
+            return None
+
+        return Native(on_exit=done)
+
+    # -- descriptors ---------------------------------------------------------------------------
+    def close(self, sc):
+        fd = sc.iarg(0)
+        table = self.table(sc.process)
+        if table.get(fd) is None:
+            return Native()
+
+        def closed(sc_, ret):
+            if ret == 0 or ret == -errno.EINTR:
+                table.remove(fd)
+            return None
+
+        return Native(on_exit=closed)
+
+    def close_range(self, sc):
+        first, last = sc.arg(0) & 0xFFFFFFFF, sc.arg(1) & 0xFFFFFFFF
+        table = self.table(sc.process)
+        if not any(first <= fd <= last for fd in table.entries):
+            return Native()
+        cloexec_only = bool(sc.iarg(2) & 4)  # CLOSE_RANGE_CLOEXEC
+
+        def closed(sc_, ret):
+            if ret == 0:
+                for fd in [fd for fd in table.entries if first <= fd <= last]:
+                    if cloexec_only:
+                        table.set_cloexec(fd, True)
+                    else:
+                        table.remove(fd)
+            return None
+
+        return Native(on_exit=closed)
+
+    def _dup_exit(self, old: int, cloexec: bool):
+        def duped(sc_, new):
+            if new >= 0 and new != old:
+                self.table(sc_.process).dup(old, new, cloexec)
+            return None
+
+        return duped
+
+    def dup(self, sc):
+        old = sc.iarg(0)
+        if self.table(sc.process).get(old) is None:
+            return Native()
+        return Native(on_exit=self._dup_exit(old, False))
+
+    def dup2(self, sc):
+        old, new = sc.iarg(0), sc.iarg(1)
+        t = self.table(sc.process)
+        if t.get(old) is None and t.get(new) is None:
+            return Native()
+        return Native(on_exit=self._dup_exit(old, False))
+
+    def dup3(self, sc):
+        old, new = sc.iarg(0), sc.iarg(1)
+        t = self.table(sc.process)
+        if t.get(old) is None and t.get(new) is None:
+            return Native()
+        return Native(on_exit=self._dup_exit(old, bool(sc.iarg(2) & O_CLOEXEC)))
+
+    def fcntl(self, sc):
+        fd, cmd, arg = sc.iarg(0), sc.iarg(1), sc.arg(2)
+        t = self.table(sc.process)
+        obj = t.get(fd)
+        if obj is None:
+            return Native()
+        if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+            return Native(on_exit=self._dup_exit(fd, cmd == F_DUPFD_CLOEXEC))
+        if cmd == F_SETFD:
+            t.set_cloexec(fd, bool(arg & 1))
+        elif cmd == F_SETFL and isinstance(obj, VSocket):
+            obj.nonblocking = bool(arg & O_NONBLOCK)
+        return Native()
+
+    def ioctl(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        req = sc.arg(1) & 0xFFFFFFFF
+        if req == FIONBIO:
+            s.nonblocking = bool(sc.mem.read_i32(sc.arg(2)))
+            return Native()
+        if req == FIONREAD:
+            n = s.inq.available() if (s.is_stream and s.inq is not None) else (
+                s.dgrams[0][3] if s.dgrams and s.dgrams[0][0] else 0)
+            sc.mem.write_i32(sc.arg(2), n)
+            return Value(0)
+        return Native()
+
+    def setsockopt(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        level, opt = sc.iarg(1), sc.iarg(2)
+        if level == SOL_SOCKET and opt in (SO_RCVTIMEO, SO_SNDTIMEO) and sc.iarg(4) >= 16:
+            sec, usec = sc.mem.read_timeval(sc.arg(3))
+            value = None if (sec == 0 and usec == 0) else sec + usec / 1e6
+            if opt == SO_RCVTIMEO:
+                s.rcvtimeo = value
+            else:
+                s.sndtimeo = value
+            return Value(0)  # timeouts run in simulated time; the kernel must never time out first
+        return Native()
+
+    def getsockopt(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        level, opt = sc.iarg(1), sc.iarg(2)
+        if level == SOL_SOCKET and opt == SO_ERROR:
+            err = s.connect_error
+            s.connect_error = 0
+            sc.mem.write_i32(sc.arg(3), err)
+            sc.mem.write_i32(sc.arg(4), 4)
+            return Value(0)
+        return Native()
+
+    # -- data ----------------------------------------------------------------------------------
+    def _timeout_deadline(self, sc, timeout: Optional[float]) -> Optional[float]:
+        if timeout is None:
+            return None
+        if sc.state is None or not isinstance(sc.state, dict):
+            sc.state = {"deadline": self.actor.now() + timeout}
+        return sc.state["deadline"]
+
+    def _would_block(self, sc, s: VSocket, flags: int, timeout: Optional[float], what: str):
+        if s.nonblocking or flags & MSG_DONTWAIT:
+            return Errno(errno.EAGAIN)
+        deadline = self._timeout_deadline(sc, timeout)
+        if deadline is not None and self.actor.now() >= deadline:
+            return Errno(errno.EAGAIN)
+        return Blocked(f"{what} fd {sc.iarg(0)}", deadline)
+
+    def _send_stream(self, sc, s: VSocket, length: int, flags: int, limit):
+        """A write on a TCP socket: let the kernel take at most the simulated window."""
+        if s.conn is None:
+            return Errno(errno.ENOTCONN) if not s.connect_error else Errno(errno.EPIPE)
+        if s.shut_wr or s.out.reset or s.connect_error:
+            return Native()  # the kernel answers EPIPE (and SIGPIPE) itself
+        if not s.conn.established:
+            return self._would_block(sc, s, flags, s.sndtimeo, "send")
+        if length == 0:
+            return Native()
+        room = s.out.room()
+        if room == 0:
+            return self._would_block(sc, s, flags, s.sndtimeo, "send")
+        if length > room:
+            limit(room)
+        out = s.out
+
+        def sent(sc_, ret):
+            if ret > 0:
+                out.write(ret)
+            return None
+
+        return Native(on_exit=sent)
+
+    def _recv_stream(self, sc, s: VSocket, length: int, flags: int, limit, addr=None):
+        """A read on a TCP socket: only what has arrived in the simulation."""
+        if s.conn is None:
+            return Errno(errno.ENOTCONN) if not s.listening else Errno(errno.EINVAL)
+        if s.connect_error:
+            return Native()
+        if not s.conn.established:
+            return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
+        inq = s.inq
+        avail = inq.available()
+        if avail == 0 and not (inq.eof_arrived or s.shut_rd):
+            return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
+        if flags & MSG_WAITALL and avail < length and not inq.eof_arrived:
+            return self._would_block(sc, s, flags & ~MSG_DONTWAIT, s.rcvtimeo, "recv")
+        if avail == 0:
+            return Native()  # EOF: the kernel has the FIN already and returns 0
+        if length > avail:
+            limit(avail)
+        peek = bool(flags & MSG_PEEK)
+
+        def received(sc_, ret):
+            if ret > 0 and not peek:
+                inq.consume(ret)
+            if ret >= 0 and addr is not None:
+                self._write_addr(sc_, addr[0], addr[1], s, s.peer)
+            return None
+
+        return Native(on_exit=received)
+
+    def _send_dgram(self, sc, s: VSocket, length: int, dest, set_dest):
+        """A datagram: to the socket bound at the virtual destination (if any), charged as a message."""
+        if dest is None:
+            if s.peer is None:
+                return Errno(errno.EDESTADDRREQ)
+            dst_host, dst_ip, port = s.peer_host, s.peer[0], s.peer[1]
+        else:
+            try:
+                dst_host, dst_ip = self.addressing.destination(self.host, dest[1])
+            except AddressError as e:
+                return Errno(e.errno)
+            port = dest[2]
+        fd = sc.iarg(0)
+        if s.local is None:
+            err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
+            if err:
+                return Errno(err)
+        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port)
+        if dest is not None:
+            real = target.real_local if target is not None else (dst_host.real_ip, port)
+            set_dest(self._real_sockaddr(s, *real))
+
+        def sent(sc_, ret):
+            if ret >= 0:
+                self.net.send_datagram(s, target, ret, None, dst_host)
+            return None
+
+        return Native(on_exit=sent)
+
+    def _recv_dgram(self, sc, s: VSocket, flags: int, addr_writer):
+        if not (s.dgrams and s.dgrams[0][0]):
+            return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
+        head = s.dgrams[0]
+        peek = bool(flags & MSG_PEEK)
+
+        def received(sc_, ret):
+            if ret >= 0:
+                if not peek and s.dgrams and s.dgrams[0] is head:
+                    s.dgrams.popleft()
+                if addr_writer is not None and head[1] is not None:
+                    addr_writer(sc_, head[1])
+            return None
+
+        return Native(on_exit=received)
+
+    def _limit_arg(self, sc, i: int):
+        return lambda n: sc.set_arg(i, n)
+
+    def _limit_iov(self, sc, iov_arg: int, cnt_arg: int, iov):
+        """Replace an iovec array by a copy covering only the first n bytes."""
+        def limit(n):
+            out, left = [], n
+            for base, ln in iov:
+                if left <= 0:
+                    break
+                out.append((base, min(ln, left)))
+                left -= out[-1][1]
+            raw = b"".join(struct.pack("<QQ", b, ln) for b, ln in out)
+            sc.set_arg(iov_arg, Scratch(sc).put(raw))
+            sc.set_arg(cnt_arg, len(out))
+        return limit
+
+    def read(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if s.is_stream:
+            return self._recv_stream(sc, s, sc.arg(2), 0, self._limit_arg(sc, 2))
+        return self._recv_dgram(sc, s, 0, None)
+
+    def write(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if s.is_stream:
+            return self._send_stream(sc, s, sc.arg(2), 0, self._limit_arg(sc, 2))
+        return self._send_dgram(sc, s, sc.arg(2), None, None)
+
+    def readv(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
+        if s.is_stream:
+            return self._recv_stream(sc, s, sum(n for _, n in iov), 0, self._limit_iov(sc, 1, 2, iov))
+        return self._recv_dgram(sc, s, 0, None)
+
+    def writev(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
+        if s.is_stream:
+            return self._send_stream(sc, s, sum(n for _, n in iov), 0, self._limit_iov(sc, 1, 2, iov))
+        return self._send_dgram(sc, s, sum(n for _, n in iov), None, None)
+
+    def sendto(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        flags = sc.iarg(3)
+        if s.is_stream:
+            return self._send_stream(sc, s, sc.arg(2), flags, self._limit_arg(sc, 2))
+        dest = None
+        if sc.arg(4):
+            try:
+                dest = self._read_addr(sc, 4, 5, s)
+            except _Fail as f:
+                return Errno(f.errno)
+
+        def set_dest(raw):
+            sc.set_arg(4, Scratch(sc).put(raw))
+            sc.set_arg(5, len(raw))
+
+        return self._send_dgram(sc, s, sc.arg(2), dest, set_dest)
+
+    def recvfrom(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        flags = sc.iarg(3)
+        addr = (sc.arg(4), sc.arg(5)) if sc.arg(4) else None
+        if s.is_stream:
+            return self._recv_stream(sc, s, sc.arg(2), flags, self._limit_arg(sc, 2), addr)
+
+        def write_src(sc_, src):
+            self._write_addr(sc_, addr[0], addr[1], s, src)
+
+        return self._recv_dgram(sc, s, flags, write_src if addr else None)
+
+    # struct msghdr: name 0, namelen 8, iov 16, iovlen 24, control 32, controllen 40, flags 48
+    def _msghdr(self, sc):
+        raw = bytearray(sc.mem.read(sc.arg(1), 56))
+        name, namelen, iov_ptr, iovlen = struct.unpack_from("<QI4xQQ", raw)
+        iov = sc.mem.read_iovec(iov_ptr, min(iovlen, 1024)) if iovlen else []
+        return raw, name, namelen, iov
+
+    def _limit_msg(self, sc, raw: bytearray, iov):
+        def limit(n):
+            out, left = [], n
+            for base, ln in iov:
+                if left <= 0:
+                    break
+                out.append((base, min(ln, left)))
+                left -= out[-1][1]
+            scratch = Scratch(sc)
+            iov_addr = scratch.put(b"".join(struct.pack("<QQ", b, ln) for b, ln in out))
+            msg = bytearray(raw)
+            struct.pack_into("<QQ", msg, 16, iov_addr, len(out))
+            sc.set_arg(1, scratch.put(bytes(msg)))
+        return limit
+
+    def sendmsg(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        raw, name, namelen, iov = self._msghdr(sc)
+        flags = sc.iarg(2)
+        total = sum(n for _, n in iov)
+        if s.is_stream:
+            return self._send_stream(sc, s, total, flags, self._limit_msg(sc, raw, iov))
+        dest = None
+        if name and namelen:
+            dest = decode_sockaddr(sc.mem.read(name, min(namelen, 128)))
+
+        def set_dest(real):
+            scratch = Scratch(sc)
+            msg = bytearray(raw)
+            struct.pack_into("<QI", msg, 0, scratch.put(real), len(real))
+            sc.set_arg(1, scratch.put(bytes(msg)))
+
+        return self._send_dgram(sc, s, total, dest, set_dest)
+
+    def recvmsg(self, sc):
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        raw, name, namelen, iov = self._msghdr(sc)
+        flags = sc.iarg(2)
+        msg_ptr = sc.arg(1)
+
+        def write_name(sc_, addr):
+            if name:
+                enc = self._virtual_sockaddr(s, addr)
+                sc_.mem.write(name, enc[:namelen])
+                sc_.mem.write(msg_ptr + 8, struct.pack("<I", len(enc)))
+
+        if s.is_stream:
+            total = sum(n for _, n in iov)
+            return self._recv_stream(sc, s, total, flags, self._limit_msg(sc, raw, iov))
+        return self._recv_dgram(sc, s, flags, write_name)
+
+    def sendfile(self, sc):
+        if self.sock(sc) is not None:
+            raise Unsupported("sendfile", "to a simulated socket")
+        if self.table(sc.process).get(sc.iarg(1)) is not None:
+            raise Unsupported("sendfile", "from a simulated socket")
+        return Native()
+
+    def splice(self, sc):
+        t = self.table(sc.process)
+        if t.get(sc.iarg(0)) is not None or t.get(sc.iarg(2)) is not None:
+            raise Unsupported("splice", "with a simulated socket")
+        return Native()
+
+    def mmsg_unsupported(self, sc):
+        if self.sock(sc) is not None:
+            raise Unsupported(sc.name, "on a simulated socket (use sendmsg/recvmsg)")
+        return Native()
+
+    # -- readiness -----------------------------------------------------------------------------
+    def _revents(self, s: VSocket, events: int) -> int:
+        rev = 0
+        if events & (POLLIN | POLLRDNORM) and s.readable():
+            rev |= events & (POLLIN | POLLRDNORM)
+        if events & (POLLOUT | POLLWRNORM) and s.writable():
+            rev |= events & (POLLOUT | POLLWRNORM)
+        if s.is_stream and s.inq is not None and s.inq.eof_arrived and events & POLLRDHUP:
+            rev |= POLLRDHUP
+        if s.connect_error:
+            rev |= POLLERR
+        if s.hung_up():
+            rev |= POLLHUP
+        return rev
+
+    def _native_revents(self, sc, pollfds: list[tuple[int, int]]) -> dict[int, int]:
+        """Readiness of descriptors the simulation does not own: a zero-timeout poll run by the
+        tracee itself (injected), so pipes, files and terminals answer as the kernel sees them."""
+        if not pollfds:
+            return {}
+        raw = b"".join(struct.pack("<ihh", fd, ev, 0) for fd, ev in pollfds)
+        addr = Scratch(sc).put(raw)
+        rc = self.actor.tracer.inject(sc, NR("poll"), addr, len(pollfds), 0)
+        if rc <= 0:
+            return {}
+        back = sc.mem.read(addr, len(raw))
+        return {fd: rev for fd, _, rev in (struct.unpack_from("<ihh", back, 8 * i)
+                                           for i in range(len(pollfds))) if rev}
+
+    def _poll_set(self, sc, entries: list[tuple[int, int]]):
+        """[(fd, events)] -> ({index: revents}, any simulated socket among them?)"""
+        t = self.table(sc.process)
+        result, native, managed = {}, [], False
+        for i, (fd, events) in enumerate(entries):
+            if fd < 0:
+                continue
+            obj = t.get(fd)
+            if isinstance(obj, VSocket):
+                managed = True
+                rev = self._revents(obj, events | POLLERR | POLLHUP)
+                if rev:
+                    result[i] = rev
+            else:
+                native.append((i, fd, events))
+        if native:
+            nat = self._native_revents(sc, [(fd, ev) for _, fd, ev in native])
+            for i, fd, _ in native:
+                if fd in nat:
+                    result[i] = nat[fd]
+        return result, managed
+
+    def _wait_deadline(self, sc, timeout_s: Optional[float]) -> Optional[float]:
+        if sc.state is None:
+            sc.state = {"deadline": None if timeout_s is None else self.actor.now() + timeout_s}
+        return sc.state["deadline"]
+
+    def _poll_common(self, sc, timeout_s: Optional[float]):
+        nfds = sc.arg(1)
+        if nfds == 0:
+            return self.actor.time.poll_timeout(sc, -1 if timeout_s is None else timeout_s * 1000)
+        if nfds > 4096:
+            return Errno(errno.EINVAL)
+        pollfds = sc.mem.read_pollfds(sc.arg(0), nfds)
+        if sc.state is None and not any(isinstance(self.table(sc.process).get(fd), VSocket)
+                                        for fd, _, _ in pollfds):
+            return Native()  # nothing simulated in the set: the kernel waits on real things
+        ready, _ = self._poll_set(sc, [(fd, ev) for fd, ev, _ in pollfds])
+        deadline = self._wait_deadline(sc, timeout_s)
+        if ready or (deadline is not None and self.actor.now() >= deadline):
+            sc.mem.write_pollfds(sc.arg(0), [(fd, ev, ready.get(i, 0)) for i, (fd, ev, _) in enumerate(pollfds)])
+            return Value(len(ready))
+        return Blocked(sc.name, deadline)
+
+    def poll(self, sc):
+        timeout_ms = sc.iarg(2)
+        return self._poll_common(sc, None if timeout_ms < 0 else timeout_ms / 1000)
+
+    def ppoll(self, sc):
+        timeout = None
+        if sc.arg(2):
+            sec, nsec = sc.mem.read_timespec(sc.arg(2))
+            timeout = sec + nsec / 1e9
+        return self._poll_common(sc, timeout)
+
+    def _select_common(self, sc, timeout_s: Optional[float]):
+        nfds = sc.iarg(0)
+        ptrs = (sc.arg(1), sc.arg(2), sc.arg(3))
+        if nfds <= 0 or not any(ptrs):
+            return self.actor.time.poll_timeout(sc, -1 if timeout_s is None else timeout_s * 1000)
+        if nfds > 1024:
+            return Errno(errno.EINVAL)
+        nbytes = ((nfds + 63) // 64) * 8
+        sets = [int.from_bytes(sc.mem.read(p, nbytes), "little") if p else 0 for p in ptrs]
+        fds = [fd for fd in range(nfds) if any(s >> fd & 1 for s in sets)]
+        t = self.table(sc.process)
+        if sc.state is None and not any(isinstance(t.get(fd), VSocket) for fd in fds):
+            return Native()
+        entries = []
+        for fd in fds:
+            ev = (POLLIN if sets[0] >> fd & 1 else 0) | (POLLOUT if sets[1] >> fd & 1 else 0) | (
+                POLLPRI if sets[2] >> fd & 1 else 0)
+            entries.append((fd, ev))
+        ready, _ = self._poll_set(sc, entries)
+        deadline = self._wait_deadline(sc, timeout_s)
+        if not ready and not (deadline is not None and self.actor.now() >= deadline):
+            return Blocked(sc.name, deadline)
+        out = [0, 0, 0]
+        count = 0
+        for i, (fd, _ev) in enumerate(entries):
+            rev = ready.get(i, 0)
+            for k, bits in enumerate((POLLIN | POLLHUP | POLLERR, POLLOUT | POLLERR, POLLPRI)):
+                if rev & bits and sets[k] >> fd & 1:
+                    out[k] |= 1 << fd
+                    count += 1
+        for p, bits in zip(ptrs, out, strict=False):
+            if p:
+                sc.mem.write(p, bits.to_bytes(nbytes, "little"))
+        return Value(count)
+
+    def select(self, sc):
+        timeout = None
+        if sc.arg(4):
+            sec, usec = sc.mem.read_timeval(sc.arg(4))
+            timeout = sec + usec / 1e6
+        return self._select_common(sc, timeout)
+
+    def pselect6(self, sc):
+        timeout = None
+        if sc.arg(4):
+            sec, nsec = sc.mem.read_timespec(sc.arg(4))
+            timeout = sec + nsec / 1e9
+        return self._select_common(sc, timeout)
+
+    # epoll
+    def epoll_create(self, sc):
+        def created(sc_, fd):
+            if fd >= 0:
+                self.table(sc_.process).add(fd, EpollSet(), bool(sc_.iarg(0) & O_CLOEXEC)
+                                            if sc_.name == "epoll_create1" else False)
+            return None
+
+        return Native(on_exit=created)
+
+    epoll_create1 = epoll_create
+
+    def epoll_ctl(self, sc):
+        ep = self.table(sc.process).get(sc.iarg(0))
+        if not isinstance(ep, EpollSet):
+            return Native()
+        op, fd = sc.iarg(1), sc.iarg(2)
+        ev = None
+        if op in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
+            ev = struct.unpack("<IQ", sc.mem.read(sc.arg(3), 12))
+
+        def done(sc_, ret):
+            if ret == 0:
+                if op == EPOLL_CTL_DEL:
+                    ep.interest.pop(fd, None)
+                else:
+                    ep.interest[fd] = [ev[0], ev[1]]
+            return None
+
+        return Native(on_exit=done)
+
+    def _epoll_common(self, sc, timeout_s: Optional[float]):
+        ep = self.table(sc.process).get(sc.iarg(0))
+        if not isinstance(ep, EpollSet):
+            return Native()
+        t = self.table(sc.process)
+        if sc.state is None and not any(isinstance(t.get(fd), VSocket) for fd in ep.interest):
+            return Native()
+        maxevents = sc.iarg(2)
+        if maxevents <= 0:
+            return Errno(errno.EINVAL)
+        items = [(fd, ev) for fd, ev in ep.interest.items() if ev[0] & 0x3FFFFFFF]
+        ready, _ = self._poll_set(sc, [(fd, ev[0] & 0xFFFF) for fd, ev in items])
+        deadline = self._wait_deadline(sc, timeout_s)
+        if not ready and not (deadline is not None and self.actor.now() >= deadline):
+            return Blocked(sc.name, deadline)
+        out = []
+        for i, (_fd, ev) in enumerate(items):
+            if i in ready and len(out) < maxevents:
+                out.append(struct.pack("<IQ", ready[i], ev[1]))
+                if ev[0] & EPOLLONESHOT:
+                    ev[0] &= ~0x3FFFFFFF  # disarmed until EPOLL_CTL_MOD
+        if out:
+            sc.mem.write(sc.arg(1), b"".join(out))
+        return Value(len(out))
+
+    def epoll_wait(self, sc):
+        timeout_ms = sc.iarg(3)
+        return self._epoll_common(sc, None if timeout_ms < 0 else timeout_ms / 1000)
+
+    epoll_pwait = epoll_wait
+
+    def epoll_pwait2(self, sc):
+        timeout = None
+        if sc.arg(3):
+            sec, nsec = sc.mem.read_timespec(sc.arg(3))
+            timeout = sec + nsec / 1e9
+        return self._epoll_common(sc, timeout)
+
+    # -- names ---------------------------------------------------------------------------------
+    def _hosts_redirect(self, sc, path_arg: int):
+        try:
+            path = sc.mem.read_cstring(sc.arg(path_arg), 64)
+        except OSError:
+            return Native()
+        if path == b"/etc/hosts":
+            sc.set_arg(path_arg, Scratch(sc).put(os.fsencode(self.actor.emulation.hosts_file) + b"\0"))
+        return Native()
+
+    def open(self, sc):
+        return self._hosts_redirect(sc, 0)
+
+    def openat(self, sc):
+        return self._hosts_redirect(sc, 1)
+
+
+class _Fail(Exception):
+    def __init__(self, errno_: int):
+        self.errno = errno_

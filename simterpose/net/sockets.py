@@ -1,0 +1,303 @@
+"""The simulated socket model shared by both mediation modes.
+
+A TCP connection is two `Stream`s. Bytes written into a stream are *sent*; a pump actor carries what
+is in flight to the other host as SimGrid transfers — everything written while the previous batch
+was travelling goes as one batch, so a chatty writer is charged as a stream, not as one flow (and one
+latency) per write() — and the bytes *arrive* at the transfer's completion date; the receiver's
+reads consume arrived bytes only. In address translation the bytes themselves travel in the kernel
+and a stream only counts them; in full mediation the stream also holds the bytes (`data`).
+
+Connection set-up costs a round trip (SYN, SYN-ACK: two small transfers); a FIN is a small transfer
+after the data. Datagrams are one transfer each, in send order per socket.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from typing import Callable, Optional
+
+from .. import sim
+from .addressing import Host
+
+HEADER_BYTES = 0   # simulated size of a control segment (SYN, SYN-ACK, FIN): latency only
+WINDOW = 64 * 1024  # bytes a writer may have written but the reader not yet read (flow control)
+
+
+class Stream:
+    """One direction of a connection."""
+
+    def __init__(self, net: "Network", src: Host, dst: Host, keep_data: bool):
+        self.net = net
+        self.src, self.dst = src, dst
+        self.sent = 0          # bytes written by the sender
+        self.arrived = 0       # bytes that reached the receiver (simulated)
+        self.consumed = 0      # bytes read by the receiver
+        self.data: Optional[deque] = deque() if keep_data else None  # arrived-or-in-flight bytes
+        self.closed = False    # the sender shut down its side (FIN queued)
+        self.eof_arrived = False
+        self.reset = False     # the receiver went away: writes fail with EPIPE
+        self.readers: set = set()   # actors to wake when something arrives
+        self.writers: set = set()   # actors to wake when window space opens
+        self.pcap: Optional[Callable[[int, bytes | None], None]] = None
+        self._pump_wake = sim.Signal()
+        self._pump_started = False
+
+    # -- sender side -------------------------------------------------------------------------
+    def room(self) -> int:
+        return max(0, WINDOW - (self.sent - self.consumed))
+
+    def write(self, nbytes: int, payload: bytes | None = None) -> None:
+        self.sent += nbytes
+        if self.data is not None and payload is not None:
+            self.data.append(payload)
+        self._kick()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._kick()
+
+    def _kick(self) -> None:
+        if not self._pump_started:
+            self._pump_started = True
+            self.net.spawn_pump(self)
+        self._pump_wake.notify_all()
+
+    def pump(self) -> None:
+        """Pump actor body (runs on the sender's host)."""
+        while True:
+            while self.sent > self.arrived:
+                batch = self.sent - self.arrived
+                sim.transfer(self.src.name, self.dst.name, batch)
+                self.arrived += batch
+                if self.pcap is not None:
+                    self.pcap(batch, None)
+                self._wake(self.readers)
+            if self.closed:
+                sim.transfer(self.src.name, self.dst.name, HEADER_BYTES)  # the FIN
+                self.eof_arrived = True
+                self._wake(self.readers)
+                return
+            self._pump_wake.wait()
+
+    # -- receiver side -----------------------------------------------------------------------
+    def available(self) -> int:
+        return self.arrived - self.consumed
+
+    def consume(self, nbytes: int) -> None:
+        self.consumed += nbytes
+        self._wake(self.writers)
+
+    def take(self, nbytes: int, peek: bool = False) -> bytes:
+        """Full mediation: remove (or peek at) up to nbytes of arrived data."""
+        n = min(nbytes, self.available())
+        out = bytearray()
+        chunks = self.data
+        i = 0
+        while len(out) < n:
+            chunk = chunks[i]
+            need = n - len(out)
+            out += chunk[:need]
+            i += 1
+        if not peek:
+            left = n
+            while left:
+                chunk = chunks[0]
+                if len(chunk) <= left:
+                    chunks.popleft()
+                    left -= len(chunk)
+                else:
+                    chunks[0] = chunk[left:]
+                    left = 0
+            self.consume(n)
+        return bytes(out)
+
+    def receiver_gone(self) -> None:
+        self.reset = True
+        self._wake(self.writers)
+
+    @staticmethod
+    def _wake(actors) -> None:
+        for a in list(actors):
+            a.notify()
+
+
+class Connection:
+    """A TCP connection between a client socket and the socket accept() gives the server."""
+
+    def __init__(self, net: "Network", client: "VSocket", listener: "VSocket", keep_data: bool):
+        self.client = client
+        self.listener = listener
+        self.server: Optional[VSocket] = None
+        self.c2s = Stream(net, client.host, listener.host, keep_data)
+        self.s2c = Stream(net, listener.host, client.host, keep_data)
+        self.syn_arrived = False       # the server may accept it
+        self.established = False       # the client's connect() may return
+
+
+class VSocket:
+    """A simulated socket: what the emulator knows about one socket of a tracee."""
+
+    def __init__(self, net: "Network", host: Host, family: int, kind: int, protocol: int = 0):
+        self.net = net
+        self.host = host
+        self.family = family
+        self.kind = kind  # SOCK_STREAM or SOCK_DGRAM
+        self.protocol = protocol
+        self.nonblocking = False
+        self.local: Optional[tuple[str, int]] = None   # virtual (ipv4 text, port)
+        self.peer: Optional[tuple[str, int]] = None
+        self.real_local: Optional[tuple[str, int]] = None
+        self.listening = False
+        self.backlog: deque[Connection] = deque()       # connections not yet accepted, in kernel order
+        self.conn: Optional[Connection] = None
+        self.out: Optional[Stream] = None
+        self.inq: Optional[Stream] = None
+        self.connect_error = 0
+        self.connecting = False
+        self.rcvtimeo: Optional[float] = None
+        self.sndtimeo: Optional[float] = None
+        self.refs = 0
+        self.shut_rd = False
+        self.shut_wr = False
+        self.owner = None               # the actor of the process tree holding it (woken on changes)
+        # datagrams
+        self.dgrams: deque = deque()    # (arrived: bool, src (ip, port), payload or None, size)
+        self.dgram_out: deque = deque()
+        self._dgram_pump_wake = None
+        self.placeholder_fd = None
+
+    @property
+    def is_stream(self) -> bool:
+        return self.kind == socket.SOCK_STREAM
+
+    def wake(self) -> None:
+        if self.owner is not None:
+            self.owner.notify()
+
+    # -- readiness (poll/select/epoll) ---------------------------------------------------------
+    def readable(self) -> bool:
+        if self.listening:
+            return bool(self.backlog) and self.backlog[0].syn_arrived
+        if self.is_stream:
+            if self.connect_error:
+                return True
+            s = self.inq
+            return s is not None and (s.available() > 0 or s.eof_arrived or self.shut_rd)
+        return bool(self.dgrams) and self.dgrams[0][0]
+
+    def writable(self) -> bool:
+        if self.is_stream:
+            if self.connect_error:
+                return True
+            if self.conn is None or not self.conn.established:
+                return False
+            return self.out is not None and (self.out.room() > 0 or self.out.reset)
+        return True
+
+    def hung_up(self) -> bool:
+        if not self.is_stream or self.out is None:
+            return False
+        return self.out.reset or (self.inq is not None and self.inq.eof_arrived and self.shut_wr)
+
+
+class Network:
+    """Every socket of the simulation, and which address leads to which."""
+
+    def __init__(self, addressing, keep_data: bool):
+        self.addressing = addressing
+        self.keep_data = keep_data
+        # (host name, kind, port) -> {virtual ip or '0.0.0.0': socket}
+        self.bound: dict[tuple[str, int, int], dict[str, VSocket]] = {}
+        self.pcap = None  # set by the pcap writer when enabled
+
+    # -- binding -------------------------------------------------------------------------------
+    def port_in_use(self, host: Host, kind: int, port: int) -> bool:
+        return bool(self.bound.get((host.name, kind, port)))
+
+    def bind(self, s: VSocket, ip: str, port: int) -> None:
+        table = self.bound.setdefault((s.host.name, s.kind, port), {})
+        table[ip] = s
+        s.local = (ip, port)
+
+    def unbind(self, s: VSocket) -> None:
+        if s.local is None:
+            return
+        key = (s.host.name, s.kind, s.local[1])
+        table = self.bound.get(key)
+        if table is not None and table.get(s.local[0]) is s:
+            del table[s.local[0]]
+            if not table:
+                del self.bound[key]
+
+    def lookup(self, host: Host, kind: int, ip: str, port: int) -> Optional[VSocket]:
+        """The socket bound on `host` that receives for (ip, port): exact address first, then ANY."""
+        table = self.bound.get((host.name, kind, port))
+        if not table:
+            return None
+        s = table.get(ip)
+        if s is None and ip != "127.0.0.1":
+            s = table.get("0.0.0.0")
+        elif s is None:
+            s = table.get("0.0.0.0")
+        return s
+
+    # -- connections ---------------------------------------------------------------------------
+    def connect(self, client: VSocket, listener: VSocket, dst_ip: str) -> Connection:
+        conn = Connection(self, client, listener, self.keep_data)
+        conn.dst_ip = dst_ip
+        client.conn = conn
+        client.out, client.inq = conn.c2s, conn.s2c
+        conn.s2c.readers.add(client.owner)
+        conn.c2s.writers.add(client.owner)
+        listener.backlog.append(conn)
+        sim.current().spawn(f"syn:{client.host.name}->{listener.host.name}", client.host.name,
+                            self._handshake, conn, daemon=True)
+        return conn
+
+    def _handshake(self, conn: Connection) -> None:
+        sim.transfer(conn.client.host.name, conn.listener.host.name, HEADER_BYTES)  # SYN
+        conn.syn_arrived = True
+        conn.listener.wake()
+        sim.transfer(conn.listener.host.name, conn.client.host.name, HEADER_BYTES)  # SYN-ACK
+        conn.established = True
+        conn.client.wake()
+
+    def accept(self, listener: VSocket, server: VSocket) -> Connection:
+        conn = listener.backlog.popleft()
+        conn.server = server
+        server.conn = conn
+        server.out, server.inq = conn.s2c, conn.c2s
+        server.peer = conn.client.local
+        server.local = (conn.dst_ip, listener.local[1])
+        conn.c2s.readers.add(server.owner)
+        conn.s2c.writers.add(server.owner)
+        return conn
+
+    def spawn_pump(self, stream: Stream) -> None:
+        sim.current().spawn(f"pump:{stream.src.name}->{stream.dst.name}", stream.src.name,
+                            stream.pump, daemon=True)
+
+    # -- datagrams -----------------------------------------------------------------------------
+    def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
+                      dst_host: Host) -> None:
+        """Queue one datagram; it is carried after the socket's previous ones (one pump per socket)."""
+        entry = [False, src.local, payload, size]
+        if dst is not None:
+            dst.dgrams.append(entry)
+        src.dgram_out.append((entry, dst, dst_host))
+        if src._dgram_pump_wake is None:
+            src._dgram_pump_wake = sim.Signal()
+            sim.current().spawn(f"udp:{src.host.name}", src.host.name, self._dgram_pump, src, daemon=True)
+        src._dgram_pump_wake.notify_all()
+
+    def _dgram_pump(self, src: VSocket) -> None:
+        while True:
+            while src.dgram_out:
+                entry, dst, dst_host = src.dgram_out.popleft()
+                sim.transfer(src.host.name, dst_host.name, entry[3])
+                entry[0] = True
+                if dst is not None:
+                    dst.wake()
+            src._dgram_pump_wake.wait()
