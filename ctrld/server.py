@@ -103,14 +103,7 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data):
-        try:
-            frames = self.splitter.feed(data)
-        except codec.FrameTooLarge as e:
-            # The stream cannot be re-synchronised after a bogus length: answer and hang up.
-            self.error(0, 27, str(e), always=True)  # EFBIG
-            self.close()
-            return
-        for frame in frames:
+        for frame in self.splitter.feed(data):
             if self.closed or self.transport.is_closing():
                 return
             try:
@@ -123,6 +116,10 @@ class Connection(asyncio.Protocol):
             except Exception as e:  # a bug in one request must not take the daemon down
                 log.exception("request %s from %s failed", name, self.peer)
                 self.error(getattr(body, "requestId", 0), 5, f"internal error: {type(e).__name__}: {e}")
+        if self.splitter.error is not None and not self.transport.is_closing():
+            # The stream cannot be re-synchronised after a bogus length: answer and hang up.
+            self.error(0, 27, str(self.splitter.error), always=True)  # EFBIG
+            self.close()
 
     def error(self, request_id: int, code: int, message: str, always: bool = False) -> None:
         """Error events go to v2 clients; a seed client never sees a union member it doesn't know,

@@ -33,6 +33,7 @@ class DaemonProc:
         )
         self.tcp = None
         self.unix = None
+        self.stderr_text = ""
         self.lines = []
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -65,6 +66,7 @@ class DaemonProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.stderr_text = self.proc.stderr.read()  # everything the daemon logged
         self.proc.stdout.close()
         self.proc.stderr.close()
         return self.proc.returncode

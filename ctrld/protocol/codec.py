@@ -133,13 +133,20 @@ def decode(payload: bytes, accept: frozenset[str] | None = None):
 
 
 class FrameSplitter:
-    """Cuts a byte stream into frame bodies; refuses frames above `max_frame` bytes."""
+    """Cuts a byte stream into frame bodies; refuses frames above `max_frame` bytes.
+
+    After a refused length prefix the stream cannot be re-synchronised: `error` is set, the
+    complete frames that preceded it are still returned, and nothing more is accepted.
+    """
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME):
         self.max_frame = max_frame
+        self.error: FrameTooLarge | None = None
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self.error is not None:
+            return []
         self._buf += data
         frames = []
         buf = self._buf
@@ -147,8 +154,9 @@ class FrameSplitter:
         while len(buf) - pos >= 4:
             (n,) = _LEN.unpack_from(buf, pos)
             if n > self.max_frame:
-                del buf[:pos]
-                raise FrameTooLarge(f"frame of {n} bytes exceeds the {self.max_frame}-byte limit")
+                self.error = FrameTooLarge(f"frame of {n} bytes exceeds the {self.max_frame}-byte limit")
+                buf.clear()
+                return frames
             if len(buf) - pos - 4 < n:
                 break
             frames.append(bytes(buf[pos + 4 : pos + 4 + n]))

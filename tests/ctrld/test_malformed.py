@@ -137,3 +137,14 @@ def test_mutated_frames_with_honest_client(daemon):
     attacker.close()
     assert outs == [f"{i}\n".encode() for i in range(5)]
     assert daemon.alive()
+
+
+def test_frames_before_a_bogus_length_are_still_served(daemon):
+    r = Raw(daemon)
+    ok = codec.encode(g.StatusRequestT(requestId=4))
+    r.s.sendall(ok + struct.pack("<I", 0xFFFFFFF0))  # one segment: a good frame, then garbage
+    kind, reply = r.recv()
+    assert kind == "StatusReply" and reply.requestId == 4
+    kind, err = r.recv()
+    assert kind == "Error" and "exceeds" in err.message
+    r.close()
