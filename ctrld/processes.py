@@ -226,13 +226,16 @@ class ProcessTable:
 
         return join
 
-    def _remove_cgroup(self, cmd: Command) -> None:
+    def _remove_cgroup(self, cmd: Command, tries: int = 20) -> None:
         if cmd.cgroup:
             try:
                 os.rmdir(cmd.cgroup)
                 cmd.cgroup = None
             except OSError:
-                pass  # still populated (escaped descendants): left for a later kill
+                # Still populated: killed descendants take a moment to leave, escaped ones may
+                # live on (then the directory stays, and `ctrld` shows nothing for it).
+                if tries:
+                    self.loop.call_later(0.05, self._remove_cgroup, cmd, tries - 1)
 
     # ------------------------------------------------------------------ events
     def _on_output(self, cmd: Command, fd: int) -> None:
