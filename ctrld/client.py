@@ -11,6 +11,7 @@ they belong to, so any number of requests can be in flight on one connection.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import os
 import signal as _signal
@@ -109,6 +110,8 @@ class Client:
         self.closed_reason: str | None = None
         self.greeting_port = 0
         self.welcome: g.WelcomeT | None = None
+        self._splitter = codec.FrameSplitter(max_frame)
+        self._frames: collections.deque[bytes] = collections.deque()
 
     # ------------------------------------------------------------------ connection
     @classmethod
@@ -159,11 +162,15 @@ class Client:
             pass
 
     async def _read_event(self):
-        head = await self._reader.readexactly(4)
-        n = int.from_bytes(head, "little")
-        if n > self.max_frame:
-            raise CtrlError(f"{self.name}: frame of {n} bytes from the daemon exceeds the limit")
-        return codec.decode(await self._reader.readexactly(n))
+        # Read whatever is available and split it: one await per segment, not two per frame.
+        while not self._frames:
+            data = await self._reader.read(262144)
+            if not data:
+                raise asyncio.IncompleteReadError(b"", None)
+            self._frames.extend(self._splitter.feed(data))
+            if self._splitter.error is not None and not self._frames:
+                raise CtrlError(f"{self.name}: {self._splitter.error}")
+        return codec.decode(self._frames.popleft())
 
     async def _read_loop(self) -> None:
         try:
