@@ -81,7 +81,7 @@ def main() -> None:
     base = results["read (pread)"]
     table(f"Tracee memory, 1 MB buffer (best of {a.reps}; PEEKDATA on 64 KB)",
           ["method", "GB/s", "vs read (pread)", ">= 2 GB/s"],
-          [[k, f"{v:.2f}", f"{v / base:.2f}", "yes" if v >= 2 else "NO"] for k, v in results.items()])
+          [[k, f"{v:.3f}", f"{v / base:.3f}", "yes" if v >= 2 else "NO"] for k, v in results.items()])
 
 
 if __name__ == "__main__":
