@@ -173,3 +173,15 @@ def test_port_in_use_is_a_clear_error():
         s.listen()
         r = _ctrld("--tcp", f"127.0.0.1:{s.getsockname()[1]}")
     assert r.returncode == 2 and "cannot listen" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ctrl_cli_over_tls_with_token(start_daemon, pki, token_file):
+    d = start_daemon("--tcp", "0.0.0.0:0", "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
+                     "--token-file", str(token_file), unix=False)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    base = [sys.executable, "-m", "ctrld.ctrl_cli", "-c", f"127.0.0.1:{d.port}", "--tls-ca", str(pki / "ca.pem")]
+    ok = subprocess.run([*base, "--token-file", str(token_file), "run", "--", "echo", "secure"],
+                        capture_output=True, text=True, env=env, timeout=30)
+    assert ok.returncode == 0 and ok.stdout == "secure\n", ok.stderr
+    no_token = subprocess.run([*base, "run", "--", "true"], capture_output=True, text=True, env=env, timeout=30)
+    assert no_token.returncode == 255 and "authentication required" in no_token.stderr
