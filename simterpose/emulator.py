@@ -233,7 +233,7 @@ class ProcessActor:
             stem = cfg.log_dir / f"{self.record.index}-{spec.host}-{Path(spec.argv[0]).name}"
             out = open(f"{stem}.stdout", "wb")
             err = open(f"{stem}.stderr", "wb")
-            self._log = open(f"{stem}.syscalls", "w")
+            self._log = open(f"{stem}.syscalls", "w", buffering=1)
             files = [out, err, self._log]
         env = dict(os.environ)
         env.update(spec.env)
@@ -290,6 +290,7 @@ class ProcessActor:
     def _loop(self) -> None:
         tr = self.tracer
         kill_time = self.spec.kill_time
+        backoff = 0.0
         while tr.tasks:
             now = sim.now()
             if not self._killed and (self.emulation.stopping or (kill_time is not None and now >= kill_time)):
@@ -300,9 +301,21 @@ class ProcessActor:
                 self._reap_all()
                 break
             self._fire_timers()
-            if tr.running() and (not tr.blocked() or self._someone_on_cpu()):
-                tr.step(block=True)
-                continue
+            if tr.running():
+                if not tr.blocked():
+                    tr.step(block=True)  # nothing waits on the simulation: wait for the tracees
+                    continue
+                # Some tasks wait on the simulation, others run for real. Never block in waitpid
+                # here: a running task may go to sleep in the kernel on a sibling (a parent in
+                # wait4 for a child that waits on the simulation) and never stop again.
+                if tr.step(block=False):
+                    backoff = 0.0
+                    continue
+                if self._someone_on_cpu():
+                    time.sleep(backoff)
+                    backoff = min(max(2 * backoff, 20e-6), 1e-3)
+                    continue
+            backoff = 0.0
             # Every task waits on the simulation (or sleeps in the kernel on a sibling).
             if self._retry_blocked():
                 continue
@@ -315,10 +328,8 @@ class ProcessActor:
             self.wake.wait(timeout)
 
     def _someone_on_cpu(self) -> bool:
-        tr = self.tracer
-        while tr.step(block=False):
-            pass
-        for task in tr.running():
+        """Is a running task on a CPU (or about to stop), rather than asleep in the kernel?"""
+        for task in self.tracer.running():
             try:
                 with open(f"/proc/{task.tid}/stat", "rb") as f:
                     stat = f.read()

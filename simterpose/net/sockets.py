@@ -197,9 +197,10 @@ class VSocket:
         return True
 
     def hung_up(self) -> bool:
-        if not self.is_stream or self.out is None:
+        # Linux reports POLLHUP once both directions are shut: the peer's FIN arrived and ours is sent.
+        if not self.is_stream or self.inq is None:
             return False
-        return self.out.reset or (self.inq is not None and self.inq.eof_arrived and self.shut_wr)
+        return self.inq.eof_arrived and self.shut_wr
 
 
 class Network:
