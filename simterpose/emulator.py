@@ -51,6 +51,7 @@ class RunConfig:
     stop_time: Optional[float] = None
     log_dir: Optional[Path] = None
     cpu: Optional[int] = None            # pin tracers and tracees to this CPU
+    mediate: str = "address-translation"  # or full-mediation
 
     def __post_init__(self):
         self.per_syscall_cost = 0.0
@@ -61,6 +62,12 @@ class RunConfig:
                 raise ValueError(f"bad --cpu-model {self.cpu_model!r}: per-syscall=SECONDS") from None
             if self.per_syscall_cost < 0:
                 raise ValueError("per-syscall cost must be >= 0")
+        if self.mediate not in ("address-translation", "full-mediation"):
+            raise ValueError(f"unknown mediation mode {self.mediate!r}")
+        if self.mediate == "full-mediation":
+            raise ValueError("full-mediation is not implemented yet")
+        if self.cpu_model.startswith("per-syscall="):
+            pass
         elif self.cpu_model not in ("measured", "none"):
             raise ValueError(f"unknown --cpu-model {self.cpu_model!r} (measured, none, per-syscall=SECONDS)")
 

@@ -13,6 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", help="a YAML scenario (or use --platform and --deployment)")
     p.add_argument("--platform", help="SimGrid platform XML")
     p.add_argument("--deployment", help="SimGrid deployment XML (<actor> or <process> elements)")
+    p.add_argument("--mediate", choices=("address-translation", "full-mediation"),
+                   default="address-translation",
+                   help="address-translation (default): the kernel carries the bytes over loopback, "
+                        "addresses are translated; full-mediation: the emulator carries them")
     p.add_argument("--network-model", default=None,
                    help="SimGrid network model: LV08 (default), CM02, SMPI, IB, Constant")
     p.add_argument("--cpu-model", default="measured",
@@ -57,7 +61,8 @@ def main(args) -> int:
         config = RunConfig(network_model=args.network_model or scenario.network_model or "LV08",
                            cpu_model=args.cpu_model, reference_speed=ref_speed,
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
-                           vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu)
+                           vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
+                           mediate=args.mediate)
     except ValueError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
