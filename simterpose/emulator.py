@@ -18,6 +18,7 @@ Nothing a tracee waits for is ever left to block in the kernel while the simulat
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import signal
@@ -95,6 +96,30 @@ class ProcessRecord:
     def virtual(self) -> dict:
         return {"host": self.host, "argv": list(self.argv), "exit_status": self.exit_status,
                 "start": self.start, "end": self.end, "error": self.error}
+
+
+_ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def _disable_aslr_for_children() -> None:
+    """Address-space randomisation off for the processes this thread starts (the personality is
+    per thread and inherited by children): their memory layout, hence any pointer they print or pass
+    to a syscall (the .syscalls log shows arguments), is the same from one run to the next."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    current = libc.personality(0xFFFFFFFF)
+    if current != -1:
+        libc.personality(current | _ADDR_NO_RANDOMIZE)
+
+
+def _arg_count(name: str) -> int:
+    """How many arguments a syscall takes: the .syscalls log shows only those, not the leftover
+    registers (which may hold random values such as the stack protector's canary)."""
+    try:
+        from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES
+    except ImportError:  # pragma: no cover - python-ptrace is a dependency
+        return 6
+    proto = SYSCALL_PROTOTYPES.get(name)
+    return 6 if proto is None else len(proto[1])
 
 
 def _process_cpu_clock(pid: int) -> int:
@@ -202,6 +227,8 @@ class ProcessActor:
     def _wrap(self, handler, name_: str):
         log = self._log
         charge = self._charge
+        vpid = self._vpid
+        argc = min(_arg_count(name_), 4)
 
         def run(sc):
             if sc.state is None and not getattr(sc.task, "_charged", False):
@@ -213,7 +240,7 @@ class ProcessActor:
                 result = Errno(errno.EFAULT)
             if log is not None and not (result.__class__.__name__ == "Blocked" and sc.state is not None
                                         and getattr(sc.task, "_logged_block", False)):
-                log.write(f"{sim.now():.9f} [{sc.pid}] {name_}({', '.join(hex(a) for a in sc.args[:4])})"
+                log.write(f"{sim.now():.9f} [{vpid(sc.pid)}] {name_}({', '.join(hex(a) for a in sc.args[:argc])})"
                           f" = {_fmt(result)}\n")
             sc.task._logged_block = result.__class__.__name__ == "Blocked"
             if result.__class__.__name__ != "Blocked":
@@ -221,6 +248,14 @@ class ProcessActor:
             return result
 
         return run
+
+    def _vpid(self, pid: int):
+        """A process as the .syscalls log names it: its rank in the tree (0: the root, then in fork
+        order), not its real pid, so that two runs give byte-identical logs."""
+        try:
+            return self.record.pids.index(pid)
+        except ValueError:
+            return f"pid {pid}"
 
     @staticmethod
     def _unsupported(name_: str, reason: str):
@@ -248,6 +283,7 @@ class ProcessActor:
                              log=lambda m: self._note_error(m))
         wall0 = time.perf_counter()
         self.record.start = sim.now()
+        _disable_aslr_for_children()
         try:
             root = self.tracer.spawn(spec.argv, env=env, cwd=spec.cwd, path=spec.binary,
                                      stdout=out.fileno() if out else None,
