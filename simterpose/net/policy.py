@@ -504,8 +504,9 @@ class SocketPolicy:
             return Errno(errno.EAGAIN)
         return Blocked(f"{what} fd {sc.iarg(0)}", deadline)
 
-    def _send_stream(self, sc, s: VSocket, length: int, flags: int, limit):
+    def _send_stream(self, sc, s: VSocket, iov, flags: int, limit):
         """A write on a TCP socket: let the kernel take at most the simulated window."""
+        length = sum(n for _, n in iov)
         if s.conn is None:
             return Errno(errno.ENOTCONN) if not s.connect_error else Errno(errno.EPIPE)
         if s.shut_wr or s.out.reset or s.connect_error:
@@ -528,8 +529,9 @@ class SocketPolicy:
 
         return Native(on_exit=sent)
 
-    def _recv_stream(self, sc, s: VSocket, length: int, flags: int, limit, addr=None):
+    def _recv_stream(self, sc, s: VSocket, iov, flags: int, limit, addr=None):
         """A read on a TCP socket: only what has arrived in the simulation."""
+        length = sum(n for _, n in iov)
         if s.conn is None:
             return Errno(errno.ENOTCONN) if not s.listening else Errno(errno.EINVAL)
         if s.connect_error:
@@ -557,7 +559,7 @@ class SocketPolicy:
 
         return Native(on_exit=received)
 
-    def _send_dgram(self, sc, s: VSocket, length: int, dest, set_dest):
+    def _send_dgram(self, sc, s: VSocket, iov, dest, set_dest):
         """A datagram: to the socket bound at the virtual destination (if any), charged as a message."""
         if dest is None:
             if s.peer is None:
@@ -586,7 +588,7 @@ class SocketPolicy:
 
         return Native(on_exit=sent)
 
-    def _recv_dgram(self, sc, s: VSocket, flags: int, addr_writer):
+    def _recv_dgram(self, sc, s: VSocket, iov, flags: int, addr_writer):
         if not (s.dgrams and s.dgrams[0][0]):
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         head = s.dgrams[0]
@@ -624,16 +626,16 @@ class SocketPolicy:
         if s is None:
             return Native()
         if s.is_stream:
-            return self._recv_stream(sc, s, sc.arg(2), 0, self._limit_arg(sc, 2))
-        return self._recv_dgram(sc, s, 0, None)
+            return self._recv_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
+        return self._recv_dgram(sc, s, [(sc.arg(1), sc.arg(2))], 0, None)
 
     def write(self, sc):
         s = self.sock(sc)
         if s is None:
             return Native()
         if s.is_stream:
-            return self._send_stream(sc, s, sc.arg(2), 0, self._limit_arg(sc, 2))
-        return self._send_dgram(sc, s, sc.arg(2), None, None)
+            return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
+        return self._send_dgram(sc, s, [(sc.arg(1), sc.arg(2))], None, None)
 
     def readv(self, sc):
         s = self.sock(sc)
@@ -641,8 +643,8 @@ class SocketPolicy:
             return Native()
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
-            return self._recv_stream(sc, s, sum(n for _, n in iov), 0, self._limit_iov(sc, 1, 2, iov))
-        return self._recv_dgram(sc, s, 0, None)
+            return self._recv_stream(sc, s, iov, 0, self._limit_iov(sc, 1, 2, iov))
+        return self._recv_dgram(sc, s, iov, 0, None)
 
     def writev(self, sc):
         s = self.sock(sc)
@@ -650,8 +652,8 @@ class SocketPolicy:
             return Native()
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
-            return self._send_stream(sc, s, sum(n for _, n in iov), 0, self._limit_iov(sc, 1, 2, iov))
-        return self._send_dgram(sc, s, sum(n for _, n in iov), None, None)
+            return self._send_stream(sc, s, iov, 0, self._limit_iov(sc, 1, 2, iov))
+        return self._send_dgram(sc, s, iov, None, None)
 
     def sendto(self, sc):
         s = self.sock(sc)
@@ -659,7 +661,7 @@ class SocketPolicy:
             return Native()
         flags = sc.iarg(3)
         if s.is_stream:
-            return self._send_stream(sc, s, sc.arg(2), flags, self._limit_arg(sc, 2))
+            return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], flags, self._limit_arg(sc, 2))
         dest = None
         if sc.arg(4):
             try:
@@ -671,7 +673,7 @@ class SocketPolicy:
             sc.set_arg(4, Scratch(sc).put(raw))
             sc.set_arg(5, len(raw))
 
-        return self._send_dgram(sc, s, sc.arg(2), dest, set_dest)
+        return self._send_dgram(sc, s, [(sc.arg(1), sc.arg(2))], dest, set_dest)
 
     def recvfrom(self, sc):
         s = self.sock(sc)
@@ -680,12 +682,12 @@ class SocketPolicy:
         flags = sc.iarg(3)
         addr = (sc.arg(4), sc.arg(5)) if sc.arg(4) else None
         if s.is_stream:
-            return self._recv_stream(sc, s, sc.arg(2), flags, self._limit_arg(sc, 2), addr)
+            return self._recv_stream(sc, s, [(sc.arg(1), sc.arg(2))], flags, self._limit_arg(sc, 2), addr)
 
         def write_src(sc_, src):
             self._write_addr(sc_, addr[0], addr[1], s, src)
 
-        return self._recv_dgram(sc, s, flags, write_src if addr else None)
+        return self._recv_dgram(sc, s, [(sc.arg(1), sc.arg(2))], flags, write_src if addr else None)
 
     # struct msghdr: name 0, namelen 8, iov 16, iovlen 24, control 32, controllen 40, flags 48
     def _msghdr(self, sc):
@@ -715,9 +717,8 @@ class SocketPolicy:
             return Native()
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
-        total = sum(n for _, n in iov)
         if s.is_stream:
-            return self._send_stream(sc, s, total, flags, self._limit_msg(sc, raw, iov))
+            return self._send_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
         dest = None
         if name and namelen:
             dest = decode_sockaddr(sc.mem.read(name, min(namelen, 128)))
@@ -728,7 +729,7 @@ class SocketPolicy:
             struct.pack_into("<QI", msg, 0, scratch.put(real), len(real))
             sc.set_arg(1, scratch.put(bytes(msg)))
 
-        return self._send_dgram(sc, s, total, dest, set_dest)
+        return self._send_dgram(sc, s, iov, dest, set_dest)
 
     def recvmsg(self, sc):
         s = self.sock(sc)
@@ -745,9 +746,8 @@ class SocketPolicy:
                 sc_.mem.write(msg_ptr + 8, struct.pack("<I", len(enc)))
 
         if s.is_stream:
-            total = sum(n for _, n in iov)
-            return self._recv_stream(sc, s, total, flags, self._limit_msg(sc, raw, iov))
-        return self._recv_dgram(sc, s, flags, write_name)
+            return self._recv_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
+        return self._recv_dgram(sc, s, iov, flags, write_name)
 
     def sendfile(self, sc):
         if self.sock(sc) is not None:
