@@ -30,6 +30,7 @@ from typing import Optional
 
 from . import sim, syscall_table
 from .net.addressing import Addressing
+from .net.mediation import MediationPolicy
 from .net.policy import SocketPolicy
 from .net.sockets import Network
 from .proc_policy import ProcPolicy
@@ -65,8 +66,6 @@ class RunConfig:
                 raise ValueError("per-syscall cost must be >= 0")
         if self.mediate not in ("address-translation", "full-mediation"):
             raise ValueError(f"unknown mediation mode {self.mediate!r}")
-        if self.mediate == "full-mediation":
-            raise ValueError("full-mediation is not implemented yet")
         if self.cpu_model.startswith("per-syscall="):
             pass
         elif self.cpu_model not in ("measured", "none"):
@@ -141,7 +140,8 @@ class ProcessActor:
         self.tracer: Optional[Tracer] = None
         self.time = TimePolicy(self)
         self.proc = ProcPolicy(self)
-        self.net = SocketPolicy(self, emulation.network)
+        full = emulation.config.mediate == "full-mediation"
+        self.net = (MediationPolicy if full else SocketPolicy)(self, emulation.network)
         self._modules = {syscall_table.TIME: self.time, syscall_table.PROC: self.proc,
                          syscall_table.NET: self.net}
         self._log = None
@@ -461,7 +461,7 @@ class Emulation:
         self.sim = sim.Simulation(scenario.platform, network_model=config.network_model)
         self.clock = VirtualClock(sim.now, config.epoch)
         hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
-        self.network = Network(Addressing(hosts), keep_data=False)
+        self.network = Network(Addressing(hosts), keep_data=config.mediate == "full-mediation")
         self.hosts_file = self._write_hosts_file(hosts)
         self.processes: dict[int, Process] = {}
         self.stopping = False

@@ -279,12 +279,9 @@ class SocketPolicy:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
             if err:
                 return Errno(err)
-        # The real connection, now: loopback completes it in the kernel's backlog at once, so the
-        # server's accept never waits in the kernel. The caller then waits the simulated round trip.
-        raw = self._real_sockaddr(s, listener.real_local[0], listener.real_local[1])
-        rc = self.actor.tracer.inject(sc, NR("connect"), fd, Scratch(sc).put(raw), len(raw))
-        if rc < 0 and rc != -errno.EINPROGRESS:
-            return Errno(-rc)
+        err = self._kernel_connect(sc, s, fd, listener)
+        if err:
+            return Errno(err)
         s.peer = (dst_ip, sa[2])
         self.net.connect(s, listener, dst_ip)
         if s.nonblocking:
@@ -292,10 +289,22 @@ class SocketPolicy:
         sc.state = "connecting"
         return self._connect_wait(sc, s)
 
+    def _kernel_connect(self, sc, s: VSocket, fd: int, listener: VSocket) -> Optional[int]:
+        """The real connection, now: loopback completes it in the kernel's backlog at once, so the
+        server's accept never waits in the kernel. The caller then waits the simulated round trip."""
+        raw = self._real_sockaddr(s, listener.real_local[0], listener.real_local[1])
+        rc = self.actor.tracer.inject(sc, NR("connect"), fd, Scratch(sc).put(raw), len(raw))
+        if rc < 0 and rc != -errno.EINPROGRESS:
+            return -rc
+        return None
+
     def _connect_wait(self, sc, s: VSocket):
         if s.conn.established:
             return Value(0)
-        return Blocked(f"connect fd {sc.iarg(0)}", self._timeout_deadline(sc, s.sndtimeo))
+        deadline = self._timeout_deadline(sc, s.sndtimeo)
+        if deadline is not None and self.actor.now() >= deadline:
+            return Errno(errno.EINPROGRESS)  # SO_SNDTIMEO expired; the handshake goes on
+        return Blocked(f"connect fd {sc.iarg(0)}", deadline)
 
     def _connect_udp(self, sc, s: VSocket):
         try:
@@ -316,7 +325,11 @@ class SocketPolicy:
         s.peer = (dst_ip, sa[2])
         s.peer_host = dst_host
         target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2])
-        real = target.real_local if target is not None else (dst_host.real_ip, sa[2])
+        return self._kernel_connect_udp(sc, target, dst_host, sa[2])
+
+    def _kernel_connect_udp(self, sc, target: Optional[VSocket], dst_host, port: int):
+        s = self.sock(sc)
+        real = target.real_local if target is not None else (dst_host.real_ip, port)
         raw = self._real_sockaddr(s, *real)
         sc.set_arg(1, Scratch(sc).put(raw))
         sc.set_arg(2, len(raw))
@@ -341,17 +354,19 @@ class SocketPolicy:
         addr_ptr, len_ptr = sc.arg(1), sc.arg(2)
 
         def accepted(sc_, fd):
-            if fd < 0:
-                return None
-            new = VSocket(self.net, self.host, s.family, s.kind, s.protocol)
-            new.owner = self.actor
-            new.nonblocking = bool(flags & SOCK_NONBLOCK)
-            self.net.accept(s, new)
-            self.table(sc_.process).add(fd, new, bool(flags & SOCK_CLOEXEC))
-            self._write_addr(sc_, addr_ptr, len_ptr, new, new.peer)
+            if fd >= 0:
+                self._accepted(sc_, s, fd, flags, addr_ptr, len_ptr)
             return None
 
         return Native(on_exit=accepted)
+
+    def _accepted(self, sc, listener: VSocket, fd: int, flags: int, addr_ptr: int, len_ptr: int) -> None:
+        new = VSocket(self.net, self.host, listener.family, listener.kind, listener.protocol)
+        new.owner = self.actor
+        new.nonblocking = bool(flags & SOCK_NONBLOCK)
+        self.net.accept(listener, new)
+        self.table(sc.process).add(fd, new, bool(flags & SOCK_CLOEXEC))
+        self._write_addr(sc, addr_ptr, len_ptr, new, new.peer)
 
     def shutdown(self, sc):
         s = self.sock(sc)
@@ -361,15 +376,19 @@ class SocketPolicy:
 
         def done(sc_, ret):
             if ret == 0:
-                if how in (SHUT_WR, SHUT_RDWR):
-                    s.shut_wr = True
-                    if s.out is not None:
-                        s.out.close()
-                if how in (SHUT_RD, SHUT_RDWR):
-                    s.shut_rd = True
+                self._shut(s, how)
             return None
 
         return Native(on_exit=done)
+
+    @staticmethod
+    def _shut(s: VSocket, how: int) -> None:
+        if how in (SHUT_WR, SHUT_RDWR):
+            s.shut_wr = True
+            if s.out is not None:
+                s.out.close()
+        if how in (SHUT_RD, SHUT_RDWR):
+            s.shut_rd = True
 
     # -- descriptors ---------------------------------------------------------------------------
     def close(self, sc):
@@ -577,7 +596,10 @@ class SocketPolicy:
             if err:
                 return Errno(err)
         target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port)
-        if dest is not None:
+        return self._dgram_out(sc, s, iov, target, dst_host, port, set_dest if dest is not None else None)
+
+    def _dgram_out(self, sc, s: VSocket, iov, target: Optional[VSocket], dst_host, port: int, set_dest):
+        if set_dest is not None:
             real = target.real_local if target is not None else (dst_host.real_ip, port)
             set_dest(self._real_sockaddr(s, *real))
 
