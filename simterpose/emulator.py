@@ -31,6 +31,7 @@ from typing import Optional
 from . import sim, syscall_table
 from .net.addressing import Addressing
 from .net.mediation import MediationPolicy
+from .net.pcap import Capture
 from .net.policy import SocketPolicy
 from .net.sockets import Network
 from .proc_policy import ProcPolicy
@@ -54,6 +55,7 @@ class RunConfig:
     log_dir: Optional[Path] = None
     cpu: Optional[int] = None            # pin tracers and tracees to this CPU
     mediate: str = "address-translation"  # or full-mediation
+    pcap_dir: Optional[Path] = None
 
     def __post_init__(self):
         self.per_syscall_cost = 0.0
@@ -462,6 +464,8 @@ class Emulation:
         self.clock = VirtualClock(sim.now, config.epoch)
         hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
         self.network = Network(Addressing(hosts), keep_data=config.mediate == "full-mediation")
+        if config.pcap_dir is not None:
+            self.network.capture = Capture(config.pcap_dir, [name for name, _ in hosts])
         self.hosts_file = self._write_hosts_file(hosts)
         self.processes: dict[int, Process] = {}
         self.stopping = False
@@ -498,5 +502,7 @@ class Emulation:
             pass  # each blocked actor recorded what it was waiting for
         finally:
             os.unlink(self.hosts_file)
+            if self.network.capture is not None:
+                self.network.capture.close()
         self.final_time = self.sim.now()
         return [a.record for a in self.actors]

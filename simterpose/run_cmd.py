@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--log-dir", metavar="DIR",
                    help="keep each process's stdout, stderr and log of intercepted syscalls here")
+    p.add_argument("--pcap-dir", metavar="DIR",
+                   help="write one pcap per host: payloads on the virtual network, simulated dates")
     p.add_argument("--vdso", choices=("disable", "keep"), default="disable",
                    help="keep: leave the vDSO alone (clock reads then escape virtual time)")
     p.add_argument("--cpu", type=int, default=None, help="pin tracers and tracees to this CPU")
@@ -62,7 +64,7 @@ def main(args) -> int:
                            cpu_model=args.cpu_model, reference_speed=ref_speed,
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
                            vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
-                           mediate=args.mediate)
+                           mediate=args.mediate, pcap_dir=Path(args.pcap_dir) if args.pcap_dir else None)
     except ValueError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2

@@ -172,11 +172,11 @@ class MediationPolicy(SocketPolicy):
             self._write_addr(sc, addr[0], addr[1], s, s.peer)
         return Value(n)
 
-    def _dgram_out(self, sc, s: VSocket, iov, target, dst_host, port: int, set_dest):
+    def _dgram_out(self, sc, s: VSocket, iov, target, dst_host, dst_addr: tuple, set_dest):
         length = sum(n for _, n in iov)
         if length > UDP_MAX:
             return Errno(errno.EMSGSIZE)
-        self.net.send_datagram(s, target, length, sc.mem.gather(iov), dst_host)
+        self.net.send_datagram(s, target, length, sc.mem.gather(iov), dst_host, dst_addr)
         return Value(length)
 
     def _recv_dgram(self, sc, s: VSocket, iov, flags: int, addr_writer):

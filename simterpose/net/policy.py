@@ -540,10 +540,11 @@ class SocketPolicy:
         if length > room:
             limit(room)
         out = s.out
+        capture = self.net.capture is not None
 
         def sent(sc_, ret):
             if ret > 0:
-                out.write(ret)
+                out.write(ret, sc_.mem.gather(iov, ret) if capture else None)
             return None
 
         return Native(on_exit=sent)
@@ -596,16 +597,19 @@ class SocketPolicy:
             if err:
                 return Errno(err)
         target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port)
-        return self._dgram_out(sc, s, iov, target, dst_host, port, set_dest if dest is not None else None)
+        return self._dgram_out(sc, s, iov, target, dst_host, (dst_ip, port),
+                               set_dest if dest is not None else None)
 
-    def _dgram_out(self, sc, s: VSocket, iov, target: Optional[VSocket], dst_host, port: int, set_dest):
+    def _dgram_out(self, sc, s: VSocket, iov, target: Optional[VSocket], dst_host, dst_addr: tuple, set_dest):
         if set_dest is not None:
-            real = target.real_local if target is not None else (dst_host.real_ip, port)
+            real = target.real_local if target is not None else (dst_host.real_ip, dst_addr[1])
             set_dest(self._real_sockaddr(s, *real))
+        capture = self.net.capture is not None
 
         def sent(sc_, ret):
             if ret >= 0:
-                self.net.send_datagram(s, target, ret, None, dst_host)
+                payload = sc_.mem.gather(iov, ret) if capture else None
+                self.net.send_datagram(s, target, ret, payload, dst_host, dst_addr)
             return None
 
         return Native(on_exit=sent)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from typing import Callable, Optional
+from typing import Optional
 
 from .. import sim
 from .addressing import Host
+from .pcap import TCP_ACK, TCP_FIN, TCP_SYN
 
 HEADER_BYTES = 0   # simulated size of a control segment (SYN, SYN-ACK, FIN): latency only
 WINDOW = 64 * 1024  # bytes a writer may have written but the reader not yet read (flow control)
@@ -39,7 +40,10 @@ class Stream:
         self.reset = False     # the receiver went away: writes fail with EPIPE
         self.readers: set = set()   # actors to wake when something arrives
         self.writers: set = set()   # actors to wake when window space opens
-        self.pcap: Optional[Callable[[int, bytes | None], None]] = None
+        # for --pcap-dir: the virtual endpoints, the reverse stream (for ACK numbers), the bytes
+        self.src_addr = self.dst_addr = None
+        self.reverse: Optional[Stream] = None
+        self.captured: Optional[list] = [] if net.capture is not None else None
         self._pump_wake = sim.Signal()
         self._pump_started = False
 
@@ -51,6 +55,8 @@ class Stream:
         self.sent += nbytes
         if self.data is not None and payload is not None:
             self.data.append(payload)
+        if self.captured is not None and payload is not None:
+            self.captured.append(payload)
         self._kick()
 
     def close(self) -> None:
@@ -69,17 +75,28 @@ class Stream:
         while True:
             while self.sent > self.arrived:
                 batch = self.sent - self.arrived
+                start = sim.now()
                 sim.transfer(self.src.name, self.dst.name, batch)
+                if self.captured is not None:
+                    payload = b"".join(self.captured)
+                    self.captured.clear()
+                    self._capture(start, self.arrived + 1, TCP_ACK, payload)
                 self.arrived += batch
-                if self.pcap is not None:
-                    self.pcap(batch, None)
                 self._wake(self.readers)
             if self.closed:
+                start = sim.now()
                 sim.transfer(self.src.name, self.dst.name, HEADER_BYTES)  # the FIN
+                if self.captured is not None:
+                    self._capture(start, self.sent + 1, TCP_FIN | TCP_ACK)
                 self.eof_arrived = True
                 self._wake(self.readers)
                 return
             self._pump_wake.wait()
+
+    def _capture(self, start: float, seq: int, flags: int, payload: bytes = b"") -> None:
+        ack = self.reverse.arrived + 1 if self.reverse is not None else 0
+        self.net.capture.tcp(self.src.name, self.dst.name, start, sim.now(), self.src_addr, self.dst_addr,
+                             seq, ack, flags, payload)
 
     # -- receiver side -----------------------------------------------------------------------
     def available(self) -> int:
@@ -211,7 +228,7 @@ class Network:
         self.keep_data = keep_data
         # (host name, kind, port) -> {virtual ip or '0.0.0.0': socket}
         self.bound: dict[tuple[str, int, int], dict[str, VSocket]] = {}
-        self.pcap = None  # set by the pcap writer when enabled
+        self.capture = None  # a pcap.Capture when --pcap-dir is given
 
     # -- binding -------------------------------------------------------------------------------
     def port_in_use(self, host: Host, kind: int, port: int) -> bool:
@@ -248,6 +265,9 @@ class Network:
     def connect(self, client: VSocket, listener: VSocket, dst_ip: str) -> Connection:
         conn = Connection(self, client, listener, self.keep_data)
         conn.dst_ip = dst_ip
+        conn.c2s.src_addr = conn.s2c.dst_addr = client.local
+        conn.c2s.dst_addr = conn.s2c.src_addr = (dst_ip, listener.local[1])
+        conn.c2s.reverse, conn.s2c.reverse = conn.s2c, conn.c2s
         client.conn = conn
         client.out, client.inq = conn.c2s, conn.s2c
         conn.s2c.readers.add(client.owner)
@@ -258,10 +278,18 @@ class Network:
         return conn
 
     def _handshake(self, conn: Connection) -> None:
-        sim.transfer(conn.client.host.name, conn.listener.host.name, HEADER_BYTES)  # SYN
+        c, s = conn.client.host.name, conn.listener.host.name
+        start = sim.now()
+        sim.transfer(c, s, HEADER_BYTES)  # SYN
+        if self.capture is not None:
+            self.capture.tcp(c, s, start, sim.now(), conn.c2s.src_addr, conn.c2s.dst_addr, 0, 0, TCP_SYN)
         conn.syn_arrived = True
         conn.listener.wake()
-        sim.transfer(conn.listener.host.name, conn.client.host.name, HEADER_BYTES)  # SYN-ACK
+        start = sim.now()
+        sim.transfer(s, c, HEADER_BYTES)  # SYN-ACK
+        if self.capture is not None:
+            self.capture.tcp(s, c, start, sim.now(), conn.s2c.src_addr, conn.s2c.dst_addr, 0, 1,
+                             TCP_SYN | TCP_ACK)
         conn.established = True
         conn.client.wake()
 
@@ -282,12 +310,12 @@ class Network:
 
     # -- datagrams -----------------------------------------------------------------------------
     def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
-                      dst_host: Host) -> None:
+                      dst_host: Host, dst_addr: tuple) -> None:
         """Queue one datagram; it is carried after the socket's previous ones (one pump per socket)."""
         entry = [False, src.local, payload, size]
         if dst is not None:
             dst.dgrams.append(entry)
-        src.dgram_out.append((entry, dst, dst_host))
+        src.dgram_out.append((entry, dst, dst_host, dst_addr))
         if src._dgram_pump_wake is None:
             src._dgram_pump_wake = sim.Signal()
             sim.current().spawn(f"udp:{src.host.name}", src.host.name, self._dgram_pump, src, daemon=True)
@@ -296,8 +324,12 @@ class Network:
     def _dgram_pump(self, src: VSocket) -> None:
         while True:
             while src.dgram_out:
-                entry, dst, dst_host = src.dgram_out.popleft()
+                entry, dst, dst_host, dst_addr = src.dgram_out.popleft()
+                start = sim.now()
                 sim.transfer(src.host.name, dst_host.name, entry[3])
+                if self.capture is not None:
+                    self.capture.udp(src.host.name, dst_host.name, start, sim.now(), src.local, dst_addr,
+                                     entry[2] or b"")
                 entry[0] = True
                 if dst is not None:
                     dst.wake()
