@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import signal
 import tempfile
 import time
@@ -347,12 +348,12 @@ class ProcessActor:
                 break
             self._fire_timers()
             if tr.running():
-                if not tr.blocked():
+                if not (tr.blocked() or self._next_deadline() is not None or self.config.stop_time is not None):
                     tr.step(block=True)  # nothing waits on the simulation: wait for the tracees
                     continue
-                # Some tasks wait on the simulation, others run for real. Never block in waitpid
-                # here: a running task may go to sleep in the kernel on a sibling (a parent in
-                # wait4 for a child that waits on the simulation) and never stop again.
+                # Some tasks (or timers) wait on the simulation, others run for real. Never block in
+                # waitpid here: a running task may go to sleep in the kernel (a parent in wait4 for a
+                # child that waits on the simulation, a pause() until a timer) and never stop again.
                 if tr.step(block=False):
                     backoff = 0.0
                     continue
@@ -389,14 +390,15 @@ class ProcessActor:
         tr = self.tracer
         progressed = False
         for task in tr.blocked():
-            if self._deliverable_signal(task):
-                self._interrupt(task)
-                progressed = True
-                continue
             try:
                 if tr.retry(task):
                     progressed = True
+                    continue
             except TraceeGone:
+                progressed = True
+                continue
+            if self._deliverable_signal(task):
+                self._interrupt(task)
                 progressed = True
         return progressed
 
@@ -412,17 +414,25 @@ class ProcessActor:
 
     @staticmethod
     def _deliverable_signal(task: Task) -> bool:
+        """Is a signal pending that the task neither blocks nor ignores? (A task stopped by us
+        cannot take it: the kernel delivers signals only on the way back to user space.)"""
         try:
-            with open(f"/proc/{task.process.pid}/task/{task.tid}/status", "rb") as f:
-                fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+            fd = os.open(f"/proc/{task.process.pid}/task/{task.tid}/status", os.O_RDONLY)
+            try:
+                status = os.read(fd, 4096)
+            finally:
+                os.close(fd)
         except OSError:
             return False
-
-        def mask(key: bytes) -> int:
-            return int(fields.get(key, b"0").strip(), 16)
-
-        pending = mask(b"SigPnd") | mask(b"ShdPnd")
-        return bool(pending & ~mask(b"SigBlk") & ~mask(b"SigIgn"))
+        masks = dict(_SIGNAL_MASKS.findall(status))
+        pending = int(masks.get(b"SigPnd", b"0"), 16) | int(masks.get(b"ShdPnd", b"0"), 16)
+        if not pending:
+            return False
+        blocked = int(masks.get(b"SigBlk", b"0"), 16)
+        sc = task.blocked
+        if sc is not None and sc.name == "rt_sigsuspend":
+            blocked = sc.state if isinstance(sc.state, int) else blocked  # the mask it waits with
+        return bool(pending & ~blocked & ~int(masks.get(b"SigIgn", b"0"), 16))
 
     def _fire_timers(self) -> None:
         for pid in {t.process.pid for t in self.tracer.tasks.values()}:
@@ -444,6 +454,9 @@ class ProcessActor:
         if self.spec.kill_time is not None:
             dates.append(self.spec.kill_time)
         return min(dates) if dates else None
+
+
+_SIGNAL_MASKS = re.compile(rb"^(SigPnd|ShdPnd|SigBlk|SigIgn):\s*([0-9a-f]+)", re.M)
 
 
 def _fmt(result) -> str:

@@ -34,6 +34,8 @@ HANDLED: dict[str, tuple[str, str]] = {
     "nanosleep": (TIME, "nanosleep"),
     "clock_nanosleep": (TIME, "clock_nanosleep"),
     "restart_syscall": (TIME, "restart_syscall"),
+    "pause": (TIME, "pause"),
+    "rt_sigsuspend": (TIME, "rt_sigsuspend"),
     "alarm": (TIME, "alarm"),
     "setitimer": (TIME, "setitimer"),
     "getitimer": (TIME, "getitimer"),

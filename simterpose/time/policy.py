@@ -144,6 +144,16 @@ class TimePolicy:
                 pass
         return errno.EINTR
 
+    def pause(self, sc):
+        # Waits for a signal; the actor interrupts it (EINTR) once one is deliverable, e.g. from a
+        # timer firing in simulated time. Never left to sleep in the kernel.
+        return Blocked("pause")
+
+    def rt_sigsuspend(self, sc):
+        if sc.state is None:
+            sc.state = sc.mem.read_u64(sc.arg(0)) if sc.arg(1) >= 8 else 0  # the mask while waiting
+        return Blocked("rt_sigsuspend")
+
     def restart_syscall(self, sc):
         # Only a native syscall interrupted by a signal restarts this way; our sleeps never do.
         return Native()

@@ -234,8 +234,6 @@ def test_alarm_and_setitimer_raise_sigalrm_at_their_virtual_dates(run):
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a process in pause()/sigsuspend() with a pending virtual "
-                   "timer and nothing blocked on the simulation makes the actor wait in waitpid forever")
 def test_a_timer_wakes_a_process_waiting_in_pause(run):
     code = ("import signal, time\n"
             "signal.signal(signal.SIGALRM, lambda s, f: None)\n"
