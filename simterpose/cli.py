@@ -10,6 +10,7 @@ from . import __version__
 SUBCOMMANDS = {
     "trace": ("simterpose.trace_cmd", "run a command under the tracer, printing strace-like lines"),
     "run": ("simterpose.run_cmd", "run a scenario on a simulated SimGrid platform"),
+    "compare": ("simterpose.compare", "run a scenario emulated and for real (network namespaces), compare"),
 }
 
 
