@@ -1,0 +1,96 @@
+"""P4: a 10 000-message ping-pong of 64 B, emulated vs native (goal: ≤ 0.5 s and ≤ 20x native).
+
+Native: pingpong_server and pingpong_client on 127.0.0.1, timed from the spawn of the client to the
+exit of both. Emulated: the same two toys on two_hosts.xml under `simterpose run --cpu-model none
+--mediate MODE`; "process" is the wall time the emulator measured for the client (spawn to exit,
+from the JSON; interpreter and SimGrid start-up excluded), "command" the whole `simterpose run`.
+Each measurement is repeated (--repeat) and the median kept; both are printed side by side.
+
+    .venv/bin/python benchmarks/net_pingpong.py [-n 10000] [-s 64] [--repeat 3] [--mode address-translation]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TOYS = ROOT / "build" / "toys"
+SIMTERPOSE = ROOT / ".venv" / "bin" / "simterpose"
+PLATFORM = ROOT / "examples" / "platforms" / "two_hosts.xml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def native(n: int, size: int) -> float:
+    port = free_port()
+    server = subprocess.Popen([TOYS / "pingpong_server", str(port), str(n), str(size), "127.0.0.1"],
+                              stdout=subprocess.DEVNULL)
+    t0 = time.perf_counter()
+    client = subprocess.run([TOYS / "pingpong_client", "127.0.0.1", str(port), str(n), str(size)],
+                            capture_output=True, text=True)
+    server.wait()
+    wall = time.perf_counter() - t0
+    assert client.returncode == 0 and server.returncode == 0, client.stderr
+    return wall
+
+
+def emulated(n: int, size: int, mode: str, workdir: Path) -> tuple[float, float, float]:
+    """(client process wall, whole command wall, simulated end date)"""
+    scenario = workdir / "pingpong.yaml"
+    scenario.write_text(yaml.safe_dump({"platform": str(PLATFORM), "processes": [
+        {"host": "h1", "path": str(TOYS / "pingpong_server"), "args": ["5000", str(n), str(size)]},
+        {"host": "h2", "path": str(TOYS / "pingpong_client"), "args": ["h1", "5000", str(n), str(size)]}]}))
+    out = workdir / "result.json"
+    t0 = time.perf_counter()
+    p = subprocess.run([SIMTERPOSE, "run", scenario, "--cpu-model", "none", "--mediate", mode, "--json", out,
+                        "--log-dir", workdir / "logs"], capture_output=True, text=True)
+    command = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"simterpose run failed:\n{p.stdout}\n{p.stderr}")
+    doc = json.loads(out.read_text())
+    return max(q["wall"] for q in doc["processes"]), command, doc["simulated_time"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=10_000)
+    ap.add_argument("-s", "--size", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--mode", default="address-translation")
+    a = ap.parse_args()
+    nat, proc, cmd = [], [], []
+    with tempfile.TemporaryDirectory(prefix="net_pingpong-") as tmp:
+        for i in range(a.repeat):
+            nat.append(native(a.n, a.size))
+            d = Path(tmp) / str(i)
+            d.mkdir()
+            w, c, simulated = emulated(a.n, a.size, a.mode, d)
+            proc.append(w)
+            cmd.append(c)
+    n_med, p_med, c_med = (statistics.median(x) for x in (nat, proc, cmd))
+    print(f"ping-pong {a.n} x {a.size} B, {a.mode}, median of {a.repeat} (simulated end {simulated:.6f} s)")
+    print(f"{'':10} {'wall s':>9} {'us/round trip':>14} {'x native':>9}")
+    print(f"{'native':10} {n_med:9.3f} {n_med / a.n * 1e6:14.1f} {1:9.1f}")
+    print(f"{'emulated':10} {p_med:9.3f} {p_med / a.n * 1e6:14.1f} {p_med / n_med:9.1f}   (processes)")
+    print(f"{'':10} {c_med:9.3f} {c_med / a.n * 1e6:14.1f} {c_med / n_med:9.1f}   (whole command)")
+    ok = p_med <= 0.5 and p_med / n_med <= 20
+    print(f"goal <= 0.5 s and <= 20x native: {'met' if ok else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
