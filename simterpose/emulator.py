@@ -149,6 +149,12 @@ class ProcessActor:
                          syscall_table.NET: self.net}
         self._log = None
         self._killed = False
+        # Set by a live emulation (ctrld --mediate): where output goes, who hears of start and exit.
+        self.stdout_fd: Optional[int] = None
+        self.stderr_fd: Optional[int] = None
+        self.on_start = None   # (actor) -> None, once the root process runs
+        self.on_exit = None    # (actor) -> None, when the whole tree is gone
+        self.idle = False      # waiting on the simulation with no deadline and nothing running
 
     # -- services for the policy modules --------------------------------------------------------
     @staticmethod
@@ -280,6 +286,8 @@ class ProcessActor:
             err = open(f"{stem}.stderr", "wb")
             self._log = open(f"{stem}.syscalls", "w", buffering=1)
             files = [out, err, self._log]
+        out_fd = out.fileno() if out else self.stdout_fd
+        err_fd = err.fileno() if err else self.stderr_fd
         env = dict(os.environ)
         env.update(spec.env)
         self.tracer = Tracer(self._policy(), vdso=cfg.vdso, cpu=cfg.cpu,
@@ -289,10 +297,11 @@ class ProcessActor:
         _disable_aslr_for_children()
         try:
             root = self.tracer.spawn(spec.argv, env=env, cwd=spec.cwd, path=spec.binary,
-                                     stdout=out.fileno() if out else None,
-                                     stderr=err.fileno() if err else None)
+                                     stdout=out_fd, stderr=err_fd)
             self.record.pids.append(root.pid)
             self.emulation.processes[root.pid] = root
+            if self.on_start is not None:
+                self.on_start(self)
             self._loop()
         except sim.ActorKilled:
             # SimGrid gave up on us (deadlock: we waited for something that can never come).
@@ -309,6 +318,8 @@ class ProcessActor:
                 f.close()
             if self.tracer.error and not self.record.error:
                 self.record.error = self.tracer.error
+            if self.on_exit is not None:
+                self.on_exit(self)
 
     def _note_error(self, message: str) -> None:
         if self.record.error is None:
@@ -371,7 +382,11 @@ class ProcessActor:
             timeout = None if deadline is None else max(0.0, deadline - sim.now())
             if timeout is not None and timeout <= 0:
                 continue
+            self.idle = timeout is None and not tr.running()
+            if self.idle:
+                self.emulation.actor_idle(self)
             self.wake.wait(timeout)
+            self.idle = False
 
     def _someone_on_cpu(self) -> bool:
         """Is a running task on a CPU (or about to stop), rather than asleep in the kernel?"""
@@ -493,6 +508,9 @@ class Emulation:
         os.write(fd, ("\n".join(lines) + "\n").encode())
         os.close(fd)
         return path
+
+    def actor_idle(self, actor: ProcessActor) -> None:
+        """An actor waits for something only another process can do (a live emulation cares)."""
 
     def find_process(self, pid: int) -> Optional[Process]:
         return self.processes.get(pid)

@@ -63,6 +63,7 @@ class MediationPolicy(SocketPolicy):
         if s.local is None:
             self._implicit_bind(sc, s, sc.iarg(0))
         s.listening = True
+        self.net.listening(s)
         return Value(0)
 
     def _kernel_connect(self, sc, s: VSocket, fd: int, listener: VSocket) -> Optional[int]:

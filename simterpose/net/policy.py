@@ -224,6 +224,7 @@ class SocketPolicy:
         def listening(sc_, ret):
             if ret == 0:
                 s.listening = True
+                self.net.listening(s)
             return None
 
         return Native(on_exit=listening)

@@ -50,6 +50,7 @@ class Stream:
         self.captured: Optional[list] = [] if net.capture is not None else None
         self._pump_wake = sim.Signal()
         self._pump_started = False
+        self._busy = False
 
     # -- sender side -------------------------------------------------------------------------
     def room(self) -> int:
@@ -69,10 +70,18 @@ class Stream:
             self._kick()
 
     def _kick(self) -> None:
+        if not self._busy:
+            self._busy = True
+            self.net.in_flight += 1  # work is scheduled: the simulation is not idle
         if not self._pump_started:
             self._pump_started = True
             self.net.spawn_pump(self)
         self._pump_wake.notify_all()
+
+    def _idle(self) -> None:
+        if self._busy:
+            self._busy = False
+            self.net.in_flight -= 1
 
     def pump(self) -> None:
         """Pump actor body (runs on the sender's host)."""
@@ -80,7 +89,7 @@ class Stream:
             while self.sent > self.arrived:
                 batch = self.sent - self.arrived
                 start = sim.now()
-                sim.transfer(self.src.name, self.dst.name, batch)
+                self.net.transfer(self.src.name, self.dst.name, batch)
                 if self.captured is not None:
                     payload = b"".join(self.captured)
                     self.captured.clear()
@@ -89,12 +98,14 @@ class Stream:
                 self._wake(self.readers)
             if self.closed:
                 start = sim.now()
-                sim.transfer(self.src.name, self.dst.name, HEADER_BYTES)  # the FIN
+                self.net.transfer(self.src.name, self.dst.name, HEADER_BYTES)  # the FIN
                 if self.captured is not None:
                     self._capture(start, self.sent + 1, TCP_FIN | TCP_ACK)
                 self.eof_arrived = True
                 self._wake(self.readers)
+                self._idle()
                 return
+            self._idle()
             self._pump_wake.wait()
 
     def _capture(self, start: float, seq: int, flags: int, payload: bytes = b"") -> None:
@@ -233,6 +244,16 @@ class Network:
         # (host name, kind, port) -> {virtual ip or '0.0.0.0': socket}
         self.bound: dict[tuple[str, int, int], dict[str, VSocket]] = {}
         self.capture = None  # a pcap.Capture when --pcap-dir is given
+        self.in_flight = 0   # scheduled or ongoing transfers (a live emulation is idle only at 0)
+        self.on_listen = None  # (host name, port) -> None, for port watches (ctrld --mediate)
+
+    def listening(self, s: "VSocket") -> None:
+        if self.on_listen is not None and s.local is not None:
+            self.on_listen(s.host.name, s.local[1])
+
+    @staticmethod
+    def transfer(src: str, dst: str, nbytes: int) -> None:
+        sim.transfer(src, dst, nbytes)
 
     # -- binding -------------------------------------------------------------------------------
     def port_in_use(self, host: Host, kind: int, port: int) -> bool:
@@ -277,6 +298,7 @@ class Network:
         conn.s2c.readers.add(client.owner)
         conn.c2s.writers.add(client.owner)
         listener.backlog.append(conn)
+        self.in_flight += 1  # until the handshake is over
         sim.current().spawn(f"syn:{client.host.name}->{listener.host.name}", client.host.name,
                             self._handshake, conn, daemon=True)
         return conn
@@ -284,17 +306,18 @@ class Network:
     def _handshake(self, conn: Connection) -> None:
         c, s = conn.client.host.name, conn.listener.host.name
         start = sim.now()
-        sim.transfer(c, s, HEADER_BYTES)  # SYN
+        self.transfer(c, s, HEADER_BYTES)  # SYN
         if self.capture is not None:
             self.capture.tcp(c, s, start, sim.now(), conn.c2s.src_addr, conn.c2s.dst_addr, 0, 0, TCP_SYN)
         conn.syn_arrived = True
         conn.listener.wake()
         start = sim.now()
-        sim.transfer(s, c, HEADER_BYTES)  # SYN-ACK
+        self.transfer(s, c, HEADER_BYTES)  # SYN-ACK
         if self.capture is not None:
             self.capture.tcp(s, c, start, sim.now(), conn.s2c.src_addr, conn.s2c.dst_addr, 0, 1,
                              TCP_SYN | TCP_ACK)
         conn.established = True
+        self.in_flight -= 1
         conn.client.wake()
         if conn.server is not None:
             conn.server.wake()  # accepted at the SYN: its writes (and reads) waited for this
@@ -322,6 +345,7 @@ class Network:
         if dst is not None:
             dst.dgrams.append(entry)
         src.dgram_out.append((entry, dst, dst_host, dst_addr))
+        self.in_flight += 1
         if src._dgram_pump_wake is None:
             src._dgram_pump_wake = sim.Signal()
             sim.current().spawn(f"udp:{src.host.name}", src.host.name, self._dgram_pump, src, daemon=True)
@@ -332,11 +356,12 @@ class Network:
             while src.dgram_out:
                 entry, dst, dst_host, dst_addr = src.dgram_out.popleft()
                 start = sim.now()
-                sim.transfer(src.host.name, dst_host.name, entry[3])
+                self.transfer(src.host.name, dst_host.name, entry[3])
                 if self.capture is not None:
                     self.capture.udp(src.host.name, dst_host.name, start, sim.now(), src.local, dst_addr,
                                      entry[2] or b"")
                 entry[0] = True
+                self.in_flight -= 1
                 if dst is not None:
                     dst.wake()
             src._dgram_pump_wake.wait()

@@ -38,6 +38,7 @@ from .engine import (
     transfer_async,
     wait,
     wait_any,
+    yield_,
 )
 
 __all__ = [
@@ -72,4 +73,5 @@ __all__ = [
     "transfer_async",
     "wait",
     "wait_any",
+    "yield_",
 ]

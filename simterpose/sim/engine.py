@@ -365,6 +365,11 @@ def sleep_for(seconds: float) -> None:
     sg.this_actor.sleep_for(max(0.0, float(seconds)))
 
 
+def yield_() -> None:
+    """Let every other actor ready at this simulated date run first (the clock does not move)."""
+    sg.this_actor.yield_()
+
+
 def sleep_until(date: float) -> None:
     sg.this_actor.sleep_until(float(date))
 
