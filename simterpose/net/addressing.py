@@ -1,7 +1,9 @@
 """Virtual addresses (what tracees see) and real loopback addresses (what the kernel sees).
 
-Every simulated host k gets two real IPv4 loopback addresses of its own: 127.1.x.y for its virtual
-IP(s) and INADDR_ANY, 127.2.x.y for its 127.0.0.1. Ports are kept as they are (two hosts may both
+Every simulated host k gets two real IPv4 loopback addresses of its own: 127.R.x.y for its virtual
+IP(s) and INADDR_ANY, 127.R+1.x.y for its 127.0.0.1, where R is drawn per run (two runs, even
+concurrent ones, rarely share real addresses, so neither collides with the other's sockets or
+TIME_WAIT entries). Ports are kept as they are (two hosts may both
 listen on port 80: their real addresses differ), and ports a host picks implicitly are allocated by
 us, in order, so runs are reproducible. Which socket a connect reaches is decided by the simulated
 state (`Registry`), never by the kernel; the real addresses only have to be unique.
@@ -11,6 +13,7 @@ IPv6 sockets use the IPv4-mapped form of the same real addresses (dual-stack soc
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
 
 from ..tracer.memory import SockAddr
@@ -32,13 +35,13 @@ class AddressError(Exception):
 class Host:
     """A simulated host as the network sees it."""
 
-    def __init__(self, index: int, name: str, ip: str):
+    def __init__(self, index: int, name: str, ip: str, run_octet: int = 1):
         self.index = index
         self.name = name
         self.ip = ip
         n = index + 1
-        self.real_ip = f"127.1.{n >> 8}.{n & 255}"
-        self.real_loopback = f"127.2.{n >> 8}.{n & 255}"
+        self.real_ip = f"127.{run_octet}.{n >> 8}.{n & 255}"
+        self.real_loopback = f"127.{run_octet + 1}.{n >> 8}.{n & 255}"
         self._next_port = {socket.SOCK_STREAM: EPHEMERAL_FIRST, socket.SOCK_DGRAM: EPHEMERAL_FIRST}
 
     def ephemeral_port(self, kind: int, in_use) -> int:
@@ -78,12 +81,14 @@ def as_family(addr_v4: str, family: int) -> str:
 class Addressing:
     """The platform's hosts by name, by virtual IP and by real IP."""
 
-    def __init__(self, hosts: list[tuple[str, str]]):
+    def __init__(self, hosts: list[tuple[str, str]], run_octet: int | None = None):
+        if run_octet is None:
+            run_octet = random.SystemRandom().randrange(2, 254, 2)
         self.hosts: dict[str, Host] = {}
         self.by_ip: dict[str, Host] = {}
         self.by_real: dict[str, tuple[Host, str]] = {}
         for i, (name, ip) in enumerate(hosts):
-            h = Host(i, name, ip)
+            h = Host(i, name, ip, run_octet)
             self.hosts[name] = h
             self.by_ip[ip] = h
             self.by_real[h.real_ip] = (h, h.ip)

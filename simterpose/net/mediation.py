@@ -50,7 +50,8 @@ class MediationPolicy(SocketPolicy):
             sc.set_arg(2, 0)
         return result
 
-    def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int) -> Optional[int]:
+    def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
+                     real_port: int) -> Optional[int]:
         self.net.bind(s, vip, port)
         return None
 

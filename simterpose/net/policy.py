@@ -37,6 +37,7 @@ O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
 FIONBIO, FIONREAD = 0x5421, 0x541B
 SOL_SOCKET, SO_REUSEADDR, SO_ERROR, SO_TYPE = 1, 2, 4, 3
+IP_BIND_ADDRESS_NO_PORT = 24
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
@@ -163,27 +164,34 @@ class SocketPolicy:
             sc.mem.write(ptr, raw[:max(0, room)])
             sc.mem.write_i32(lenptr, len(raw))
 
-    def _implicit_bind(self, sc, s: VSocket, fd: int, toward_loopback: bool = False) -> Optional[int]:
-        """Bind an unbound socket to a port of ours before the kernel would pick a random one (runs
-        are reproducible, and the peer sees the right virtual source). Returns an errno or None."""
+    def _implicit_bind(self, sc, s: VSocket, fd: int, toward_loopback: bool = False,
+                       outgoing: bool = False) -> Optional[int]:
+        """Bind an unbound socket to a virtual port of ours, in order, rather than a random one (runs
+        are reproducible) and to the host's real address (the peer sees the right virtual source).
+        Returns an errno or None. For an outgoing TCP connection the kernel picks the real port at
+        connect time (IP_BIND_ADDRESS_NO_PORT), avoiding 4-tuples still in TIME_WAIT from an
+        earlier run; nobody needs to reach that real port."""
         port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
         vip = LOOPBACK_V4 if toward_loopback else self.host.ip
         real_ip = self.host.real_loopback if toward_loopback else self.host.real_ip
-        return self._kernel_bind(sc, s, fd, vip, real_ip, port)
+        return self._kernel_bind(sc, s, fd, vip, real_ip, port, 0 if outgoing else port)
 
-    def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int) -> Optional[int]:
+    def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
+                     real_port: int) -> Optional[int]:
         scratch = Scratch(sc)
         tr = self.actor.tracer
         # SO_REUSEADDR: a previous run's TIME_WAIT on the same real address must not fail our bind;
         # the simulated registry still refuses a second bind of a port, as a real host would.
         one = scratch.put(struct.pack("<i", 1))
-        tr.inject(sc, NR("setsockopt"), sc.iarg(0) if fd is None else fd, SOL_SOCKET, SO_REUSEADDR, one, 4)
-        raw = self._real_sockaddr(s, real_ip, port)
+        tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_REUSEADDR, one, 4)
+        if real_port == 0 and s.is_stream:
+            tr.inject(sc, NR("setsockopt"), fd, socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, one, 4)
+        raw = self._real_sockaddr(s, real_ip, real_port)
         rc = tr.inject(sc, NR("bind"), fd, scratch.put(raw), len(raw))
         if rc < 0:
             return -rc
         self.net.bind(s, vip, port)
-        s.real_local = (real_ip, port)
+        s.real_local = (real_ip, real_port)
         return None
 
     def bind(self, sc):
@@ -207,7 +215,7 @@ class SocketPolicy:
         table = self.net.bound.get((self.host.name, s.kind, port), {})
         if table and (vip == "0.0.0.0" or vip in table or "0.0.0.0" in table):
             return Errno(errno.EADDRINUSE)
-        err = self._kernel_bind(sc, s, sc.iarg(0), vip, self.addressing.real_for_bind(self.host, vip), port)
+        err = self._kernel_bind(sc, s, sc.iarg(0), vip, self.addressing.real_for_bind(self.host, vip), port, port)
         return Errno(err) if err else Value(0)
 
     def listen(self, sc):
@@ -277,7 +285,7 @@ class SocketPolicy:
             return Errno(errno.ECONNREFUSED)
         fd = sc.iarg(0)
         if s.local is None:
-            err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
+            err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4), outgoing=True)
             if err:
                 return Errno(err)
         err = self._kernel_connect(sc, s, fd, listener)

@@ -35,7 +35,7 @@ from simterpose.sim.predict import predict_sequence, predict_transfers
 
 pytestmark = pytest.mark.timeout(120)
 
-MODES = ["address-translation"]
+MODES = ["address-translation", "full-mediation"]
 MODELS = ["LV08", "CM02"]
 
 
