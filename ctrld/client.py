@@ -66,6 +66,12 @@ class RunResult:
     stdout: bytes = b""
     stderr: bytes = b""
     events: list = field(default_factory=list)
+    # ctrld --mediate: the simulated host and dates (seconds) of an emulated process, else ""/None
+    host: str = ""
+    sim_start: float | None = None
+    sim_end: float | None = None
+    sim_start_ns: int = -1
+    sim_end_ns: int = -1
 
     @property
     def status(self) -> int:
@@ -228,8 +234,12 @@ class Client:
     async def start(self, argv: list[str], *, env: dict | None = None, inherit_env: bool = True,
                     cwd: str | None = None, timeout: float | None = None, grace: float | None = None,
                     capture: bool = True, stdout_path: str | None = None, stderr_path: str | None = None,
-                    kill_on_disconnect: bool = False) -> RunHandle:
-        """Start a command; returns a handle whose events() stream ends with ProcessTerminated."""
+                    kill_on_disconnect: bool = False, host: str | None = None,
+                    unmediated: bool = False) -> RunHandle:
+        """Start a command; returns a handle whose events() stream ends with ProcessTerminated.
+
+        On a daemon started with --mediate the command runs emulated, on simulated `host` (default:
+        the daemon's default host), unless `unmediated` asks for a plain process."""
         if not argv:
             raise ValueError("empty argv")
         rid, req = self._new_request({"ProcessTerminated", "ChildCreationError"})
@@ -239,6 +249,7 @@ class Client:
             timeoutMs=int(timeout * 1000) if timeout else 0, graceMs=int(grace * 1000) if grace else 0,
             captureStdout=capture and not stdout_path, captureStderr=capture and not stderr_path,
             stdoutPath=stdout_path, stderrPath=stderr_path, killOnDisconnect=kill_on_disconnect,
+            host=host or None, unmediated=unmediated,
         )
         self._send(body)
         return RunHandle(self, rid, req)
@@ -261,8 +272,12 @@ class Client:
                          timeoutMs=int(timeout * 1000) if timeout else 0)
         return await self._watch(ino, "InotifyWatchListUpdated")
 
-    async def watch_port(self, port: int, *, timeout: float | None = None) -> Watch:
-        sock = g.TCPSocketT(destport=port, timeoutMs=int(timeout * 1000) if timeout else 0)
+    async def watch_port(self, port: int, *, timeout: float | None = None, host: str | None = None,
+                         unmediated: bool = False) -> Watch:
+        """On a mediating daemon the port is watched on the simulated network (on `host`, or any
+        host); `unmediated` watches the real machine's sockets instead."""
+        sock = g.TCPSocketT(destport=port, timeoutMs=int(timeout * 1000) if timeout else 0, host=host or None,
+                            unmediated=unmediated)
         return await self._watch(sock, "SocketWatched")
 
     async def _watch(self, what, ack_kind: str) -> Watch:
@@ -288,6 +303,9 @@ class Client:
         ev = await self._one(g.StatusRequestT(requestId=rid), rid, req)
         for p in ev.body.processes or []:
             p.args = [as_str(a) for a in p.args or []]
+        for h in ev.body.simHosts or []:
+            for p in h.processes or []:
+                p.args = [as_str(a) for a in p.args or []]
         return ev.body
 
     async def subscribe(self, enable: bool = True) -> None:
@@ -333,6 +351,9 @@ class RunHandle:
                 (out if b.stream == g.Stream.stdout else err).extend(b.data)
             elif ev.kind == "ProcessLaunched":
                 res.pid = b.pid
+                res.host = b.host or ""
+                if b.host:
+                    res.sim_start_ns, res.sim_start = b.simTimeNs, b.simTimeNs / 1e9
             elif ev.kind == "ExecveTerminated" and not b.success:
                 res.exec_failed, res.exec_errno, res.message = True, b.execErrno, b.message or ""
             elif ev.kind == "ChildCreationError":
@@ -342,6 +363,10 @@ class RunHandle:
                 res.exit_code, res.signal, res.timed_out = b.exitCode, b.signal, b.timedOut
                 res.user_cpu_s, res.sys_cpu_s = b.userCpuNs / 1e9, b.sysCpuNs / 1e9
                 res.max_rss_kb, res.wall_s = b.maxRssKb, b.wallNs / 1e9
+                if b.simStartNs != -1:  # an emulated process
+                    res.sim_end_ns, res.sim_end = b.simTimeNs, b.simTimeNs / 1e9
+                if b.message and not res.message:
+                    res.message = b.message
         res.stdout, res.stderr = bytes(out), bytes(err)
         return res
 

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cwd", metavar="DIR")
     r.add_argument("--detach-on-exit", action="store_true",
                    help="leave the command running if ctrl is interrupted (default: it is killed)")
+    r.add_argument("--host", metavar="H", help="simulated host to run on (daemon started with --mediate; "
+                   "default: the daemon's default host)")
+    r.add_argument("--unmediated", action="store_true", help="a plain process even when the daemon mediates")
     r.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV...")
 
     k = sub.add_parser("kill", help="signal a command's process tree")
@@ -57,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     wp = sub.add_parser("watch-port", help="wait until a TCP port is in LISTEN")
     wp.add_argument("port", type=int)
     wp.add_argument("--timeout", type=float, default=10.0, metavar="S")
+    wp.add_argument("--host", metavar="H", help="mediating daemon: only a listen on this simulated host counts "
+                    "(default: any host)")
+    wp.add_argument("--unmediated", action="store_true", help="mediating daemon: watch the real machine's sockets")
 
     sub.add_parser("ps", help="commands the daemon runs")
     sub.add_parser("status", help="machine state")
@@ -160,6 +166,7 @@ async def cmd_run(args, clients) -> int:
     results = await cl.run_many(
         clients, argv, on_output=out.write, env=env or None, inherit_env=not args.clean_env, cwd=args.cwd,
         timeout=args.timeout, grace=args.grace, kill_on_disconnect=not args.detach_on_exit,
+        host=args.host, unmediated=args.unmediated,
     )
     out.flush()
     worst = 0
@@ -221,11 +228,12 @@ async def cmd_watch_file(args, clients) -> int:
 
 async def cmd_watch_port(args, clients) -> int:
     async def one(c):
-        w = await c.watch_port(args.port, timeout=args.timeout)
+        w = await c.watch_port(args.port, timeout=args.timeout, host=args.host, unmediated=args.unmediated)
         async for ev in w.events():
             if ev.kind == "SocketWatchTerminated":
                 if ev.body.state == g.SocketState.listeing:
-                    print(f"{c.name + ': ' if len(clients) > 1 else ''}port {args.port} is listening", flush=True)
+                    where = f" on {ev.body.host} at simulated {ev.body.simTimeNs / 1e9:.9f} s" if ev.body.host else ""
+                    print(f"{c.name + ': ' if len(clients) > 1 else ''}port {args.port} is listening{where}", flush=True)
                     return 0
                 print(f"ctrl: {c.name}: port {args.port} not listening after {args.timeout:g} s", file=sys.stderr)
                 return 1
@@ -240,7 +248,8 @@ async def cmd_ps(args, clients) -> int:
         s = await c.status()
         for p in sorted(s.processes or [], key=lambda p: p.startedNs):
             age = (s.timeNs - p.startedNs) / 1e9  # both on the daemon's monotonic clock
-            print(f"{c.name:<16} {p.pid:>7} {p.requestId:>5} {p.clientId:>6} {age:>7.1f}s  {' '.join(p.args)}")
+            where = f"[{p.host}] " if p.host else ""  # emulated, on this simulated host
+            print(f"{c.name:<16} {p.pid:>7} {p.requestId:>5} {p.clientId:>6} {age:>7.1f}s  {where}{' '.join(p.args)}")
     return 0
 
 
@@ -252,6 +261,15 @@ async def cmd_status(args, clients) -> int:
               f"mem={s.memAvailableKb / gib:.1f}/{s.memTotalKb / gib:.1f} GiB available  up={s.uptimeS / 3600:.1f} h")
         print(f"{c.name}: ctrld {s.daemonVersion} pid={s.daemonPid} rss={s.daemonRssKb / 1024:.1f} MiB  "
               f"clients={s.clients} processes={len(s.processes or [])} watches={len(s.watches or [])}")
+        if s.mediate:
+            print(f"{c.name}: mediating ({s.mediate})  simulated clock={s.simTimeNs / 1e9:.9f} s  "
+                  f"default host={s.defaultHost}")
+            for h in s.simHosts or []:
+                procs = h.processes or []
+                print(f"{c.name}:   host {h.name}{' (' + h.ip + ')' if h.ip else ''}: {len(procs)} process(es)")
+                for p in procs:
+                    print(f"{c.name}:     pid={p.pid} req={p.requestId} client={p.clientId} "
+                          f"since simulated {p.simStartNs / 1e9:.9f} s  {' '.join(p.args)}")
     return 0
 
 

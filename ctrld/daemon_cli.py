@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="largest accepted frame in bytes (default 16 MiB)")
     p.add_argument("--cgroup", metavar="DIR",
                    help="a delegated cgroup v2 directory: each command gets its own child cgroup, killed with cgroup.kill")
+    m = p.add_argument_group("emulation (ctrld --mediate)")
+    m.add_argument("--mediate", choices=["address-translation", "full-mediation"],
+                   help="own one simterpose emulation: commands run on simulated hosts of --platform, at the "
+                   "current simulated date, and talk through the simulated network")
+    m.add_argument("--platform", metavar="P.xml", help="SimGrid platform of the emulation (with --mediate)")
+    m.add_argument("--network-model", metavar="M", help="SimGrid network model: LV08 (default), CM02, SMPI, IB, Constant")
+    m.add_argument("--cpu-model", metavar="M", help="measured (default), none, per-syscall=SECONDS")
+    m.add_argument("--default-host", metavar="H", help="simulated host of commands that name none "
+                   "(default: the platform's first host)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -67,6 +76,13 @@ def check_config(args) -> None:
         raise auth.ConfigError(f"--cgroup {args.cgroup}: not a cgroup v2 directory with cgroup.kill")
     if args.max_frame < 64:
         raise auth.ConfigError("--max-frame must be at least 64 bytes")
+    if args.mediate and not args.platform:
+        raise auth.ConfigError("--mediate needs --platform P.xml (the SimGrid platform to emulate)")
+    if not args.mediate:
+        given = [o for o, v in (("--platform", args.platform), ("--network-model", args.network_model),
+                                ("--cpu-model", args.cpu_model), ("--default-host", args.default_host)) if v]
+        if given:
+            raise auth.ConfigError(f"{given[0]} only makes sense with --mediate address-translation|full-mediation")
 
 
 def _release_startup_memory() -> None:
@@ -87,8 +103,14 @@ async def serve(args) -> int:
 
     token = auth.read_token(args.token_file) if args.token_file else None
     tls = auth.server_tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
+    mediator = None
+    if args.mediate:
+        from ctrld.mediate import Mediator
+
+        mediator = Mediator(asyncio.get_running_loop(), args.mediate, args.platform, network_model=args.network_model,
+                            cpu_model=args.cpu_model, default_host=args.default_host)
     daemon = Daemon(max_frame=args.max_frame, token=token, allowed_uids=auth.allowed_uids(args.allow_uid),
-                    cgroup_root=args.cgroup)
+                    cgroup_root=args.cgroup, mediator=mediator)
     try:
         for host, port in args.tcp or []:
             await daemon.listen_tcp(host, port, tls)
@@ -104,6 +126,9 @@ async def serve(args) -> int:
     _release_startup_memory()
     for a in daemon.addresses:
         print(f"ctrld: listening on {a}", flush=True)
+    if mediator is not None:
+        print(f"ctrld: mediating ({mediator.mode}) {args.platform}: hosts {' '.join(mediator.hosts)}, "
+              f"default {mediator.default_host}", flush=True)
     print(f"ctrld: ready pid={os.getpid()}", flush=True)
     await stop.wait()
     await daemon.close()

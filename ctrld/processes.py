@@ -4,6 +4,11 @@ No thread and no periodic reaping: each child's pidfd sits in the event loop (ad
 becomes readable when the child exits; the child is then reaped with wait4() for its rusage.
 asyncio's own subprocess support is avoided on purpose: CPython 3.11's default child watcher
 starts one thread per child.
+
+On a mediating daemon (`ctrld --mediate`, see ctrld/mediate.py) a command may instead be an
+emulated process: it is launched through the live emulation, its start and exit come back from
+simulation threads as loop callbacks, its output through the same pipes, and its signals go
+through the emulation (which wakes the process's actor to notice them).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 
+from ctrld.mediate import to_ns
 from ctrld.protocol.codec import as_str, now_ns
 from ctrld.protocol.generated import ctrld_generated as g
 
@@ -62,7 +68,7 @@ def spec_from_request(req: g.RunCommandT) -> RunSpec:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class Command:
     """One run: its process group (pgid == pid), pidfd, pipes and timers."""
 
@@ -82,6 +88,11 @@ class Command:
     exit_ns: int = 0
     finished: bool = False
     timers: list = field(default_factory=list)
+    # --- emulated commands (ctrld --mediate) ---
+    live: object = None  # simterpose.live.LiveProcess
+    host: str = ""  # simulated host
+    sim_start_ns: int = -1
+    pending_signals: list = field(default_factory=list)  # asked for before the process had started
 
 
 class ProcessTable:
@@ -96,6 +107,12 @@ class ProcessTable:
         self.cgroup_root = cgroup_root
         self.by_pid: dict[int, Command] = {}
         self._cgroup_seq = 0
+        self.mediator = None  # ctrld.mediate.Mediator on a mediating daemon
+        self.starting: set[Command] = set()  # emulated commands whose process has not started yet
+
+    def sim_now(self) -> int:
+        """The simulated clock (ns) for events' sim_time_ns; -1 when the daemon does not mediate."""
+        return -1 if self.mediator is None else self.mediator.now_ns()
 
     # ------------------------------------------------------------------ spawn
     def start(self, spec: RunSpec, owner, request_id: int) -> Command:
@@ -161,11 +178,13 @@ class ProcessTable:
             cmd.timers.append(self.loop.call_later(spec.timeout_ms / 1000, self._on_timeout, cmd))
 
         t = cmd.started_ns
-        self.emit(cmd, g.ProcessLaunchedT(pid=cmd.pid, requestId=cmd.request_id, timeNs=t), False)
+        st = self.sim_now()
+        self.emit(cmd, g.ProcessLaunchedT(pid=cmd.pid, requestId=cmd.request_id, timeNs=t, simTimeNs=st), False)
         self.emit(
             cmd,
             g.ExecveTerminatedT(
                 pid=cmd.pid, commandName=spec.argv[0], success=True, requestId=cmd.request_id, timeNs=t,
+                simTimeNs=st,
             ),
             False,
         )
@@ -179,12 +198,17 @@ class ProcessTable:
         what = e.strerror or str(e)
         if e.filename:
             what = f"{what}: {e.filename}"
-        self.emit(cmd, g.ProcessLaunchedT(pid=pid, requestId=rid, timeNs=t), False)
+        st = self.sim_now()
+        self.emit(cmd, g.ProcessLaunchedT(pid=pid, requestId=rid, timeNs=t, simTimeNs=st), False)
+        self._exec_failed_end(cmd, pid, code, what, t, st)
+
+    def _exec_failed_end(self, cmd: Command, pid: int, code: int, what: str, t: int, st: int) -> None:
+        rid = cmd.request_id
         self.emit(
             cmd,
             g.ExecveTerminatedT(
                 pid=pid, commandName=cmd.spec.argv[0], success=False, requestId=rid, timeNs=t,
-                execErrno=code, message=what,
+                execErrno=code, message=what, simTimeNs=st,
             ),
             False,
         )
@@ -192,7 +216,7 @@ class ProcessTable:
             cmd,
             g.ProcessTerminatedT(
                 pid=pid, errorCode=EXEC_FAILED_CODE, requestId=rid, timeNs=t, exitCode=EXEC_FAILED_CODE,
-                execFailed=True, wallNs=t - cmd.started_ns,
+                execFailed=True, wallNs=t - cmd.started_ns, simTimeNs=st, message=what,
             ),
             False,
         )
@@ -202,7 +226,8 @@ class ProcessTable:
         code = getattr(e, "errno", None) or errno.EINVAL
         self.emit(
             cmd,
-            g.ChildCreationErrorT(errorCode=code, requestId=cmd.request_id, timeNs=now_ns(), message=str(e)),
+            g.ChildCreationErrorT(errorCode=code, requestId=cmd.request_id, timeNs=now_ns(), message=str(e),
+                                  simTimeNs=self.sim_now()),
             False,
         )
         cmd.finished = True
@@ -248,7 +273,8 @@ class ProcessTable:
         if data:
             self.emit(
                 cmd,
-                g.OutputChunkT(requestId=cmd.request_id, pid=cmd.pid, stream=cmd.pipes[fd], data=data, timeNs=now_ns()),
+                g.OutputChunkT(requestId=cmd.request_id, pid=cmd.pid, stream=cmd.pipes[fd], data=data, timeNs=now_ns(),
+                               simTimeNs=self.sim_now()),
                 True,
             )
         else:
@@ -259,6 +285,9 @@ class ProcessTable:
     def _close_pipe(self, cmd: Command, fd: int) -> None:
         self.loop.remove_reader(fd)
         del cmd.pipes[fd]
+        if cmd.popen is None:  # emulated command: the pipe is ours
+            os.close(fd)
+            return
         # The Popen file objects own these fds: close through them.
         for f in (cmd.popen.stdout, cmd.popen.stderr):
             if f is not None and not f.closed and f.fileno() == fd:
@@ -287,6 +316,9 @@ class ProcessTable:
         for t in cmd.timers:
             t.cancel()
         cmd.timers.clear()
+        self._drain_after_exit(cmd)
+
+    def _drain_after_exit(self, cmd: Command) -> None:
         # Output written just before exit is usually already in the pipes: read it now.
         for fd in list(cmd.pipes):
             while fd in cmd.pipes:
@@ -301,7 +333,8 @@ class ProcessTable:
                     break
                 self.emit(
                     cmd,
-                    g.OutputChunkT(requestId=cmd.request_id, pid=cmd.pid, stream=cmd.pipes[fd], data=data, timeNs=now_ns()),
+                    g.OutputChunkT(requestId=cmd.request_id, pid=cmd.pid, stream=cmd.pipes[fd], data=data, timeNs=now_ns(),
+                               simTimeNs=self.sim_now()),
                     True,
                 )
         if cmd.pipes:
@@ -322,6 +355,9 @@ class ProcessTable:
             t.cancel()
         cmd.timers.clear()
         self.by_pid.pop(cmd.pid, None)
+        if cmd.live is not None:
+            self._finish_emulated(cmd)
+            return
         self._remove_cgroup(cmd)
         status = cmd.status
         if os.WIFSIGNALED(status):
@@ -334,6 +370,7 @@ class ProcessTable:
         body = g.ProcessTerminatedT(
             pid=cmd.pid, errorCode=error_code, requestId=cmd.request_id, timeNs=cmd.exit_ns,
             exitCode=exit_code, signal=sig, timedOut=cmd.timed_out, wallNs=cmd.exit_ns - cmd.started_ns,
+            simTimeNs=self.sim_now(),
         )
         if ru is not None:
             body.userCpuNs = int(ru.ru_utime * 1e9)
@@ -354,6 +391,9 @@ class ProcessTable:
 
     # ------------------------------------------------------------------ kill
     def _signal_group(self, cmd: Command, sig: int) -> None:
+        if cmd.live is not None:
+            self._signal_emulated(cmd, sig)
+            return
         if sig == signal.SIGKILL and cmd.cgroup:
             try:
                 with open(os.path.join(cmd.cgroup, "cgroup.kill"), "w") as f:
@@ -376,6 +416,129 @@ class ProcessTable:
         self._signal_group(cmd, sig)
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        for cmd in list(self.by_pid.values()):
+        for cmd in list(self.by_pid.values()) + list(self.starting):
             if cmd.status is None:
                 self._signal_group(cmd, sig)
+
+    # ------------------------------------------------------------------ emulated commands
+    def start_emulated(self, spec: RunSpec, owner, request_id: int, host: str) -> Command:
+        """Launch `spec` inside the daemon's emulation on simulated `host`, at the current simulated
+        date.  ProcessLaunched comes when the emulation has started it (pid known)."""
+        m = self.mediator
+        cmd = Command(spec=spec, owner=owner, request_id=request_id, host=host)
+        cmd.started_ns = now_ns()
+        ours = []  # descriptors to close once launch() has duplicated them
+        readers = {}
+        try:
+            ends = []
+            for capture, path, stream in ((spec.capture_stdout, spec.stdout_path, g.Stream.stdout),
+                                          (spec.capture_stderr, spec.stderr_path, g.Stream.stderr)):
+                if capture:
+                    r, w = os.pipe()
+                    readers[r] = stream
+                    ours.append(w)
+                elif path:
+                    w = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+                    ours.append(w)
+                else:
+                    w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+                    ours.append(w)
+                ends.append(w)
+        except OSError as e:
+            for fd in ours + list(readers):
+                os.close(fd)
+            self._creation_error(cmd, e)
+            return cmd
+        argv = list(spec.argv)
+        if spec.path and spec.path != argv[0]:
+            argv[0] = spec.path  # the emulation runs argv[0]
+        try:
+            cmd.live = m.launch(
+                host, argv, spec.env, spec.cwd, ends[0], ends[1],
+                on_start=lambda p: m.hop(self._emu_started, cmd, now_ns()),
+                on_exit=lambda p: m.hop(self._emu_exited, cmd, now_ns()),
+            )
+        except m.LaunchError as e:
+            for fd in readers:
+                os.close(fd)
+            self._exec_failed_end(cmd, 0, e.errno or errno.ENOENT, str(e), now_ns(), self.sim_now())
+            return cmd
+        finally:
+            for fd in ours:
+                os.close(fd)  # launch() duplicated them
+        for fd, stream in readers.items():
+            os.set_blocking(fd, False)
+            cmd.pipes[fd] = stream
+            self.loop.add_reader(fd, self._on_output, cmd, fd)
+        self.starting.add(cmd)
+        if spec.timeout_ms:  # wall-clock timeout, like a plain command's
+            cmd.timers.append(self.loop.call_later(spec.timeout_ms / 1000, self._on_timeout, cmd))
+        return cmd
+
+    def _emu_started(self, cmd: Command, t: int) -> None:
+        p = cmd.live
+        self.starting.discard(cmd)
+        if cmd.finished or p.pid is None:
+            return
+        cmd.pid = p.pid
+        cmd.sim_start_ns = to_ns(p.sim_start)
+        if cmd.status is None:
+            self.by_pid[cmd.pid] = cmd
+        rid, st = cmd.request_id, cmd.sim_start_ns
+        self.emit(cmd, g.ProcessLaunchedT(pid=cmd.pid, requestId=rid, timeNs=t, simTimeNs=st, host=cmd.host), False)
+        self.emit(
+            cmd,
+            g.ExecveTerminatedT(pid=cmd.pid, commandName=cmd.spec.argv[0], success=True, requestId=rid, timeNs=t,
+                                simTimeNs=st),
+            False,
+        )
+        for sig in cmd.pending_signals:
+            self.mediator.kill(p, sig)
+        cmd.pending_signals.clear()
+
+    def _emu_exited(self, cmd: Command, t: int) -> None:
+        p = cmd.live
+        self.starting.discard(cmd)
+        if cmd.finished:
+            return
+        for timer in cmd.timers:
+            timer.cancel()
+        cmd.timers.clear()
+        if p.pid is None:
+            # The emulation could not start it (the program failed to execute under the tracer).
+            for fd in list(cmd.pipes):
+                self._close_pipe(cmd, fd)
+            self._exec_failed_end(cmd, 0, errno.ENOEXEC, p.error or "could not be started", t,
+                                  to_ns(p.sim_end))
+            return
+        if cmd.pid == 0:  # on_start's hop has not run (cannot happen: FIFO), be safe
+            self._emu_started(cmd, t)
+        cmd.exit_ns = t
+        cmd.status = p.exit_status if p.exit_status is not None else 255
+        self._drain_after_exit(cmd)
+
+    def _finish_emulated(self, cmd: Command) -> None:
+        p = cmd.live
+        if p.signal:
+            sig, exit_code, error_code = p.signal, -1, 128 + p.signal
+        else:
+            sig = 0
+            exit_code = error_code = p.exit_status if p.exit_status is not None else 255
+        # No rusage for emulated processes: the emulation reaps them (user/sys/max_rss stay 0).
+        self.emit(
+            cmd,
+            g.ProcessTerminatedT(
+                pid=cmd.pid, errorCode=error_code, requestId=cmd.request_id, timeNs=cmd.exit_ns,
+                exitCode=exit_code, signal=sig, timedOut=cmd.timed_out, wallNs=cmd.exit_ns - cmd.started_ns,
+                simTimeNs=to_ns(p.sim_end), simStartNs=cmd.sim_start_ns, message=p.error,
+            ),
+            False,
+        )
+
+    def _signal_emulated(self, cmd: Command, sig: int) -> None:
+        """The emulation signals the root process only (emulated trees share the daemon's process
+        group: there is no group of their own to signal)."""
+        if cmd.live.pid is None:
+            cmd.pending_signals.append(sig)
+        else:
+            self.mediator.kill(cmd.live, sig)

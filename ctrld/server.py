@@ -1,6 +1,7 @@
 """The daemon: listeners, connections, request dispatch and event routing.
 
-One asyncio loop, no threads.  Each connection is an asyncio.Protocol (no stream-reader layer
+One asyncio loop, no threads (with `--mediate`, the emulation runs in its own threads and hands
+its callbacks to this loop: see ctrld/mediate.py).  Each connection is an asyncio.Protocol (no stream-reader layer
 on the hot path); each frame is written with a single transport.write(), and TCP_NODELAY is on
 (asyncio sets it for TCP transports): the seed's 42 ms per command was Nagle + delayed ACK.
 """
@@ -157,14 +158,26 @@ class Connection(asyncio.Protocol):
         for i, sv in enumerate(req.toWatch or []):
             self._add_watch(rid, i, sv)
         if req.path:
+            mediator = self.daemon.mediator
+            emulated = mediator is not None and not req.unmediated
             try:
                 spec = spec_from_request(req)
+                if req.host and not emulated:
+                    raise ValueError(
+                        f"simulated host {req.host!r} asked for a plain process" if mediator is not None
+                        else f"simulated host {req.host!r}: this daemon does not mediate (start it with --mediate)"
+                    )
+                if emulated and mediator.failed:
+                    raise ValueError(f"the emulation has stopped: {mediator.failed}")
             except ValueError as e:
                 self.error(rid, 22, str(e))
                 if not self.v2:
                     self.send(g.ChildCreationErrorT(errorCode=22, message=str(e), timeNs=now_ns()))
                 return
-            cmd = self.daemon.processes.start(spec, self, rid)
+            if emulated:
+                cmd = self.daemon.processes.start_emulated(spec, self, rid, req.host or mediator.default_host)
+            else:
+                cmd = self.daemon.processes.start(spec, self, rid)
             if rid and not cmd.finished:
                 self.commands[rid] = cmd
         elif not req.toWatch:
@@ -176,7 +189,11 @@ class Connection(asyncio.Protocol):
             if isinstance(w, g.InotifyT):
                 self.daemon.watches.add_file(self, rid, w.rootPaths or "", w.mask, w.size64 or w.size, w.timeoutMs)
             elif isinstance(w, g.TCPSocketT):
-                self.daemon.watches.add_port(self, rid, w.destport, w.timeoutMs)
+                simulated = self.daemon.mediator is not None and not w.unmediated
+                if w.host and not simulated:
+                    raise OSError(22, f"simulated host {w.host!r}: this daemon does not mediate"
+                                  if self.daemon.mediator is None else f"simulated host {w.host!r} with unmediated")
+                self.daemon.watches.add_port(self, rid, w.destport, w.timeoutMs, w.host or "", simulated)
             else:
                 self.error(rid, 22, f"watch #{index}: unknown surveillance type", always=True)
         except OSError as e:
@@ -221,7 +238,7 @@ class Connection(asyncio.Protocol):
 
 class Daemon:
     def __init__(self, *, max_frame: int = codec.DEFAULT_MAX_FRAME, token: str | None = None,
-                 allowed_uids: set[int] | None = None, cgroup_root: str | None = None):
+                 allowed_uids: set[int] | None = None, cgroup_root: str | None = None, mediator=None):
         self.loop = asyncio.get_running_loop()
         self.max_frame = max_frame
         self.token = token
@@ -230,6 +247,11 @@ class Daemon:
         self.client_ids = itertools.count(1)
         self.processes = ProcessTable(self.loop, self._emit_command, cgroup_root)
         self.watches = WatchTable(self.loop, self._emit_watch)
+        self.mediator = mediator  # ctrld.mediate.Mediator with --mediate
+        if mediator is not None:
+            self.processes.mediator = mediator
+            self.watches.mediator = mediator
+            mediator.on_listen = self.watches.sim_listened
         self.servers: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []
         self.greeting_port = 0
@@ -270,6 +292,8 @@ class Daemon:
             c.close()
         self.processes.kill_all()
         self.watches.close()
+        if self.mediator is not None:
+            self.mediator.close()  # kills what still runs and ends the simulation
         for p in self.unix_paths:
             try:
                 os.unlink(p)
@@ -301,7 +325,7 @@ class Daemon:
     def drop_connection(self, conn: Connection) -> None:
         self.connections.discard(conn)
         self.watches.drop_owner(conn)
-        for cmd in list(self.processes.by_pid.values()):
+        for cmd in list(self.processes.by_pid.values()) + list(self.processes.starting):
             if cmd.owner is conn:
                 cmd.owner = None
                 if cmd.spec.kill_on_disconnect and cmd.status is None:
@@ -314,6 +338,7 @@ class Daemon:
             g.ProcessInfoT(
                 pid=c.pid, requestId=c.request_id, clientId=c.owner.client_id if c.owner else 0,
                 args=list(c.spec.argv), startedNs=c.started_ns, timeoutMs=c.spec.timeout_ms,
+                host=c.host or None, simStartNs=c.sim_start_ns,
             )
             for c in self.processes.by_pid.values()
         ]
@@ -321,13 +346,24 @@ class Daemon:
             g.WatchInfoT(
                 requestId=w.request_id, clientId=w.owner.client_id if w.owner else 0,
                 path=getattr(w, "path", None), port=getattr(w, "port", 0),
+                host=getattr(w, "host", "") or None, simulated=getattr(w, "simulated", False),
             )
             for w in self.watches.all()
         ]
-        return g.StatusReplyT(
+        reply = g.StatusReplyT(
             requestId=request_id, hostname=m["hostname"], cpuCount=m["cpu_count"],
             load1=m["load"][0], load5=m["load"][1], load15=m["load"][2],
             memTotalKb=m["mem_total_kb"], memAvailableKb=m["mem_available_kb"], uptimeS=m["uptime_s"],
             daemonVersion=ctrld.__version__, daemonRssKb=m["daemon_rss_kb"], daemonPid=os.getpid(),
             clients=len(self.connections), processes=procs, watches=watches, timeNs=now_ns(),
         )
+        m = self.mediator
+        if m is not None:
+            reply.mediate = m.mode
+            reply.simTimeNs = m.now_ns()
+            reply.defaultHost = m.default_host
+            reply.simHosts = [
+                g.SimHostT(name=h, ip=m.ips.get(h) or None, processes=[p for p in procs if p.host == h])
+                for h in m.hosts
+            ]
+        return reply

@@ -8,6 +8,11 @@ has no inotify event: the size is checked at registration and on every write eve
 Port watches: netlink has no event for a socket entering LISTEN, so while at least one port
 watch exists the listening sockets are dumped every POLL_S (one NETLINK_SOCK_DIAG dump per
 address family, tens of microseconds); with no port watch there is no timer at all.
+
+Simulated port watches (`ctrld --mediate`): the port is "listening" when an emulated process
+listens on it (on the watch's simulated host, or on any host when the watch names none).  The
+emulation reports each listen (ctrld/mediate.py), so these watches need no polling either; at
+registration the emulation's socket table is read once, for a server already listening.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ class PortWatch:
     request_id: int
     port: int
     timer: object = None
+    host: str = ""  # simulated watches: this host only ('' : any)
+    simulated: bool = False
 
 
 @dataclass
@@ -77,12 +84,18 @@ class WatchTable:
         self.ports: set[PortWatch] = set()
         self._scanner = None
         self._poll_handle = None
+        self.sim_ports: set[PortWatch] = set()
+        self.mediator = None  # ctrld.mediate.Mediator on a mediating daemon
+
+    def sim_now(self) -> int:
+        return -1 if self.mediator is None else self.mediator.now_ns()
 
     # ------------------------------------------------------------------ common
     def all(self):
         for d in self._dirs.values():
             yield from d.watches
         yield from self.ports
+        yield from self.sim_ports
 
     def remove(self, owner, request_id: int) -> int:
         found = [w for w in self.all() if w.owner is owner and w.request_id == request_id]
@@ -107,16 +120,19 @@ class WatchTable:
         if timeout_ms:
             w.timer = self.loop.call_later(timeout_ms / 1000, self._end, w, g.WatchEndReason.timeout)
 
-    def _end(self, w, reason: int) -> None:
+    def _end(self, w, reason: int, host: str | None = None, sim_ns: int | None = None) -> None:
+        """`host`/`sim_ns`: the simulated host that listened and when (simulated port watches)."""
         if not self._discard(w):
             return
         t = now_ns()
+        st = self.sim_now() if sim_ns is None else sim_ns
         if isinstance(w, PortWatch):
             state = g.SocketState.listeing if reason == g.WatchEndReason.triggered else g.SocketState.unknown
-            self.emit(w.owner, g.SocketWatchTerminatedT(port=w.port, state=state, requestId=w.request_id, timeNs=t), False)
-            ended = g.WatchEndedT(requestId=w.request_id, reason=reason, port=w.port, timeNs=t)
+            self.emit(w.owner, g.SocketWatchTerminatedT(port=w.port, state=state, requestId=w.request_id, timeNs=t,
+                                                        simTimeNs=st, host=host), False)
+            ended = g.WatchEndedT(requestId=w.request_id, reason=reason, port=w.port, timeNs=t, simTimeNs=st)
         else:
-            ended = g.WatchEndedT(requestId=w.request_id, reason=reason, path=w.path, timeNs=t)
+            ended = g.WatchEndedT(requestId=w.request_id, reason=reason, path=w.path, timeNs=t, simTimeNs=st)
         self.emit(w.owner, ended, True)
 
     def _discard(self, w) -> bool:
@@ -124,6 +140,11 @@ class WatchTable:
         if w.timer is not None:
             w.timer.cancel()
             w.timer = None
+        if isinstance(w, PortWatch) and w.simulated:
+            if w not in self.sim_ports:
+                return False
+            self.sim_ports.discard(w)
+            return True
         if isinstance(w, PortWatch):
             if w not in self.ports:
                 return False
@@ -166,7 +187,8 @@ class WatchTable:
         d.watches.add(w)
         self._update_dir(w.dir, d)
         self._arm_timeout(w, timeout_ms)
-        self.emit(owner, g.InotifyWatchListUpdatedT(path=path, requestId=request_id, timeNs=now_ns()), False)
+        self.emit(owner, g.InotifyWatchListUpdatedT(path=path, requestId=request_id, timeNs=now_ns(),
+                                                    simTimeNs=self.sim_now()), False)
         if w.size:
             self._check_size(w)
         return w
@@ -204,7 +226,7 @@ class WatchTable:
     def _report(self, w: FileWatch, path: str, kind: int, raw: int, size: int) -> None:
         body = g.InotifyPathUpdatedT(
             path=path, triggerEvents=kind, size=min(size, 0xFFFFFFFF), sizeLimit=min(w.size, 0xFFFFFFFF),
-            requestId=w.request_id, timeNs=now_ns(), rawMask=raw, size64=size,
+            requestId=w.request_id, timeNs=now_ns(), rawMask=raw, size64=size, simTimeNs=self.sim_now(),
         )
         self.emit(w.owner, body, False)
 
@@ -238,11 +260,15 @@ class WatchTable:
                     self._check_size(w)
 
     # ------------------------------------------------------------------ ports
-    def add_port(self, owner, request_id: int, port: int, timeout_ms: int) -> PortWatch:
+    def add_port(self, owner, request_id: int, port: int, timeout_ms: int, host: str = "",
+                 simulated: bool = False) -> PortWatch:
         if not 0 < port < 65536:
             raise OSError(errno.EINVAL, f"invalid port {port}")
+        if simulated:
+            return self._add_sim_port(owner, request_id, port, timeout_ms, host)
         w = PortWatch(owner=owner, request_id=request_id, port=port)
-        self.emit(owner, g.SocketWatchedT(port=port, requestId=request_id, timeNs=now_ns()), False)
+        self.emit(owner, g.SocketWatchedT(port=port, requestId=request_id, timeNs=now_ns(),
+                                          simTimeNs=self.sim_now()), False)
         if self._scanner is None:
             from ctrld.netdiag import ListenScanner
 
@@ -261,3 +287,24 @@ class WatchTable:
             self._end(w, g.WatchEndReason.triggered)
         if self.ports and self._poll_handle is None:
             self._poll_handle = self.loop.call_later(POLL_S, self._poll_ports)
+
+    # ------------------------------------------------------------------ simulated ports
+    def _add_sim_port(self, owner, request_id: int, port: int, timeout_ms: int, host: str) -> PortWatch:
+        m = self.mediator
+        if host and host not in m.hosts:
+            raise OSError(errno.EINVAL, f"unknown simulated host {host!r} (hosts: {', '.join(m.hosts)})")
+        w = PortWatch(owner=owner, request_id=request_id, port=port, host=host, simulated=True)
+        self.emit(owner, g.SocketWatchedT(port=port, requestId=request_id, timeNs=now_ns(),
+                                          simTimeNs=self.sim_now()), False)
+        self.sim_ports.add(w)
+        self._arm_timeout(w, timeout_ms or SEED_PORT_TIMEOUT_MS)
+        for h, p in sorted(m.listening()):  # a server that listened before the watch
+            if p == port and (not host or h == host):
+                self._end(w, g.WatchEndReason.triggered, h)
+                break
+        return w
+
+    def sim_listened(self, host: str, port: int, sim_ns: int) -> None:
+        """An emulated process listens on (host, port) since simulated date sim_ns (loop thread)."""
+        for w in [w for w in self.sim_ports if w.port == port and (not w.host or w.host == host)]:
+            self._end(w, g.WatchEndReason.triggered, host, sim_ns)

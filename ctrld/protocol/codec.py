@@ -57,7 +57,7 @@ def now_ns() -> int:
 def encode(body) -> bytes:
     """Serialise one object-API table (e.g. `g.ProcessLaunchedT(...)`) as a size-prefixed frame."""
     if isinstance(body, g.OutputChunkT):
-        return encode_output_chunk(body.requestId, body.pid, body.stream, body.data, body.timeNs)
+        return encode_output_chunk(body.requestId, body.pid, body.stream, body.data, body.timeNs, body.simTimeNs)
     b = flatbuffers.Builder(128)
     off = body.Pack(b)
     g.MessageStart(b)
@@ -67,7 +67,8 @@ def encode(body) -> bytes:
     return bytes(b.Output())
 
 
-def encode_output_chunk(request_id: int, pid: int, stream: int, data: bytes, time_ns: int) -> bytes:
+def encode_output_chunk(request_id: int, pid: int, stream: int, data: bytes, time_ns: int,
+                        sim_time_ns: int = -1) -> bytes:
     # The object API packs [ubyte] one byte per call without numpy: build the vector in one copy.
     b = flatbuffers.Builder(len(data) + 96)
     vec = b.CreateByteVector(bytes(data))
@@ -77,6 +78,8 @@ def encode_output_chunk(request_id: int, pid: int, stream: int, data: bytes, tim
     g.OutputChunkAddStream(b, stream)
     g.OutputChunkAddData(b, vec)
     g.OutputChunkAddTimeNs(b, time_ns)
+    if sim_time_ns != -1:
+        g.OutputChunkAddSimTimeNs(b, sim_time_ns)
     off = g.OutputChunkEnd(b)
     g.MessageStart(b)
     g.MessageAddEventsType(b, TAG_OF_NAME["OutputChunk"])
@@ -119,7 +122,7 @@ def decode(payload: bytes, accept: frozenset[str] | None = None):
             reader.Init(table.Bytes, table.Pos)
             body = g.OutputChunkT(
                 requestId=reader.RequestId(), pid=reader.Pid(), stream=reader.Stream(),
-                timeNs=reader.TimeNs(),
+                timeNs=reader.TimeNs(), simTimeNs=reader.SimTimeNs(),
             )
             body.data = _output_chunk_data(reader)
             return name, body

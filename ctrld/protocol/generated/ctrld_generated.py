@@ -297,14 +297,34 @@ class TCPSocket(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
+    # TCPSocket
+    def Host(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # TCPSocket
+    def Unmediated(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def TCPSocketStart(builder):
-    builder.StartObject(2)
+    builder.StartObject(4)
 
 def TCPSocketAddDestport(builder, destport):
     builder.PrependUint32Slot(0, destport, 0)
 
 def TCPSocketAddTimeoutMs(builder, timeoutMs):
     builder.PrependUint32Slot(1, timeoutMs, 0)
+
+def TCPSocketAddHost(builder, host):
+    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(host), 0)
+
+def TCPSocketAddUnmediated(builder, unmediated):
+    builder.PrependBoolSlot(3, unmediated, 0)
 
 def TCPSocketEnd(builder):
     return builder.EndObject()
@@ -318,9 +338,13 @@ class TCPSocketT(object):
         self,
         destport = 0,
         timeoutMs = 0,
+        host = None,
+        unmediated = False,
     ):
         self.destport = destport  # type: int
         self.timeoutMs = timeoutMs  # type: int
+        self.host = host  # type: Optional[str]
+        self.unmediated = unmediated  # type: bool
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -345,12 +369,21 @@ class TCPSocketT(object):
             return
         self.destport = tcpsocket.Destport()
         self.timeoutMs = tcpsocket.TimeoutMs()
+        self.host = tcpsocket.Host()
+        if self.host is not None:
+            self.host = self.host.decode('utf-8')
+        self.unmediated = tcpsocket.Unmediated()
 
     # TCPSocketT
     def Pack(self, builder):
+        if self.host is not None:
+            host = builder.CreateString(self.host)
         TCPSocketStart(builder)
         TCPSocketAddDestport(builder, self.destport)
         TCPSocketAddTimeoutMs(builder, self.timeoutMs)
+        if self.host is not None:
+            TCPSocketAddHost(builder, host)
+        TCPSocketAddUnmediated(builder, self.unmediated)
         tcpsocket = TCPSocketEnd(builder)
         return tcpsocket
 
@@ -628,8 +661,22 @@ class RunCommand(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
+    # RunCommand
+    def Host(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(36))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # RunCommand
+    def Unmediated(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(38))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def RunCommandStart(builder):
-    builder.StartObject(16)
+    builder.StartObject(18)
 
 def RunCommandAddPath(builder, path):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
@@ -688,6 +735,12 @@ def RunCommandAddKillOnDisconnect(builder, killOnDisconnect):
 def RunCommandAddInheritEnv(builder, inheritEnv):
     builder.PrependBoolSlot(15, inheritEnv, 0)
 
+def RunCommandAddHost(builder, host):
+    builder.PrependUOffsetTRelativeSlot(16, flatbuffers.number_types.UOffsetTFlags.py_type(host), 0)
+
+def RunCommandAddUnmediated(builder, unmediated):
+    builder.PrependBoolSlot(17, unmediated, 0)
+
 def RunCommandEnd(builder):
     return builder.EndObject()
 
@@ -718,6 +771,8 @@ class RunCommandT(object):
         stderrPath = None,
         killOnDisconnect = False,
         inheritEnv = False,
+        host = None,
+        unmediated = False,
     ):
         self.path = path  # type: Optional[str]
         self.args = args  # type: Optional[List[Optional[str]]]
@@ -735,6 +790,8 @@ class RunCommandT(object):
         self.stderrPath = stderrPath  # type: Optional[str]
         self.killOnDisconnect = killOnDisconnect  # type: bool
         self.inheritEnv = inheritEnv  # type: bool
+        self.host = host  # type: Optional[str]
+        self.unmediated = unmediated  # type: bool
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -794,6 +851,10 @@ class RunCommandT(object):
             self.stderrPath = self.stderrPath.decode('utf-8')
         self.killOnDisconnect = runCommand.KillOnDisconnect()
         self.inheritEnv = runCommand.InheritEnv()
+        self.host = runCommand.Host()
+        if self.host is not None:
+            self.host = self.host.decode('utf-8')
+        self.unmediated = runCommand.Unmediated()
 
     # RunCommandT
     def Pack(self, builder):
@@ -829,6 +890,8 @@ class RunCommandT(object):
             stdoutPath = builder.CreateString(self.stdoutPath)
         if self.stderrPath is not None:
             stderrPath = builder.CreateString(self.stderrPath)
+        if self.host is not None:
+            host = builder.CreateString(self.host)
         RunCommandStart(builder)
         if self.path is not None:
             RunCommandAddPath(builder, path)
@@ -853,6 +916,9 @@ class RunCommandT(object):
             RunCommandAddStderrPath(builder, stderrPath)
         RunCommandAddKillOnDisconnect(builder, self.killOnDisconnect)
         RunCommandAddInheritEnv(builder, self.inheritEnv)
+        if self.host is not None:
+            RunCommandAddHost(builder, host)
+        RunCommandAddUnmediated(builder, self.unmediated)
         runCommand = RunCommandEnd(builder)
         return runCommand
 
@@ -1199,8 +1265,15 @@ class ExecveTerminated(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
+    # ExecveTerminated
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
 def ExecveTerminatedStart(builder):
-    builder.StartObject(7)
+    builder.StartObject(8)
 
 def ExecveTerminatedAddPid(builder, pid):
     builder.PrependInt32Slot(0, pid, 0)
@@ -1223,6 +1296,9 @@ def ExecveTerminatedAddExecErrno(builder, execErrno):
 def ExecveTerminatedAddMessage(builder, message):
     builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(message), 0)
 
+def ExecveTerminatedAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(7, simTimeNs, -1)
+
 def ExecveTerminatedEnd(builder):
     return builder.EndObject()
 
@@ -1240,6 +1316,7 @@ class ExecveTerminatedT(object):
         timeNs = 0,
         execErrno = 0,
         message = None,
+        simTimeNs = -1,
     ):
         self.pid = pid  # type: int
         self.commandName = commandName  # type: Optional[str]
@@ -1248,6 +1325,7 @@ class ExecveTerminatedT(object):
         self.timeNs = timeNs  # type: int
         self.execErrno = execErrno  # type: int
         self.message = message  # type: Optional[str]
+        self.simTimeNs = simTimeNs  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -1281,6 +1359,7 @@ class ExecveTerminatedT(object):
         self.message = execveTerminated.Message()
         if self.message is not None:
             self.message = self.message.decode('utf-8')
+        self.simTimeNs = execveTerminated.SimTimeNs()
 
     # ExecveTerminatedT
     def Pack(self, builder):
@@ -1298,6 +1377,7 @@ class ExecveTerminatedT(object):
         ExecveTerminatedAddExecErrno(builder, self.execErrno)
         if self.message is not None:
             ExecveTerminatedAddMessage(builder, message)
+        ExecveTerminatedAddSimTimeNs(builder, self.simTimeNs)
         execveTerminated = ExecveTerminatedEnd(builder)
         return execveTerminated
 
@@ -1341,8 +1421,22 @@ class ProcessLaunched(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # ProcessLaunched
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
+    # ProcessLaunched
+    def Host(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
 def ProcessLaunchedStart(builder):
-    builder.StartObject(3)
+    builder.StartObject(5)
 
 def ProcessLaunchedAddPid(builder, pid):
     builder.PrependInt32Slot(0, pid, 0)
@@ -1352,6 +1446,12 @@ def ProcessLaunchedAddRequestId(builder, requestId):
 
 def ProcessLaunchedAddTimeNs(builder, timeNs):
     builder.PrependUint64Slot(2, timeNs, 0)
+
+def ProcessLaunchedAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(3, simTimeNs, -1)
+
+def ProcessLaunchedAddHost(builder, host):
+    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(host), 0)
 
 def ProcessLaunchedEnd(builder):
     return builder.EndObject()
@@ -1366,10 +1466,14 @@ class ProcessLaunchedT(object):
         pid = 0,
         requestId = 0,
         timeNs = 0,
+        simTimeNs = -1,
+        host = None,
     ):
         self.pid = pid  # type: int
         self.requestId = requestId  # type: int
         self.timeNs = timeNs  # type: int
+        self.simTimeNs = simTimeNs  # type: int
+        self.host = host  # type: Optional[str]
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -1395,13 +1499,22 @@ class ProcessLaunchedT(object):
         self.pid = processLaunched.Pid()
         self.requestId = processLaunched.RequestId()
         self.timeNs = processLaunched.TimeNs()
+        self.simTimeNs = processLaunched.SimTimeNs()
+        self.host = processLaunched.Host()
+        if self.host is not None:
+            self.host = self.host.decode('utf-8')
 
     # ProcessLaunchedT
     def Pack(self, builder):
+        if self.host is not None:
+            host = builder.CreateString(self.host)
         ProcessLaunchedStart(builder)
         ProcessLaunchedAddPid(builder, self.pid)
         ProcessLaunchedAddRequestId(builder, self.requestId)
         ProcessLaunchedAddTimeNs(builder, self.timeNs)
+        ProcessLaunchedAddSimTimeNs(builder, self.simTimeNs)
+        if self.host is not None:
+            ProcessLaunchedAddHost(builder, host)
         processLaunched = ProcessLaunchedEnd(builder)
         return processLaunched
 
@@ -1452,8 +1565,15 @@ class ChildCreationError(object):
             return self._tab.String(o + self._tab.Pos)
         return None
 
+    # ChildCreationError
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
 def ChildCreationErrorStart(builder):
-    builder.StartObject(4)
+    builder.StartObject(5)
 
 def ChildCreationErrorAddErrorCode(builder, errorCode):
     builder.PrependUint32Slot(0, errorCode, 0)
@@ -1466,6 +1586,9 @@ def ChildCreationErrorAddTimeNs(builder, timeNs):
 
 def ChildCreationErrorAddMessage(builder, message):
     builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(message), 0)
+
+def ChildCreationErrorAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(4, simTimeNs, -1)
 
 def ChildCreationErrorEnd(builder):
     return builder.EndObject()
@@ -1481,11 +1604,13 @@ class ChildCreationErrorT(object):
         requestId = 0,
         timeNs = 0,
         message = None,
+        simTimeNs = -1,
     ):
         self.errorCode = errorCode  # type: int
         self.requestId = requestId  # type: int
         self.timeNs = timeNs  # type: int
         self.message = message  # type: Optional[str]
+        self.simTimeNs = simTimeNs  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -1514,6 +1639,7 @@ class ChildCreationErrorT(object):
         self.message = childCreationError.Message()
         if self.message is not None:
             self.message = self.message.decode('utf-8')
+        self.simTimeNs = childCreationError.SimTimeNs()
 
     # ChildCreationErrorT
     def Pack(self, builder):
@@ -1525,6 +1651,7 @@ class ChildCreationErrorT(object):
         ChildCreationErrorAddTimeNs(builder, self.timeNs)
         if self.message is not None:
             ChildCreationErrorAddMessage(builder, message)
+        ChildCreationErrorAddSimTimeNs(builder, self.simTimeNs)
         childCreationError = ChildCreationErrorEnd(builder)
         return childCreationError
 
@@ -1631,8 +1758,29 @@ class ProcessTerminated(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # ProcessTerminated
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(28))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
+    # ProcessTerminated
+    def SimStartNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(30))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
+    # ProcessTerminated
+    def Message(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(32))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
 def ProcessTerminatedStart(builder):
-    builder.StartObject(12)
+    builder.StartObject(15)
 
 def ProcessTerminatedAddPid(builder, pid):
     builder.PrependInt32Slot(0, pid, 0)
@@ -1670,6 +1818,15 @@ def ProcessTerminatedAddMaxRssKb(builder, maxRssKb):
 def ProcessTerminatedAddWallNs(builder, wallNs):
     builder.PrependUint64Slot(11, wallNs, 0)
 
+def ProcessTerminatedAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(12, simTimeNs, -1)
+
+def ProcessTerminatedAddSimStartNs(builder, simStartNs):
+    builder.PrependInt64Slot(13, simStartNs, -1)
+
+def ProcessTerminatedAddMessage(builder, message):
+    builder.PrependUOffsetTRelativeSlot(14, flatbuffers.number_types.UOffsetTFlags.py_type(message), 0)
+
 def ProcessTerminatedEnd(builder):
     return builder.EndObject()
 
@@ -1692,6 +1849,9 @@ class ProcessTerminatedT(object):
         sysCpuNs = 0,
         maxRssKb = 0,
         wallNs = 0,
+        simTimeNs = -1,
+        simStartNs = -1,
+        message = None,
     ):
         self.pid = pid  # type: int
         self.errorCode = errorCode  # type: int
@@ -1705,6 +1865,9 @@ class ProcessTerminatedT(object):
         self.sysCpuNs = sysCpuNs  # type: int
         self.maxRssKb = maxRssKb  # type: int
         self.wallNs = wallNs  # type: int
+        self.simTimeNs = simTimeNs  # type: int
+        self.simStartNs = simStartNs  # type: int
+        self.message = message  # type: Optional[str]
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -1739,9 +1902,16 @@ class ProcessTerminatedT(object):
         self.sysCpuNs = processTerminated.SysCpuNs()
         self.maxRssKb = processTerminated.MaxRssKb()
         self.wallNs = processTerminated.WallNs()
+        self.simTimeNs = processTerminated.SimTimeNs()
+        self.simStartNs = processTerminated.SimStartNs()
+        self.message = processTerminated.Message()
+        if self.message is not None:
+            self.message = self.message.decode('utf-8')
 
     # ProcessTerminatedT
     def Pack(self, builder):
+        if self.message is not None:
+            message = builder.CreateString(self.message)
         ProcessTerminatedStart(builder)
         ProcessTerminatedAddPid(builder, self.pid)
         ProcessTerminatedAddErrorCode(builder, self.errorCode)
@@ -1755,6 +1925,10 @@ class ProcessTerminatedT(object):
         ProcessTerminatedAddSysCpuNs(builder, self.sysCpuNs)
         ProcessTerminatedAddMaxRssKb(builder, self.maxRssKb)
         ProcessTerminatedAddWallNs(builder, self.wallNs)
+        ProcessTerminatedAddSimTimeNs(builder, self.simTimeNs)
+        ProcessTerminatedAddSimStartNs(builder, self.simStartNs)
+        if self.message is not None:
+            ProcessTerminatedAddMessage(builder, message)
         processTerminated = ProcessTerminatedEnd(builder)
         return processTerminated
 
@@ -1937,8 +2111,15 @@ class InotifyPathUpdated(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # InotifyPathUpdated
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
 def InotifyPathUpdatedStart(builder):
-    builder.StartObject(8)
+    builder.StartObject(9)
 
 def InotifyPathUpdatedAddPath(builder, path):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
@@ -1964,6 +2145,9 @@ def InotifyPathUpdatedAddRawMask(builder, rawMask):
 def InotifyPathUpdatedAddSize64(builder, size64):
     builder.PrependUint64Slot(7, size64, 0)
 
+def InotifyPathUpdatedAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(8, simTimeNs, -1)
+
 def InotifyPathUpdatedEnd(builder):
     return builder.EndObject()
 
@@ -1982,6 +2166,7 @@ class InotifyPathUpdatedT(object):
         timeNs = 0,
         rawMask = 0,
         size64 = 0,
+        simTimeNs = -1,
     ):
         self.path = path  # type: Optional[str]
         self.triggerEvents = triggerEvents  # type: int
@@ -1991,6 +2176,7 @@ class InotifyPathUpdatedT(object):
         self.timeNs = timeNs  # type: int
         self.rawMask = rawMask  # type: int
         self.size64 = size64  # type: int
+        self.simTimeNs = simTimeNs  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -2023,6 +2209,7 @@ class InotifyPathUpdatedT(object):
         self.timeNs = inotifyPathUpdated.TimeNs()
         self.rawMask = inotifyPathUpdated.RawMask()
         self.size64 = inotifyPathUpdated.Size64()
+        self.simTimeNs = inotifyPathUpdated.SimTimeNs()
 
     # InotifyPathUpdatedT
     def Pack(self, builder):
@@ -2038,6 +2225,7 @@ class InotifyPathUpdatedT(object):
         InotifyPathUpdatedAddTimeNs(builder, self.timeNs)
         InotifyPathUpdatedAddRawMask(builder, self.rawMask)
         InotifyPathUpdatedAddSize64(builder, self.size64)
+        InotifyPathUpdatedAddSimTimeNs(builder, self.simTimeNs)
         inotifyPathUpdated = InotifyPathUpdatedEnd(builder)
         return inotifyPathUpdated
 
@@ -2081,8 +2269,15 @@ class InotifyWatchListUpdated(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # InotifyWatchListUpdated
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
 def InotifyWatchListUpdatedStart(builder):
-    builder.StartObject(3)
+    builder.StartObject(4)
 
 def InotifyWatchListUpdatedAddPath(builder, path):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
@@ -2092,6 +2287,9 @@ def InotifyWatchListUpdatedAddRequestId(builder, requestId):
 
 def InotifyWatchListUpdatedAddTimeNs(builder, timeNs):
     builder.PrependUint64Slot(2, timeNs, 0)
+
+def InotifyWatchListUpdatedAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(3, simTimeNs, -1)
 
 def InotifyWatchListUpdatedEnd(builder):
     return builder.EndObject()
@@ -2106,10 +2304,12 @@ class InotifyWatchListUpdatedT(object):
         path = None,
         requestId = 0,
         timeNs = 0,
+        simTimeNs = -1,
     ):
         self.path = path  # type: Optional[str]
         self.requestId = requestId  # type: int
         self.timeNs = timeNs  # type: int
+        self.simTimeNs = simTimeNs  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -2137,6 +2337,7 @@ class InotifyWatchListUpdatedT(object):
             self.path = self.path.decode('utf-8')
         self.requestId = inotifyWatchListUpdated.RequestId()
         self.timeNs = inotifyWatchListUpdated.TimeNs()
+        self.simTimeNs = inotifyWatchListUpdated.SimTimeNs()
 
     # InotifyWatchListUpdatedT
     def Pack(self, builder):
@@ -2147,6 +2348,7 @@ class InotifyWatchListUpdatedT(object):
             InotifyWatchListUpdatedAddPath(builder, path)
         InotifyWatchListUpdatedAddRequestId(builder, self.requestId)
         InotifyWatchListUpdatedAddTimeNs(builder, self.timeNs)
+        InotifyWatchListUpdatedAddSimTimeNs(builder, self.simTimeNs)
         inotifyWatchListUpdated = InotifyWatchListUpdatedEnd(builder)
         return inotifyWatchListUpdated
 
@@ -2190,8 +2392,15 @@ class SocketWatched(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # SocketWatched
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
 def SocketWatchedStart(builder):
-    builder.StartObject(3)
+    builder.StartObject(4)
 
 def SocketWatchedAddPort(builder, port):
     builder.PrependInt32Slot(0, port, 0)
@@ -2201,6 +2410,9 @@ def SocketWatchedAddRequestId(builder, requestId):
 
 def SocketWatchedAddTimeNs(builder, timeNs):
     builder.PrependUint64Slot(2, timeNs, 0)
+
+def SocketWatchedAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(3, simTimeNs, -1)
 
 def SocketWatchedEnd(builder):
     return builder.EndObject()
@@ -2215,10 +2427,12 @@ class SocketWatchedT(object):
         port = 0,
         requestId = 0,
         timeNs = 0,
+        simTimeNs = -1,
     ):
         self.port = port  # type: int
         self.requestId = requestId  # type: int
         self.timeNs = timeNs  # type: int
+        self.simTimeNs = simTimeNs  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -2244,6 +2458,7 @@ class SocketWatchedT(object):
         self.port = socketWatched.Port()
         self.requestId = socketWatched.RequestId()
         self.timeNs = socketWatched.TimeNs()
+        self.simTimeNs = socketWatched.SimTimeNs()
 
     # SocketWatchedT
     def Pack(self, builder):
@@ -2251,6 +2466,7 @@ class SocketWatchedT(object):
         SocketWatchedAddPort(builder, self.port)
         SocketWatchedAddRequestId(builder, self.requestId)
         SocketWatchedAddTimeNs(builder, self.timeNs)
+        SocketWatchedAddSimTimeNs(builder, self.simTimeNs)
         socketWatched = SocketWatchedEnd(builder)
         return socketWatched
 
@@ -2301,8 +2517,22 @@ class SocketWatchTerminated(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # SocketWatchTerminated
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
+    # SocketWatchTerminated
+    def Host(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
 def SocketWatchTerminatedStart(builder):
-    builder.StartObject(4)
+    builder.StartObject(6)
 
 def SocketWatchTerminatedAddPort(builder, port):
     builder.PrependInt32Slot(0, port, 0)
@@ -2315,6 +2545,12 @@ def SocketWatchTerminatedAddRequestId(builder, requestId):
 
 def SocketWatchTerminatedAddTimeNs(builder, timeNs):
     builder.PrependUint64Slot(3, timeNs, 0)
+
+def SocketWatchTerminatedAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(4, simTimeNs, -1)
+
+def SocketWatchTerminatedAddHost(builder, host):
+    builder.PrependUOffsetTRelativeSlot(5, flatbuffers.number_types.UOffsetTFlags.py_type(host), 0)
 
 def SocketWatchTerminatedEnd(builder):
     return builder.EndObject()
@@ -2330,11 +2566,15 @@ class SocketWatchTerminatedT(object):
         state = 0,
         requestId = 0,
         timeNs = 0,
+        simTimeNs = -1,
+        host = None,
     ):
         self.port = port  # type: int
         self.state = state  # type: int
         self.requestId = requestId  # type: int
         self.timeNs = timeNs  # type: int
+        self.simTimeNs = simTimeNs  # type: int
+        self.host = host  # type: Optional[str]
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -2361,14 +2601,23 @@ class SocketWatchTerminatedT(object):
         self.state = socketWatchTerminated.State()
         self.requestId = socketWatchTerminated.RequestId()
         self.timeNs = socketWatchTerminated.TimeNs()
+        self.simTimeNs = socketWatchTerminated.SimTimeNs()
+        self.host = socketWatchTerminated.Host()
+        if self.host is not None:
+            self.host = self.host.decode('utf-8')
 
     # SocketWatchTerminatedT
     def Pack(self, builder):
+        if self.host is not None:
+            host = builder.CreateString(self.host)
         SocketWatchTerminatedStart(builder)
         SocketWatchTerminatedAddPort(builder, self.port)
         SocketWatchTerminatedAddState(builder, self.state)
         SocketWatchTerminatedAddRequestId(builder, self.requestId)
         SocketWatchTerminatedAddTimeNs(builder, self.timeNs)
+        SocketWatchTerminatedAddSimTimeNs(builder, self.simTimeNs)
+        if self.host is not None:
+            SocketWatchTerminatedAddHost(builder, host)
         socketWatchTerminated = SocketWatchTerminatedEnd(builder)
         return socketWatchTerminated
 
@@ -2811,8 +3060,15 @@ class OutputChunk(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # OutputChunk
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
 def OutputChunkStart(builder):
-    builder.StartObject(5)
+    builder.StartObject(6)
 
 def OutputChunkAddRequestId(builder, requestId):
     builder.PrependUint64Slot(0, requestId, 0)
@@ -2831,6 +3087,9 @@ def OutputChunkStartDataVector(builder, numElems):
 
 def OutputChunkAddTimeNs(builder, timeNs):
     builder.PrependUint64Slot(4, timeNs, 0)
+
+def OutputChunkAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(5, simTimeNs, -1)
 
 def OutputChunkEnd(builder):
     return builder.EndObject()
@@ -2851,12 +3110,14 @@ class OutputChunkT(object):
         stream = 1,
         data = None,
         timeNs = 0,
+        simTimeNs = -1,
     ):
         self.requestId = requestId  # type: int
         self.pid = pid  # type: int
         self.stream = stream  # type: int
         self.data = data  # type: Optional[List[int]]
         self.timeNs = timeNs  # type: int
+        self.simTimeNs = simTimeNs  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -2890,6 +3151,7 @@ class OutputChunkT(object):
             else:
                 self.data = outputChunk.DataAsNumpy()
         self.timeNs = outputChunk.TimeNs()
+        self.simTimeNs = outputChunk.SimTimeNs()
 
     # OutputChunkT
     def Pack(self, builder):
@@ -2908,6 +3170,7 @@ class OutputChunkT(object):
         if self.data is not None:
             OutputChunkAddData(builder, data)
         OutputChunkAddTimeNs(builder, self.timeNs)
+        OutputChunkAddSimTimeNs(builder, self.simTimeNs)
         outputChunk = OutputChunkEnd(builder)
         return outputChunk
 
@@ -3041,8 +3304,15 @@ class WatchEnded(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # WatchEnded
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
 def WatchEndedStart(builder):
-    builder.StartObject(5)
+    builder.StartObject(6)
 
 def WatchEndedAddRequestId(builder, requestId):
     builder.PrependUint64Slot(0, requestId, 0)
@@ -3059,6 +3329,9 @@ def WatchEndedAddPort(builder, port):
 def WatchEndedAddTimeNs(builder, timeNs):
     builder.PrependUint64Slot(4, timeNs, 0)
 
+def WatchEndedAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(5, simTimeNs, -1)
+
 def WatchEndedEnd(builder):
     return builder.EndObject()
 
@@ -3074,12 +3347,14 @@ class WatchEndedT(object):
         path = None,
         port = 0,
         timeNs = 0,
+        simTimeNs = -1,
     ):
         self.requestId = requestId  # type: int
         self.reason = reason  # type: int
         self.path = path  # type: Optional[str]
         self.port = port  # type: int
         self.timeNs = timeNs  # type: int
+        self.simTimeNs = simTimeNs  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -3109,6 +3384,7 @@ class WatchEndedT(object):
             self.path = self.path.decode('utf-8')
         self.port = watchEnded.Port()
         self.timeNs = watchEnded.TimeNs()
+        self.simTimeNs = watchEnded.SimTimeNs()
 
     # WatchEndedT
     def Pack(self, builder):
@@ -3121,6 +3397,7 @@ class WatchEndedT(object):
             WatchEndedAddPath(builder, path)
         WatchEndedAddPort(builder, self.port)
         WatchEndedAddTimeNs(builder, self.timeNs)
+        WatchEndedAddSimTimeNs(builder, self.simTimeNs)
         watchEnded = WatchEndedEnd(builder)
         return watchEnded
 
@@ -3454,8 +3731,22 @@ class ProcessInfo(object):
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
+    # ProcessInfo
+    def Host(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(16))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # ProcessInfo
+    def SimStartNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(18))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
 def ProcessInfoStart(builder):
-    builder.StartObject(6)
+    builder.StartObject(8)
 
 def ProcessInfoAddPid(builder, pid):
     builder.PrependInt32Slot(0, pid, 0)
@@ -3478,6 +3769,12 @@ def ProcessInfoAddStartedNs(builder, startedNs):
 def ProcessInfoAddTimeoutMs(builder, timeoutMs):
     builder.PrependUint32Slot(5, timeoutMs, 0)
 
+def ProcessInfoAddHost(builder, host):
+    builder.PrependUOffsetTRelativeSlot(6, flatbuffers.number_types.UOffsetTFlags.py_type(host), 0)
+
+def ProcessInfoAddSimStartNs(builder, simStartNs):
+    builder.PrependInt64Slot(7, simStartNs, -1)
+
 def ProcessInfoEnd(builder):
     return builder.EndObject()
 
@@ -3498,6 +3795,8 @@ class ProcessInfoT(object):
         args = None,
         startedNs = 0,
         timeoutMs = 0,
+        host = None,
+        simStartNs = -1,
     ):
         self.pid = pid  # type: int
         self.requestId = requestId  # type: int
@@ -3505,6 +3804,8 @@ class ProcessInfoT(object):
         self.args = args  # type: Optional[List[Optional[str]]]
         self.startedNs = startedNs  # type: int
         self.timeoutMs = timeoutMs  # type: int
+        self.host = host  # type: Optional[str]
+        self.simStartNs = simStartNs  # type: int
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -3536,6 +3837,10 @@ class ProcessInfoT(object):
                 self.args.append(processInfo.Args(i))
         self.startedNs = processInfo.StartedNs()
         self.timeoutMs = processInfo.TimeoutMs()
+        self.host = processInfo.Host()
+        if self.host is not None:
+            self.host = self.host.decode('utf-8')
+        self.simStartNs = processInfo.SimStartNs()
 
     # ProcessInfoT
     def Pack(self, builder):
@@ -3547,6 +3852,8 @@ class ProcessInfoT(object):
             for i in reversed(range(len(self.args))):
                 builder.PrependUOffsetTRelative(argslist[i])
             args = builder.EndVector()
+        if self.host is not None:
+            host = builder.CreateString(self.host)
         ProcessInfoStart(builder)
         ProcessInfoAddPid(builder, self.pid)
         ProcessInfoAddRequestId(builder, self.requestId)
@@ -3555,6 +3862,9 @@ class ProcessInfoT(object):
             ProcessInfoAddArgs(builder, args)
         ProcessInfoAddStartedNs(builder, self.startedNs)
         ProcessInfoAddTimeoutMs(builder, self.timeoutMs)
+        if self.host is not None:
+            ProcessInfoAddHost(builder, host)
+        ProcessInfoAddSimStartNs(builder, self.simStartNs)
         processInfo = ProcessInfoEnd(builder)
         return processInfo
 
@@ -3605,8 +3915,22 @@ class WatchInfo(object):
             return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
         return 0
 
+    # WatchInfo
+    def Host(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # WatchInfo
+    def Simulated(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def WatchInfoStart(builder):
-    builder.StartObject(4)
+    builder.StartObject(6)
 
 def WatchInfoAddRequestId(builder, requestId):
     builder.PrependUint64Slot(0, requestId, 0)
@@ -3619,6 +3943,12 @@ def WatchInfoAddPath(builder, path):
 
 def WatchInfoAddPort(builder, port):
     builder.PrependInt32Slot(3, port, 0)
+
+def WatchInfoAddHost(builder, host):
+    builder.PrependUOffsetTRelativeSlot(4, flatbuffers.number_types.UOffsetTFlags.py_type(host), 0)
+
+def WatchInfoAddSimulated(builder, simulated):
+    builder.PrependBoolSlot(5, simulated, 0)
 
 def WatchInfoEnd(builder):
     return builder.EndObject()
@@ -3634,11 +3964,15 @@ class WatchInfoT(object):
         clientId = 0,
         path = None,
         port = 0,
+        host = None,
+        simulated = False,
     ):
         self.requestId = requestId  # type: int
         self.clientId = clientId  # type: int
         self.path = path  # type: Optional[str]
         self.port = port  # type: int
+        self.host = host  # type: Optional[str]
+        self.simulated = simulated  # type: bool
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -3667,19 +4001,182 @@ class WatchInfoT(object):
         if self.path is not None:
             self.path = self.path.decode('utf-8')
         self.port = watchInfo.Port()
+        self.host = watchInfo.Host()
+        if self.host is not None:
+            self.host = self.host.decode('utf-8')
+        self.simulated = watchInfo.Simulated()
 
     # WatchInfoT
     def Pack(self, builder):
         if self.path is not None:
             path = builder.CreateString(self.path)
+        if self.host is not None:
+            host = builder.CreateString(self.host)
         WatchInfoStart(builder)
         WatchInfoAddRequestId(builder, self.requestId)
         WatchInfoAddClientId(builder, self.clientId)
         if self.path is not None:
             WatchInfoAddPath(builder, path)
         WatchInfoAddPort(builder, self.port)
+        if self.host is not None:
+            WatchInfoAddHost(builder, host)
+        WatchInfoAddSimulated(builder, self.simulated)
         watchInfo = WatchInfoEnd(builder)
         return watchInfo
+
+
+class SimHost(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = SimHost()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsSimHost(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    # SimHost
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # SimHost
+    def Name(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # SimHost
+    def Ip(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # SimHost
+    def Processes(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            obj = ProcessInfo()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # SimHost
+    def ProcessesLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # SimHost
+    def ProcessesIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
+        return o == 0
+
+def SimHostStart(builder):
+    builder.StartObject(3)
+
+def SimHostAddName(builder, name):
+    builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(name), 0)
+
+def SimHostAddIp(builder, ip):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(ip), 0)
+
+def SimHostAddProcesses(builder, processes):
+    builder.PrependUOffsetTRelativeSlot(2, flatbuffers.number_types.UOffsetTFlags.py_type(processes), 0)
+
+def SimHostStartProcessesVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+def SimHostEnd(builder):
+    return builder.EndObject()
+
+
+try:
+    from typing import List
+except:
+    pass
+
+class SimHostT(object):
+
+    # SimHostT
+    def __init__(
+        self,
+        name = None,
+        ip = None,
+        processes = None,
+    ):
+        self.name = name  # type: Optional[str]
+        self.ip = ip  # type: Optional[str]
+        self.processes = processes  # type: Optional[List[ProcessInfoT]]
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        simHost = SimHost()
+        simHost.Init(buf, pos)
+        return cls.InitFromObj(simHost)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, simHost):
+        x = SimHostT()
+        x._UnPack(simHost)
+        return x
+
+    # SimHostT
+    def _UnPack(self, simHost):
+        if simHost is None:
+            return
+        self.name = simHost.Name()
+        if self.name is not None:
+            self.name = self.name.decode('utf-8')
+        self.ip = simHost.Ip()
+        if self.ip is not None:
+            self.ip = self.ip.decode('utf-8')
+        if not simHost.ProcessesIsNone():
+            self.processes = []
+            for i in range(simHost.ProcessesLength()):
+                if simHost.Processes(i) is None:
+                    self.processes.append(None)
+                else:
+                    processInfo_ = ProcessInfoT.InitFromObj(simHost.Processes(i))
+                    self.processes.append(processInfo_)
+
+    # SimHostT
+    def Pack(self, builder):
+        if self.name is not None:
+            name = builder.CreateString(self.name)
+        if self.ip is not None:
+            ip = builder.CreateString(self.ip)
+        if self.processes is not None:
+            processeslist = []
+            for i in range(len(self.processes)):
+                processeslist.append(self.processes[i].Pack(builder))
+            SimHostStartProcessesVector(builder, len(self.processes))
+            for i in reversed(range(len(self.processes))):
+                builder.PrependUOffsetTRelative(processeslist[i])
+            processes = builder.EndVector()
+        SimHostStart(builder)
+        if self.name is not None:
+            SimHostAddName(builder, name)
+        if self.ip is not None:
+            SimHostAddIp(builder, ip)
+        if self.processes is not None:
+            SimHostAddProcesses(builder, processes)
+        simHost = SimHostEnd(builder)
+        return simHost
 
 
 class StatusReply(object):
@@ -3846,8 +4343,53 @@ class StatusReply(object):
             return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
         return 0
 
+    # StatusReply
+    def Mediate(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(36))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # StatusReply
+    def SimTimeNs(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(38))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
+    # StatusReply
+    def DefaultHost(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(40))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # StatusReply
+    def SimHosts(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(42))
+        if o != 0:
+            x = self._tab.Vector(o)
+            x += flatbuffers.number_types.UOffsetTFlags.py_type(j) * 4
+            x = self._tab.Indirect(x)
+            obj = SimHost()
+            obj.Init(self._tab.Bytes, x)
+            return obj
+        return None
+
+    # StatusReply
+    def SimHostsLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(42))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # StatusReply
+    def SimHostsIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(42))
+        return o == 0
+
 def StatusReplyStart(builder):
-    builder.StartObject(16)
+    builder.StartObject(20)
 
 def StatusReplyAddRequestId(builder, requestId):
     builder.PrependUint64Slot(0, requestId, 0)
@@ -3903,6 +4445,21 @@ def StatusReplyStartWatchesVector(builder, numElems):
 def StatusReplyAddTimeNs(builder, timeNs):
     builder.PrependUint64Slot(15, timeNs, 0)
 
+def StatusReplyAddMediate(builder, mediate):
+    builder.PrependUOffsetTRelativeSlot(16, flatbuffers.number_types.UOffsetTFlags.py_type(mediate), 0)
+
+def StatusReplyAddSimTimeNs(builder, simTimeNs):
+    builder.PrependInt64Slot(17, simTimeNs, -1)
+
+def StatusReplyAddDefaultHost(builder, defaultHost):
+    builder.PrependUOffsetTRelativeSlot(18, flatbuffers.number_types.UOffsetTFlags.py_type(defaultHost), 0)
+
+def StatusReplyAddSimHosts(builder, simHosts):
+    builder.PrependUOffsetTRelativeSlot(19, flatbuffers.number_types.UOffsetTFlags.py_type(simHosts), 0)
+
+def StatusReplyStartSimHostsVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
 def StatusReplyEnd(builder):
     return builder.EndObject()
 
@@ -3933,6 +4490,10 @@ class StatusReplyT(object):
         processes = None,
         watches = None,
         timeNs = 0,
+        mediate = None,
+        simTimeNs = -1,
+        defaultHost = None,
+        simHosts = None,
     ):
         self.requestId = requestId  # type: int
         self.hostname = hostname  # type: Optional[str]
@@ -3950,6 +4511,10 @@ class StatusReplyT(object):
         self.processes = processes  # type: Optional[List[ProcessInfoT]]
         self.watches = watches  # type: Optional[List[WatchInfoT]]
         self.timeNs = timeNs  # type: int
+        self.mediate = mediate  # type: Optional[str]
+        self.simTimeNs = simTimeNs  # type: int
+        self.defaultHost = defaultHost  # type: Optional[str]
+        self.simHosts = simHosts  # type: Optional[List[SimHostT]]
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -4006,6 +4571,21 @@ class StatusReplyT(object):
                     watchInfo_ = WatchInfoT.InitFromObj(statusReply.Watches(i))
                     self.watches.append(watchInfo_)
         self.timeNs = statusReply.TimeNs()
+        self.mediate = statusReply.Mediate()
+        if self.mediate is not None:
+            self.mediate = self.mediate.decode('utf-8')
+        self.simTimeNs = statusReply.SimTimeNs()
+        self.defaultHost = statusReply.DefaultHost()
+        if self.defaultHost is not None:
+            self.defaultHost = self.defaultHost.decode('utf-8')
+        if not statusReply.SimHostsIsNone():
+            self.simHosts = []
+            for i in range(statusReply.SimHostsLength()):
+                if statusReply.SimHosts(i) is None:
+                    self.simHosts.append(None)
+                else:
+                    simHost_ = SimHostT.InitFromObj(statusReply.SimHosts(i))
+                    self.simHosts.append(simHost_)
 
     # StatusReplyT
     def Pack(self, builder):
@@ -4029,6 +4609,18 @@ class StatusReplyT(object):
             for i in reversed(range(len(self.watches))):
                 builder.PrependUOffsetTRelative(watcheslist[i])
             watches = builder.EndVector()
+        if self.mediate is not None:
+            mediate = builder.CreateString(self.mediate)
+        if self.defaultHost is not None:
+            defaultHost = builder.CreateString(self.defaultHost)
+        if self.simHosts is not None:
+            simHostslist = []
+            for i in range(len(self.simHosts)):
+                simHostslist.append(self.simHosts[i].Pack(builder))
+            StatusReplyStartSimHostsVector(builder, len(self.simHosts))
+            for i in reversed(range(len(self.simHosts))):
+                builder.PrependUOffsetTRelative(simHostslist[i])
+            simHosts = builder.EndVector()
         StatusReplyStart(builder)
         StatusReplyAddRequestId(builder, self.requestId)
         if self.hostname is not None:
@@ -4050,6 +4642,13 @@ class StatusReplyT(object):
         if self.watches is not None:
             StatusReplyAddWatches(builder, watches)
         StatusReplyAddTimeNs(builder, self.timeNs)
+        if self.mediate is not None:
+            StatusReplyAddMediate(builder, mediate)
+        StatusReplyAddSimTimeNs(builder, self.simTimeNs)
+        if self.defaultHost is not None:
+            StatusReplyAddDefaultHost(builder, defaultHost)
+        if self.simHosts is not None:
+            StatusReplyAddSimHosts(builder, simHosts)
         statusReply = StatusReplyEnd(builder)
         return statusReply
 
