@@ -530,7 +530,8 @@ class SocketPolicy:
         deadline = self._timeout_deadline(sc, timeout)
         if deadline is not None and self.actor.now() >= deadline:
             return Errno(errno.EAGAIN)
-        return Blocked(f"{what} fd {sc.iarg(0)}", deadline)
+        look_again = s.inq.progress_date() if what == "recv" and s.inq is not None else None
+        return Blocked(f"{what} fd {sc.iarg(0)}", _earliest(deadline, look_again))
 
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit):
         """A write on a TCP socket: let the kernel take at most the simulated window."""
@@ -832,18 +833,19 @@ class SocketPolicy:
                                            for i in range(len(pollfds))) if rev}
 
     def _poll_set(self, sc, entries: list[tuple[int, int]]):
-        """[(fd, events)] -> ({index: revents}, any simulated socket among them?)"""
+        """[(fd, events)] -> ({index: revents}, when to look again at a large flow arriving)"""
         t = self.table(sc.process)
-        result, native, managed = {}, [], False
+        result, native, look_again = {}, [], None
         for i, (fd, events) in enumerate(entries):
             if fd < 0:
                 continue
             obj = t.get(fd)
             if isinstance(obj, VSocket):
-                managed = True
                 rev = self._revents(obj, events | POLLERR | POLLHUP)
                 if rev:
                     result[i] = rev
+                elif events & (POLLIN | POLLRDNORM) and obj.inq is not None:
+                    look_again = _earliest(look_again, obj.inq.progress_date())
             else:
                 native.append((i, fd, events))
         if native:
@@ -851,7 +853,7 @@ class SocketPolicy:
             for i, fd, _ in native:
                 if fd in nat:
                     result[i] = nat[fd]
-        return result, managed
+        return result, look_again
 
     def _wait_deadline(self, sc, timeout_s: Optional[float]) -> Optional[float]:
         if sc.state is None:
@@ -868,12 +870,12 @@ class SocketPolicy:
         if sc.state is None and not any(isinstance(self.table(sc.process).get(fd), VSocket)
                                         for fd, _, _ in pollfds):
             return Native()  # nothing simulated in the set: the kernel waits on real things
-        ready, _ = self._poll_set(sc, [(fd, ev) for fd, ev, _ in pollfds])
+        ready, look_again = self._poll_set(sc, [(fd, ev) for fd, ev, _ in pollfds])
         deadline = self._wait_deadline(sc, timeout_s)
         if ready or (deadline is not None and self.actor.now() >= deadline):
             sc.mem.write_pollfds(sc.arg(0), [(fd, ev, ready.get(i, 0)) for i, (fd, ev, _) in enumerate(pollfds)])
             return Value(len(ready))
-        return Blocked(sc.name, deadline)
+        return Blocked(sc.name, _earliest(deadline, look_again))
 
     def poll(self, sc):
         timeout_ms = sc.iarg(2)
@@ -904,10 +906,10 @@ class SocketPolicy:
             ev = (POLLIN if sets[0] >> fd & 1 else 0) | (POLLOUT if sets[1] >> fd & 1 else 0) | (
                 POLLPRI if sets[2] >> fd & 1 else 0)
             entries.append((fd, ev))
-        ready, _ = self._poll_set(sc, entries)
+        ready, look_again = self._poll_set(sc, entries)
         deadline = self._wait_deadline(sc, timeout_s)
         if not ready and not (deadline is not None and self.actor.now() >= deadline):
-            return Blocked(sc.name, deadline)
+            return Blocked(sc.name, _earliest(deadline, look_again))
         out = [0, 0, 0]
         count = 0
         for i, (fd, _ev) in enumerate(entries):
@@ -977,10 +979,10 @@ class SocketPolicy:
         if maxevents <= 0:
             return Errno(errno.EINVAL)
         items = [(fd, ev) for fd, ev in ep.interest.items() if ev[0] & 0x3FFFFFFF]
-        ready, _ = self._poll_set(sc, [(fd, ev[0] & 0xFFFF) for fd, ev in items])
+        ready, look_again = self._poll_set(sc, [(fd, ev[0] & 0xFFFF) for fd, ev in items])
         deadline = self._wait_deadline(sc, timeout_s)
         if not ready and not (deadline is not None and self.actor.now() >= deadline):
-            return Blocked(sc.name, deadline)
+            return Blocked(sc.name, _earliest(deadline, look_again))
         out = []
         for i, (_fd, ev) in enumerate(items):
             if i in ready and len(out) < maxevents:
@@ -1019,6 +1021,11 @@ class SocketPolicy:
 
     def openat(self, sc):
         return self._hosts_redirect(sc, 1)
+
+
+def _earliest(*dates: Optional[float]) -> Optional[float]:
+    known = [d for d in dates if d is not None]
+    return min(known) if known else None
 
 
 class _Fail(Exception):

@@ -1,10 +1,8 @@
 """The simulated socket model shared by both mediation modes.
 
-A TCP connection is two `Stream`s. Bytes written into a stream are *sent*; a pump actor carries what
-is in flight to the other host as SimGrid transfers — everything written while the previous batch
-was travelling goes as one batch, so a chatty writer is charged as a stream, not as one flow (and one
-latency) per write() — and the bytes *arrive* at the transfer's completion date; the receiver's
-reads consume arrived bytes only. In address translation the bytes themselves travel in the kernel
+A TCP connection is two `Stream`s. Bytes written into a stream are *sent*; they travel as SimGrid
+transfers ("flows"): everything written at one simulated date is one flow, flows overlap like the
+segments of a TCP stream, and arrive in order; the receiver's reads consume arrived bytes only. In address translation the bytes themselves travel in the kernel
 and a stream only counts them; in full mediation the stream also holds the bytes (`data`).
 
 Connection set-up costs a round trip (SYN, SYN-ACK: two small transfers); a FIN is a small transfer
@@ -27,19 +25,41 @@ HEADER_BYTES = 0   # simulated size of a control segment (SYN, SYN-ACK, FIN): la
 # busy even under LV08's 13x latency, and stays well below what loopback TCP absorbs without the
 # reader reading (~3.9 MB measured), so in address translation the kernel never blocks a write.
 WINDOW = 2 * 1024 * 1024
+PROGRESS_MIN_FLOW = 256 * 1024  # flows at least this large are delivered progressively
+PROGRESS_STEP = 0.005           # how often (simulated s) a reader waiting on such a flow looks again
+
+
+class _Flow:
+    """One SimGrid transfer carrying a batch of a stream (or its FIN)."""
+
+    __slots__ = ("end", "size", "transfer", "start", "payload", "fin")
+
+    def __init__(self, end: int, size: int, transfer, start: float, payload: bytes, fin: bool = False):
+        self.end, self.size, self.transfer, self.start = end, size, transfer, start
+        self.payload, self.fin = payload, fin
 
 
 class Stream:
-    """One direction of a connection."""
+    """One direction of a connection.
+
+    A *starter* actor turns what was written since its last look into one flow (so writes made at
+    the same simulated date are one transfer), without waiting for earlier flows: flows overlap, as
+    segments of a TCP stream do. A *tracker* actor delivers them in order. The bytes of a large
+    flow arrive progressively (what SimGrid has already transmitted of it), so a window-limited
+    writer and a reader keep a link busy as TCP does instead of paying the latency per window.
+    """
 
     def __init__(self, net: "Network", src: Host, dst: Host, keep_data: bool):
         self.net = net
         self.src, self.dst = src, dst
         self.sent = 0          # bytes written by the sender
-        self.arrived = 0       # bytes that reached the receiver (simulated)
+        self.started = 0       # bytes handed to flows
+        self.delivered = 0     # bytes of the flows completed, in order
         self.consumed = 0      # bytes read by the receiver
+        self.flows: deque[_Flow] = deque()
         self.data: Optional[deque] = deque() if keep_data else None  # arrived-or-in-flight bytes
         self.closed = False    # the sender shut down its side (FIN queued)
+        self.fin_started = False
         self.eof_arrived = False
         self.reset = False     # the receiver went away: writes fail with EPIPE
         self.readers: set = set()   # actors to wake when something arrives
@@ -48,9 +68,28 @@ class Stream:
         self.src_addr = self.dst_addr = None
         self.reverse: Optional[Stream] = None
         self.captured: Optional[list] = [] if net.capture is not None else None
-        self._pump_wake = sim.Signal()
-        self._pump_started = False
-        self._busy = False
+        self._starter_wake = sim.Signal()
+        self._starter_waiting = False
+        self._tracker_wake = sim.Signal()
+        self._actors_started = False
+
+    @property
+    def arrived(self) -> int:
+        """Bytes that reached the receiver: completed flows, plus what the oldest flow in progress
+        has already transmitted if it is large (a small one arrives whole, at its end)."""
+        n = self.delivered
+        if self.flows:
+            f = self.flows[0]
+            if f.size >= PROGRESS_MIN_FLOW and f.transfer is not None:
+                n += max(0, int(f.size - f.transfer.remaining))
+        return n
+
+    def progress_date(self) -> Optional[float]:
+        """When a reader waiting for data should look again (a large flow is arriving), if ever
+        before the tracker wakes it at the flow's end."""
+        if self.flows and self.flows[0].size >= PROGRESS_MIN_FLOW:
+            return sim.now() + PROGRESS_STEP
+        return None
 
     # -- sender side -------------------------------------------------------------------------
     def room(self) -> int:
@@ -69,47 +108,82 @@ class Stream:
             self.closed = True
             self._kick()
 
+    @property
+    def busy(self) -> bool:
+        """Has the simulation anything left to do for this stream?"""
+        return self.sent > self.started or bool(self.flows) or (self.closed and not self.eof_arrived)
+
     def _kick(self) -> None:
-        if not self._busy:
-            self._busy = True
-            self.net.in_flight += 1  # work is scheduled: the simulation is not idle
-        if not self._pump_started:
-            self._pump_started = True
-            self.net.spawn_pump(self)
-        self._pump_wake.notify_all()
+        self.net.active.add(self)
+        if not self._actors_started:
+            self._actors_started = True
+            self.net.spawn_stream_actors(self)
+        elif self._starter_waiting:
+            # Only wake it when it sleeps: every notify is a SimGrid call that lets other actors run.
+            self._starter_waiting = False
+            self._starter_wake.notify_all()
 
-    def _idle(self) -> None:
-        if self._busy:
-            self._busy = False
-            self.net.in_flight -= 1
-
-    def pump(self) -> None:
-        """Pump actor body (runs on the sender's host)."""
+    def starter(self) -> None:
+        """Actor: start a flow for whatever was written since the last one."""
         while True:
-            while self.sent > self.arrived:
-                batch = self.sent - self.arrived
-                start = sim.now()
-                self.net.transfer(self.src.name, self.dst.name, batch)
+            if self.sent > self.started or (self.closed and not self.fin_started):
+                # Let the writer finish what it writes at this date: it becomes one flow.
+                sim.yield_()
+            if self.sent > self.started:
+                # Claim the bytes before starting the transfer: starting it is a SimGrid call that
+                # may let the writer run (and write more) before it returns.
+                end, size = self.sent, self.sent - self.started
+                self.started = end
+                payload = b""
                 if self.captured is not None:
                     payload = b"".join(self.captured)
                     self.captured.clear()
-                    self._capture(start, self.arrived + 1, TCP_ACK, payload)
-                self.arrived += batch
-                self._wake(self.readers)
-            if self.closed:
-                start = sim.now()
-                self.net.transfer(self.src.name, self.dst.name, HEADER_BYTES)  # the FIN
-                if self.captured is not None:
-                    self._capture(start, self.sent + 1, TCP_FIN | TCP_ACK)
-                self.eof_arrived = True
-                self._wake(self.readers)
-                self._idle()
+                flow = _Flow(end, size, None, sim.now(), payload)
+                self.flows.append(flow)
+                flow.transfer = sim.transfer_async(self.src.name, self.dst.name, size)
+                self._tracker_wake.notify_all()
+                if size >= PROGRESS_MIN_FLOW:
+                    self._wake(self.readers)  # they now have a reason to look before its end
+                continue
+            if self.closed and not self.fin_started:
+                self.fin_started = True
+                flow = _Flow(self.sent, HEADER_BYTES, None, sim.now(), b"", fin=True)
+                self.flows.append(flow)
+                flow.transfer = sim.transfer_async(self.src.name, self.dst.name, HEADER_BYTES)
+                self._tracker_wake.notify_all()
                 return
-            self._idle()
-            self._pump_wake.wait()
+            self._starter_waiting = True
+            self._starter_wake.wait()
+
+    def tracker(self) -> None:
+        """Actor: deliver the flows in order, as they complete."""
+        while True:
+            if not self.flows:
+                if self.eof_arrived:
+                    return
+                if not self.busy:
+                    self.net.active.discard(self)
+                self._tracker_wake.wait()
+                continue
+            f = self.flows[0]
+            while f.transfer is None:  # its starter is inside the call that creates it
+                sim.yield_()
+            f.transfer.wait()
+            self.flows.popleft()
+            if f.fin:
+                self.eof_arrived = True
+                if self.captured is not None:
+                    self._capture(f.start, self.sent + 1, TCP_FIN | TCP_ACK)
+            else:
+                self.delivered = f.end
+                if self.captured is not None:
+                    self._capture(f.start, f.end - f.size + 1, TCP_ACK, f.payload)
+            if not self.busy:
+                self.net.active.discard(self)
+            self._wake(self.readers)
 
     def _capture(self, start: float, seq: int, flags: int, payload: bytes = b"") -> None:
-        ack = self.reverse.arrived + 1 if self.reverse is not None else 0
+        ack = self.reverse.delivered + 1 if self.reverse is not None else 0
         self.net.capture.tcp(self.src.name, self.dst.name, start, sim.now(), self.src_addr, self.dst_addr,
                              seq, ack, flags, payload)
 
@@ -244,7 +318,8 @@ class Network:
         # (host name, kind, port) -> {virtual ip or '0.0.0.0': socket}
         self.bound: dict[tuple[str, int, int], dict[str, VSocket]] = {}
         self.capture = None  # a pcap.Capture when --pcap-dir is given
-        self.in_flight = 0   # scheduled or ongoing transfers (a live emulation is idle only at 0)
+        self._pending = 0    # handshakes and datagrams under way
+        self.active: set = set()  # streams with work scheduled or under way
         self.on_listen = None  # (host name, port) -> None, for port watches (ctrld --mediate)
 
     def listening(self, s: "VSocket") -> None:
@@ -298,7 +373,7 @@ class Network:
         conn.s2c.readers.add(client.owner)
         conn.c2s.writers.add(client.owner)
         listener.backlog.append(conn)
-        self.in_flight += 1  # until the handshake is over
+        self._pending += 1  # until the handshake is over
         sim.current().spawn(f"syn:{client.host.name}->{listener.host.name}", client.host.name,
                             self._handshake, conn, daemon=True)
         return conn
@@ -317,7 +392,7 @@ class Network:
             self.capture.tcp(s, c, start, sim.now(), conn.s2c.src_addr, conn.s2c.dst_addr, 0, 1,
                              TCP_SYN | TCP_ACK)
         conn.established = True
-        self.in_flight -= 1
+        self._pending -= 1
         conn.client.wake()
         if conn.server is not None:
             conn.server.wake()  # accepted at the SYN: its writes (and reads) waited for this
@@ -333,9 +408,15 @@ class Network:
         conn.s2c.writers.add(server.owner)
         return conn
 
-    def spawn_pump(self, stream: Stream) -> None:
-        sim.current().spawn(f"pump:{stream.src.name}->{stream.dst.name}", stream.src.name,
-                            stream.pump, daemon=True)
+    @property
+    def in_flight(self) -> int:
+        """Transfers scheduled or under way (a live emulation is idle only at 0)."""
+        return self._pending + len(self.active)
+
+    def spawn_stream_actors(self, stream: Stream) -> None:
+        name = f"{stream.src.name}->{stream.dst.name}"
+        sim.current().spawn(f"start:{name}", stream.src.name, stream.starter, daemon=True)
+        sim.current().spawn(f"track:{name}", stream.dst.name, stream.tracker, daemon=True)
 
     # -- datagrams -----------------------------------------------------------------------------
     def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
@@ -345,7 +426,7 @@ class Network:
         if dst is not None:
             dst.dgrams.append(entry)
         src.dgram_out.append((entry, dst, dst_host, dst_addr))
-        self.in_flight += 1
+        self._pending += 1
         if src._dgram_pump_wake is None:
             src._dgram_pump_wake = sim.Signal()
             sim.current().spawn(f"udp:{src.host.name}", src.host.name, self._dgram_pump, src, daemon=True)
@@ -361,7 +442,7 @@ class Network:
                     self.capture.udp(src.host.name, dst_host.name, start, sim.now(), src.local, dst_addr,
                                      entry[2] or b"")
                 entry[0] = True
-                self.in_flight -= 1
+                self._pending -= 1
                 if dst is not None:
                     dst.wake()
             src._dgram_pump_wake.wait()
