@@ -1,0 +1,119 @@
+"""Full mediation: the emulator carries every byte; no kernel socket links two tracees.
+
+The whole network matrix of test_network.py already runs in both modes (same outputs, same simulated
+dates). These tests are about what only full mediation promises: bytes copied exactly (zeros
+included) between tracee memories, far more connections than one port would get from kernel
+loopback sockets in address translation, and no real TCP socket at all between the tracees.
+"""
+
+import hashlib
+
+import pytest
+from net_helpers import emulate, py
+
+BINARY_ECHO_SERVER = r"""
+import socket
+l = socket.socket(); l.bind(("0.0.0.0", 7000)); l.listen()
+c, _ = l.accept()
+data = b""
+while len(data) < 65536:
+    chunk = c.recv(65536 - len(data))
+    if not chunk:
+        break
+    data += chunk
+c.sendall(data)
+print("server", len(data), data.count(0))
+"""
+
+BINARY_CLIENT = r"""
+import hashlib, socket, time
+payload = bytes(range(256)) * 256          # 64 KiB, one zero byte in every 256
+for _ in range(1000):
+    try:
+        s = socket.create_connection(("h1", 7000)); break
+    except ConnectionRefusedError:
+        time.sleep(0.01)
+s.sendall(payload)
+back = b""
+while len(back) < len(payload):
+    back += s.recv(len(payload))
+print("client", back == payload, hashlib.sha256(back).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("mode", ["full-mediation", "address-translation"])
+def test_binary_payloads_with_zero_bytes_arrive_intact(tmp_path, mode):
+    r = emulate(tmp_path, [py("h1", BINARY_ECHO_SERVER), py("h2", BINARY_CLIENT, start_time=0.1)], mode).check_ok()
+    assert r.stdout(0) == "server 65536 256\n"
+    assert r.stdout(1) == f"client True {hashlib.sha256(bytes(range(256)) * 256).hexdigest()}\n"
+
+
+MANY_SERVER = r"""
+import selectors, socket, sys
+n = int(sys.argv[1])
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", 9000)); l.listen(1024)
+sel = selectors.DefaultSelector(); sel.register(l, selectors.EVENT_READ)
+accepted = closed = echoed = 0
+while closed < n:
+    for key, _ in sel.select():
+        if key.fileobj is l:
+            c, _ = l.accept(); accepted += 1
+            sel.register(c, selectors.EVENT_READ)
+        else:
+            data = key.fileobj.recv(100)
+            if data:
+                key.fileobj.sendall(data); echoed += 1
+            else:
+                sel.unregister(key.fileobj); key.fileobj.close(); closed += 1
+print("server", accepted, echoed, closed)
+"""
+
+MANY_CLIENT = r"""
+import socket, sys
+n = int(sys.argv[1])
+socks = [socket.create_connection(("h1", 9000)) for _ in range(n)]
+ports = {s.getsockname()[1] for s in socks}
+for i, s in enumerate(socks):
+    s.sendall(b"%d" % i)
+ok = all(s.recv(100) == b"%d" % i for i, s in enumerate(socks))
+for s in socks:
+    s.close()
+print("client", len(socks), len(ports), ok)
+"""
+
+
+def test_300_connections_to_one_port_are_all_served(tmp_path):
+    n = 300
+    r = emulate(tmp_path, [py("h1", MANY_SERVER, n), py("h2", MANY_CLIENT, n, start_time=0.1)],
+                "full-mediation", timeout=240).check_ok()
+    assert r.stdout(0) == f"server {n} {n} {n}\n"
+    assert r.stdout(1) == f"client {n} {n} True\n"  # 300 distinct virtual source ports, all echoed
+
+
+NO_KERNEL_TCP = r"""
+import socket, os
+l = socket.socket(); l.bind(("0.0.0.0", 8000)); l.listen()
+c, addr = l.accept()
+c.recv(10)
+# Inside full mediation a descriptor is a placeholder: the kernel has no TCP socket for it.
+tcp = open("/proc/self/net/tcp").read().split("\n")[1:]
+mine = [line for line in tcp if line and ":1F40 " in line.split()[1].upper()]
+print("accepted", addr[0], "kernel tcp sockets on port 8000:", len(mine))
+"""
+
+HELLO = r"""
+import socket, time
+for _ in range(1000):
+    try:
+        s = socket.create_connection(("10.0.0.1", 8000)); break
+    except ConnectionRefusedError:
+        time.sleep(0.01)
+s.sendall(b"hello")
+time.sleep(1)
+"""
+
+
+def test_full_mediation_uses_no_kernel_tcp_socket_between_tracees(tmp_path):
+    r = emulate(tmp_path, [py("h1", NO_KERNEL_TCP), py("h2", HELLO, start_time=0.1)], "full-mediation").check_ok()
+    assert r.stdout(0) == "accepted 10.0.0.2 kernel tcp sockets on port 8000: 0\n"
