@@ -365,6 +365,8 @@ class RunHandle:
                 res.max_rss_kb, res.wall_s = b.maxRssKb, b.wallNs / 1e9
                 if b.simStartNs != -1:  # an emulated process
                     res.sim_end_ns, res.sim_end = b.simTimeNs, b.simTimeNs / 1e9
+                    res.sim_start_ns, res.sim_start = b.simStartNs, b.simStartNs / 1e9
+                    res.pid = res.pid or b.pid
                 if b.message and not res.message:
                     res.message = b.message
         res.stdout, res.stderr = bytes(out), bytes(err)
