@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from ctrld import auth
 from ctrld.protocol.codec import DEFAULT_MAX_FRAME
@@ -140,7 +141,15 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="ctrld: %(message)s")
     try:
         check_config(args)
-        return asyncio.run(serve(args))
+        rc = asyncio.run(serve(args))
+        if args.mediate:
+            from ctrld.mediate import THREAD_NAME
+
+            if any(t.name == THREAD_NAME and t.is_alive() for t in threading.enumerate()):
+                # Its thread is not a daemon thread: exiting normally would wait for it forever.
+                print("ctrld: the emulation did not stop in time; exiting anyway", file=sys.stderr, flush=True)
+                os._exit(rc)
+        return rc
     except auth.ConfigError as e:
         print(f"ctrld: {e}", file=sys.stderr)
         return 2

@@ -13,10 +13,12 @@ start-up time and memory are unchanged.
 from __future__ import annotations
 
 import socket
+import threading
 
 from ctrld.auth import ConfigError
 
 MODES = ("address-translation", "full-mediation")
+THREAD_NAME = "simterpose-live"  # simterpose.live's simulation thread
 
 
 def to_ns(seconds: float | None) -> int:
@@ -118,7 +120,13 @@ class Mediator:
     def kill(self, proc, sig: int) -> None:
         self.live.kill(proc, sig)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """Kill what still runs and end the simulation; False if its thread did not end in time."""
         if not self.closed:
             self.closed = True
-            self.live.close()
+            self.live.close(timeout)
+        return not self.running
+
+    @property
+    def running(self) -> bool:
+        return any(t.name == THREAD_NAME and t.is_alive() for t in threading.enumerate())

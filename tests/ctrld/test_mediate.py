@@ -299,6 +299,7 @@ def test_idle_daemon_with_waiting_server_burns_no_cpu(start_daemon, toys):
     time.sleep(1.0)
     after = _cpu_s(d.pid), _cpu_s(server_pid)
     daemon_cpu, server_cpu = after[0] - before[0], after[1] - before[1]
+    print(f"idle: daemon {daemon_cpu:.3f} s, server {server_cpu:.3f} s of CPU over 1 s")
     assert daemon_cpu < 0.05, f"daemon used {daemon_cpu:.3f} s of CPU in 1 s while idle"
     assert server_cpu < 0.05
     assert pid_alive(server_pid)  # still waiting: the test measured a live, blocked emulation
