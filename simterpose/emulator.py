@@ -189,6 +189,7 @@ class ProcessActor:
                 return
             seconds = (cpu - last) / 1e9
         before = sim.now()
+        self.emulation.network.flush()
         sim.execute(seconds * cfg.reference_speed)
         process.data["cpu_charged_ns"] = process.data.get("cpu_charged_ns", 0) + to_ns(sim.now() - before)
 
@@ -303,6 +304,7 @@ class ProcessActor:
             if self.on_start is not None:
                 self.on_start(self)
             self._loop()
+            self.emulation.network.flush()  # what the tree wrote (or closed) just before it ended
         except sim.ActorKilled:
             # SimGrid gave up on us (deadlock: we waited for something that can never come).
             self.record.error = self.record.error or self._blocked_reason("blocked forever")
@@ -383,6 +385,7 @@ class ProcessActor:
             if timeout is not None and timeout <= 0:
                 continue
             self.idle = timeout is None and not tr.running()
+            self.emulation.network.flush()
             if self.idle:
                 self.emulation.actor_idle(self)
             self.wake.wait(timeout)

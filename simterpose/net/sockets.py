@@ -42,9 +42,9 @@ class _Flow:
 class Stream:
     """One direction of a connection.
 
-    A *starter* actor turns what was written since its last look into one flow (so writes made at
-    the same simulated date are one transfer), without waiting for earlier flows: flows overlap, as
-    segments of a TCP stream do. A *tracker* actor delivers them in order. The bytes of a large
+    What was written at one simulated date becomes one flow when the writer's actor is about to let
+    the simulation advance (`flush`), without waiting for earlier flows: flows overlap, as segments
+    of a TCP stream do. A *tracker* actor delivers them in order. The bytes of a large
     flow arrive progressively (what SimGrid has already transmitted of it), so a window-limited
     writer and a reader keep a link busy as TCP does instead of paying the latency per window.
     """
@@ -68,10 +68,9 @@ class Stream:
         self.src_addr = self.dst_addr = None
         self.reverse: Optional[Stream] = None
         self.captured: Optional[list] = [] if net.capture is not None else None
-        self._starter_wake = sim.Signal()
-        self._starter_waiting = False
         self._tracker_wake = sim.Signal()
-        self._actors_started = False
+        self._tracker_waiting = False
+        self._tracker_started = False
 
     @property
     def arrived(self) -> int:
@@ -114,46 +113,43 @@ class Stream:
         return self.sent > self.started or bool(self.flows) or (self.closed and not self.eof_arrived)
 
     def _kick(self) -> None:
+        # Flows start when the writer's actor is about to let the simulation advance
+        # (Network.flush): everything written at this date, by any number of write()s, is one flow,
+        # and no SimGrid call happens inside the write itself.
         self.net.active.add(self)
-        if not self._actors_started:
-            self._actors_started = True
-            self.net.spawn_stream_actors(self)
-        elif self._starter_waiting:
-            # Only wake it when it sleeps: every notify is a SimGrid call that lets other actors run.
-            self._starter_waiting = False
-            self._starter_wake.notify_all()
+        self.net.dirty.add(self)
 
-    def starter(self) -> None:
-        """Actor: start a flow for whatever was written since the last one."""
-        while True:
-            if self.sent > self.started or (self.closed and not self.fin_started):
-                # Let the writer finish what it writes at this date: it becomes one flow.
-                sim.yield_()
-            if self.sent > self.started:
-                # Claim the bytes before starting the transfer: starting it is a SimGrid call that
-                # may let the writer run (and write more) before it returns.
-                end, size = self.sent, self.sent - self.started
-                self.started = end
-                payload = b""
-                if self.captured is not None:
-                    payload = b"".join(self.captured)
-                    self.captured.clear()
-                flow = _Flow(end, size, None, sim.now(), payload)
-                self.flows.append(flow)
-                flow.transfer = sim.transfer_async(self.src.name, self.dst.name, size)
-                self._tracker_wake.notify_all()
-                if size >= PROGRESS_MIN_FLOW:
-                    self._wake(self.readers)  # they now have a reason to look before its end
-                continue
-            if self.closed and not self.fin_started:
-                self.fin_started = True
-                flow = _Flow(self.sent, HEADER_BYTES, None, sim.now(), b"", fin=True)
-                self.flows.append(flow)
-                flow.transfer = sim.transfer_async(self.src.name, self.dst.name, HEADER_BYTES)
-                self._tracker_wake.notify_all()
-                return
-            self._starter_waiting = True
-            self._starter_wake.wait()
+    def flush(self) -> None:
+        """Start a flow for whatever was written since the last one (and the FIN once closed)."""
+        if not self._tracker_started:
+            self._tracker_started = True
+            self.net.spawn_tracker(self)
+        if self.sent > self.started:
+            # Claim the bytes before starting the transfer: starting it is a SimGrid call that may
+            # let other actors run before it returns.
+            end, size = self.sent, self.sent - self.started
+            self.started = end
+            payload = b""
+            if self.captured is not None:
+                payload = b"".join(self.captured)
+                self.captured.clear()
+            flow = _Flow(end, size, None, sim.now(), payload)
+            self.flows.append(flow)
+            flow.transfer = sim.transfer_async(self.src.name, self.dst.name, size)
+            self._wake_tracker()
+            if size >= PROGRESS_MIN_FLOW:
+                self._wake(self.readers)  # they now have a reason to look before its end
+        if self.closed and not self.fin_started:
+            self.fin_started = True
+            flow = _Flow(self.sent, HEADER_BYTES, None, sim.now(), b"", fin=True)
+            self.flows.append(flow)
+            flow.transfer = sim.transfer_async(self.src.name, self.dst.name, HEADER_BYTES)
+            self._wake_tracker()
+
+    def _wake_tracker(self) -> None:
+        if self._tracker_waiting:  # every notify is a SimGrid call: only when it sleeps
+            self._tracker_waiting = False
+            self._tracker_wake.notify_all()
 
     def tracker(self) -> None:
         """Actor: deliver the flows in order, as they complete."""
@@ -163,10 +159,11 @@ class Stream:
                     return
                 if not self.busy:
                     self.net.active.discard(self)
+                self._tracker_waiting = True
                 self._tracker_wake.wait()
                 continue
             f = self.flows[0]
-            while f.transfer is None:  # its starter is inside the call that creates it
+            while f.transfer is None:  # the flusher is inside the call that creates it
                 sim.yield_()
             f.transfer.wait()
             self.flows.popleft()
@@ -320,6 +317,7 @@ class Network:
         self.capture = None  # a pcap.Capture when --pcap-dir is given
         self._pending = 0    # handshakes and datagrams under way
         self.active: set = set()  # streams with work scheduled or under way
+        self.dirty: set = set()   # streams written to since the last flush
         self.on_listen = None  # (host name, port) -> None, for port watches (ctrld --mediate)
 
     def listening(self, s: "VSocket") -> None:
@@ -413,10 +411,15 @@ class Network:
         """Transfers scheduled or under way (a live emulation is idle only at 0)."""
         return self._pending + len(self.active)
 
-    def spawn_stream_actors(self, stream: Stream) -> None:
-        name = f"{stream.src.name}->{stream.dst.name}"
-        sim.current().spawn(f"start:{name}", stream.src.name, stream.starter, daemon=True)
-        sim.current().spawn(f"track:{name}", stream.dst.name, stream.tracker, daemon=True)
+    def spawn_tracker(self, stream: Stream) -> None:
+        sim.current().spawn(f"track:{stream.src.name}->{stream.dst.name}", stream.dst.name, stream.tracker,
+                            daemon=True)
+
+    def flush(self) -> None:
+        """Start the flows of everything written so far. Called by an actor before it lets the
+        simulation advance (waits on it, computes, sleeps): until then its writes share a date."""
+        while self.dirty:
+            self.dirty.pop().flush()
 
     # -- datagrams -----------------------------------------------------------------------------
     def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
