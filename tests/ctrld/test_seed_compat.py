@@ -226,3 +226,25 @@ def test_inotify_watch_list_update_and_event(seed, tmp_path):
     assert name == "InotifyPathUpdated"
     assert ev.Path().decode() == str(tmp_path / "new.txt")
     assert ev.TriggerEvents() == seed.S.InotifyEvent.created
+
+
+def test_seed_client_on_a_mediating_daemon(S, start_daemon, toys):
+    """A seed client drives a `--mediate` daemon unchanged: its command runs emulated on the default
+    host, its port watch sees the emulated listen, and it receives only seed union members."""
+    platform = HERE.parents[1] / "examples" / "platforms" / "two_hosts.xml"
+    d = start_daemon("--mediate", "full-mediation", "--platform", str(platform), "--cpu-model", "none")
+    c = SeedClient(S, d.port)
+    try:
+        assert c.recv()[0] == "TCPSocketListening"
+        c.run(str(toys / "pingpong_server"), [str(toys / "pingpong_server"), "5004", "1", "10"],
+              watches=[("tcp", 5004)])
+        got = dict(c.recv() for _ in range(4))
+        assert set(got) == {"SocketWatched", "ProcessLaunched", "ExecveTerminated", "SocketWatchTerminated"}
+        assert got["SocketWatchTerminated"].State() == S.SocketState.listeing
+        pid = got["ProcessLaunched"].Pid()
+        assert pid > 0 and got["ExecveTerminated"].Success()
+        c.kill(pid)  # the seed's kill: SIGKILL, to a server blocked in the simulation
+        name, term = c.recv()
+        assert name == "ProcessTerminated" and term.Pid() == pid and term.ErrorCode() == 128 + 9
+    finally:
+        c.close()
