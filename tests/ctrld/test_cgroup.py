@@ -42,6 +42,14 @@ def cgroup_dir():
     pytest.skip("no writable cgroup v2 hierarchy with cgroup.kill")
 
 
+def _session_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[3])  # state ppid pgrp session
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
 def _escaping_run(d, tmp_path):
     pidfile = tmp_path / "escapee.pid"
 
@@ -51,6 +59,9 @@ def _escaping_run(d, tmp_path):
             ok = await asyncio.to_thread(wait_until, lambda: pidfile.exists() and pidfile.read_text().strip())
             assert ok
             escapee = int(pidfile.read_text())
+            # It has escaped only once setsid() ran (then it is the leader of its own session):
+            # killing the group before that would take it too.
+            assert await asyncio.to_thread(wait_until, lambda: _session_of(escapee) == escapee)
             h_pid = None
             async for ev in h.events():
                 if ev.kind == "ProcessLaunched":
