@@ -29,22 +29,6 @@ from typing import Callable, Optional
 from . import sim
 from .emulator import Emulation, ProcessActor, RunConfig
 from .scenario import ProcessSpec, Scenario, load_platform_info
-from .tracer.engine import BLOCKED, RUNNING
-
-
-class _LiveActor(ProcessActor):
-    """A ProcessActor that survives being SIGKILLed from outside while blocked in the simulation.
-
-    In a batch run nobody signals a tracee behind the emulator's back; here `kill()` does. A SIGKILL
-    ends a ptrace-stopped tracee at once: `_interrupt` then fails to resume it (TraceeGone, swallowed)
-    and the task stayed BLOCKED, so `_loop` retried it forever (100 % CPU, exit never reported,
-    `close()` timing out). Mark it running instead: the next waitpid reaps its exit."""
-
-    def _interrupt(self, task) -> None:
-        super()._interrupt(task)
-        if task.state == BLOCKED:
-            task.state = RUNNING
-            task.blocked = task.blocked_on = None
 
 
 class LaunchError(Exception):
@@ -230,7 +214,7 @@ class LiveEmulation:
             return False
         _, proc, spec, fds = item
         spec = dataclasses.replace(spec, start_time=sim.now())
-        actor = _LiveActor(self.emulation, spec, len(self.emulation.actors))
+        actor = ProcessActor(self.emulation, spec, len(self.emulation.actors))
         self.emulation.actors.append(actor)
         actor.stdout_fd, actor.stderr_fd = fds
         proc.actor = actor

@@ -309,6 +309,12 @@ class Tracer:
         self._apply(task, sc, result)
 
     def _apply(self, task: Task, sc: Syscall, result) -> None:
+        if not isinstance(result, (Value, Errno, Native)):
+            raise TypeError(f"handler for {sc.name} returned {result!r}, not a Result")
+        # Running from here on, even if the task is gone (SIGKILLed while stopped): waitpid then
+        # reports its exit, instead of it staying "blocked" forever.
+        task.state = RUNNING
+        task.blocked = task.blocked_on = None
         regs = sc.regs
         if isinstance(result, Value) or isinstance(result, Errno):
             setattr(regs, arch.NR, 0xFFFFFFFFFFFFFFFF)  # -1: the kernel runs nothing
@@ -324,10 +330,6 @@ class Tracer:
                 self._setregs(task, regs)
                 task.on_exit = task.on_exit or _no_exit_change
             task.exit_syscall = sc if task.on_exit is not None else None
-        else:
-            raise TypeError(f"handler for {sc.name} returned {result!r}, not a Result")
-        task.state = RUNNING
-        task.blocked = task.blocked_on = None
         self._resume(task)
 
     def retry(self, task: Task) -> bool:
