@@ -446,18 +446,18 @@ class SocketPolicy:
         return Native(on_exit=self._dup_exit(old, False))
 
     def dup2(self, sc):
-        old, new = sc.iarg(0), sc.iarg(1)
-        t = self.table(sc.process)
-        if t.get(old) is None and t.get(new) is None:
-            return Native()
-        return Native(on_exit=self._dup_exit(old, False))
+        return self._dup_onto(sc, cloexec=False)
 
     def dup3(self, sc):
+        return self._dup_onto(sc, cloexec=bool(sc.iarg(2) & O_CLOEXEC))
+
+    def _dup_onto(self, sc, cloexec: bool):
+        """dup2/dup3: the target may be a socket of ours too (replacing it closes it)."""
         old, new = sc.iarg(0), sc.iarg(1)
         t = self.table(sc.process)
         if t.get(old) is None and t.get(new) is None:
             return Native()
-        return Native(on_exit=self._dup_exit(old, bool(sc.iarg(2) & O_CLOEXEC)))
+        return Native(on_exit=self._dup_exit(old, cloexec))
 
     def fcntl(self, sc):
         fd, cmd, arg = sc.iarg(0), sc.iarg(1), sc.arg(2)
