@@ -39,6 +39,7 @@ from .proc_policy import ProcPolicy
 from .scenario import ProcessSpec, Scenario
 from .time.clock import DEFAULT_EPOCH, VirtualClock, to_ns
 from .time.policy import TimePolicy
+from .time.timerfd import TimerFdPolicy
 from .tracer import names
 from .tracer.engine import Policy, Process, Task, TraceeGone, Tracer, status_to_exit_code
 from .tracer.memory import MemoryError_
@@ -145,8 +146,9 @@ class ProcessActor:
         self.proc = ProcPolicy(self)
         full = emulation.config.mediate == "full-mediation"
         self.net = (MediationPolicy if full else SocketPolicy)(self, emulation.network)
-        self._modules = {syscall_table.TIME: self.time, syscall_table.PROC: self.proc,
-                         syscall_table.NET: self.net}
+        self.timerfd = TimerFdPolicy(self)
+        self._modules = {syscall_table.TIME: self.time, syscall_table.TIMERFD: self.timerfd,
+                         syscall_table.PROC: self.proc, syscall_table.NET: self.net}
         self._log = None
         self._killed = False
         # Set by a live emulation (ctrld --mediate): where output goes, who hears of start and exit.

@@ -8,7 +8,7 @@ Anything not listed as handled or unsupported is native, except io_uring_setup, 
 itself answers ENOSYS (io_uring would do I/O without syscalls; programs fall back to plain calls). `classify()` answers for any number, and
 `python -m simterpose.syscall_table` prints the whole table.
 
-Modules: `time` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
+Modules: `time` and `timerfd` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
 the simulated host: uname, hostname).
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .tracer import names
 
-TIME, NET, PROC = "time", "net", "proc"
+TIME, TIMERFD, NET, PROC = "time", "timerfd", "net", "proc"
 
 # name -> (module, method)
 HANDLED: dict[str, tuple[str, str]] = {
@@ -39,6 +39,9 @@ HANDLED: dict[str, tuple[str, str]] = {
     "alarm": (TIME, "alarm"),
     "setitimer": (TIME, "setitimer"),
     "getitimer": (TIME, "getitimer"),
+    "timerfd_create": (TIMERFD, "timerfd_create"),
+    "timerfd_settime": (TIMERFD, "timerfd_settime"),
+    "timerfd_gettime": (TIMERFD, "timerfd_gettime"),
     # waiting: readiness of simulated sockets, timeouts in simulated time (net delegates the
     # descriptor-less case, a plain sleep, to time)
     "poll": (NET, "poll"),
@@ -99,7 +102,6 @@ HANDLED: dict[str, tuple[str, str]] = {
 # name -> why it cannot be honoured
 UNSUPPORTED: dict[str, str] = {
     "timer_create": "POSIX per-process timers are not simulated yet (use setitimer/alarm or nanosleep)",
-    "timerfd_create": "timerfd is not simulated yet",
     "ptrace": "a traced process cannot trace others",
     "process_vm_writev": "writing into another traced process's memory bypasses the emulator",
 }

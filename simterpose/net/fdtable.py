@@ -61,6 +61,25 @@ class FdTable:
             self.remove(fd)
 
 
+class SimulatedFile:
+    """A descriptor whose readiness the simulation decides (a socket, a timerfd)."""
+
+    refs = 0
+    nonblocking = False
+
+    def revents(self, events: int) -> int:
+        """poll(2) bits among `events` (plus POLLERR/POLLHUP) that hold now."""
+        raise NotImplementedError
+
+    def look_again(self):
+        """A simulated date before which readiness may change without anyone being notified."""
+        return None
+
+    def read(self, sc):
+        """read(2) on it (sockets have their own, richer paths)."""
+        raise NotImplementedError
+
+
 class EpollSet:
     """An epoll instance: interest list keyed by fd number -> [events mask, data]."""
 

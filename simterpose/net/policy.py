@@ -25,7 +25,7 @@ from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, Unsupported, Value
 from .addressing import LOOPBACK_V4, AddressError, sockaddr
-from .fdtable import EpollSet, FdTable
+from .fdtable import EpollSet, FdTable, SimulatedFile
 from .sockets import VSocket
 
 if TYPE_CHECKING:
@@ -469,7 +469,7 @@ class SocketPolicy:
             return Native(on_exit=self._dup_exit(fd, cmd == F_DUPFD_CLOEXEC))
         if cmd == F_SETFD:
             t.set_cloexec(fd, bool(arg & 1))
-        elif cmd == F_SETFL and isinstance(obj, VSocket):
+        elif cmd == F_SETFL and isinstance(obj, SimulatedFile):
             obj.nonblocking = bool(arg & O_NONBLOCK)
         return Native()
 
@@ -660,7 +660,8 @@ class SocketPolicy:
     def read(self, sc):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            obj = self.table(sc.process).get(sc.iarg(0))
+            return obj.read(sc) if isinstance(obj, SimulatedFile) else Native()
         if s.is_stream:
             return self._recv_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
         return self._recv_dgram(sc, s, [(sc.arg(1), sc.arg(2))], 0, None)
@@ -804,20 +805,6 @@ class SocketPolicy:
         return Native()
 
     # -- readiness -----------------------------------------------------------------------------
-    def _revents(self, s: VSocket, events: int) -> int:
-        rev = 0
-        if events & (POLLIN | POLLRDNORM) and s.readable():
-            rev |= events & (POLLIN | POLLRDNORM)
-        if events & (POLLOUT | POLLWRNORM) and s.writable():
-            rev |= events & (POLLOUT | POLLWRNORM)
-        if s.is_stream and s.inq is not None and s.inq.eof_arrived and events & POLLRDHUP:
-            rev |= POLLRDHUP
-        if s.connect_error:
-            rev |= POLLERR
-        if s.hung_up():
-            rev |= POLLHUP
-        return rev
-
     def _native_revents(self, sc, pollfds: list[tuple[int, int]]) -> dict[int, int]:
         """Readiness of descriptors the simulation does not own: a zero-timeout poll run by the
         tracee itself (injected), so pipes, files and terminals answer as the kernel sees them."""
@@ -840,12 +827,12 @@ class SocketPolicy:
             if fd < 0:
                 continue
             obj = t.get(fd)
-            if isinstance(obj, VSocket):
-                rev = self._revents(obj, events | POLLERR | POLLHUP)
+            if isinstance(obj, SimulatedFile):
+                rev = obj.revents(events | POLLERR | POLLHUP)
                 if rev:
                     result[i] = rev
-                elif events & (POLLIN | POLLRDNORM) and obj.inq is not None:
-                    look_again = _earliest(look_again, obj.inq.progress_date())
+                elif events & (POLLIN | POLLRDNORM):
+                    look_again = _earliest(look_again, obj.look_again())
             else:
                 native.append((i, fd, events))
         if native:
@@ -867,7 +854,7 @@ class SocketPolicy:
         if nfds > 4096:
             return Errno(errno.EINVAL)
         pollfds = sc.mem.read_pollfds(sc.arg(0), nfds)
-        if sc.state is None and not any(isinstance(self.table(sc.process).get(fd), VSocket)
+        if sc.state is None and not any(isinstance(self.table(sc.process).get(fd), SimulatedFile)
                                         for fd, _, _ in pollfds):
             return Native()  # nothing simulated in the set: the kernel waits on real things
         ready, look_again = self._poll_set(sc, [(fd, ev) for fd, ev, _ in pollfds])
@@ -899,7 +886,7 @@ class SocketPolicy:
         sets = [int.from_bytes(sc.mem.read(p, nbytes), "little") if p else 0 for p in ptrs]
         fds = [fd for fd in range(nfds) if any(s >> fd & 1 for s in sets)]
         t = self.table(sc.process)
-        if sc.state is None and not any(isinstance(t.get(fd), VSocket) for fd in fds):
+        if sc.state is None and not any(isinstance(t.get(fd), SimulatedFile) for fd in fds):
             return Native()
         entries = []
         for fd in fds:
@@ -973,7 +960,7 @@ class SocketPolicy:
         if not isinstance(ep, EpollSet):
             return Native()
         t = self.table(sc.process)
-        if sc.state is None and not any(isinstance(t.get(fd), VSocket) for fd in ep.interest):
+        if sc.state is None and not any(isinstance(t.get(fd), SimulatedFile) for fd in ep.interest):
             return Native()
         maxevents = sc.iarg(2)
         if maxevents <= 0:

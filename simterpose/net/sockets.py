@@ -17,6 +17,7 @@ from typing import Optional
 
 from .. import sim
 from .addressing import Host
+from .fdtable import SimulatedFile
 from .pcap import TCP_ACK, TCP_FIN, TCP_SYN
 
 HEADER_BYTES = 0   # simulated size of a control segment (SYN, SYN-ACK, FIN): latency only
@@ -239,7 +240,11 @@ class Connection:
         self.established = False       # the client's connect() may return
 
 
-class VSocket:
+POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP = 0x1, 0x2, 0x4, 0x8, 0x10
+POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
+
+
+class VSocket(SimulatedFile):
     """A simulated socket: what the emulator knows about one socket of a tracee."""
 
     def __init__(self, net: "Network", host: Host, family: int, kind: int, protocol: int = 0):
@@ -298,6 +303,23 @@ class VSocket:
                 return False
             return self.out is not None and (self.out.room() > 0 or self.out.reset)
         return True
+
+    def revents(self, events: int) -> int:
+        rev = 0
+        if events & (POLLIN | POLLRDNORM) and self.readable():
+            rev |= events & (POLLIN | POLLRDNORM)
+        if events & (POLLOUT | POLLWRNORM) and self.writable():
+            rev |= events & (POLLOUT | POLLWRNORM)
+        if self.is_stream and self.inq is not None and self.inq.eof_arrived and events & POLLRDHUP:
+            rev |= POLLRDHUP
+        if self.connect_error:
+            rev |= POLLERR
+        if self.hung_up():
+            rev |= POLLHUP
+        return rev
+
+    def look_again(self):
+        return self.inq.progress_date() if self.inq is not None else None
 
     def hung_up(self) -> bool:
         # Linux reports POLLHUP once both directions are shut: the peer's FIN arrived and ours is sent.
