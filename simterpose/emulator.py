@@ -43,7 +43,7 @@ from .time.timerfd import TimerFdPolicy
 from .tracer import names
 from .tracer.engine import Policy, Process, Task, TraceeGone, Tracer, status_to_exit_code
 from .tracer.memory import MemoryError_
-from .tracer.results import Errno, Unsupported, Value
+from .tracer.results import Blocked, Errno, Unsupported, Value
 
 
 @dataclass
@@ -140,7 +140,7 @@ class ProcessActor:
         self.spec = spec
         self.host = emulation.sim.host(spec.host)
         self.record = ProcessRecord(index, spec.host, list(spec.argv), spec.expected_exit)
-        self.wake = sim.Signal()
+        self.wake = sim.Wakeup()  # lossless: a notify may come while we are not yet waiting
         self.tracer: Optional[Tracer] = None
         self.time = TimePolicy(self)
         self.proc = ProcPolicy(self)
@@ -243,20 +243,16 @@ class ProcessActor:
         argc = min(_arg_count(name_), 4)
 
         def run(sc):
-            if sc.state is None and not getattr(sc.task, "_charged", False):
-                sc.task._charged = True
+            if sc.first:  # the CPU burst that led to this syscall, charged once (not at retries)
                 charge(sc.process)
             try:
                 result = handler(sc)
             except MemoryError_:
                 result = Errno(errno.EFAULT)
-            if log is not None and not (result.__class__.__name__ == "Blocked" and sc.state is not None
-                                        and getattr(sc.task, "_logged_block", False)):
-                log.write(f"{sim.now():.9f} [{vpid(sc.pid)}] {name_}({', '.join(hex(a) for a in sc.args[:argc])})"
+            # A blocked call is logged when it blocks and when it is finally answered.
+            if log is not None and (sc.first or not isinstance(result, Blocked)):
+                log.write(f"{sim.now():.9f} [{vpid(sc.pid)}] {name_}({', '.join(hex(a) for a in sc.orig_args[:argc])})"
                           f" = {_fmt(result)}\n")
-            sc.task._logged_block = result.__class__.__name__ == "Blocked"
-            if result.__class__.__name__ != "Blocked":
-                sc.task._charged = False
             return result
 
         return run
@@ -394,17 +390,30 @@ class ProcessActor:
             self.idle = False
 
     def _someone_on_cpu(self) -> bool:
-        """Is a running task on a CPU (or about to stop), rather than asleep in the kernel?"""
+        """Is a running task on a CPU (or about to stop), rather than asleep in the kernel?
+
+        Two snapshots of every running task's state and run count (schedstat's time slices): all
+        asleep in both, and none ran in between. One snapshot is not enough: a thread may wake a
+        sibling and go back to sleep while we read, and the woken one would then stop and wait for
+        us while we let the simulated clock run."""
+        first = self._sleep_snapshot()
+        return first is None or self._sleep_snapshot() != first
+
+    def _sleep_snapshot(self) -> Optional[list]:
+        runs = []
         for task in self.tracer.running():
+            base = f"/proc/{task.process.pid}/task/{task.tid}"
             try:
-                with open(f"/proc/{task.tid}/stat", "rb") as f:
+                with open(f"{base}/stat", "rb") as f:
                     stat = f.read()
-            except OSError:
-                return True  # gone: waitpid will say so
-            state = stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3]
-            if state != b"S":
-                return True
-        return False
+                with open(f"{base}/schedstat", "rb") as f:
+                    slices = f.read().split()[2]
+            except (OSError, IndexError):
+                return None  # gone: waitpid will say so
+            if stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] != b"S":
+                return None
+            runs.append(slices)
+        return runs
 
     def _retry_blocked(self) -> bool:
         tr = self.tracer

@@ -69,7 +69,7 @@ class LiveEmulation:
         self.processes: list[LiveProcess] = []
         self.on_listen: Optional[Callable[[str, int], None]] = None
         self._requests: queue.Queue = queue.Queue()
-        self._gate = sim.Signal()
+        self._gate = sim.Wakeup()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="simterpose-live", daemon=False)
         self.error: Optional[BaseException] = None

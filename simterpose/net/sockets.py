@@ -69,8 +69,7 @@ class Stream:
         self.src_addr = self.dst_addr = None
         self.reverse: Optional[Stream] = None
         self.captured: Optional[list] = [] if net.capture is not None else None
-        self._tracker_wake = sim.Signal()
-        self._tracker_waiting = False
+        self._tracker_wake = sim.Wakeup()
         self._tracker_started = False
 
     @property
@@ -148,9 +147,7 @@ class Stream:
             self._wake_tracker()
 
     def _wake_tracker(self) -> None:
-        if self._tracker_waiting:  # every notify is a SimGrid call: only when it sleeps
-            self._tracker_waiting = False
-            self._tracker_wake.notify_all()
+        self._tracker_wake.notify()  # a SimGrid call only if no wake-up is already pending
 
     def tracker(self) -> None:
         """Actor: deliver the flows in order, as they complete."""
@@ -160,7 +157,6 @@ class Stream:
                     return
                 if not self.busy:
                     self.net.active.discard(self)
-                self._tracker_waiting = True
                 self._tracker_wake.wait()
                 continue
             f = self.flows[0]
@@ -453,7 +449,7 @@ class Network:
         src.dgram_out.append((entry, dst, dst_host, dst_addr))
         self._pending += 1
         if src._dgram_pump_wake is None:
-            src._dgram_pump_wake = sim.Signal()
+            src._dgram_pump_wake = sim.Wakeup()
             sim.current().spawn(f"udp:{src.host.name}", src.host.name, self._dgram_pump, src, daemon=True)
         src._dgram_pump_wake.notify_all()
 

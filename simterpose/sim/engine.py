@@ -496,6 +496,42 @@ class Signal:
         return self.notify(len(self._waiters))
 
 
+class Wakeup:
+    """A wake-up that is never lost: `notify()` before `wait()` makes that wait return at once.
+
+    For one waiter (an actor waiting for "something happened, look again"). Unlike `Signal`, a
+    notification made while the waiter is not yet waiting — e.g. because something it did just
+    before waiting (starting a transfer) let other actors run — is kept: the SimGrid semaphore
+    underneath holds at most one permit.
+    """
+
+    def __init__(self) -> None:
+        self._sem = None  # created in actor context, at first use
+        self._posted = False
+
+    def _semaphore(self):
+        if self._sem is None:
+            self._sem = sg.Semaphore(0)
+        return self._sem
+
+    def notify(self) -> None:
+        if not self._posted:
+            self._posted = True
+            self._semaphore().release()
+
+    def notify_all(self) -> None:
+        self.notify()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True when notified (now or earlier), False when `timeout` simulated seconds passed."""
+        if timeout is not None and timeout <= 0 and not self._posted:
+            return False
+        if _compat.semaphore_acquire(self._semaphore(), timeout):
+            self._posted = False
+            return True
+        return False
+
+
 class Event:
     """A latch: ``wait()`` returns at once while set, else blocks until ``set()`` or the timeout."""
 

@@ -84,7 +84,7 @@ class Syscall:
     """One syscall, at its seccomp stop. Reading args is free; `set_arg`/`nr` changes are written back
     (one SETREGS) before the tracee resumes."""
 
-    __slots__ = ("task", "regs", "nr", "name", "args", "orig_args", "dirty", "state")
+    __slots__ = ("task", "regs", "nr", "name", "args", "orig_args", "dirty", "state", "first")
 
     def __init__(self, task: Task, regs: arch.Regs):
         self.task = task
@@ -94,6 +94,7 @@ class Syscall:
         self.args = self.orig_args = _get_args(regs)
         self.dirty = False
         self.state = None  # the handler's own scratch data, kept across retries of a blocked call
+        self.first = True  # False when the handler sees it again (`Tracer.retry`)
 
     @property
     def tid(self) -> int:
@@ -339,6 +340,7 @@ class Tracer:
         assert sc is not None and task.state == BLOCKED
         task.state = RUNNING
         task.blocked = None
+        sc.first = False
         self._handle(task, sc)
         return task.state != BLOCKED
 
