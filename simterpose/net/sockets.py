@@ -443,7 +443,10 @@ class Network:
     def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
                       dst_host: Host, dst_addr: tuple) -> None:
         """Queue one datagram; it is carried after the socket's previous ones (one pump per socket)."""
-        entry = [False, src.local, payload, size]
+        ip, port = src.local
+        if ip == "0.0.0.0":  # sent from a wildcard socket: the address of the way out, as a kernel does
+            ip = "127.0.0.1" if dst_addr[0] == "127.0.0.1" else src.host.ip
+        entry = [False, (ip, port), payload, size]
         if dst is not None:
             dst.dgrams.append(entry)
         src.dgram_out.append((entry, dst, dst_host, dst_addr))
@@ -460,7 +463,7 @@ class Network:
                 start = sim.now()
                 self.transfer(src.host.name, dst_host.name, entry[3])
                 if self.capture is not None:
-                    self.capture.udp(src.host.name, dst_host.name, start, sim.now(), src.local, dst_addr,
+                    self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
                                      entry[2] or b"")
                 entry[0] = True
                 self._pending -= 1

@@ -117,3 +117,27 @@ time.sleep(1)
 def test_full_mediation_uses_no_kernel_tcp_socket_between_tracees(tmp_path):
     r = emulate(tmp_path, [py("h1", NO_KERNEL_TCP), py("h2", HELLO, start_time=0.1)], "full-mediation").check_ok()
     assert r.stdout(0) == "accepted 10.0.0.2 kernel tcp sockets on port 8000: 0\n"
+
+
+UDP_SERVER = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 7001))
+data, peer = s.recvfrom(100)
+s.sendto(data.upper(), peer)
+print("server got", data, "from", peer[0])
+"""
+
+UDP_CLIENT = r"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"ping", ("h1", 7001))
+data, peer = s.recvfrom(100)
+print("client got", data, "from", peer)
+"""
+
+
+@pytest.mark.parametrize("mode", ["full-mediation", "address-translation"])
+def test_a_reply_from_a_wildcard_udp_socket_comes_from_the_hosts_address(tmp_path, mode):
+    r = emulate(tmp_path, [py("h1", UDP_SERVER), py("h2", UDP_CLIENT, start_time=0.1)], mode).check_ok()
+    assert r.stdout(0) == "server got b'ping' from 10.0.0.2\n"
+    assert r.stdout(1) == "client got b'PING' from ('10.0.0.1', 7001)\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 
 import pytest
 from net_helpers import (
@@ -486,7 +487,8 @@ def test_two_runs_give_byte_identical_results_logs_and_outputs(tmp_path, mode):
              toy("pingpong_client", "h2", "h3", 6000, 4, 5000, start_time=0.001),
              py("h4", NONBLOCKING_CLIENT.replace("h1", "h2")),
              toy("poll_server", "h2", 6003, 1)]
-    runs = [emulate(tmp_path, procs, mode, platform=FOUR_HOSTS).check_ok() for _ in range(2)]
+    runs = [emulate(tmp_path, procs, mode, platform=FOUR_HOSTS, extra=("--pcap-dir", tmp_path / f"pcap{i}")).check_ok()
+            for i in range(2)]
     assert runs[0].virtual() == runs[1].virtual()
     files = [{f.name: f.read_bytes() for f in sorted(r.logs.iterdir())} for r in runs]
     assert sorted(files[0]) == sorted(files[1])
@@ -494,3 +496,27 @@ def test_two_runs_give_byte_identical_results_logs_and_outputs(tmp_path, mode):
     for name in files[0]:
         assert files[0][name] == files[1][name], f"{name} differs between two runs"
     assert b"connect(" in files[0]["1-h2-pingpong_client.syscalls"]
+    pcaps = [{f.name: f.read_bytes() for f in sorted((tmp_path / f"pcap{i}").iterdir())} for i in range(2)]
+    assert sorted(pcaps[0]) == ["h1.pcap", "h2.pcap", "h3.pcap", "h4.pcap"]
+    assert pcaps[0] == pcaps[1]
+    assert all(len(p) > 24 for p in pcaps[0].values())  # more than the file header: packets
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pcaps_show_the_virtual_network_and_open_in_tshark(tmp_path, mode):
+    pcap = tmp_path / "pcap"
+    emulate(tmp_path, [toy("pingpong_server", "h1", 5000, 3, 100),
+                       toy("pingpong_client", "h2", "h1", 5000, 3, 100, start_time=0.05),
+                       toy("udp_echo_server", "h1", 5001, 1),
+                       toy("udp_echo_client", "h2", "h1", 5001, 1, 32, start_time=0.05)],
+            mode, model="CM02", extra=("--pcap-dir", pcap)).check_ok()
+    tshark = subprocess.run(["tshark", "-r", str(pcap / "h2.pcap"), "-T", "fields", "-e", "frame.time_epoch",
+                             "-e", "ip.src", "-e", "ip.dst", "-e", "tcp.flags.str", "-e", "tcp.len", "-e", "udp.length"],
+                            capture_output=True, text=True, timeout=60)
+    assert tshark.returncode == 0, tshark.stderr
+    rows = [line.split("\t") for line in tshark.stdout.splitlines()]
+    assert {(r[1], r[2]) for r in rows} == {("10.0.0.2", "10.0.0.1"), ("10.0.0.1", "10.0.0.2")}
+    syn = [r for r in rows if r[3].endswith("S·")]
+    assert syn and float(syn[0][0]) == pytest.approx(0.05)  # the SYN leaves h2 at its simulated date
+    assert [int(r[4]) for r in rows if r[4] and int(r[4]) > 0].count(100) == 6  # 3 pings, 3 pongs, as seen on h2
+    assert [int(r[5]) for r in rows if r[5]] == [40, 40]  # the datagram and its echo (8-byte header + 32)
