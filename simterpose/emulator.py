@@ -60,6 +60,8 @@ class RunConfig:
     pcap_dir: Optional[Path] = None
 
     def __post_init__(self):
+        if self.mediate not in ("address-translation", "full-mediation"):
+            raise ValueError(f"unknown mediation mode {self.mediate!r}")
         self.per_syscall_cost = 0.0
         if self.cpu_model.startswith("per-syscall="):
             try:
@@ -68,10 +70,6 @@ class RunConfig:
                 raise ValueError(f"bad --cpu-model {self.cpu_model!r}: per-syscall=SECONDS") from None
             if self.per_syscall_cost < 0:
                 raise ValueError("per-syscall cost must be >= 0")
-        if self.mediate not in ("address-translation", "full-mediation"):
-            raise ValueError(f"unknown mediation mode {self.mediate!r}")
-        if self.cpu_model.startswith("per-syscall="):
-            pass
         elif self.cpu_model not in ("measured", "none"):
             raise ValueError(f"unknown --cpu-model {self.cpu_model!r} (measured, none, per-syscall=SECONDS)")
 
@@ -166,9 +164,6 @@ class ProcessActor:
     def notify(self) -> None:
         """Something that may unblock one of our syscalls happened (called from any actor)."""
         self.wake.notify_all()
-
-    def timers_changed(self) -> None:
-        pass  # deadlines are recomputed before every wait; nothing cached
 
     def cpu_charged_ns(self, process: Optional[Process]) -> int:
         return 0 if process is None else process.data.get("cpu_charged_ns", 0)

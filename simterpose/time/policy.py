@@ -212,7 +212,6 @@ class TimePolicy:
         seconds = sc.arg(0) & 0xFFFFFFFF
         t.interval = 0.0
         t.deadline = None if seconds == 0 else self.actor.now() + seconds
-        self.actor.timers_changed()
         return Value(prev)
 
     def _write_itimerval(self, sc, addr: int, t: IntervalTimer) -> None:
@@ -243,7 +242,6 @@ class TimePolicy:
             value = v_s + v_us / 1e6
             t.interval = iv_s + iv_us / 1e6
             t.deadline = None if value == 0 else self.actor.now() + value
-            self.actor.timers_changed()
         return Value(0)
 
     def timer_deadline(self, process) -> Optional[float]:
