@@ -186,8 +186,10 @@ class Stream:
         return self.arrived - self.consumed
 
     def consume(self, nbytes: int) -> None:
+        was_full = self.room() == 0
         self.consumed += nbytes
-        self._wake(self.writers)
+        if was_full:  # only then may a writer be waiting for room (or for POLLOUT)
+            self._wake(self.writers)
 
     def take(self, nbytes: int, peek: bool = False) -> bytes:
         """Full mediation: remove (or peek at) up to nbytes of arrived data."""
