@@ -869,11 +869,7 @@ class SocketPolicy:
         return self._poll_common(sc, None if timeout_ms < 0 else timeout_ms / 1000)
 
     def ppoll(self, sc):
-        timeout = None
-        if sc.arg(2):
-            sec, nsec = sc.mem.read_timespec(sc.arg(2))
-            timeout = sec + nsec / 1e9
-        return self._poll_common(sc, timeout)
+        return self._poll_common(sc, _timeout_arg(sc, 2))
 
     def _select_common(self, sc, timeout_s: Optional[float]):
         nfds = sc.iarg(0)
@@ -911,18 +907,10 @@ class SocketPolicy:
         return Value(count)
 
     def select(self, sc):
-        timeout = None
-        if sc.arg(4):
-            sec, usec = sc.mem.read_timeval(sc.arg(4))
-            timeout = sec + usec / 1e6
-        return self._select_common(sc, timeout)
+        return self._select_common(sc, _timeout_arg(sc, 4, micro=True))
 
     def pselect6(self, sc):
-        timeout = None
-        if sc.arg(4):
-            sec, nsec = sc.mem.read_timespec(sc.arg(4))
-            timeout = sec + nsec / 1e9
-        return self._select_common(sc, timeout)
+        return self._select_common(sc, _timeout_arg(sc, 4))
 
     # epoll
     def epoll_create(self, sc):
@@ -987,11 +975,7 @@ class SocketPolicy:
     epoll_pwait = epoll_wait
 
     def epoll_pwait2(self, sc):
-        timeout = None
-        if sc.arg(3):
-            sec, nsec = sc.mem.read_timespec(sc.arg(3))
-            timeout = sec + nsec / 1e9
-        return self._epoll_common(sc, timeout)
+        return self._epoll_common(sc, _timeout_arg(sc, 3))
 
     # -- names ---------------------------------------------------------------------------------
     def _hosts_redirect(self, sc, path_arg: int):
@@ -1008,6 +992,14 @@ class SocketPolicy:
 
     def openat(self, sc):
         return self._hosts_redirect(sc, 1)
+
+
+def _timeout_arg(sc, i: int, micro: bool = False) -> Optional[float]:
+    """A timeout passed by pointer (timespec, or timeval if `micro`), in seconds; None = no limit."""
+    if not sc.arg(i):
+        return None
+    sec, frac = sc.mem.read_timeval(sc.arg(i)) if micro else sc.mem.read_timespec(sc.arg(i))
+    return sec + frac / (1e6 if micro else 1e9)
 
 
 def _earliest(*dates: Optional[float]) -> Optional[float]:

@@ -166,37 +166,6 @@ class TimePolicy:
             return self._sleep(sc, wake)
         return self._sleep(sc, None)
 
-    # poll/ppoll/select/pselect6 given only a timeout (no descriptors) are sleeps; with descriptors
-    # they belong to the network policy, which replaces these entries when it is active.
-    def poll(self, sc):
-        if sc.arg(1) != 0:
-            return Native()
-        return self.poll_timeout(sc, sc.iarg(2))
-
-    def ppoll(self, sc):
-        if sc.arg(1) != 0:
-            return Native()
-        if sc.state is None and sc.arg(2):
-            sec, nsec = sc.mem.read_timespec(sc.arg(2))
-            return self.poll_timeout(sc, sec * 1000 + nsec / 1e6)
-        return self.poll_timeout(sc, -1)
-
-    def select(self, sc):
-        if sc.iarg(0) != 0 and any(sc.arg(i) for i in (1, 2, 3)):
-            return Native()
-        if sc.state is None and sc.arg(4):
-            sec, usec = sc.mem.read_timeval(sc.arg(4))
-            return self.poll_timeout(sc, sec * 1000 + usec / 1000)
-        return self.poll_timeout(sc, -1)
-
-    def pselect6(self, sc):
-        if sc.iarg(0) != 0 and any(sc.arg(i) for i in (1, 2, 3)):
-            return Native()
-        if sc.state is None and sc.arg(4):
-            sec, nsec = sc.mem.read_timespec(sc.arg(4))
-            return self.poll_timeout(sc, sec * 1000 + nsec / 1e6)
-        return self.poll_timeout(sc, -1)
-
     # -- interval timers -----------------------------------------------------------------------
     def _timer(self, sc) -> IntervalTimer:
         return sc.process.data.setdefault("itimer", IntervalTimer())
