@@ -141,3 +141,46 @@ def test_a_reply_from_a_wildcard_udp_socket_comes_from_the_hosts_address(tmp_pat
     r = emulate(tmp_path, [py("h1", UDP_SERVER), py("h2", UDP_CLIENT, start_time=0.1)], mode).check_ok()
     assert r.stdout(0) == "server got b'ping' from 10.0.0.2\n"
     assert r.stdout(1) == "client got b'PING' from ('10.0.0.1', 7001)\n"
+
+
+V6_SERVER = r"""
+import socket
+l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+l.bind(("::", 8600)); l.listen()
+for _ in range(3):
+    c, peer = l.accept()
+    c.sendall(c.recv(100) + b" to " + c.getsockname()[0].encode())
+    print("from", peer[0])
+    c.close()
+"""
+
+V6_CLIENTS = r"""
+import socket, time
+def ask(family, addr):
+    for _ in range(1000):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.connect(addr); break
+        except ConnectionRefusedError:
+            s.close(); time.sleep(0.01)
+    s.sendall(b"hi"); print(s.recv(100).decode(), "peer", s.getpeername()[0])
+ask(socket.AF_INET6, ("::ffff:10.0.0.1", 8600, 0, 0))
+ask(socket.AF_INET, ("10.0.0.1", 8600))
+"""
+
+V6_LOCAL = r"""
+import socket, time
+time.sleep(1)
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); s.connect(("::1", 8600))
+s.sendall(b"local"); print(s.recv(100).decode())
+"""
+
+
+@pytest.mark.parametrize("mode", ["full-mediation", "address-translation"])
+def test_ipv6_sockets_reach_hosts_through_ipv4_mapped_addresses(tmp_path, mode):
+    r = emulate(tmp_path, [py("h1", V6_SERVER), py("h2", V6_CLIENTS, start_time=0.1), py("h1", V6_LOCAL)],
+                mode).check_ok()
+    assert r.stdout(1) == ("hi to ::ffff:10.0.0.1 peer ::ffff:10.0.0.1\n"
+                           "hi to ::ffff:10.0.0.1 peer 10.0.0.1\n")
+    assert r.stdout(0).splitlines()[:2] == ["from ::ffff:10.0.0.2", "from ::ffff:10.0.0.2"]
+    assert r.stdout(2) == "local to ::ffff:127.0.0.1\n"
