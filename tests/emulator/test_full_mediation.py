@@ -9,7 +9,7 @@ loopback sockets in address translation, and no real TCP socket at all between t
 import hashlib
 
 import pytest
-from net_helpers import emulate, py
+from net_helpers import PYTHON, emulate, py
 
 BINARY_ECHO_SERVER = r"""
 import socket
@@ -184,3 +184,24 @@ def test_ipv6_sockets_reach_hosts_through_ipv4_mapped_addresses(tmp_path, mode):
                            "hi to ::ffff:10.0.0.1 peer 10.0.0.1\n")
     assert r.stdout(0).splitlines()[:2] == ["from ::ffff:10.0.0.2", "from ::ffff:10.0.0.2"]
     assert r.stdout(2) == "local to ::ffff:127.0.0.1\n"
+
+
+@pytest.mark.parametrize("mode", ["full-mediation", "address-translation"])
+def test_curl_and_wget_download_from_python_http_server(tmp_path, mode):
+    """Unmodified C clients (curl, wget) against an unmodified Python server, by host name."""
+    www = tmp_path / "www"
+    www.mkdir()
+    payload = bytes(range(256)) * 4000  # 1 MB with zeros
+    (www / "f.bin").write_bytes(payload)
+    server = {"host": "h1", "path": PYTHON, "args": ["-m", "http.server", "8080", "--directory", str(www)],
+              "kill_time": 20, "expected_exit": None}
+    curl = {"host": "h2", "path": "/usr/bin/curl", "start_time": 0.5,
+            "args": ["-s", "-o", str(tmp_path / "curl.out"), "-w", "%{http_code} %{size_download}\n",
+                     "http://h1:8080/f.bin"]}
+    wget = {"host": "h2", "path": "/usr/bin/wget", "start_time": 5,
+            "args": ["-q", "-O", str(tmp_path / "wget.out"), "http://h1:8080/f.bin"]}
+    r = emulate(tmp_path, [server, curl, wget], mode, model="CM02").check_ok()
+    assert r.stdout(1) == f"200 {len(payload)}\n"
+    assert (tmp_path / "curl.out").read_bytes() == payload
+    assert (tmp_path / "wget.out").read_bytes() == payload
+    assert 5 < r.end(2) < 6  # 1 MB over a 10 MB/s link: a fraction of a second after its start
