@@ -15,6 +15,7 @@ import collections
 import itertools
 import os
 import signal as _signal
+import types
 from dataclasses import dataclass, field
 
 from ctrld.protocol import codec
@@ -96,61 +97,126 @@ def parse_address(addr: str) -> tuple[str, object]:
 
 
 class _Request:
-    """Events of one request, in arrival order; `done` once its terminal event came."""
+    """Events of one request, in arrival order; `ended` once its terminal event (or the end of the
+    connection, queued as None) came.
+
+    A deque and one future rather than an asyncio.Queue: `wait_end()` lets a waiter sleep through
+    the intermediate events of a run (launched, execve) and wake only once, at its end.
+    """
+
+    __slots__ = ("events", "terminal", "ended", "_waiter", "_only_end")
 
     def __init__(self, terminal: frozenset[str]):
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.events: collections.deque = collections.deque()
         self.terminal = terminal
+        self.ended = False
+        self._waiter: asyncio.Future | None = None
+        self._only_end = False
+
+    def put(self, ev: Event | None) -> None:
+        self.events.append(ev)
+        if ev is None or ev.kind in self.terminal:
+            self.ended = True
+        w = self._waiter
+        if w is not None and (self.ended or not self._only_end):
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    async def get(self) -> Event | None:
+        while not self.events:
+            await self._wait(False)
+        return self.events.popleft()
+
+    async def wait_end(self) -> None:
+        while not self.ended:
+            await self._wait(True)
+
+    def _wait(self, only_end: bool) -> asyncio.Future:
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._only_end = only_end
+        return self._waiter
+
+
+class _Protocol(asyncio.Protocol):
+    def __init__(self, client: Client):
+        self.client = client
+
+    def data_received(self, data):
+        self.client._on_data(data)
+
+    def eof_received(self):
+        return False  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc):
+        self.client._on_lost(exc)
 
 
 class Client:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str, max_frame: int):
-        self._reader = reader
-        self._writer = writer
+    """One connection.  Incoming frames are decoded in the transport's callback and routed to their
+    request at once (no reader task, no stream layer): a run costs its waiter one wake-up."""
+
+    def __init__(self, name: str, max_frame: int):
         self.name = name
         self.max_frame = max_frame
+        self._transport: asyncio.Transport | None = None
         self._ids = itertools.count(1)
         self._requests: dict[int, _Request] = {}
         self._all: asyncio.Queue | None = None
-        self._task: asyncio.Task | None = None
         self.closed_reason: str | None = None
         self.greeting_port = 0
         self.welcome: g.WelcomeT | None = None
         self._splitter = codec.FrameSplitter(max_frame)
-        self._frames: collections.deque[bytes] = collections.deque()
+        self._lost: asyncio.Future = asyncio.get_running_loop().create_future()
 
     # ------------------------------------------------------------------ connection
     @classmethod
     async def connect(cls, addr: str, *, token: str | None = None, ssl=None, name: str | None = None,
                       timeout: float = 10.0, max_frame: int = codec.DEFAULT_MAX_FRAME) -> Client:
         kind, where = parse_address(addr)
-        limit = max_frame + 4
+        self = cls(name or addr, max_frame)
+        loop = asyncio.get_running_loop()
+        # Before the handshake, frames without a request id (the greeting, Welcome, a refusal) go here.
+        hs = self._requests[0] = _Request(frozenset())
         if kind == "unix":
-            opening = asyncio.open_unix_connection(where, limit=limit)
+            opening = loop.create_unix_connection(lambda: _Protocol(self), where)
         else:
             host, port = where
-            opening = asyncio.open_connection(host, port, ssl=ssl, limit=limit,
-                                              server_hostname=host if ssl else None)
-        reader, writer = await asyncio.wait_for(opening, timeout)
-        self = cls(reader, writer, name or addr, max_frame)
+            opening = loop.create_connection(lambda: _Protocol(self), host, port, ssl=ssl,
+                                             server_hostname=host if ssl else None)
+        transport, _ = await asyncio.wait_for(opening, timeout)
+        self._transport = transport
         try:
-            kind, greeting = await asyncio.wait_for(self._read_event(), timeout)
+            kind, greeting = await asyncio.wait_for(self._handshake_event(hs), timeout)
             if kind == "Error":
                 raise CtrlError(greeting.message or "refused", greeting.code)
             if kind != "TCPSocketListening":
                 raise CtrlError(f"unexpected greeting {kind}")
             self.greeting_port = greeting.port
             self._send(g.HelloT(version=2, token=token, clientName=f"ctrld.client pid={os.getpid()}"))
-            kind, welcome = await asyncio.wait_for(self._read_event(), timeout)
+            kind, welcome = await asyncio.wait_for(self._handshake_event(hs), timeout)
             if kind != "Welcome":
                 msg = getattr(welcome, "message", None) or f"unexpected answer {kind}"
                 raise CtrlError(f"{self.name}: {msg}", getattr(welcome, "code", 0))
             self.welcome = welcome
         except BaseException:
-            writer.close()
+            transport.close()
             raise
-        self._task = asyncio.get_running_loop().create_task(self._read_loop())
+        finally:
+            self._requests.pop(0, None)
         return self
+
+    @property
+    def _writer(self):
+        """What the stream-based client exposed (`client._writer.transport`), for callers that
+        reach for the transport that way."""
+        return types.SimpleNamespace(transport=self._transport)
+
+    async def _handshake_event(self, hs: _Request):
+        ev = await hs.get()
+        if ev is None:
+            raise CtrlError(self.closed_reason or f"{self.name}: connection closed")
+        return ev.kind, ev.body
 
     async def __aenter__(self):
         return self
@@ -159,48 +225,55 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-        self._writer.close()
+        if self._transport is None:
+            return
+        self._transport.close()
         try:
-            await self._writer.wait_closed()
+            await asyncio.shield(self._lost)
         except (OSError, asyncio.CancelledError):
             pass
 
-    async def _read_event(self):
-        # Read whatever is available and split it: one await per segment, not two per frame.
-        while not self._frames:
-            data = await self._reader.read(262144)
-            if not data:
-                raise asyncio.IncompleteReadError(b"", None)
-            self._frames.extend(self._splitter.feed(data))
-            if self._splitter.error is not None and not self._frames:
-                raise CtrlError(f"{self.name}: {self._splitter.error}")
-        return codec.decode(self._frames.popleft())
-
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                kind, body = await self._read_event()
-                ev = Event(kind, body, self.name)
-                req = self._requests.get(getattr(body, "requestId", 0) or 0)
-                if req is not None:
-                    req.queue.put_nowait(ev)
-                    if kind in req.terminal:
-                        self._requests.pop(ev.request_id, None)
-                if self._all is not None:
-                    self._all.put_nowait(ev)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError, codec.ProtocolError, CtrlError) as e:
-            self.closed_reason = f"connection to {self.name} lost ({type(e).__name__})"
-        finally:
-            # Wake every waiter: nothing more will come.
-            for req in self._requests.values():
-                req.queue.put_nowait(None)
+    # ------------------------------------------------------------------ incoming frames
+    def _on_data(self, data: bytes) -> None:
+        if self.closed_reason:
+            return
+        for frame in self._splitter.feed(data):
+            try:
+                kind, body = codec.decode(frame)
+            except codec.ProtocolError:
+                self._end("ProtocolError")
+                return
+            ev = Event(kind, body, self.name)
+            rid = getattr(body, "requestId", 0) or 0
+            req = self._requests.get(rid)
+            if req is not None:
+                req.put(ev)
+                if req.ended and rid:
+                    del self._requests[rid]
             if self._all is not None:
-                self._all.put_nowait(None)
+                self._all.put_nowait(ev)
+        if self._splitter.error is not None:
+            self._end("FrameTooLarge")
+
+    def _on_lost(self, exc) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
+        self._end(type(exc).__name__ if exc is not None else "EOF")
+
+    def _end(self, why: str) -> None:
+        """Nothing more will come: wake every waiter."""
+        if self.closed_reason:
+            return
+        self.closed_reason = f"connection to {self.name} lost ({why})"
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.pause_reading()  # a corrupt stream cannot be re-synchronised
+        for req in self._requests.values():
+            req.put(None)
+        if self._all is not None:
+            self._all.put_nowait(None)
 
     def _send(self, body) -> None:
-        self._writer.write(codec.encode(body))
+        self._transport.write(codec.encode(body))
 
     def _new_request(self, terminal) -> tuple[int, _Request]:
         if self.closed_reason:
@@ -212,7 +285,7 @@ class Client:
 
     async def _one(self, body, rid: int, req: _Request) -> Event:
         self._send(body)
-        ev = await req.queue.get()
+        ev = await req.get()
         if ev is None:
             raise CtrlError(self.closed_reason or "connection closed")
         if ev.kind == "Error":
@@ -286,7 +359,7 @@ class Client:
         sv.eventType = g.Surveillance.Inotify if isinstance(what, g.InotifyT) else g.Surveillance.TCPSocket
         sv.event = what
         self._send(g.RunCommandT(requestId=rid, toWatch=[sv]))
-        ev = await req.queue.get()
+        ev = await req.get()
         if ev is None:
             raise CtrlError(self.closed_reason or "connection closed")
         if ev.kind == "Error":
@@ -324,7 +397,7 @@ class RunHandle:
     async def events(self):
         """This run's events up to and including the terminal one."""
         while True:
-            ev = await self._req.queue.get()
+            ev = await self._req.get()
             if ev is None:
                 raise CtrlError(self.client.closed_reason or "connection closed")
             if ev.kind == "Error":
@@ -340,6 +413,8 @@ class RunHandle:
 
     async def wait(self, on_output=None) -> RunResult:
         """Collect the run; `on_output(stream, data)` is called for each chunk as it arrives."""
+        if on_output is None:
+            await self._req.wait_end()  # one wake-up for the whole run
         res = RunResult()
         out, err = bytearray(), bytearray()
         async for ev in self.events():
@@ -383,7 +458,7 @@ class Watch:
     async def events(self):
         """InotifyPathUpdated / SocketWatchTerminated events, ending with WatchEnded."""
         while True:
-            ev = await self._req.queue.get()
+            ev = await self._req.get()
             if ev is None:
                 raise CtrlError(self.client.closed_reason or "connection closed")
             yield ev

@@ -31,6 +31,10 @@ DEFAULT_GRACE_MS = 2000
 EXEC_FAILED_CODE = 127  # what a shell reports for a command it could not execute
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass
 class RunSpec:
     argv: list
@@ -109,6 +113,9 @@ class ProcessTable:
         self._cgroup_seq = 0
         self.mediator = None  # ctrld.mediate.Mediator on a mediating daemon
         self.starting: set[Command] = set()  # emulated commands whose process has not started yet
+        # Bracket the handling of a child's exit, so that its events leave in one write at the end
+        # (set by the daemon; see Daemon.batch_begin).
+        self.batch_begin = self.batch_end = _nothing
 
     def sim_now(self) -> int:
         """The simulated clock (ns) for events' sim_time_ns; -1 when the daemon does not mediate."""
@@ -294,6 +301,13 @@ class ProcessTable:
                 f.close()
 
     def _on_exit(self, cmd: Command) -> None:
+        self.batch_begin()
+        try:
+            self._exited(cmd)
+        finally:
+            self.batch_end()
+
+    def _exited(self, cmd: Command) -> None:
         self.loop.remove_reader(cmd.pidfd)
         if cmd.timed_out:
             # Clean up the rest of the tree while the leader is a zombie: its pgid cannot have been

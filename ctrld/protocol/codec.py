@@ -5,7 +5,9 @@ FlatBuffers' size-prefixed buffer, and exactly the seed daemon's format.
 
 Python FlatBuffers has no verifier: a corrupt buffer raises (struct.error, IndexError, ...) from
 inside accessors.  `decode` therefore unpacks the whole message eagerly with the object API inside
-one try/except, so callers only ever see `ProtocolError`.
+one try/except, so callers only ever see `ProtocolError`.  The messages of a command's life are
+laid out and read by ctrld/protocol/fast.py (same bytes semantics, ~10x faster); the others go
+through the generated object API.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import struct
 import time
 
 import flatbuffers
-from flatbuffers import number_types
 
+from ctrld.protocol import fast
 from ctrld.protocol.generated import ctrld_generated as g
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -29,8 +31,9 @@ TAG_OF_NAME: dict[str, int] = {
 NAME_OF_TAG: dict[int, str] = {v: k for k, v in TAG_OF_NAME.items()}
 _CLASS_OF_TAG = {tag: getattr(g, name + "T") for tag, name in NAME_OF_TAG.items()}
 _TAG_OF_CLASS = {cls: tag for tag, cls in _CLASS_OF_TAG.items()}
-# Reader classes (g.RunCommand, ...) used by the lazy paths (output chunks).
+# Reader classes (g.RunCommand, ...) for the messages ctrld/protocol/fast.py does not lay out.
 _READER_OF_TAG = {tag: getattr(g, name) for tag, name in NAME_OF_TAG.items()}
+_OUTPUT_CHUNK = fast.TABLES["OutputChunk"]
 
 SEED_MEMBERS = frozenset(
     [
@@ -56,8 +59,11 @@ def now_ns() -> int:
 
 def encode(body) -> bytes:
     """Serialise one object-API table (e.g. `g.ProcessLaunchedT(...)`) as a size-prefixed frame."""
-    if isinstance(body, g.OutputChunkT):
-        return encode_output_chunk(body.requestId, body.pid, body.stream, body.data, body.timeNs, body.simTimeNs)
+    table = fast.ENCODER_OF_CLASS.get(type(body))
+    if table is not None:  # the hot messages: laid out directly (see ctrld/protocol/fast.py)
+        frame = table.encode(body)
+        if frame is not None:
+            return frame
     b = flatbuffers.Builder(128)
     off = body.Pack(b)
     g.MessageStart(b)
@@ -69,35 +75,8 @@ def encode(body) -> bytes:
 
 def encode_output_chunk(request_id: int, pid: int, stream: int, data: bytes, time_ns: int,
                         sim_time_ns: int = -1) -> bytes:
-    # The object API packs [ubyte] one byte per call without numpy: build the vector in one copy.
-    b = flatbuffers.Builder(len(data) + 96)
-    vec = b.CreateByteVector(bytes(data))
-    g.OutputChunkStart(b)
-    g.OutputChunkAddRequestId(b, request_id)
-    g.OutputChunkAddPid(b, pid)
-    g.OutputChunkAddStream(b, stream)
-    g.OutputChunkAddData(b, vec)
-    g.OutputChunkAddTimeNs(b, time_ns)
-    if sim_time_ns != -1:
-        g.OutputChunkAddSimTimeNs(b, sim_time_ns)
-    off = g.OutputChunkEnd(b)
-    g.MessageStart(b)
-    g.MessageAddEventsType(b, TAG_OF_NAME["OutputChunk"])
-    g.MessageAddEvents(b, off)
-    b.FinishSizePrefixed(g.MessageEnd(b))
-    return bytes(b.Output())
-
-
-def _output_chunk_data(chunk: g.OutputChunk) -> bytes:
-    o = number_types.UOffsetTFlags.py_type(chunk._tab.Offset(10))  # field 3 (`data`): vtable slot 4 + 2*3
-    if o == 0:
-        return b""
-    start = chunk._tab.Vector(o)
-    n = chunk._tab.VectorLen(o)
-    data = bytes(chunk._tab.Bytes[start : start + n])
-    if len(data) != n:
-        raise ProtocolError("output chunk overruns its frame")
-    return data
+    return _OUTPUT_CHUNK.encode(g.OutputChunkT(requestId=request_id, pid=pid, stream=stream, data=data,
+                                               timeNs=time_ns, simTimeNs=sim_time_ns))
 
 
 def decode(payload: bytes, accept: frozenset[str] | None = None):
@@ -107,27 +86,21 @@ def decode(payload: bytes, accept: frozenset[str] | None = None):
     the (possibly costly) unpacking is done.
     """
     try:
-        msg = g.Message.GetRootAs(payload, 0)
-        tag = msg.EventsType()
+        tag, pos = fast.decode_message(payload)
         name = NAME_OF_TAG.get(tag)
         if name is None:
             raise ProtocolError(f"unknown union tag {tag}" if tag else "message carries no event")
         if accept is not None and name not in accept:
             raise ProtocolError(f"unexpected message type {name}")
-        table = msg.Events()
-        if table is None:
+        if pos is None:
             raise ProtocolError(f"{name} without a body")
-        if name == "OutputChunk":
-            reader = g.OutputChunk()
-            reader.Init(table.Bytes, table.Pos)
-            body = g.OutputChunkT(
-                requestId=reader.RequestId(), pid=reader.Pid(), stream=reader.Stream(),
-                timeNs=reader.TimeNs(), simTimeNs=reader.SimTimeNs(),
-            )
-            body.data = _output_chunk_data(reader)
-            return name, body
+        table = fast.DECODER_OF_TAG.get(tag)
+        if table is not None:
+            body = table.decode(payload, pos)
+            if body is not None:
+                return name, body
         reader = _READER_OF_TAG[tag]()
-        reader.Init(table.Bytes, table.Pos)
+        reader.Init(payload, pos)
         return name, _CLASS_OF_TAG[tag].InitFromObj(reader)
     except ProtocolError:
         raise

@@ -1,0 +1,242 @@
+"""Hand-laid FlatBuffers for the hot messages (a command's request and events).
+
+The `flatbuffers` Python runtime builds a buffer with one method call per byte group and reads one
+with several calls per field: ~15-30 µs per message, for each of the four messages of a command on
+both ends.  The tables below are laid out once, from a per-table field list, into a fixed
+`struct` format: encoding is one `pack` (plus the strings), decoding one `unpack_from` per field.
+
+Encoding writes every scalar field explicitly, defaults included (FlatBuffers allows it; readers
+see the same values), so that a table's layout does not depend on its values.  The layout follows
+the format's rules: size prefix, root offset, the `Message` table, then the event's vtable and
+table, then its strings and vectors, every offset pointing forward, every scalar aligned to its
+size from the start of the frame (what the official builders produce and verifiers check).
+
+Decoding reads exactly what the generated object API reads and builds the same object-API table
+(`g.ProcessTerminatedT`, ...): strings decoded as UTF-8, vectors of strings left as bytes.
+
+The field lists mirror ctrld.fbs (slot = position of the field in its table, union fields take
+two slots); `benchmarks/ctrld_codec.py` checks them against the generated code in both directions.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ctrld.protocol.generated import ctrld_generated as g
+
+# kind: a struct code for scalars; "s" string, "S" [string], "V" [ubyte]; "X" a field this fast
+# path does not handle (decoding falls back to the object API when it is present).
+_SPECS = {
+    "RunCommand": [
+        ("path", "s", None), ("args", "S", None), ("envp", "S", None), ("flags", "I", 0),
+        ("stackSize", "I", 0), ("toWatch", "X", None), ("requestId", "Q", 0), ("cwd", "s", None),
+        ("timeoutMs", "I", 0), ("graceMs", "I", 0), ("captureStdout", "?", False),
+        ("captureStderr", "?", False), ("stdoutPath", "s", None), ("stderrPath", "s", None),
+        ("killOnDisconnect", "?", False), ("inheritEnv", "?", False), ("host", "s", None),
+        ("unmediated", "?", False),
+    ],
+    "KillProcess": [("pid", "i", 0), ("requestId", "Q", 0), ("targetRequestId", "Q", 0), ("signal", "i", 0)],
+    "ExecveTerminated": [
+        ("pid", "i", 0), ("commandName", "s", None), ("success", "?", False), ("requestId", "Q", 0),
+        ("timeNs", "Q", 0), ("execErrno", "i", 0), ("message", "s", None), ("simTimeNs", "q", -1),
+    ],
+    "ProcessLaunched": [
+        ("pid", "i", 0), ("requestId", "Q", 0), ("timeNs", "Q", 0), ("simTimeNs", "q", -1), ("host", "s", None),
+    ],
+    "ChildCreationError": [
+        ("errorCode", "I", 0), ("requestId", "Q", 0), ("timeNs", "Q", 0), ("message", "s", None),
+        ("simTimeNs", "q", -1),
+    ],
+    "ProcessTerminated": [
+        ("pid", "i", 0), ("errorCode", "I", 0), ("requestId", "Q", 0), ("timeNs", "Q", 0),
+        ("exitCode", "i", -1), ("signal", "i", 0), ("timedOut", "?", False), ("execFailed", "?", False),
+        ("userCpuNs", "Q", 0), ("sysCpuNs", "Q", 0), ("maxRssKb", "Q", 0), ("wallNs", "Q", 0),
+        ("simTimeNs", "q", -1), ("simStartNs", "q", -1), ("message", "s", None),
+    ],
+    "TCPSocketListening": [("port", "H", 0), ("requestId", "Q", 0), ("timeNs", "Q", 0)],
+    "Error": [("requestId", "Q", 0), ("code", "i", 0), ("message", "s", None), ("timeNs", "Q", 0)],
+    "OutputChunk": [
+        ("requestId", "Q", 0), ("pid", "i", 0), ("stream", "b", g.Stream.stdout), ("data", "V", None),
+        ("timeNs", "Q", 0), ("simTimeNs", "q", -1),
+    ],
+    "Ack": [("requestId", "Q", 0), ("timeNs", "Q", 0)],
+}
+
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_U16 = struct.Struct("<H")
+_U8 = struct.Struct("<B")
+_ZEROS = bytes(8)
+_MSG_VTABLE = 8  # the Message vtable sits at frame offset 8, its table at 16
+_MSG_TABLE = 16
+_EVENT_VTABLE = 28  # right after the Message table (soffset, events offset, events_type + padding)
+
+
+class _Table:
+    def __init__(self, name: str, fields: list):
+        self.name = name
+        self.tag = getattr(g.Event, name)
+        self.cls = getattr(g, name + "T")
+        self.fields = fields
+        self.nslots = len(fields)
+        vt_len = 4 + 2 * self.nslots
+        table = _EVENT_VTABLE + vt_len
+        table += (4 - table % 8) % 8  # soffset at 4 mod 8: the 8-byte fields that follow are aligned
+        self.table = table
+        size = {"s": 4, "S": 4, "V": 4, "X": 4}
+
+        def width(kind):
+            return size.get(kind) or struct.calcsize(kind)
+
+        order = sorted(range(self.nslots), key=lambda i: -width(fields[i][1]))  # stable: 8, 4, 2, 1
+        self.offset = [0] * self.nslots  # field offset inside the table
+        at = 4
+        fmt = ""
+        for i in order:
+            self.offset[i] = at
+            kind = fields[i][1]
+            fmt += "I" if kind in size else kind
+            at += width(kind)
+        self.inline = at
+        end = table + at
+        pad = (4 - end % 4) % 4
+        self.end = end + pad  # strings and vectors start here
+        self.order = order
+        # The whole head: size prefix, root offset, Message vtable + table, event vtable, event table.
+        gap = table - (_EVENT_VTABLE + vt_len)
+        self.head = struct.Struct(
+            "<II" + "HHHH" + "iIB3x" + "HH" + "H" * self.nslots + "x" * gap + "i" + fmt + "x" * pad
+        )
+        self.attrs = [f[0] for f in fields]
+        self.scalars = [(i, f[0], f[2]) for i, f in enumerate(fields) if f[1] not in size]
+        self.refs = [(i, f[0], f[1]) for i, f in enumerate(fields) if f[1] in size]
+        # Message vtable: its size, the table's size, events_type at +8, events at +4.
+        self.const_prefix = (8, 9, 8, 4, _MSG_TABLE - _MSG_VTABLE, table - (_MSG_TABLE + 4), self.tag,
+                             vt_len, at)
+        self.decoders = [(f[0], 4 + 2 * i, f[1], f[2]) for i, f in enumerate(fields)]
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, body) -> bytes | None:
+        """The size-prefixed frame of `body`, or None when it sets a field this path does not lay out."""
+        table = self.table
+        offset = self.offset
+        vt = [offset[i] for i in range(self.nslots)]
+        values = [None] * self.nslots
+        for i, attr, default in self.scalars:
+            v = getattr(body, attr)
+            values[i] = default if v is None else v
+        tail = []
+        pos = self.end
+        for i, attr, kind in self.refs:
+            v = getattr(body, attr)
+            if v is None:
+                vt[i] = 0
+                values[i] = 0
+                continue
+            if kind == "X":
+                return None  # e.g. RunCommand.to_watch: the generated code packs it
+            values[i] = pos - (table + offset[i])
+            if kind == "s":
+                pos = _put_string(tail, pos, v)
+            elif kind == "V":
+                data = bytes(v)
+                n = len(data)
+                tail.append(_U32.pack(n))
+                tail.append(data)
+                pad = (4 - n % 4) % 4
+                if pad:
+                    tail.append(_ZEROS[:pad])
+                pos += 4 + n + pad
+            else:  # "S", [string]: the vector of offsets, then its strings
+                n = len(v)
+                strings = []
+                spos = pos + 4 + 4 * n
+                offs = []
+                for k, s in enumerate(v):
+                    offs.append(spos - (pos + 4 + 4 * k))
+                    spos = _put_string(strings, spos, s)
+                tail.append(struct.pack("<%dI" % (n + 1), n, *offs))
+                tail.extend(strings)
+                pos = spos
+        total = pos + (8 - pos % 8) % 8
+        head = self.head.pack(total - 4, _MSG_TABLE - 4, *self.const_prefix, *vt, table - _EVENT_VTABLE,
+                              *[values[i] for i in self.order])
+        if not tail:
+            return head + _ZEROS[: total - pos]
+        tail.append(_ZEROS[: total - pos])
+        return head + b"".join(tail)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, buf, pos: int):
+        """The object-API table at `pos` of `buf`, or None when it has a field this path does not
+        decode (the caller then uses the generated code)."""
+        vtable = pos - _I32.unpack_from(buf, pos)[0]
+        vt_size = _U16.unpack_from(buf, vtable)[0]
+        obj = self.cls()
+        unpack = struct.unpack_from
+        for attr, voff, kind, default in self.decoders:
+            o = _U16.unpack_from(buf, vtable + voff)[0] if voff < vt_size else 0
+            if not o:
+                value = default
+            elif kind == "s":
+                value = _get_bytes(buf, pos + o).decode("utf-8")
+            elif kind == "S":
+                value = _get_strings(buf, pos + o)
+            elif kind == "V":
+                value = _get_vector(buf, pos + o)
+            elif kind == "X":
+                return None
+            else:
+                value = unpack("<" + kind, buf, pos + o)[0]
+            setattr(obj, attr, value)
+        return obj
+
+
+def _put_string(out: list, pos: int, s) -> int:
+    b = s.encode("utf-8", "surrogateescape") if isinstance(s, str) else bytes(s)
+    n = len(b)
+    pad = (4 - (n + 1) % 4) % 4
+    out.append(_U32.pack(n))
+    out.append(b)
+    out.append(_ZEROS[: 1 + pad])
+    return pos + 4 + n + 1 + pad
+
+
+def _get_bytes(buf, at: int) -> bytes:
+    start = at + _U32.unpack_from(buf, at)[0]
+    n = _U32.unpack_from(buf, start)[0]
+    return bytes(buf[start + 4 : start + 4 + n])
+
+
+def _get_strings(buf, at: int) -> list:
+    vec = at + _U32.unpack_from(buf, at)[0]
+    n = _U32.unpack_from(buf, vec)[0]
+    return [_get_bytes(buf, vec + 4 + 4 * k) for k in range(n)]
+
+
+def _get_vector(buf, at: int) -> bytes:
+    start = at + _U32.unpack_from(buf, at)[0]
+    n = _U32.unpack_from(buf, start)[0]
+    data = bytes(buf[start + 4 : start + 4 + n])
+    if len(data) != n:
+        raise ValueError("vector overruns its frame")
+    return data
+
+
+TABLES = {name: _Table(name, fields) for name, fields in _SPECS.items()}
+ENCODER_OF_CLASS = {t.cls: t for t in TABLES.values()}
+DECODER_OF_TAG = {t.tag: t for t in TABLES.values()}
+
+
+def decode_message(payload):
+    """(tag, table position) of a frame body; tag 0 when the message carries no event."""
+    root = _U32.unpack_from(payload, 0)[0]
+    vtable = root - _I32.unpack_from(payload, root)[0]
+    vt_size = _U16.unpack_from(payload, vtable)[0]
+    o = _U16.unpack_from(payload, vtable + 4)[0] if vt_size > 4 else 0
+    tag = _U8.unpack_from(payload, root + o)[0] if o else 0
+    o = _U16.unpack_from(payload, vtable + 6)[0] if vt_size > 6 else 0
+    if not o:
+        return tag, None
+    at = root + o
+    return tag, at + _U32.unpack_from(payload, at)[0]
