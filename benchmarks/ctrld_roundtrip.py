@@ -25,7 +25,7 @@ from ctrld.testing import DaemonProc  # noqa: E402
 
 N_SEQ = 30
 N_CONC = 200
-ROUNDS = 7
+ROUNDS = 15
 ARGV = ["/bin/echo", "hello"]
 
 

@@ -28,6 +28,9 @@ EVENT_NAMES = {v: k for k, v in vars(g.InotifyEvent).items() if isinstance(v, in
 MASK_OF_EVENT = {"accessed": 0x1, "modified": 0x2, "created": 0x100, "deleted": 0x200}
 
 
+_RUN_TERMINAL = frozenset(["ProcessTerminated", "ChildCreationError", "Error"])
+
+
 class CtrlError(Exception):
     """The daemon answered a request with an Error event, or the connection failed."""
 
@@ -279,7 +282,7 @@ class Client:
         if self.closed_reason:
             raise CtrlError(self.closed_reason)
         rid = next(self._ids)
-        req = _Request(frozenset(terminal) | {"Error"})
+        req = _Request(terminal if "Error" in terminal else frozenset(terminal) | {"Error"})
         self._requests[rid] = req
         return rid, req
 
@@ -315,7 +318,7 @@ class Client:
         the daemon's default host), unless `unmediated` asks for a plain process."""
         if not argv:
             raise ValueError("empty argv")
-        rid, req = self._new_request({"ProcessTerminated", "ChildCreationError"})
+        rid, req = self._new_request(_RUN_TERMINAL)
         body = g.RunCommandT(
             path=argv[0], args=list(argv), requestId=rid, cwd=cwd,
             envp=[f"{k}={v}" for k, v in env.items()] if env else None, inheritEnv=inherit_env,
@@ -397,27 +400,33 @@ class RunHandle:
     async def events(self):
         """This run's events up to and including the terminal one."""
         while True:
-            ev = await self._req.get()
-            if ev is None:
-                raise CtrlError(self.client.closed_reason or "connection closed")
-            if ev.kind == "Error":
-                raise CtrlError(ev.body.message, ev.body.code)
-            if ev.kind == "ProcessLaunched":
-                self.pid = ev.body.pid
+            ev = self._check(await self._req.get())
             yield ev
             if ev.kind in self._req.terminal:
                 return
+
+    def _check(self, ev: Event | None) -> Event:
+        if ev is None:
+            raise CtrlError(self.client.closed_reason or "connection closed")
+        if ev.kind == "Error":
+            raise CtrlError(ev.body.message, ev.body.code)
+        if ev.kind == "ProcessLaunched":
+            self.pid = ev.body.pid
+        return ev
 
     async def kill(self, sig: int = _signal.SIGKILL) -> None:
         await self.client.kill(request_id=self.request_id, sig=sig)
 
     async def wait(self, on_output=None) -> RunResult:
         """Collect the run; `on_output(stream, data)` is called for each chunk as it arrives."""
+        req = self._req
         if on_output is None:
-            await self._req.wait_end()  # one wake-up for the whole run
+            await req.wait_end()  # one wake-up for the whole run
         res = RunResult()
         out, err = bytearray(), bytearray()
-        async for ev in self.events():
+        queued = req.events
+        while True:
+            ev = self._check(queued.popleft() if queued else await req.get())
             res.events.append(ev)
             b = ev.body
             if ev.kind == "OutputChunk":
@@ -444,6 +453,8 @@ class RunHandle:
                     res.pid = res.pid or b.pid
                 if b.message and not res.message:
                     res.message = b.message
+            if ev.kind in req.terminal:
+                break
         res.stdout, res.stderr = bytes(out), bytes(err)
         return res
 

@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from ctrld.mediate import to_ns
-from ctrld.protocol.codec import as_str, now_ns
+from ctrld.protocol.codec import as_str, now_ns, wire_str
 from ctrld.protocol.generated import ctrld_generated as g
 
 # After the process exits, wait at most this long for its output pipes to reach EOF (a
@@ -116,6 +116,7 @@ class ProcessTable:
         # Bracket the handling of a child's exit, so that its events leave in one write at the end
         # (set by the daemon; see Daemon.batch_begin).
         self.batch_begin = self.batch_end = _nothing
+        self._devnull = -1
 
     def sim_now(self) -> int:
         """The simulated clock (ns) for events' sim_time_ns; -1 when the daemon does not mediate."""
@@ -126,8 +127,10 @@ class ProcessTable:
         cmd = Command(spec=spec, owner=owner, request_id=request_id)
         files = []
         try:
-            stdout = subprocess.DEVNULL
-            stderr = subprocess.DEVNULL
+            if self._devnull < 0:
+                self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            # One /dev/null for all commands (Popen's DEVNULL opens and closes one per spawn).
+            stdout = stderr = devnull = self._devnull
             if spec.capture_stdout:
                 stdout = subprocess.PIPE
             elif spec.stdout_path:
@@ -154,7 +157,7 @@ class ProcessTable:
             # can be signalled and a Ctrl-C on the daemon's terminal does not reach commands.
             popen.__init__(
                 spec.argv, executable=spec.path or None, env=spec.env, cwd=spec.cwd,
-                stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                stdin=devnull, stdout=stdout, stderr=stderr,
                 start_new_session=True, preexec_fn=preexec,
             )
         except (OSError, subprocess.SubprocessError, ValueError, TypeError) as e:
@@ -190,7 +193,7 @@ class ProcessTable:
         self.emit(
             cmd,
             g.ExecveTerminatedT(
-                pid=cmd.pid, commandName=spec.argv[0], success=True, requestId=cmd.request_id, timeNs=t,
+                pid=cmd.pid, commandName=wire_str(spec.argv[0]), success=True, requestId=cmd.request_id, timeNs=t,
                 simTimeNs=st,
             ),
             False,
@@ -214,7 +217,7 @@ class ProcessTable:
         self.emit(
             cmd,
             g.ExecveTerminatedT(
-                pid=pid, commandName=cmd.spec.argv[0], success=False, requestId=rid, timeNs=t,
+                pid=pid, commandName=wire_str(cmd.spec.argv[0]), success=False, requestId=rid, timeNs=t,
                 execErrno=code, message=what, simTimeNs=st,
             ),
             False,
@@ -502,7 +505,7 @@ class ProcessTable:
         self.emit(cmd, g.ProcessLaunchedT(pid=cmd.pid, requestId=rid, timeNs=t, simTimeNs=st, host=cmd.host), False)
         self.emit(
             cmd,
-            g.ExecveTerminatedT(pid=cmd.pid, commandName=cmd.spec.argv[0], success=True, requestId=rid, timeNs=t,
+            g.ExecveTerminatedT(pid=cmd.pid, commandName=wire_str(cmd.spec.argv[0]), success=True, requestId=rid, timeNs=t,
                                 simTimeNs=st),
             False,
         )

@@ -373,7 +373,7 @@ class Daemon:
         procs = [
             g.ProcessInfoT(
                 pid=c.pid, requestId=c.request_id, clientId=c.owner.client_id if c.owner else 0,
-                args=list(c.spec.argv), startedNs=c.started_ns, timeoutMs=c.spec.timeout_ms,
+                args=[codec.wire_str(a) for a in c.spec.argv], startedNs=c.started_ns, timeoutMs=c.spec.timeout_ms,
                 host=c.host or None, simStartNs=c.sim_start_ns,
             )
             for c in self.processes.by_pid.values()

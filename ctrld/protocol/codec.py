@@ -142,6 +142,16 @@ class FrameSplitter:
         return frames
 
 
+def wire_str(value: str) -> str:
+    """A string FlatBuffers can carry (valid UTF-8): argv entries that were not UTF-8 (decoded with
+    surrogateescape by as_str) get U+FFFD for their undecodable bytes."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def as_str(value) -> str | None:
     """Strings inside vectors are not decoded by the object API: give them back as str."""
     if value is None or isinstance(value, str):

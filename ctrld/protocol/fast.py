@@ -193,7 +193,7 @@ class _Table:
 
 
 def _put_string(out: list, pos: int, s) -> int:
-    b = s.encode("utf-8", "surrogateescape") if isinstance(s, str) else bytes(s)
+    b = s.encode("utf-8") if isinstance(s, str) else bytes(s)  # strict, as the generated CreateString
     n = len(b)
     pad = (4 - (n + 1) % 4) % 4
     out.append(_U32.pack(n))
