@@ -69,3 +69,15 @@ def test_splitter_handles_partial_and_batched_frames():
     for i in range(len(stream)):
         got += s.feed(stream[i : i + 1])
     assert [codec.decode(f)[1].requestId for f in got] == [1, 2]
+
+
+def test_the_daemon_does_not_load_numpy():
+    """flatbuffers and flatc's output import numpy when they find it (~15 MiB of RSS); the daemon
+    must stay small (<= 25 MiB idle), so ctrld imports them with numpy out of sight."""
+    import subprocess
+    import sys
+
+    code = "import sys, ctrld.daemon_cli, ctrld.client; print('numpy' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "False\n"
