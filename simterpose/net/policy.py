@@ -530,7 +530,7 @@ class SocketPolicy:
         deadline = self._timeout_deadline(sc, timeout)
         if deadline is not None and self.actor.now() >= deadline:
             return Errno(errno.EAGAIN)
-        look_again = s.inq.progress_date() if what == "recv" and s.inq is not None else None
+        look_again = s.look_again() if what == "recv" else None
         return Blocked(f"{what} fd {sc.iarg(0)}", _earliest(deadline, look_again))
 
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit):

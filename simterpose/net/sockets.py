@@ -344,10 +344,6 @@ class Network:
         if self.on_listen is not None and s.local is not None:
             self.on_listen(s.host.name, s.local[1])
 
-    @staticmethod
-    def transfer(src: str, dst: str, nbytes: int) -> None:
-        sim.transfer(src, dst, nbytes)
-
     # -- binding -------------------------------------------------------------------------------
     def port_in_use(self, host: Host, kind: int, port: int) -> bool:
         return bool(self.bound.get((host.name, kind, port)))
@@ -399,13 +395,13 @@ class Network:
     def _handshake(self, conn: Connection) -> None:
         c, s = conn.client.host.name, conn.listener.host.name
         start = sim.now()
-        self.transfer(c, s, HEADER_BYTES)  # SYN
+        sim.transfer(c, s, HEADER_BYTES)  # SYN
         if self.capture is not None:
             self.capture.tcp(c, s, start, sim.now(), conn.c2s.src_addr, conn.c2s.dst_addr, 0, 0, TCP_SYN)
         conn.syn_arrived = True
         conn.listener.wake()
         start = sim.now()
-        self.transfer(s, c, HEADER_BYTES)  # SYN-ACK
+        sim.transfer(s, c, HEADER_BYTES)  # SYN-ACK
         if self.capture is not None:
             self.capture.tcp(s, c, start, sim.now(), conn.s2c.src_addr, conn.s2c.dst_addr, 0, 1,
                              TCP_SYN | TCP_ACK)
@@ -463,7 +459,7 @@ class Network:
             while src.dgram_out:
                 entry, dst, dst_host, dst_addr = src.dgram_out.popleft()
                 start = sim.now()
-                self.transfer(src.host.name, dst_host.name, entry[3])
+                sim.transfer(src.host.name, dst_host.name, entry[3])
                 if self.capture is not None:
                     self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
                                      entry[2] or b"")
