@@ -140,11 +140,18 @@ class MediationPolicy(SocketPolicy):
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit):
         if s.conn is None:
             return Errno(errno.ENOTCONN) if not s.connect_error else self._epipe(sc, flags)
-        if s.shut_wr or s.out.reset:
+        if s.shut_wr:
             return self._epipe(sc, flags)
+        length = sum(n for _, n in iov)
+        if s.out.reset:
+            # The peer's socket is gone. As with TCP, the first write still succeeds (its bytes are
+            # lost: the peer answers them with a reset); the following ones fail with EPIPE.
+            if s.reset_answered:
+                return self._epipe(sc, flags)
+            s.reset_answered = True
+            return Value(length)
         if not s.conn.established:
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
-        length = sum(n for _, n in iov)
         if length == 0:
             return Value(0)
         room = s.out.room()

@@ -261,6 +261,7 @@ class VSocket(SimulatedFile):
         self.out: Optional[Stream] = None
         self.inq: Optional[Stream] = None
         self.connect_error = 0
+        self.reset_answered = False  # full mediation: a write already went to a vanished peer
         self.connecting = False
         self.rcvtimeo: Optional[float] = None
         self.sndtimeo: Optional[float] = None
