@@ -254,6 +254,7 @@ class VSocket(SimulatedFile):
         self.nonblocking = False
         self.local: Optional[tuple[str, int]] = None   # virtual (ipv4 text, port)
         self.peer: Optional[tuple[str, int]] = None
+        self.peer_host: Optional[Host] = None  # a connected UDP socket's destination host
         self.real_local: Optional[tuple[str, int]] = None
         self.listening = False
         self.backlog: deque[Connection] = deque()       # connections not yet accepted, in kernel order
@@ -273,7 +274,6 @@ class VSocket(SimulatedFile):
         self.dgrams: deque = deque()    # (arrived: bool, src (ip, port), payload or None, size)
         self.dgram_out: deque = deque()
         self._dgram_pump_wake = None
-        self.placeholder_fd = None
 
     @property
     def is_stream(self) -> bool:
