@@ -1,13 +1,14 @@
 """A live emulation: processes submitted while the simulation runs (`ctrld --mediate`).
 
-The simulation runs in its own thread. A *gateway* actor admits new processes: each request becomes
-a `ProcessActor` started at the current simulated date on its host, so processes launched by
-different requests (or clients) share one simulated network and clock.
+The simulation runs in its own thread, driven by the run's one tracer loop (simterpose.scheduler),
+which also admits new processes: each request becomes a `ScenarioProcess` started at the current
+simulated date on its host, so processes launched by different requests (or clients) share one
+simulated network and clock.
 
 When is "now"? While some process runs or waits for a simulated date, the simulation advances and
-the gateway looks at its queue every `quantum` of simulated time. When every process waits for
+the loop looks at its queue every `quantum` of simulated time. When every process waits for
 something only another process could do (a server in accept, nothing in flight), nothing can
-happen until the next request: the gateway then blocks on its queue for real — the simulated clock
+happen until the next request: the loop then blocks on its queue for real — the simulated clock
 stays where it is and no CPU is burnt — and the next request starts at that date.
 
 Thread safety: `launch`, `kill`, `status` and `close` may be called from any thread (the daemon's
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import sim
-from .emulator import Emulation, ProcessActor, RunConfig
+from .emulator import Emulation, RunConfig, ScenarioProcess
 from .scenario import ProcessSpec, Scenario, load_platform_info
 
 
@@ -51,7 +52,7 @@ class LiveProcess:
     exit_status: Optional[int] = None   # shell style: code, or 128+signal
     signal: Optional[int] = None
     error: Optional[str] = None
-    actor: Optional[ProcessActor] = field(default=None, repr=False)
+    actor: Optional[ScenarioProcess] = field(default=None, repr=False)
 
     @property
     def running(self) -> bool:
@@ -69,7 +70,6 @@ class LiveEmulation:
         self.processes: list[LiveProcess] = []
         self.on_listen: Optional[Callable[[str, int], None]] = None
         self._requests: queue.Queue = queue.Queue()
-        self._gate = sim.Wakeup()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="simterpose-live", daemon=False)
         self.error: Optional[BaseException] = None
@@ -88,8 +88,9 @@ class LiveEmulation:
         return [h.name for h in self.platform_info.hosts]
 
     def now(self) -> float:
-        """The simulated date (as last seen by the gateway; exact while the simulation is idle)."""
-        return self._clock
+        """The simulated date (as last seen by the loop; exact while the simulation is idle)."""
+        em = self.emulation
+        return em.scheduler.now_seen if em is not None else 0.0
 
     def launch(self, host: str, argv: list[str], env: Optional[dict] = None, cwd: Optional[str] = None,
                stdout: Optional[int] = None, stderr: Optional[int] = None,
@@ -148,78 +149,38 @@ class LiveEmulation:
         try:
             self.emulation = Emulation(self._scenario, self._config)
             self.emulation.network.on_listen = self._listened
-            self.emulation.actor_idle = self._actor_idle
-            self.emulation.sim.spawn("gateway", self.hosts[0], self._gateway)
+            self.emulation.scheduler.quantum = self.quantum
         except BaseException as e:  # noqa: B036 - handed to start()'s caller
             self.error = e
             self._ready.set()
             return
         self._ready.set()
         try:
-            self.emulation.sim.run(check_deadlock=False)
+            self.emulation.run(requests=self._requests, on_request=self._admit)
         except BaseException as e:  # noqa: B036 - reported to the daemon, which keeps running
             self.error = e
-        finally:
-            try:
-                os.unlink(self.emulation.hosts_file)
-            except OSError:
-                pass
 
     def _listened(self, host: str, port: int) -> None:
         if self.on_listen is not None:
             self.on_listen(host, port)
 
-    def _actor_idle(self, actor: ProcessActor) -> None:
-        self._gate.notify_all()
-
-    def _all_idle(self) -> bool:
-        actors = [p.actor for p in self.processes if p.actor is not None and p.sim_end is None]
-        return all(a.idle for a in actors) and self.emulation.network.in_flight == 0
-
-    def _gateway(self) -> None:
-        while True:
-            self._clock = sim.now()
-            if self._admit_all():
-                return
-            sim.yield_()  # whatever became ready at this date runs before we judge idleness
-            self._clock = sim.now()
-            if not self._requests.empty():
-                continue
-            if self._all_idle():
-                # Nothing can happen before the next request: wait for it for real, clock frozen.
-                item = self._requests.get()
-                if self._admit(item):
-                    return
-                continue
-            self._gate.wait(self.quantum)
-
-    def _admit_all(self) -> bool:
-        while True:
-            try:
-                item = self._requests.get_nowait()
-            except queue.Empty:
-                return False
-            if self._admit(item):
-                return True
-
     def _admit(self, item) -> bool:
-        """Handle one request; True when the emulation must end."""
+        """Handle one request, in the simulation's thread; False when the emulation must end."""
         kind = item[0]
+        scheduler = self.emulation.scheduler
         if kind == "close":
-            return True
-        if kind == "wake":
-            proc = item[1]
-            if proc.actor is not None:
-                proc.actor.notify()
             return False
+        if kind == "wake":
+            scheduler.signal_sent()  # the process was sent a signal: a blocked call may end
+            return True
         _, proc, spec, fds = item
         spec = dataclasses.replace(spec, start_time=sim.now())
-        actor = ProcessActor(self.emulation, spec, len(self.emulation.actors))
+        actor = ScenarioProcess(self.emulation, spec, len(self.emulation.actors))
         self.emulation.actors.append(actor)
         actor.stdout_fd, actor.stderr_fd = fds
         proc.actor = actor
 
-        def started(a: ProcessActor) -> None:
+        def started(a: ScenarioProcess) -> None:
             proc.pid = a.record.pids[0]
             proc.sim_start = a.record.start
             for fd in fds:
@@ -228,7 +189,7 @@ class LiveEmulation:
             if proc.on_start is not None:
                 proc.on_start(proc)
 
-        def ended(a: ProcessActor) -> None:
+        def ended(a: ScenarioProcess) -> None:
             r = a.record
             proc.sim_end = r.end if r.end is not None else sim.now()
             proc.exit_status, proc.signal, proc.error = r.exit_status, r.signal, r.error
@@ -236,10 +197,9 @@ class LiveEmulation:
                 for fd in fds:
                     if fd is not None:
                         os.close(fd)
-            self._gate.notify_all()
             if proc.on_exit is not None:
                 proc.on_exit(proc)
 
         actor.on_start, actor.on_exit = started, ended
-        self.emulation.sim.spawn(f"{actor.record.index}:{Path(spec.argv[0]).name}", spec.host, actor)
-        return False
+        scheduler.start_process(actor)
+        return True

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 from .tracer.results import Errno, Native
 
 if TYPE_CHECKING:
-    from .emulator import ProcessActor
+    from .emulator import ScenarioProcess
 
 _UTS_FIELD = 65  # struct utsname: six char[65] fields; nodename is the second
 
 
 class ProcPolicy:
-    def __init__(self, actor: "ProcessActor"):
+    def __init__(self, actor: "ScenarioProcess"):
         self.actor = actor
         self.nodename = actor.spec.host.encode()[: _UTS_FIELD - 1]
 

@@ -9,14 +9,15 @@ itself answers ENOSYS (io_uring would do I/O without syscalls; programs fall bac
 `python -m simterpose.syscall_table` prints the whole table.
 
 Modules: `time` and `timerfd` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
-the simulated host: uname, hostname).
+the simulated host: uname, hostname), `local` (children, futexes, pipes and unix sockets between
+tracees: simterpose/local_files.py).
 """
 
 from __future__ import annotations
 
 from .tracer import names
 
-TIME, TIMERFD, NET, PROC = "time", "timerfd", "net", "proc"
+TIME, TIMERFD, NET, PROC, LOCAL = "time", "timerfd", "net", "proc", "local"
 
 # name -> (module, method)
 HANDLED: dict[str, tuple[str, str]] = {
@@ -93,6 +94,14 @@ HANDLED: dict[str, tuple[str, str]] = {
     # the last CPU burst of a process is charged when it exits
     "exit": (PROC, "exiting"),
     "exit_group": (PROC, "exiting"),
+    # waits inside the machine, never left to the kernel (simterpose/local_files.py)
+    "wait4": (LOCAL, "wait4"),
+    "waitid": (LOCAL, "waitid"),
+    "futex": (LOCAL, "futex"),
+    "pipe": (LOCAL, "pipe"),
+    "pipe2": (LOCAL, "pipe2"),
+    "rt_sigaction": (LOCAL, "rt_sigaction"),
+    "set_tid_address": (LOCAL, "set_tid_address"),
     # identity of the simulated host
     "uname": (PROC, "uname"),
     "sethostname": (PROC, "denied"),

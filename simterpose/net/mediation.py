@@ -76,7 +76,7 @@ class MediationPolicy(SocketPolicy):
     def _accept(self, sc, flags: int):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, 0x1)
         result = super()._accept(sc, flags)
         if not isinstance(result, Native):
             return result

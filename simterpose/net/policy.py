@@ -25,11 +25,12 @@ from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, Unsupported, Value
 from .addressing import LOOPBACK_V4, AddressError, sockaddr
+from ..wait import Waitable
 from .fdtable import EpollSet, FdTable, SimulatedFile
 from .sockets import VSocket
 
 if TYPE_CHECKING:
-    from ..emulator import ProcessActor
+    from ..emulator import ScenarioProcess
 
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
@@ -47,31 +48,33 @@ SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 NR = names.number
 
 INET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
-SCRATCH_BELOW_SP = 128 + 4096  # below the red zone: free stack space while the tracee is stopped
-
-
 class Scratch:
-    """Bump allocator in the stopped tracee's free stack space, for the structures we pass to the
-    kernel instead of the tracee's own (rewritten sockaddrs, truncated iovecs, paths)."""
+    """Bump allocator in the task's own page (`Tracer.scratch`), for the structures we pass to the
+    kernel instead of the tracee's own (rewritten sockaddrs, truncated iovecs, paths). Each
+    allocator starts at the page's beginning: what it holds only lives for one syscall of one task."""
 
-    def __init__(self, sc):
+    def __init__(self, sc, tracer):
         self.sc = sc
-        self.top = (sc.regs.rsp - SCRATCH_BELOW_SP) & ~0xF
+        self.base = tracer.scratch(sc)
         self.used = 0
 
     def put(self, data: bytes) -> int:
-        self.used += (len(data) + 15) & ~0xF
-        if self.used > 4096 - 128:
-            raise Unsupported(self.sc.name, "arguments too large for the scratch area")
-        addr = self.top - self.used
+        size = (len(data) + 15) & ~0xF
+        if self.used + size > _SCRATCH_SIZE:
+            raise Unsupported(self.sc.name, "arguments too large for the emulator's page")
+        addr = self.base + self.used
+        self.used += size
         self.sc.mem.write(addr, data)
         return addr
+
+
+_SCRATCH_SIZE = 8192
 
 
 class SocketPolicy:
     """Socket syscalls of one process tree (one actor)."""
 
-    def __init__(self, actor: "ProcessActor", network):
+    def __init__(self, actor: "ScenarioProcess", network):
         self.actor = actor
         self.net = network
         self.addressing = network.addressing
@@ -125,7 +128,6 @@ class SocketPolicy:
         def created(sc_, fd):
             if fd >= 0:
                 s = VSocket(self.net, self.host, family, kind, proto)
-                s.owner = self.actor
                 s.nonblocking = bool(kind_flags & SOCK_NONBLOCK)
                 self.table(sc_.process).add(fd, s, bool(kind_flags & SOCK_CLOEXEC))
             return None
@@ -178,7 +180,7 @@ class SocketPolicy:
 
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
                      real_port: int) -> Optional[int]:
-        scratch = Scratch(sc)
+        scratch = Scratch(sc, self.actor.tracer)
         tr = self.actor.tracer
         # SO_REUSEADDR: a previous run's TIME_WAIT on the same real address must not fail our bind;
         # the simulated registry still refuses a second bind of a port, as a real host would.
@@ -302,7 +304,7 @@ class SocketPolicy:
         """The real connection, now: loopback completes it in the kernel's backlog at once, so the
         server's accept never waits in the kernel. The caller then waits the simulated round trip."""
         raw = self._real_sockaddr(s, listener.real_local[0], listener.real_local[1])
-        rc = self.actor.tracer.inject(sc, NR("connect"), fd, Scratch(sc).put(raw), len(raw))
+        rc = self.actor.tracer.inject(sc, NR("connect"), fd, Scratch(sc, self.actor.tracer).put(raw), len(raw))
         if rc < 0 and rc != -errno.EINPROGRESS:
             return -rc
         return None
@@ -313,7 +315,7 @@ class SocketPolicy:
         deadline = self._timeout_deadline(sc, s.sndtimeo)
         if deadline is not None and self.actor.now() >= deadline:
             return Errno(errno.EINPROGRESS)  # SO_SNDTIMEO expired; the handshake goes on
-        return Blocked(f"connect fd {sc.iarg(0)}", deadline)
+        return Blocked(f"connect fd {sc.iarg(0)}", deadline, on=(s,))
 
     def _connect_udp(self, sc, s: VSocket):
         try:
@@ -340,7 +342,7 @@ class SocketPolicy:
         s = self.sock(sc)
         real = target.real_local if target is not None else (dst_host.real_ip, port)
         raw = self._real_sockaddr(s, *real)
-        sc.set_arg(1, Scratch(sc).put(raw))
+        sc.set_arg(1, Scratch(sc, self.actor.tracer).put(raw))
         sc.set_arg(2, len(raw))
         return Native()
 
@@ -353,13 +355,14 @@ class SocketPolicy:
     def _accept(self, sc, flags: int):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, POLLIN)
         if not s.listening:
             return Errno(errno.EINVAL)
         if not s.readable():
             if s.nonblocking:
                 return Errno(errno.EAGAIN)
-            return Blocked(f"accept fd {sc.iarg(0)}", self._timeout_deadline(sc, s.rcvtimeo))
+            return Blocked(f"accept fd {sc.iarg(0)}", self._timeout_deadline(sc, s.rcvtimeo), on=(s,),
+                           restart=s.rcvtimeo is None)
         addr_ptr, len_ptr = sc.arg(1), sc.arg(2)
 
         def accepted(sc_, fd):
@@ -371,7 +374,6 @@ class SocketPolicy:
 
     def _accepted(self, sc, listener: VSocket, fd: int, flags: int, addr_ptr: int, len_ptr: int) -> None:
         new = VSocket(self.net, self.host, listener.family, listener.kind, listener.protocol)
-        new.owner = self.actor
         new.nonblocking = bool(flags & SOCK_NONBLOCK)
         self.net.accept(listener, new)
         self.table(sc.process).add(fd, new, bool(flags & SOCK_CLOEXEC))
@@ -531,7 +533,9 @@ class SocketPolicy:
         if deadline is not None and self.actor.now() >= deadline:
             return Errno(errno.EAGAIN)
         look_again = s.look_again() if what == "recv" else None
-        return Blocked(f"{what} fd {sc.iarg(0)}", _earliest(deadline, look_again))
+        # signal(7): socket waits restart after an SA_RESTART handler unless a timeout is set
+        return Blocked(f"{what} fd {sc.iarg(0)}", _earliest(deadline, look_again), on=(s,),
+                       restart=timeout is None)
 
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit):
         """A write on a TCP socket: let the kernel take at most the simulated window."""
@@ -653,15 +657,19 @@ class SocketPolicy:
                 out.append((base, min(ln, left)))
                 left -= out[-1][1]
             raw = b"".join(struct.pack("<QQ", b, ln) for b, ln in out)
-            sc.set_arg(iov_arg, Scratch(sc).put(raw))
+            sc.set_arg(iov_arg, Scratch(sc, self.actor.tracer).put(raw))
             sc.set_arg(cnt_arg, len(out))
         return limit
+
+    def _local_io(self, sc, events: int, flags: int = 0):
+        """A descriptor the network does not own: a pipe or unix socket may still wait on a tracee."""
+        return self.actor.local.blocking_io(sc, sc.iarg(0), events, flags)
 
     def read(self, sc):
         s = self.sock(sc)
         if s is None:
             obj = self.table(sc.process).get(sc.iarg(0))
-            return obj.read(sc) if isinstance(obj, SimulatedFile) else Native()
+            return obj.read(sc) if isinstance(obj, SimulatedFile) else self._local_io(sc, POLLIN)
         if s.is_stream:
             return self._recv_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
         return self._recv_dgram(sc, s, [(sc.arg(1), sc.arg(2))], 0, None)
@@ -669,7 +677,7 @@ class SocketPolicy:
     def write(self, sc):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, POLLOUT)
         if s.is_stream:
             return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
         return self._send_dgram(sc, s, [(sc.arg(1), sc.arg(2))], None, None)
@@ -677,7 +685,7 @@ class SocketPolicy:
     def readv(self, sc):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, POLLIN)
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
             return self._recv_stream(sc, s, iov, 0, self._limit_iov(sc, 1, 2, iov))
@@ -686,7 +694,7 @@ class SocketPolicy:
     def writev(self, sc):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, POLLOUT)
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
             return self._send_stream(sc, s, iov, 0, self._limit_iov(sc, 1, 2, iov))
@@ -695,7 +703,7 @@ class SocketPolicy:
     def sendto(self, sc):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, POLLOUT, sc.iarg(3))
         flags = sc.iarg(3)
         if s.is_stream:
             return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], flags, self._limit_arg(sc, 2))
@@ -707,7 +715,7 @@ class SocketPolicy:
                 return Errno(f.errno)
 
         def set_dest(raw):
-            sc.set_arg(4, Scratch(sc).put(raw))
+            sc.set_arg(4, Scratch(sc, self.actor.tracer).put(raw))
             sc.set_arg(5, len(raw))
 
         return self._send_dgram(sc, s, [(sc.arg(1), sc.arg(2))], dest, set_dest)
@@ -715,7 +723,7 @@ class SocketPolicy:
     def recvfrom(self, sc):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, POLLIN, sc.iarg(3))
         flags = sc.iarg(3)
         addr = (sc.arg(4), sc.arg(5)) if sc.arg(4) else None
         if s.is_stream:
@@ -741,7 +749,7 @@ class SocketPolicy:
                     break
                 out.append((base, min(ln, left)))
                 left -= out[-1][1]
-            scratch = Scratch(sc)
+            scratch = Scratch(sc, self.actor.tracer)
             iov_addr = scratch.put(b"".join(struct.pack("<QQ", b, ln) for b, ln in out))
             msg = bytearray(raw)
             struct.pack_into("<QQ", msg, 16, iov_addr, len(out))
@@ -751,7 +759,7 @@ class SocketPolicy:
     def sendmsg(self, sc):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, POLLOUT, sc.iarg(2))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
         if s.is_stream:
@@ -761,7 +769,7 @@ class SocketPolicy:
             dest = decode_sockaddr(sc.mem.read(name, min(namelen, 128)))
 
         def set_dest(real):
-            scratch = Scratch(sc)
+            scratch = Scratch(sc, self.actor.tracer)
             msg = bytearray(raw)
             struct.pack_into("<QI", msg, 0, scratch.put(real), len(real))
             sc.set_arg(1, scratch.put(bytes(msg)))
@@ -771,7 +779,7 @@ class SocketPolicy:
     def recvmsg(self, sc):
         s = self.sock(sc)
         if s is None:
-            return Native()
+            return self._local_io(sc, POLLIN, sc.iarg(2))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
         msg_ptr = sc.arg(1)
@@ -811,7 +819,7 @@ class SocketPolicy:
         if not pollfds:
             return {}
         raw = b"".join(struct.pack("<ihh", fd, ev, 0) for fd, ev in pollfds)
-        addr = Scratch(sc).put(raw)
+        addr = Scratch(sc, self.actor.tracer).put(raw)
         rc = self.actor.tracer.inject(sc, NR("poll"), addr, len(pollfds), 0)
         if rc <= 0:
             return {}
@@ -820,9 +828,10 @@ class SocketPolicy:
                                            for i in range(len(pollfds))) if rev}
 
     def _poll_set(self, sc, entries: list[tuple[int, int]]):
-        """[(fd, events)] -> ({index: revents}, when to look again at a large flow arriving)"""
+        """[(fd, events)] -> ({index: revents}, when to look again at a large flow arriving, the
+        objects whose change may make one ready)"""
         t = self.table(sc.process)
-        result, native, look_again = {}, [], None
+        result, native, look_again, on = {}, [], None, []
         for i, (fd, events) in enumerate(entries):
             if fd < 0:
                 continue
@@ -831,16 +840,31 @@ class SocketPolicy:
                 rev = obj.revents(events | POLLERR | POLLHUP)
                 if rev:
                     result[i] = rev
-                elif events & (POLLIN | POLLRDNORM):
-                    look_again = _earliest(look_again, obj.look_again())
+                else:
+                    if events & (POLLIN | POLLRDNORM):
+                        look_again = _earliest(look_again, obj.look_again())
+                    if isinstance(obj, Waitable):
+                        on.append(obj)
             else:
                 native.append((i, fd, events))
         if native:
+            on.append(self.actor.emulation.scheduler.native_files)
             nat = self._native_revents(sc, [(fd, ev) for _, fd, ev in native])
             for i, fd, _ in native:
                 if fd in nat:
                     result[i] = nat[fd]
-        return result, look_again
+        return result, look_again, tuple(on)
+
+    def _kernel_may_wait(self, sc, fds, timeout_s: Optional[float]) -> bool:
+        """May a poll-like call over descriptors none of which is simulated be left to the kernel?
+        Only if it cannot wait on the simulation: no timeout to count in simulated time, and no
+        descriptor shared with another tracee (a pipe, a unix socket, an eventfd)."""
+        if timeout_s is not None and timeout_s > 0:
+            return False
+        if timeout_s == 0:
+            return True
+        local = self.actor.local
+        return not any(fd >= 0 and local._local(sc.pid, fd) for fd in fds)
 
     def _wait_deadline(self, sc, timeout_s: Optional[float]) -> Optional[float]:
         if sc.state is None:
@@ -855,14 +879,15 @@ class SocketPolicy:
             return Errno(errno.EINVAL)
         pollfds = sc.mem.read_pollfds(sc.arg(0), nfds)
         if sc.state is None and not any(isinstance(self.table(sc.process).get(fd), SimulatedFile)
-                                        for fd, _, _ in pollfds):
-            return Native()  # nothing simulated in the set: the kernel waits on real things
-        ready, look_again = self._poll_set(sc, [(fd, ev) for fd, ev, _ in pollfds])
+                                        for fd, _, _ in pollfds) and self._kernel_may_wait(
+                                            sc, [fd for fd, _, _ in pollfds], timeout_s):
+            return Native()  # nothing simulated or shared in the set: the kernel waits on real things
+        ready, look_again, on = self._poll_set(sc, [(fd, ev) for fd, ev, _ in pollfds])
         deadline = self._wait_deadline(sc, timeout_s)
         if ready or (deadline is not None and self.actor.now() >= deadline):
             sc.mem.write_pollfds(sc.arg(0), [(fd, ev, ready.get(i, 0)) for i, (fd, ev, _) in enumerate(pollfds)])
             return Value(len(ready))
-        return Blocked(sc.name, _earliest(deadline, look_again))
+        return Blocked(sc.name, _earliest(deadline, look_again), on=on)
 
     def poll(self, sc):
         timeout_ms = sc.iarg(2)
@@ -882,17 +907,18 @@ class SocketPolicy:
         sets = [int.from_bytes(sc.mem.read(p, nbytes), "little") if p else 0 for p in ptrs]
         fds = [fd for fd in range(nfds) if any(s >> fd & 1 for s in sets)]
         t = self.table(sc.process)
-        if sc.state is None and not any(isinstance(t.get(fd), SimulatedFile) for fd in fds):
+        if sc.state is None and not any(isinstance(t.get(fd), SimulatedFile) for fd in fds) and \
+                self._kernel_may_wait(sc, fds, timeout_s):
             return Native()
         entries = []
         for fd in fds:
             ev = (POLLIN if sets[0] >> fd & 1 else 0) | (POLLOUT if sets[1] >> fd & 1 else 0) | (
                 POLLPRI if sets[2] >> fd & 1 else 0)
             entries.append((fd, ev))
-        ready, look_again = self._poll_set(sc, entries)
+        ready, look_again, on = self._poll_set(sc, entries)
         deadline = self._wait_deadline(sc, timeout_s)
         if not ready and not (deadline is not None and self.actor.now() >= deadline):
-            return Blocked(sc.name, _earliest(deadline, look_again))
+            return Blocked(sc.name, _earliest(deadline, look_again), on=on)
         out = [0, 0, 0]
         count = 0
         for i, (fd, _ev) in enumerate(entries):
@@ -948,16 +974,18 @@ class SocketPolicy:
         if not isinstance(ep, EpollSet):
             return Native()
         t = self.table(sc.process)
-        if sc.state is None and not any(isinstance(t.get(fd), SimulatedFile) for fd in ep.interest):
-            return Native()
         maxevents = sc.iarg(2)
+        if not any(isinstance(t.get(fd), SimulatedFile) for fd in ep.interest):
+            if sc.state is None and self._kernel_may_wait(sc, list(ep.interest), timeout_s):
+                return Native()
+            return self._epoll_native(sc, timeout_s, maxevents)
         if maxevents <= 0:
             return Errno(errno.EINVAL)
         items = [(fd, ev) for fd, ev in ep.interest.items() if ev[0] & 0x3FFFFFFF]
-        ready, look_again = self._poll_set(sc, [(fd, ev[0] & 0xFFFF) for fd, ev in items])
+        ready, look_again, on = self._poll_set(sc, [(fd, ev[0] & 0xFFFF) for fd, ev in items])
         deadline = self._wait_deadline(sc, timeout_s)
         if not ready and not (deadline is not None and self.actor.now() >= deadline):
-            return Blocked(sc.name, _earliest(deadline, look_again))
+            return Blocked(sc.name, _earliest(deadline, look_again), on=on)
         out = []
         for i, (_fd, ev) in enumerate(items):
             if i in ready and len(out) < maxevents:
@@ -967,6 +995,17 @@ class SocketPolicy:
         if out:
             sc.mem.write(sc.arg(1), b"".join(out))
         return Value(len(out))
+
+    def _epoll_native(self, sc, timeout_s: Optional[float], maxevents: int):
+        """An epoll set with no simulated descriptor: the kernel's own epoll answers (edge
+        triggering, one-shot, everything), asked without waiting; the wait is simulated."""
+        rc = self.actor.tracer.inject(sc, NR("epoll_wait"), sc.iarg(0), sc.arg(1), maxevents, 0)
+        if rc != 0:
+            return Value(rc) if rc > 0 else Errno(-rc)
+        deadline = self._wait_deadline(sc, timeout_s)
+        if deadline is not None and self.actor.now() >= deadline:
+            return Value(0)
+        return Blocked(sc.name, deadline, on=(self.actor.emulation.scheduler.native_files,))
 
     def epoll_wait(self, sc):
         timeout_ms = sc.iarg(3)
@@ -984,7 +1023,7 @@ class SocketPolicy:
         except OSError:
             return Native()
         if path == b"/etc/hosts":
-            sc.set_arg(path_arg, Scratch(sc).put(os.fsencode(self.actor.emulation.hosts_file) + b"\0"))
+            sc.set_arg(path_arg, Scratch(sc, self.actor.tracer).put(os.fsencode(self.actor.emulation.hosts_file) + b"\0"))
         return Native()
 
     def open(self, sc):

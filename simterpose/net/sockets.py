@@ -17,6 +17,7 @@ from typing import Optional
 
 from .. import sim
 from .addressing import Host
+from ..wait import Waitable
 from .fdtable import SimulatedFile
 from .pcap import TCP_ACK, TCP_FIN, TCP_SYN
 
@@ -33,21 +34,23 @@ PROGRESS_STEP = 0.005           # how often (simulated s) a reader waiting on su
 class _Flow:
     """One SimGrid transfer carrying a batch of a stream (or its FIN)."""
 
-    __slots__ = ("end", "size", "transfer", "start", "payload", "fin")
+    __slots__ = ("end", "size", "transfer", "start", "payload", "fin", "done")
 
     def __init__(self, end: int, size: int, transfer, start: float, payload: bytes, fin: bool = False):
         self.end, self.size, self.transfer, self.start = end, size, transfer, start
         self.payload, self.fin = payload, fin
+        self.done = False
 
 
-class Stream:
+class Stream(Waitable):
     """One direction of a connection.
 
-    What was written at one simulated date becomes one flow when the writer's actor is about to let
-    the simulation advance (`flush`), without waiting for earlier flows: flows overlap, as segments
-    of a TCP stream do. A *tracker* actor delivers them in order. The bytes of a large
-    flow arrive progressively (what SimGrid has already transmitted of it), so a window-limited
-    writer and a reader keep a link busy as TCP does instead of paying the latency per window.
+    What was written at one simulated date becomes one flow when the simulation is about to advance
+    (`Network.flush`), without waiting for earlier flows: flows overlap, as segments of a TCP stream
+    do. Flows are delivered in order as they complete (a flow that completes before an earlier one
+    waits for it). The bytes of a large flow arrive progressively (what SimGrid has already
+    transmitted of it), so a window-limited writer and a reader keep a link busy as TCP does instead
+    of paying the latency per window.
     """
 
     def __init__(self, net: "Network", src: Host, dst: Host, keep_data: bool):
@@ -63,14 +66,12 @@ class Stream:
         self.fin_started = False
         self.eof_arrived = False
         self.reset = False     # the receiver went away: writes fail with EPIPE
-        self.readers: set = set()   # actors to wake when something arrives
-        self.writers: set = set()   # actors to wake when window space opens
+        self.readers: set = set()   # sockets to notify when something arrives
+        self.writers: set = set()   # sockets to notify when window space opens
         # for --pcap-dir: the virtual endpoints, the reverse stream (for ACK numbers), the bytes
         self.src_addr = self.dst_addr = None
         self.reverse: Optional[Stream] = None
         self.captured: Optional[list] = [] if net.capture is not None else None
-        self._tracker_wake = sim.Wakeup()
-        self._tracker_started = False
 
     @property
     def arrived(self) -> int:
@@ -79,13 +80,13 @@ class Stream:
         n = self.delivered
         if self.flows:
             f = self.flows[0]
-            if f.size >= PROGRESS_MIN_FLOW and f.transfer is not None:
+            if f.size >= PROGRESS_MIN_FLOW and not f.done:
                 n += max(0, int(f.size - f.transfer.remaining))
         return n
 
     def progress_date(self) -> Optional[float]:
         """When a reader waiting for data should look again (a large flow is arriving), if ever
-        before the tracker wakes it at the flow's end."""
+        before the flow's end notifies it."""
         if self.flows and self.flows[0].size >= PROGRESS_MIN_FLOW:
             return sim.now() + PROGRESS_STEP
         return None
@@ -113,57 +114,39 @@ class Stream:
         return self.sent > self.started or bool(self.flows) or (self.closed and not self.eof_arrived)
 
     def _kick(self) -> None:
-        # Flows start when the writer's actor is about to let the simulation advance
-        # (Network.flush): everything written at this date, by any number of write()s, is one flow,
-        # and no SimGrid call happens inside the write itself.
+        # Flows start when the simulation is about to advance (Network.flush): everything written
+        # at this date, by any number of write()s, is one flow.
         self.net.active.add(self)
-        self.net.dirty.add(self)
+        self.net.dirty[self] = None
 
     def flush(self) -> None:
         """Start a flow for whatever was written since the last one (and the FIN once closed)."""
-        if not self._tracker_started:
-            self._tracker_started = True
-            self.net.spawn_tracker(self)
         if self.sent > self.started:
-            # Claim the bytes before starting the transfer: starting it is a SimGrid call that may
-            # let other actors run before it returns.
             end, size = self.sent, self.sent - self.started
             self.started = end
             payload = b""
             if self.captured is not None:
                 payload = b"".join(self.captured)
                 self.captured.clear()
-            flow = _Flow(end, size, None, sim.now(), payload)
-            self.flows.append(flow)
-            flow.transfer = sim.transfer_async(self.src.name, self.dst.name, size)
-            self._wake_tracker()
+            self._start(_Flow(end, size, None, sim.now(), payload))
             if size >= PROGRESS_MIN_FLOW:
                 self._wake(self.readers)  # they now have a reason to look before its end
         if self.closed and not self.fin_started:
             self.fin_started = True
-            flow = _Flow(self.sent, HEADER_BYTES, None, sim.now(), b"", fin=True)
-            self.flows.append(flow)
-            flow.transfer = sim.transfer_async(self.src.name, self.dst.name, HEADER_BYTES)
-            self._wake_tracker()
+            self._start(_Flow(self.sent, HEADER_BYTES, None, sim.now(), b"", fin=True))
 
-    def _wake_tracker(self) -> None:
-        self._tracker_wake.notify()  # a SimGrid call only if no wake-up is already pending
+    def _start(self, flow: _Flow) -> None:
+        self.flows.append(flow)
+        flow.transfer = sim.transfer_async(self.src.name, self.dst.name, flow.size)
+        self.net.watch(flow.transfer, lambda: self._completed(flow))
 
-    def tracker(self) -> None:
-        """Actor: deliver the flows in order, as they complete."""
-        while True:
-            if not self.flows:
-                if self.eof_arrived:
-                    return
-                if not self.busy:
-                    self.net.active.discard(self)
-                self._tracker_wake.wait()
-                continue
-            f = self.flows[0]
-            while f.transfer is None:  # the flusher is inside the call that creates it
-                sim.yield_()
-            f.transfer.wait()
-            self.flows.popleft()
+    def _completed(self, flow: _Flow) -> None:
+        """A flow's transfer ended: deliver every flow that is now complete, in order."""
+        flow.done = True
+        delivered = False
+        while self.flows and self.flows[0].done:
+            f = self.flows.popleft()
+            delivered = True
             if f.fin:
                 self.eof_arrived = True
                 if self.captured is not None:
@@ -172,8 +155,9 @@ class Stream:
                 self.delivered = f.end
                 if self.captured is not None:
                     self._capture(f.start, f.end - f.size + 1, TCP_ACK, f.payload)
-            if not self.busy:
-                self.net.active.discard(self)
+        if not self.busy:
+            self.net.active.discard(self)
+        if delivered:
             self._wake(self.readers)
 
     def _capture(self, start: float, seq: int, flags: int, payload: bytes = b"") -> None:
@@ -220,9 +204,9 @@ class Stream:
         self._wake(self.writers)
 
     @staticmethod
-    def _wake(actors) -> None:
-        for a in list(actors):
-            a.notify()
+    def _wake(sockets) -> None:
+        for s in sockets:
+            s.notify()
 
 
 class Connection:
@@ -242,7 +226,7 @@ POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP = 0x1, 0x2, 0x4, 0x8, 0x10
 POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
 
 
-class VSocket(SimulatedFile):
+class VSocket(SimulatedFile, Waitable):
     """A simulated socket: what the emulator knows about one socket of a tracee."""
 
     def __init__(self, net: "Network", host: Host, family: int, kind: int, protocol: int = 0):
@@ -269,19 +253,17 @@ class VSocket(SimulatedFile):
         self.refs = 0
         self.shut_rd = False
         self.shut_wr = False
-        self.owner = None               # the actor of the process tree holding it (woken on changes)
         # datagrams
         self.dgrams: deque = deque()    # (arrived: bool, src (ip, port), payload or None, size)
         self.dgram_out: deque = deque()
-        self._dgram_pump_wake = None
+        self.dgram_sending = False      # a datagram of this socket is on the wire
 
     @property
     def is_stream(self) -> bool:
         return self.kind == socket.SOCK_STREAM
 
     def wake(self) -> None:
-        if self.owner is not None:
-            self.owner.notify()
+        self.notify()
 
     # -- readiness (poll/select/epoll) ---------------------------------------------------------
     def readable(self) -> bool:
@@ -338,8 +320,11 @@ class Network:
         self.capture = None  # a pcap.Capture when --pcap-dir is given
         self._pending = 0    # handshakes and datagrams under way
         self.active: set = set()  # streams with work scheduled or under way
-        self.dirty: set = set()   # streams written to since the last flush
+        # streams written to since the last flush, in order (a dict: deterministic flush order)
+        self.dirty: dict = {}
         self.on_listen = None  # (host name, port) -> None, for port watches (ctrld --mediate)
+        # (transfer, callback) -> None: the scheduler calls callback() when the transfer completes
+        self.watch = None
 
     def listening(self, s: "VSocket") -> None:
         if self.on_listen is not None and s.local is not None:
@@ -385,24 +370,26 @@ class Network:
         conn.c2s.reverse, conn.s2c.reverse = conn.s2c, conn.c2s
         client.conn = conn
         client.out, client.inq = conn.c2s, conn.s2c
-        conn.s2c.readers.add(client.owner)
-        conn.c2s.writers.add(client.owner)
+        conn.s2c.readers.add(client)
+        conn.c2s.writers.add(client)
         listener.backlog.append(conn)
         self._pending += 1  # until the handshake is over
-        sim.current().spawn(f"syn:{client.host.name}->{listener.host.name}", client.host.name,
-                            self._handshake, conn, daemon=True)
+        c, s = client.host.name, listener.host.name
+        start = sim.now()
+        self.watch(sim.transfer_async(c, s, HEADER_BYTES), lambda: self._syn_arrived(conn, start))
         return conn
 
-    def _handshake(self, conn: Connection) -> None:
+    def _syn_arrived(self, conn: Connection, start: float) -> None:
         c, s = conn.client.host.name, conn.listener.host.name
-        start = sim.now()
-        sim.transfer(c, s, HEADER_BYTES)  # SYN
         if self.capture is not None:
             self.capture.tcp(c, s, start, sim.now(), conn.c2s.src_addr, conn.c2s.dst_addr, 0, 0, TCP_SYN)
         conn.syn_arrived = True
         conn.listener.wake()
         start = sim.now()
-        sim.transfer(s, c, HEADER_BYTES)  # SYN-ACK
+        self.watch(sim.transfer_async(s, c, HEADER_BYTES), lambda: self._established(conn, start))
+
+    def _established(self, conn: Connection, start: float) -> None:
+        c, s = conn.client.host.name, conn.listener.host.name
         if self.capture is not None:
             self.capture.tcp(s, c, start, sim.now(), conn.s2c.src_addr, conn.s2c.dst_addr, 0, 1,
                              TCP_SYN | TCP_ACK)
@@ -419,8 +406,8 @@ class Network:
         server.out, server.inq = conn.s2c, conn.c2s
         server.peer = conn.client.local
         server.local = (conn.dst_ip, listener.local[1])
-        conn.c2s.readers.add(server.owner)
-        conn.s2c.writers.add(server.owner)
+        conn.c2s.readers.add(server)
+        conn.s2c.writers.add(server)
         return conn
 
     @property
@@ -428,15 +415,13 @@ class Network:
         """Transfers scheduled or under way (a live emulation is idle only at 0)."""
         return self._pending + len(self.active)
 
-    def spawn_tracker(self, stream: Stream) -> None:
-        sim.current().spawn(f"track:{stream.src.name}->{stream.dst.name}", stream.dst.name, stream.tracker,
-                            daemon=True)
-
     def flush(self) -> None:
         """Start the flows of everything written so far. Called by an actor before it lets the
         simulation advance (waits on it, computes, sleeps): until then its writes share a date."""
         while self.dirty:
-            self.dirty.pop().flush()
+            stream = next(iter(self.dirty))
+            del self.dirty[stream]
+            stream.flush()
 
     # -- datagrams -----------------------------------------------------------------------------
     def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
@@ -450,22 +435,26 @@ class Network:
             dst.dgrams.append(entry)
         src.dgram_out.append((entry, dst, dst_host, dst_addr))
         self._pending += 1
-        if src._dgram_pump_wake is None:
-            src._dgram_pump_wake = sim.Wakeup()
-            sim.current().spawn(f"udp:{src.host.name}", src.host.name, self._dgram_pump, src, daemon=True)
-        src._dgram_pump_wake.notify_all()
+        if not src.dgram_sending:
+            self._next_datagram(src)
 
-    def _dgram_pump(self, src: VSocket) -> None:
-        while True:
-            while src.dgram_out:
-                entry, dst, dst_host, dst_addr = src.dgram_out.popleft()
-                start = sim.now()
-                sim.transfer(src.host.name, dst_host.name, entry[3])
-                if self.capture is not None:
-                    self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
-                                     entry[2] or b"")
-                entry[0] = True
-                self._pending -= 1
-                if dst is not None:
-                    dst.wake()
-            src._dgram_pump_wake.wait()
+    def _next_datagram(self, src: VSocket) -> None:
+        """Put the socket's oldest queued datagram on the wire (one at a time, in send order)."""
+        if not src.dgram_out:
+            src.dgram_sending = False
+            return
+        src.dgram_sending = True
+        entry, dst, dst_host, dst_addr = src.dgram_out.popleft()
+        start = sim.now()
+
+        def arrived() -> None:
+            if self.capture is not None:
+                self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
+                                 entry[2] or b"")
+            entry[0] = True
+            self._pending -= 1
+            if dst is not None:
+                dst.wake()
+            self._next_datagram(src)
+
+        self.watch(sim.transfer_async(src.host.name, dst_host.name, entry[3]), arrived)

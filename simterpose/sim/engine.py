@@ -102,6 +102,8 @@ class Simulation:
     :param extra_config: more ``--cfg=key:value`` settings, e.g. ``{"network/crosstraffic": 0}``.
     :param log: SimGrid ``--log`` setting(s); the default keeps only critical messages (deadlocks).
     :param fail_fast: when an actor raises, kill every other actor at once (run() raises anyway).
+    :param contexts: SimGrid's ``contexts/factory``: ``thread`` (any number of actors) or ``raw``
+        (one Python actor only, much cheaper simcalls).
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class Simulation:
         *,
         log: str | Sequence[str] = DEFAULT_LOG,
         fail_fast: bool = True,
+        contexts: str = "thread",
     ):
         global _current
         platform = Path(platform_xml)
@@ -131,6 +134,10 @@ class Simulation:
                     "(see simterpose.sim.predict)"
                 )
             args = ["simterpose", f"--cfg=network/model:{network_model}"]
+            if contexts != "thread":
+                # Swapped contexts (raw) make every simcall ~100x cheaper than thread contexts, but
+                # the 3.32 bindings support exactly ONE Python actor on them (FACTS.md section 3).
+                args.append(f"--cfg=contexts/factory:{contexts}")
             for key, value in (extra_config or {}).items():
                 if isinstance(value, bool):
                     value = "yes" if value else "no"
@@ -383,11 +390,22 @@ def exec_async(flops: float) -> Execution:
     return Execution(sg.this_actor.exec_async(float(flops)), float(flops))
 
 
+def exec_on(host: "str | Host", flops: float) -> Execution:
+    """Start computing ``flops`` on ``host`` (any host, not only the caller's); returns at once."""
+    raw = sg.this_actor.exec_init(float(flops))
+    raw.host = current()._raw_host(host)
+    raw.start()
+    return Execution(raw, float(flops))
+
+
 def transfer_async(src: "str | Host", dst: "str | Host", nbytes: int) -> Transfer:
     """Start moving ``nbytes`` from host ``src`` to host ``dst``; the caller may be on any host."""
     sim = current()
     s, d = sim._raw_host(src), sim._raw_host(dst)
-    return Transfer(sg.Comm.sendto_async(s, d, int(nbytes)), s.name, d.name, int(nbytes))
+    raw = sg.Comm.sendto_async(s, d, int(nbytes))
+    if nbytes == 0:
+        raw.start()  # a 0-byte transfer stays STARTING until started or waited on (3.32)
+    return Transfer(raw, s.name, d.name, int(nbytes))
 
 
 def transfer(src: "str | Host", dst: "str | Host", nbytes: int) -> None:

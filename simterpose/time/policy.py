@@ -18,7 +18,7 @@ from ..tracer.results import Blocked, Errno, Native, Unsupported, Value
 from .clock import CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, NS, split_ns, to_ns
 
 if TYPE_CHECKING:
-    from ..emulator import ProcessActor
+    from ..emulator import ScenarioProcess
 
 TIMER_ABSTIME = 1
 ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF = 0, 1, 2
@@ -46,7 +46,7 @@ def _ts_valid(sec: int, nsec: int) -> bool:
 
 
 class TimePolicy:
-    def __init__(self, actor: "ProcessActor"):
+    def __init__(self, actor: "ScenarioProcess"):
         self.actor = actor
         self.clock = actor.emulation.clock
 

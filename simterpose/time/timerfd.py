@@ -13,19 +13,20 @@ import struct
 from typing import TYPE_CHECKING, Optional
 
 from ..net.fdtable import SimulatedFile
+from ..wait import Waitable
 from ..tracer.results import Blocked, Errno, Native, Value
 from .clock import NS, split_ns, to_ns
 
 if TYPE_CHECKING:
-    from ..emulator import ProcessActor
+    from ..emulator import ScenarioProcess
 
 TFD_TIMER_ABSTIME = 1
 TFD_NONBLOCK, TFD_CLOEXEC = 0o4000, 0o2000000
 POLLIN, POLLRDNORM = 0x1, 0x40
 
 
-class TimerFd(SimulatedFile):
-    def __init__(self, actor: "ProcessActor", clock_id: int, nonblocking: bool):
+class TimerFd(SimulatedFile, Waitable):
+    def __init__(self, actor: "ScenarioProcess", clock_id: int, nonblocking: bool):
         self.actor = actor
         self.clock_id = clock_id
         self.nonblocking = nonblocking
@@ -75,7 +76,7 @@ class TimerFd(SimulatedFile):
             return Value(8)
         if self.nonblocking:
             return Errno(errno.EAGAIN)
-        return Blocked("read timerfd", self.deadline)
+        return Blocked("read timerfd", self.deadline, on=(self,), restart=True)
 
     def remaining(self) -> float:
         self._update()
@@ -98,7 +99,7 @@ def _write_itimerspec(sc, addr: int, t: TimerFd) -> None:
 class TimerFdPolicy:
     """The timerfd syscalls of one process tree; descriptors live in the network policy's table."""
 
-    def __init__(self, actor: "ProcessActor"):
+    def __init__(self, actor: "ScenarioProcess"):
         self.actor = actor
 
     def _timer(self, sc) -> Optional[TimerFd]:
@@ -129,7 +130,7 @@ class TimerFdPolicy:
         if sc.arg(3):
             _write_itimerspec(sc, sc.arg(3), t)
         t.arm(spec[0], spec[1], bool(sc.iarg(1) & TFD_TIMER_ABSTIME))
-        self.actor.notify()  # its readiness changed
+        t.notify()  # its readiness (and deadline) changed
         return Value(0)
 
     def timerfd_gettime(self, sc):

@@ -20,6 +20,7 @@ import errno as errno_mod
 import operator
 import os
 import signal
+import struct
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -33,12 +34,16 @@ _ARGS = arch.ARGS
 _get_args = operator.attrgetter(*_ARGS)  # the six argument registers in one C call
 _OPTIONS = (pt.PTRACE_O_TRACESECCOMP | pt.PTRACE_O_TRACESYSGOOD | pt.PTRACE_O_TRACEFORK
             | pt.PTRACE_O_TRACEVFORK | pt.PTRACE_O_TRACECLONE | pt.PTRACE_O_TRACEEXEC
-            | pt.PTRACE_O_EXITKILL)
+            | pt.PTRACE_O_TRACEVFORKDONE | pt.PTRACE_O_EXITKILL)
 _STOPPING_SIGNALS = {signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
 CLONE_THREAD = 0x10000
+CLONE_CHILD_CLEARTID = 0x00200000
 NR_CLONE = names.number("clone")
 NR_CLONE3 = names.number("clone3")
 NR_IO_URING_SETUP = names.number("io_uring_setup")
+NR_MMAP = names.number("mmap")
+PROT_READ, PROT_WRITE = 1, 2
+MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
 AT_NULL, AT_SYSINFO_EHDR = 0, 33
 # Registers identifying "the same syscall at the same place" (inject's re-stop vs a nested call).
 _SAME_CALL = (arch.NR, arch.IP, arch.SP, *arch.ARGS)
@@ -58,13 +63,18 @@ class Process:
     tids: set = field(default_factory=set)
     exit_status: Optional[int] = None  # wait status, once the leader is reaped
     data: dict = field(default_factory=dict)
+    owner: object = None               # the policy's object for this tree (inherited by children)
+    rank: tuple = ()                   # its leader's rank
 
     @property
     def alive(self) -> bool:
         return self.exit_status is None
 
 
-RUNNING, BLOCKED = "running", "blocked"
+# RUNNING: on a CPU or in the kernel; STOPPED: stopped at a syscall whose handling waits for the end
+# of the round; BLOCKED: stopped by us in a syscall, waiting; IN_VFORK: a vfork parent the kernel
+# holds until its child execs or exits.
+RUNNING, STOPPED, BLOCKED, IN_VFORK = "running", "stopped", "blocked", "in vfork"
 
 
 @dataclass(eq=False)
@@ -78,13 +88,21 @@ class Task:
     blocked: Optional["Syscall"] = None       # the syscall a BLOCKED task is stopped in
     blocked_on: Optional[Blocked] = None      # and why / until when
     pending_signal: int = 0                   # to deliver at the next resume
+    # The canonical order of tasks: a root's rank is (n,) for the n-th spawn, a child's is its
+    # creator's rank plus its index among the creator's children — the same in every run whatever
+    # order the kernel ran things in.
+    rank: tuple = ()
+    children: int = 0
+    vfork_parent: Optional["Task"] = None     # the parent waiting in vfork for this child to exec
+    clear_child_tid: int = 0                  # CLONE_CHILD_CLEARTID / set_tid_address address
+    scratch: int = 0                          # this task's own page in the tracee, mapped by us (0: none)
 
 
 class Syscall:
     """One syscall, at its seccomp stop. Reading args is free; `set_arg`/`nr` changes are written back
     (one SETREGS) before the tracee resumes."""
 
-    __slots__ = ("task", "regs", "nr", "name", "args", "orig_args", "dirty", "state", "first")
+    __slots__ = ("task", "regs", "nr", "name", "args", "orig_args", "dirty", "state", "first", "pre")
 
     def __init__(self, task: Task, regs: arch.Regs):
         self.task = task
@@ -95,6 +113,7 @@ class Syscall:
         self.dirty = False
         self.state = None  # the handler's own scratch data, kept across retries of a blocked call
         self.first = True  # False when the handler sees it again (`Tracer.retry`)
+        self.pre = None    # the dispatcher's own per-call state (e.g. a CPU burst charged first)
 
     @property
     def tid(self) -> int:
@@ -141,6 +160,13 @@ class Policy:
     def on_exec(self, process: Process) -> None: ...
     def on_fork(self, parent: Task, child: Task, is_thread: bool) -> None: ...
     def on_process_exit(self, process: Process, status: int) -> None: ...
+    def on_task_exit(self, task: Task) -> None: ...
+    def on_blocked(self, task: Task) -> None: ...
+
+    def on_fatal(self, task: Task, message: str) -> Optional[bool]:
+        """An error the task's tree cannot continue past; return True if handled (the tracer then
+        does nothing more), else the tracer records it and kills every tracee."""
+        return None
     def on_signal(self, task: Task, sig: int) -> int:
         return sig
 
@@ -173,11 +199,13 @@ class Tracer:
         self._msg = ctypes.c_ulong()       # likewise for the event message read at each seccomp stop
         self._early: set[int] = set()      # new tids whose first stop came before the fork event
         self._wait_flags = pt.WALL | pt.WNOTHREAD
+        self.roots: list[Process] = []
+        self._spawned = 0
 
     # -- starting ------------------------------------------------------------------------------
     def spawn(self, argv: list[str], env: Optional[dict] = None, cwd: Optional[str] = None,
               stdin: Optional[int] = None, stdout: Optional[int] = None, stderr: Optional[int] = None,
-              path: Optional[str] = None) -> Process:
+              path: Optional[str] = None, owner: object = None) -> Process:
         """Start argv under the tracer; returns once the root process is traced and filtered (it then
         runs until its first subscribed syscall, which `step()` will report)."""
         if self.cpu is not None:
@@ -200,11 +228,14 @@ class Tracer:
         if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP):
             raise RuntimeError(f"launcher did not stop as expected (status {status:#x})")
         pt.setoptions(pid, _OPTIONS)
-        proc = Process(pid=pid, parent=None, mem=Memory(pid))
-        task = Task(pid, proc)
+        self._spawned += 1
+        proc = Process(pid=pid, parent=None, mem=Memory(pid), owner=owner, rank=(self._spawned,))
+        task = Task(pid, proc, rank=proc.rank)
         proc.tids.add(pid)
         self.tasks[pid] = task
-        self.root = proc
+        if self.root is None:
+            self.root = proc
+        self.roots.append(proc)
         pt.cont(pid)
         return proc
 
@@ -244,6 +275,53 @@ class Tracer:
             return False
         self._dispatch(tid, status)
         return True
+
+    def run_round(self) -> bool:
+        """Let every running task run until it stops at a syscall, blocks, or exits, then handle
+        the syscall stops in the canonical order (`Task.rank`), whatever order the kernel ran the
+        tasks in: with one tracer for the whole run, this is what makes a run reproducible. Other
+        events (fork, exec, exit, signals) are handled as they come: they decide nothing, and a
+        task may wait in the kernel on them (a vfork parent on its child). False if no task was
+        running.
+
+        A task that sleeps in the kernel on something only a stopped task could provide would hang
+        the round, which is why the policy must never leave such a syscall to the kernel."""
+        if not any(t.state == RUNNING for t in self.tasks.values()):
+            return False
+        deferred: list[tuple[tuple, int, int, int]] = []
+        while any(t.state == RUNNING for t in self.tasks.values()):
+            try:
+                tid, status = os.waitpid(-1, self._wait_flags)
+            except ChildProcessError:
+                self._forget_all()
+                break
+            task = self.tasks.get(tid)
+            if task is not None and os.WIFSTOPPED(status) and (
+                    (status >> 16) == pt.PTRACE_EVENT_SECCOMP or os.WSTOPSIG(status) == pt.SYSCALL_STOP_SIG):
+                task.state = STOPPED
+                deferred.append((task.rank, len(deferred), tid, status))
+            else:
+                self._dispatch(tid, status)
+        deferred.sort()
+        for _, _, tid, status in deferred:
+            task = self.tasks.get(tid)
+            if task is not None and task.state == STOPPED:
+                task.state = RUNNING
+                self._dispatch(tid, status)
+        return True
+
+    def has_running(self) -> bool:
+        return any(t.state == RUNNING for t in self.tasks.values())
+
+    def kill_tree(self, owner: object) -> None:
+        """SIGKILL every task of one owner; their exits come through `run_round`."""
+        for task in list(self.tasks.values()):
+            if task.process.owner is owner:
+                try:
+                    os.kill(task.tid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                task.state = RUNNING  # a stopped task dies too: wait for its exit
 
     def _dispatch(self, tid: int, status: int) -> None:
         task = self.tasks.get(tid)
@@ -306,6 +384,7 @@ class Tracer:
             task.state = BLOCKED
             task.blocked = sc
             task.blocked_on = result
+            self.policy.on_blocked(task)
             return
         self._apply(task, sc, result)
 
@@ -344,6 +423,24 @@ class Tracer:
         self._handle(task, sc)
         return task.state != BLOCKED
 
+    def restart(self, task: Task) -> None:
+        """Resume a BLOCKED task so that it executes its syscall again from the start once back in
+        user space (after the signal handler the kernel is about to run): what the kernel does for
+        a restartable syscall interrupted by a handler with SA_RESTART."""
+        sc = task.blocked
+        assert sc is not None and task.state == BLOCKED
+        task.state = RUNNING
+        task.blocked = task.blocked_on = None
+        regs = sc.regs
+        setattr(regs, arch.IP, getattr(regs, arch.IP) - arch.SYSCALL_INSN_LEN)
+        setattr(regs, arch.RET, sc.nr)
+        setattr(regs, arch.NR, 0xFFFFFFFFFFFFFFFF)  # nothing runs now
+        for reg, value in zip(_ARGS, sc.orig_args, strict=False):
+            setattr(regs, reg, value)
+        self._setregs(task, regs)
+        task.on_exit = None
+        self._resume(task)
+
     def complete(self, task: Task, result) -> None:
         """Resume a BLOCKED task with the given result."""
         sc = task.blocked
@@ -378,22 +475,30 @@ class Tracer:
     def _on_fork(self, task: Task, event: int) -> None:
         new_tid = pt.geteventmsg(task.tid)
         is_thread = False
+        flags = ctid = 0
         if event == pt.PTRACE_EVENT_CLONE:
             regs = self._regs
             pt.getregs(task.tid, regs)
             nr = getattr(regs, arch.NR)
             if nr == NR_CLONE:
-                flags = regs.rdi
+                flags, ctid = regs.rdi, regs.r10
             elif nr == NR_CLONE3:
-                flags = task.process.mem.read_u64(regs.rdi)
-            else:
-                flags = 0
+                flags, _pidfd, ctid = struct.unpack("<QQQ", task.process.mem.read(regs.rdi, 24))
             is_thread = bool(flags & CLONE_THREAD)
         if is_thread:
             proc = task.process
         else:
-            proc = Process(pid=new_tid, parent=task.process, mem=Memory(new_tid))
-        child = Task(new_tid, proc)
+            proc = None
+        rank = task.rank + (task.children,)
+        task.children += 1
+        if proc is None:
+            proc = Process(pid=new_tid, parent=task.process, mem=Memory(new_tid), owner=task.process.owner,
+                           rank=rank)
+        child = Task(new_tid, proc, rank=rank)
+        if not is_thread:
+            child.scratch = task.scratch  # a fork copies the address space, our page included
+        if event == pt.PTRACE_EVENT_CLONE and flags & CLONE_CHILD_CLEARTID:
+            child.clear_child_tid = ctid  # the kernel zeroes it and wakes its futex when the task exits
         proc.tids.add(new_tid)
         self.tasks[new_tid] = child
         self.policy.on_fork(task, child, is_thread)
@@ -403,8 +508,19 @@ class Tracer:
         else:
             child.awaiting_first_stop = True
         self._resume(task)
+        if event == pt.PTRACE_EVENT_VFORK:
+            # The kernel now holds the parent until the child execs or exits (then it stops at
+            # VFORK_DONE): it is not running, and a round must not wait for it.
+            task.state = IN_VFORK
+            child.vfork_parent = task
+
+    def _release_vfork(self, child: Task) -> None:
+        parent, child.vfork_parent = child.vfork_parent, None
+        if parent is not None and parent.state == IN_VFORK and self.tasks.get(parent.tid) is parent:
+            parent.state = RUNNING  # its VFORK_DONE stop is on its way
 
     def _on_exec(self, task: Task) -> None:
+        self._release_vfork(task)
         former = pt.geteventmsg(task.tid)
         proc = task.process
         if former != task.tid and former in self.tasks:
@@ -424,6 +540,7 @@ class Tracer:
                 proc.tids.discard(tid)
                 self.tasks.pop(tid, None)
         proc.mem.reopen()
+        task.scratch = 0  # the new program's address space has no page of ours
         if self.vdso == "disable":
             self._hide_vdso(task)
         self.policy.on_exec(proc)
@@ -470,12 +587,16 @@ class Tracer:
         if task is None:
             return
         del self.tasks[tid]
+        self._release_vfork(task)
         proc = task.process
         proc.tids.discard(tid)
+        self.policy.on_task_exit(task)
         if tid == proc.pid:
             proc.exit_status = status
             for other in list(proc.tids):  # threads are gone with their group
-                self.tasks.pop(other, None)
+                gone = self.tasks.pop(other, None)
+                if gone is not None:
+                    self.policy.on_task_exit(gone)
             proc.tids.clear()
             proc.mem.close()
             self.policy.on_process_exit(proc, status)
@@ -513,6 +634,8 @@ class Tracer:
     # -- faults --------------------------------------------------------------------------------
     def _fail(self, task: Task, message: str) -> None:
         """An error the run cannot continue past: say it and kill the whole traced tree."""
+        if self.policy.on_fatal(task, message):
+            return
         if self.error is None:
             self.error = message
             self.log(message)
@@ -524,6 +647,23 @@ class Tracer:
                 os.kill(tid, sig)
             except ProcessLookupError:
                 pass
+
+    # -- memory of our own in the tracee --------------------------------------------------------
+    SCRATCH_SIZE = 8192
+
+    def scratch(self, sc: Syscall) -> int:
+        """Address of a page the tracee owns but never uses, for the structures we hand the kernel
+        in its name (rewritten sockaddrs, paths, iovecs): mapped by an mmap injected the first time
+        the task needs one, one per task so that threads never share it. Never the stack: a program
+        may run on a tiny stack (coroutines, Go, sigaltstack) whose every byte is live."""
+        task = sc.task
+        if not task.scratch:
+            addr = self.inject(sc, NR_MMAP, 0, self.SCRATCH_SIZE, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1 & 0xFFFFFFFFFFFFFFFF, 0)
+            if addr < 0:
+                raise OSError(-addr, f"mmap of the emulator's page in process {task.process.pid} failed")
+            task.scratch = addr
+        return task.scratch
 
     # -- syscall injection ---------------------------------------------------------------------
     def inject(self, sc: Syscall, nr: int, *args: int) -> int:

@@ -89,6 +89,9 @@ class Memory:
     def write_u64(self, addr: int, value: int) -> None:
         self.write(addr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
 
+    def read_u32(self, addr: int) -> int:
+        return struct.unpack("<I", self.read(addr, 4))[0]
+
     def read_i32(self, addr: int) -> int:
         return struct.unpack("<i", self.read(addr, 4))[0]
 

@@ -32,12 +32,28 @@ class Native:
 
 @dataclass(frozen=True, slots=True)
 class Blocked:
-    # Informative: why the tracee waits ("recv on fd 3") and until which simulated date, if bounded.
+    """The tracee waits: `on` names the objects (`simterpose.wait.Waitable`) whose change may end the
+    wait — only then is the syscall looked at again — and `deadline` the simulated date at which it
+    ends anyway (None: no limit). `reason` is for people ("recv fd 3"). `restart`: if a signal
+    handler interrupts it, may the call be restarted after the handler (SA_RESTART, signal(7))
+    rather than fail with EINTR?"""
+
     reason: str = ""
     deadline: Optional[float] = None
+    on: tuple = ()
+    restart: bool = False
 
 
 Result = Value | Errno | Native | Blocked
+
+
+class SyscallFailed(Exception):
+    """Raised anywhere inside a handler: the syscall fails with this errno (converted in one place,
+    the dispatcher)."""
+
+    def __init__(self, errno_: int):
+        self.errno = errno_
+        super().__init__(errno_)
 
 
 class Unsupported(Exception):

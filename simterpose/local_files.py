@@ -1,0 +1,307 @@
+"""Waits that stay inside the machine: children, futexes, and the local descriptors (pipes, AF_UNIX
+sockets, eventfd) that tracees share with each other.
+
+None of these may be left to wait in the kernel: the task they wait for may itself be waiting on
+the simulation, and the scheduler would then wait for a stop that never comes. So:
+
+  * wait4/waitid block here until a child of the caller has exited (the tracer sees every exit);
+  * futex waits and wakes are emulated entirely (futex(2): WAIT, WAIT_BITSET, WAKE, WAKE_BITSET,
+    REQUEUE, CMP_REQUEUE, WAKE_OP), with timeouts in simulated time; a thread's exit wakes its
+    CLONE_CHILD_CLEARTID futex as the kernel does;
+  * a blocking read, write or accept on a local descriptor created by a tracee runs in the kernel
+    only once the kernel says it will not block (a poll on our own duplicate of the descriptor,
+    pidfd_getfd(2)); until then it waits here, looked at again whenever a tracee ran a syscall.
+Descriptors from outside the run (a terminal, the pipes of whoever started us) are left to the
+kernel: what they wait for is not simulated.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional
+
+from . import wait
+from .procfs import fd_flags, fd_target
+from .time.clock import CLOCK_MONOTONIC, CLOCK_REALTIME, NS
+from .tracer.results import NATIVE, Blocked, Errno, Native, Value
+
+if TYPE_CHECKING:
+    from .emulator import ScenarioProcess
+
+WNOHANG = 1
+P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
+O_NONBLOCK = 0o4000
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5
+FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 9, 10
+FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
+FUTEX_BITSET_MATCH_ANY = 0xFFFFFFFF
+NR_PIDFD_GETFD = 438
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+def _pidfd_getfd(pidfd: int, fd: int) -> int:
+    r = _libc.syscall(ctypes.c_long(NR_PIDFD_GETFD), ctypes.c_int(pidfd), ctypes.c_int(fd), ctypes.c_uint(0))
+    if r < 0:
+        raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    return r
+
+
+@dataclass(eq=False)
+class FutexQueue(wait.Waitable):
+    """The waiters of one futex word, in arrival order (futex(2) wakes FIFO here)."""
+
+    waiting: list = field(default_factory=list)  # [FutexWait]
+
+
+@dataclass(eq=False)
+class FutexWait:
+    sc: object
+    bitset: int
+    deadline: Optional[float]
+    woken: bool = False
+
+    @property
+    def live(self) -> bool:
+        # still blocked in this very call (not interrupted by a signal, not dead)
+        return not self.woken and self.sc.task.blocked is self.sc
+
+
+class LocalPolicy:
+    def __init__(self, owner: "ScenarioProcess"):
+        self.actor = owner
+        self.futexes = owner.emulation.__dict__.setdefault("futexes", {})   # key -> FutexQueue
+        self.pipes = owner.emulation.__dict__.setdefault("tracee_pipes", set())  # "pipe:[ino]"
+
+    # -- children --------------------------------------------------------------------------
+    @staticmethod
+    def _children_cond(process) -> wait.Condition:
+        c = process.data.get("children_cond")
+        if c is None:
+            c = process.data["children_cond"] = wait.Condition(f"children of {process.pid}")
+        return c
+
+    def child_exited(self, process) -> None:
+        parent = process.parent
+        if parent is not None and parent.alive:
+            parent.data.setdefault("zombies", []).append(process)
+            self._children_cond(parent).notify()
+
+    def _wait_children(self, sc, match, options: int):
+        if options & WNOHANG:
+            return NATIVE
+        proc = sc.process
+        zombies = [z for z in proc.data.get("zombies", []) if match(z)]
+        if zombies:
+            def reaped(sc_, ret):
+                z = proc.data.get("zombies", [])
+                proc.data["zombies"] = [p for p in z if p.pid != ret]
+                return None
+            if sc.name == "waitid":
+                # waitid returns 0, not the pid: the zombie it reaps is the oldest match.
+                proc.data["zombies"] = [p for p in proc.data["zombies"] if p is not zombies[0]]
+                return NATIVE
+            return Native(on_exit=reaped)
+        live = [p for p in self.actor.emulation.processes.values() if p.parent is proc and match(p)]
+        if not live:
+            return NATIVE  # ECHILD (or a child we do not trace): the kernel answers at once
+        return Blocked(f"{sc.name}", on=(self._children_cond(proc),), restart=True)
+
+    def wait4(self, sc):
+        pid = sc.iarg(0)
+        return self._wait_children(sc, (lambda p: p.pid == pid) if pid > 0 else (lambda p: True), sc.iarg(2))
+
+    def waitid(self, sc):
+        idtype, ident = sc.iarg(0), sc.iarg(1)
+        if idtype == P_PID:
+            match = lambda p: p.pid == ident  # noqa: E731
+        else:
+            match = lambda p: True  # noqa: E731 - process groups and pidfds: any child may do
+        return self._wait_children(sc, match, sc.iarg(3))
+
+    # -- signals: which handlers restart syscalls --------------------------------------------
+    def rt_sigaction(self, sc):
+        sig, act = sc.iarg(0), sc.arg(1)
+        if act and 0 < sig < 65:
+            try:
+                _handler, flags = struct.unpack("<QQ", sc.mem.read(act, 16))
+            except OSError:
+                return NATIVE
+            sc.process.data.setdefault("sigactions", {})[sig] = flags
+        return NATIVE
+
+    def set_tid_address(self, sc):
+        sc.task.clear_child_tid = sc.arg(0)
+        return NATIVE
+
+    # -- futex ---------------------------------------------------------------------------------
+    def _queue(self, process, addr: int) -> FutexQueue:
+        key = (process.pid, addr)
+        q = self.futexes.get(key)
+        if q is None:
+            q = self.futexes[key] = FutexQueue()
+        return q
+
+    def futex(self, sc):
+        op = sc.iarg(1)
+        cmd = op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
+        if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
+            return self._futex_wait(sc, cmd, op)
+        if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
+            bitset = sc.arg(5) & 0xFFFFFFFF if cmd == FUTEX_WAKE_BITSET else FUTEX_BITSET_MATCH_ANY
+            if bitset == 0:
+                return Errno(errno.EINVAL)
+            return Value(self._wake(self._queue(sc.process, sc.arg(0)), sc.iarg(2), bitset))
+        if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
+            if cmd == FUTEX_CMP_REQUEUE and sc.mem.read_u32(sc.arg(0)) != sc.arg(5) & 0xFFFFFFFF:
+                return Errno(errno.EAGAIN)
+            src, dst = self._queue(sc.process, sc.arg(0)), self._queue(sc.process, sc.arg(4))
+            woken = self._wake(src, sc.iarg(2), FUTEX_BITSET_MATCH_ANY)
+            moved = 0
+            limit = sc.arg(3) & 0x7FFFFFFF
+            while moved < limit and src.waiting:
+                w = src.waiting.pop(0)
+                if w.live:
+                    dst.waiting.append(w)
+                    w.sc.task.blocked_on.on[0].waiters.discard(w.sc.task)
+                    dst.waiters.add(w.sc.task)
+                    w.sc.state.queue = dst
+                    moved += 1
+            return Value(woken + moved if cmd == FUTEX_CMP_REQUEUE else woken)
+        if cmd == FUTEX_WAKE_OP:
+            return Value(self._wake_op(sc))
+        return NATIVE  # priority-inheritance futexes: the kernel's (they do not wait on us)
+
+    def _futex_wait(self, sc, cmd: int, op: int):
+        st = sc.state
+        if st is None:
+            if sc.mem.read_u32(sc.arg(0)) != sc.arg(2) & 0xFFFFFFFF:
+                return Errno(errno.EAGAIN)
+            bitset = sc.arg(5) & 0xFFFFFFFF if cmd == FUTEX_WAIT_BITSET else FUTEX_BITSET_MATCH_ANY
+            if bitset == 0:
+                return Errno(errno.EINVAL)
+            deadline = None
+            if sc.arg(3):
+                sec, nsec = sc.mem.read_timespec(sc.arg(3))
+                if sec < 0 or not 0 <= nsec < NS:
+                    return Errno(errno.EINVAL)
+                if cmd == FUTEX_WAIT_BITSET:  # absolute, on CLOCK_MONOTONIC unless told REALTIME
+                    clock = CLOCK_REALTIME if op & FUTEX_CLOCK_REALTIME else CLOCK_MONOTONIC
+                    deadline = self.actor.emulation.clock.to_simulated(clock, sec * NS + nsec)
+                else:                         # relative
+                    deadline = self.actor.now() + sec + nsec / NS
+            queue = self._queue(sc.process, sc.arg(0))
+            st = sc.state = FutexWait(sc, bitset, deadline)
+            st.queue = queue
+            queue.waiting.append(st)
+        if st.woken:
+            return Value(0)
+        if st.deadline is not None and self.actor.now() >= st.deadline:
+            st.woken = True  # leaves the queue
+            return Errno(errno.ETIMEDOUT)
+        return Blocked("futex", st.deadline, on=(st.queue,), restart=True)
+
+    @staticmethod
+    def _wake(queue: FutexQueue, n: int, bitset: int) -> int:
+        woken = 0
+        keep = []
+        for w in queue.waiting:
+            if not w.live:
+                continue
+            if woken < n and w.bitset & bitset:
+                w.woken = True
+                wait.wake(w.sc.task)
+                woken += 1
+            else:
+                keep.append(w)
+        queue.waiting = keep
+        return woken
+
+    def futex_wake_address(self, process, addr: int) -> None:
+        q = self.futexes.get((process.pid, addr))
+        if q is not None:
+            self._wake(q, 1, FUTEX_BITSET_MATCH_ANY)
+
+    def _wake_op(self, sc) -> int:
+        """FUTEX_WAKE_OP: *uaddr2 = *uaddr2 OP oparg; wake val on uaddr; if old CMP cmparg, wake
+        val2 on uaddr2. Not atomic against threads running at this instant (they are not stopped)."""
+        encoded = sc.arg(5) & 0xFFFFFFFF
+        op, cmp = (encoded >> 28) & 7, (encoded >> 24) & 15
+        oparg, cmparg = (encoded >> 12) & 0xFFF, encoded & 0xFFF
+        if (encoded >> 28) & 8:
+            oparg = 1 << oparg
+        addr2 = sc.arg(4)
+        old = sc.mem.read_u32(addr2)
+        new = {0: oparg, 1: old + oparg, 2: old | oparg, 3: old & ~oparg, 4: old ^ oparg}.get(op, old)
+        sc.mem.write(addr2, struct.pack("<I", new & 0xFFFFFFFF))
+        woken = self._wake(self._queue(sc.process, sc.arg(0)), sc.iarg(2), FUTEX_BITSET_MATCH_ANY)
+        s_old = old - (1 << 32) if old >= 1 << 31 else old
+        cond = {0: s_old == cmparg, 1: s_old != cmparg, 2: s_old < cmparg, 3: s_old <= cmparg,
+                4: s_old > cmparg, 5: s_old >= cmparg}.get(cmp, False)
+        if cond:
+            woken += self._wake(self._queue(sc.process, addr2), sc.arg(3) & 0x7FFFFFFF, FUTEX_BITSET_MATCH_ANY)
+        return woken
+
+    # -- local descriptors ---------------------------------------------------------------------
+    def pipe2(self, sc):
+        fds_ptr = sc.arg(0)
+
+        def created(sc_, ret):
+            if ret == 0:
+                for fd in struct.unpack("<ii", sc_.mem.read(fds_ptr, 8)):
+                    target = fd_target(sc_.pid, fd)
+                    if target:
+                        self.pipes.add(target)
+            return None
+
+        return Native(on_exit=created)
+
+    pipe = pipe2
+
+    def _local(self, pid: int, fd: int) -> bool:
+        """Is fd a descriptor whose other end is held by tracees (so a wait on it may be a wait on
+        the simulation)?"""
+        target = fd_target(pid, fd)
+        if target is None:
+            return False
+        if target.startswith("socket:") or target == "anon_inode:[eventfd]":
+            return True
+        return target in self.pipes
+
+    def _ready(self, process, fd: int, events: int) -> int:
+        """poll(2) on our own duplicate of the tracee's descriptor: the kernel's own answer."""
+        pidfd = process.data.get("pidfd")
+        if pidfd is None:
+            pidfd = process.data["pidfd"] = os.pidfd_open(process.pid)
+        try:
+            mine = _pidfd_getfd(pidfd, fd)
+        except OSError:
+            return select.POLLNVAL
+        try:
+            p = select.poll()
+            p.register(mine, events)
+            res = p.poll(0)
+            return res[0][1] if res else 0
+        finally:
+            os.close(mine)
+
+    def blocking_io(self, sc, fd: int, events: int, flags: int = 0):
+        """A read/write/accept-like call on a descriptor that is not simulated."""
+        if not self._local(sc.pid, fd):
+            return NATIVE
+        if flags & 0x40 or fd_flags(sc.pid, fd) & O_NONBLOCK:  # MSG_DONTWAIT / O_NONBLOCK
+            return NATIVE
+        if self._ready(sc.process, fd, events):
+            return NATIVE
+        return Blocked(f"{sc.name} fd {fd}", on=(self.actor.emulation.scheduler.native_files,), restart=True)
+
+    def close_process(self, process) -> None:
+        pidfd = process.data.pop("pidfd", None)
+        if pidfd is not None:
+            os.close(pidfd)

@@ -1,0 +1,62 @@
+"""What the emulator reads about tracees in /proc (proc(5)): pending signals, descriptor kinds."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+_SIGNAL_MASKS = re.compile(rb"^(SigPnd|ShdPnd|SigBlk|SigIgn):\s*([0-9a-f]+)", re.M)
+
+
+@dataclass(frozen=True)
+class SignalState:
+    pending: int   # bit n-1 set: signal n pending for the thread or its process
+    blocked: int
+    ignored: int
+
+    def deliverable(self, mask: Optional[int] = None) -> int:
+        """Signals the kernel would deliver on the way back to user space (with `mask` as the
+        blocked set if given, e.g. rt_sigsuspend's)."""
+        blocked = self.blocked if mask is None else mask
+        return self.pending & ~blocked & ~self.ignored
+
+
+def signal_state(pid: int, tid: int) -> Optional[SignalState]:
+    """From /proc/PID/task/TID/status; None if the task is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/task/{tid}/status", os.O_RDONLY)
+        try:
+            status = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    m = {k: int(v, 16) for k, v in _SIGNAL_MASKS.findall(status)}
+    return SignalState(m.get(b"SigPnd", 0) | m.get(b"ShdPnd", 0), m.get(b"SigBlk", 0), m.get(b"SigIgn", 0))
+
+
+def lowest_signal(bits: int) -> int:
+    """The signal the kernel delivers first among `bits` (lowest number first, as for standard signals)."""
+    return (bits & -bits).bit_length()
+
+
+def fd_target(pid: int, fd: int) -> Optional[str]:
+    """readlink /proc/PID/fd/FD: "pipe:[123]", "socket:[456]", "anon_inode:[eventfd]", a path..."""
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+
+
+def fd_flags(pid: int, fd: int) -> int:
+    """The open file's status flags (O_NONBLOCK...) from /proc/PID/fdinfo/FD (octal), 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"flags:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0

@@ -1,0 +1,434 @@
+"""The one tracer loop of a run, in lock-step with SimGrid.
+
+Every tracee of every scenario process is traced by one `Tracer`, driven from ONE SimGrid actor (on
+raw contexts: a simcall costs microseconds, not an OS-thread hand-off). The state of every task is
+known exactly at all times:
+
+  * RUNNING  — on a CPU, or in a syscall the kernel runs that cannot wait on the simulation (the
+               policies never leave such a wait to the kernel: sockets, pipes, futexes, children,
+               sleeps are all answered here);
+  * BLOCKED  — stopped by us in a syscall, waiting on named objects (`Blocked.on`) and/or a
+               simulated date (`Blocked.deadline`).
+
+The loop:
+
+  1. let every RUNNING task run until it stops, then handle the stops in canonical order (task
+     creation order: `Tracer.run_round`), so that the kernel's scheduling never decides anything;
+  2. look again at the BLOCKED tasks whose objects changed (`simterpose.wait`), in canonical order;
+  3. when a signal may have become pending, interrupt the blocked syscalls it targets;
+  4. only when nothing can run: start the flows written at this date, then let the simulation
+     advance to the next event — a transfer completing, or the earliest deadline (a sleep, a
+     timeout, a CPU burst's end, a start or kill date).
+
+Nothing is decided by timing or by polling the kernel: the same scenario gives the same run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from dataclasses import dataclass
+from typing import Optional
+
+from . import sim, syscall_table, wait
+from .cpu_model import Burst, CpuModel
+from .procfs import lowest_signal, signal_state
+from .time.clock import to_ns
+from .tracer import names
+from .tracer.engine import BLOCKED, Policy, Process, Task, TraceeGone, Tracer
+from .tracer.memory import MemoryError_
+from .tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported
+
+SA_RESTART = 0x10000000
+
+
+@dataclass
+class CallState:
+    """The scheduler's own bookkeeping of one syscall across its stops (`Syscall.pre`)."""
+
+    burst: Optional[Burst] = None     # the CPU burst charged before the call is handled
+    charged: bool = False
+    logged: bool = False
+    charge_start: float = 0.0
+
+
+class Scheduler(Policy):
+    def __init__(self, emulation):
+        self.em = emulation
+        self.cfg = emulation.config
+        self.cpu = CpuModel(self.cfg, emulation.sim.hosts)
+        self.native_files = wait.Condition("native descriptors")  # pipes, unix sockets, eventfd
+        self.handlers = self._build_handlers()
+        self.tracer = Tracer(self, vdso=self.cfg.vdso, cpu=self.cfg.cpu, log=self._tracer_message)
+        self.ready: set[Task] = set()
+        wait.bind(self.ready)
+        self.activities: list = []      # [(sim.Transfer, callback)] in flight
+        emulation.network.watch = self.watch
+        self.signal_check = False       # a signal may have become pending for a blocked task
+        self.requests = None            # a live emulation's queue.Queue of requests
+        self.on_request = None
+        self.quantum = 0.01             # how often (simulated s) a live run looks at its queue
+        self._last_now = -1.0
+        self.now_seen = 0.0             # the date as last seen by the loop (read by other threads)
+
+    # -- the dispatch table --------------------------------------------------------------------
+    def _build_handlers(self) -> dict:
+        handlers = {}
+        for nr, name in names.NAMES.items():
+            kind, what = syscall_table.classify(nr)
+            if kind == "handled":
+                handlers[nr] = self._handler(nr, name, what[0], what[1])
+            elif kind == "unsupported":
+                handlers[nr] = _refuse(name, what)
+        return handlers
+
+    def _handler(self, nr: int, name: str, module: str, method: str):
+        cpu = self.cpu
+        native_files = self.native_files
+
+        def run(sc):
+            owner = sc.process.owner
+            st = sc.pre
+            if st is None:
+                st = sc.pre = CallState()
+            if cpu.enabled and not st.charged:
+                blocked = self._charge(sc, st, owner)
+                if blocked is not None:
+                    return blocked
+            try:
+                result = owner.handler(nr, module, method)(sc)
+            except SyscallFailed as e:
+                result = Errno(e.errno)
+            except MemoryError_:
+                result = Errno(errno.EFAULT)
+            if owner.log is not None:
+                owner.log.record(sim.now(), sc, result, not st.logged)
+            st.logged = True
+            # Whatever the kernel runs may change the readiness of pipes and unix sockets.
+            if native_files._waiters and isinstance(result, Native):
+                native_files.notify()
+            return result
+
+        return run
+
+    def _charge(self, sc, st: CallState, owner) -> Optional[Blocked]:
+        """The CPU burst that led to this stop is charged on the host before the call is handled."""
+        if st.burst is None:
+            seconds = self.cpu.burst_seconds(sc.process)
+            if seconds <= 0:
+                st.charged = True
+                return None
+            st.charge_start = sim.now()
+            st.burst = self.cpu.start(owner.spec.host, seconds)
+        burst = st.burst
+        if not burst.done():
+            return Blocked("cpu burst", burst.predicted_end(), on=(burst.host,))
+        self.cpu.finish(burst)
+        st.charged = True
+        st.burst = None
+        p = sc.process
+        p.data["cpu_charged_ns"] = p.data.get("cpu_charged_ns", 0) + to_ns(sim.now() - st.charge_start)
+        return None
+
+    # -- services --------------------------------------------------------------------------------
+    def watch(self, transfer, callback) -> None:
+        """Call `callback()` when `transfer` completes (the network's only link to the loop)."""
+        self.activities.append((transfer, callback))
+
+    def signal_sent(self) -> None:
+        """A signal may now be pending for some blocked task (kill, a timer, a child's exit...)."""
+        self.signal_check = True
+
+    # -- tracer callbacks ----------------------------------------------------------------------
+    def _tracer_message(self, message: str) -> None:
+        pass  # errors are recorded per scenario process (on_fatal)
+
+    def on_fatal(self, task: Task, message: str) -> bool:
+        owner = task.process.owner
+        owner.note_error(message)
+        self._kill(owner, stop=False)
+        return True
+
+    def on_blocked(self, task: Task) -> None:
+        for obj in task.blocked_on.on:
+            obj.waiters.add(task)
+
+    def on_exec(self, process: Process) -> None:
+        self.cpu.reset(process)
+        process.data.pop("sigactions", None)  # handlers are reset by exec (ignored ones stay, harmless)
+        process.owner.net.on_exec(process)
+        self.native_files.notify()
+
+    def on_fork(self, parent: Task, child: Task, is_thread: bool) -> None:
+        if not is_thread:
+            owner = parent.process.owner
+            child.process.data["sigactions"] = dict(parent.process.data.get("sigactions", {}))
+            owner.record.pids.append(child.process.pid)
+            self.em.processes[child.process.pid] = child.process
+            owner.net.on_fork(parent.process, child.process)
+
+    def on_task_exit(self, task: Task) -> None:
+        self._forget_wait(task)
+        sc = task.blocked
+        if sc is not None and isinstance(sc.pre, CallState):
+            self.cpu.cancel(sc.pre.burst)
+        if task.clear_child_tid:
+            # The kernel zeroed the word and woke its futex: our futex waiters must hear it too.
+            task.process.owner.local.futex_wake_address(task.process, task.clear_child_tid)
+
+    def on_process_exit(self, process: Process, status: int) -> None:
+        owner = process.owner
+        self.em.processes.pop(process.pid, None)
+        owner.net.on_exit(process)
+        owner.local.child_exited(process)
+        owner.local.close_process(process)
+        self.native_files.notify()
+        self.signal_sent()  # SIGCHLD to the parent
+        if process is getattr(owner, "root", None):
+            owner.root_exited(status)
+        if not any(t.process.owner is owner for t in self.tracer.tasks.values()):
+            owner.finish()
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self, requests=None, on_request=None) -> None:
+        """The body of the run's one actor: returns when every process is gone (or, live, when
+        the request handler says so)."""
+        self.requests, self.on_request = requests, on_request
+        from .emulator import disable_aslr_for_children
+
+        disable_aslr_for_children()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
+        tracer = self.tracer
+        while True:
+            if self.requests is not None and not self._poll_requests(block=False):
+                return
+            now = self.now_seen = sim.now()
+            if now != self._last_now:
+                self._last_now = now
+                self._dates_reached(now)
+            if tracer.run_round():
+                continue
+            if self.ready:
+                self._retry_ready()
+                continue
+            if self.signal_check:
+                self.signal_check = False
+                if self._deliver_signals():
+                    continue
+            if self._finished():
+                return
+            # Nothing can run: the simulation may advance.
+            self.em.network.flush()
+            deadline = self._next_deadline()
+            if deadline is not None and deadline <= now:
+                self._expire(now)
+                continue
+            if not self.activities and deadline is None:
+                if self.requests is not None:
+                    if not self._poll_requests(block=True):  # idle: wait for a request, clock frozen
+                        return
+                    continue
+                if self._deliver_signals():
+                    continue
+                self._deadlock()
+                continue
+            self._advance(deadline)
+
+    def _advance(self, deadline: Optional[float]) -> None:
+        if self.activities:
+            timeout = None if deadline is None else deadline - sim.now()
+            i = sim.wait_any([t for t, _ in self.activities], timeout)
+            if i is not None:
+                _, callback = self.activities.pop(i)
+                callback()
+        else:
+            sim.sleep_until(deadline)
+
+    def _dates_reached(self, now: float) -> None:
+        """Start, kill and timer dates that the clock has reached."""
+        em = self.em
+        if self.cfg.stop_time is not None and now >= self.cfg.stop_time and not em.stopping:
+            em.stopping = True
+            for owner in em.actors:
+                self._kill(owner, stop=True)
+        for owner in em.actors:
+            if not owner.started and not em.stopping and owner.spec.start_time <= now:
+                self._start(owner)
+            elif owner.started and not owner.finished and not owner.killed:
+                kt = owner.spec.kill_time
+                if kt is not None and now >= kt:
+                    self._kill(owner, stop=True)
+        for pid, process in list(em.processes.items()):
+            if process.owner.time.fire_timer(process):
+                try:
+                    os.kill(pid, signal.SIGALRM)
+                except ProcessLookupError:
+                    pass
+                self.signal_sent()
+
+    def start_process(self, owner) -> None:
+        """Start a scenario process now (a live emulation's request)."""
+        self._start(owner)
+
+    def _start(self, owner) -> None:
+        try:
+            owner.start(self.tracer)
+        except OSError as e:
+            owner.note_error(f"cannot start {owner.spec.argv[0]}: {e}")
+            owner.finish()
+        except RuntimeError as e:
+            owner.note_error(str(e))
+            owner.finish()
+
+    def _kill(self, owner, stop: bool) -> None:
+        if owner.started and not owner.finished and not owner.killed:
+            owner.killed = True
+            if stop:
+                owner.record.error = None  # killed at its kill date / the stop time, as asked
+            self.tracer.kill_tree(owner)
+            for task in self.tracer.tasks.values():
+                if task.process.owner is owner:
+                    self._forget_wait(task)
+        elif not owner.started:
+            owner.finish()
+
+    def _finished(self) -> bool:
+        if self.tracer.tasks or self.requests is not None:
+            return False
+        return all(a.finished or (self.em.stopping and not a.started) for a in self.em.actors)
+
+    def _next_deadline(self) -> Optional[float]:
+        dates = []
+        for task in self.tracer.tasks.values():
+            if task.state == BLOCKED and task.blocked_on.deadline is not None:
+                dates.append(task.blocked_on.deadline)
+        for process in self.em.processes.values():
+            d = process.owner.time.timer_deadline(process)
+            if d:
+                dates.append(d)
+        if not self.em.stopping:
+            for owner in self.em.actors:
+                if not owner.started:
+                    dates.append(owner.spec.start_time)
+                elif not owner.finished and not owner.killed and owner.spec.kill_time is not None:
+                    dates.append(owner.spec.kill_time)
+            if self.cfg.stop_time is not None:
+                dates.append(self.cfg.stop_time)
+        if self.requests is not None and (self.activities or dates):
+            dates.append(sim.now() + self.quantum)
+        return min(dates) if dates else None
+
+    def _expire(self, now: float) -> None:
+        for task in self.tracer.tasks.values():
+            if task.state == BLOCKED and task.blocked_on.deadline is not None and task.blocked_on.deadline <= now:
+                self.ready.add(task)
+
+    def _retry_ready(self) -> None:
+        tasks = sorted(self.ready, key=_rank)
+        self.ready.clear()
+        for task in tasks:
+            if task.state != BLOCKED or self.tracer.tasks.get(task.tid) is not task:
+                continue
+            self._forget_wait(task)
+            try:
+                self.tracer.retry(task)
+            except TraceeGone:
+                pass
+
+    def _forget_wait(self, task: Task) -> None:
+        self.ready.discard(task)
+        if task.blocked_on is not None:
+            for obj in task.blocked_on.on:
+                if obj._waiters is not None:
+                    obj._waiters.discard(task)
+
+    # -- signals -------------------------------------------------------------------------------
+    def _deliver_signals(self) -> bool:
+        """Interrupt every blocked syscall whose task has a deliverable signal pending (the kernel
+        delivers signals only on the way back to user space: a task stopped by us cannot take it)."""
+        interrupted = False
+        for task in sorted((t for t in self.tracer.tasks.values() if t.state == BLOCKED), key=_rank):
+            st = signal_state(task.process.pid, task.tid)
+            if st is None or not st.pending:
+                continue
+            sc = task.blocked
+            mask = sc.state if sc.name == "rt_sigsuspend" and isinstance(sc.state, int) else None
+            pending = st.deliverable(mask)
+            if pending:
+                self._interrupt(task, lowest_signal(pending))
+                interrupted = True
+        return interrupted
+
+    def _interrupt(self, task: Task, sig: int) -> None:
+        """End a blocked syscall because signal `sig` is to be delivered: restarted after the handler
+        if the call is restartable and the handler has SA_RESTART (signal(7)), else EINTR (with the
+        time left written for sleeps)."""
+        sc, how = task.blocked, task.blocked_on
+        self._forget_wait(task)
+        if isinstance(sc.pre, CallState):
+            self.cpu.cancel(sc.pre.burst)
+            sc.pre.burst = None
+        flags = task.process.data.get("sigactions", {}).get(sig, 0)
+        try:
+            if how.restart and flags & SA_RESTART:
+                self.tracer.restart(task)
+            else:
+                self.tracer.complete(task, Errno(task.process.owner.time.interrupted(sc)))
+        except TraceeGone:
+            pass
+
+    # -- the end ---------------------------------------------------------------------------------
+    def _deadlock(self) -> None:
+        """Every remaining task waits for something that can never happen: say what, end them."""
+        for owner in self.em.actors:
+            waits = [f"{t.blocked.name} in pid {t.process.pid}" for t in sorted(self.tracer.tasks.values(), key=_rank)
+                     if t.process.owner is owner and t.state == BLOCKED]
+            if waits:
+                owner.note_error(f"blocked forever: waiting in {', '.join(waits)}")
+                self._kill(owner, stop=False)
+            elif owner.started and not owner.finished and not any(
+                    t.process.owner is owner for t in self.tracer.tasks.values()):
+                owner.finish()
+
+    def _shutdown(self) -> None:
+        for owner in self.em.actors:
+            if owner.started and not owner.finished:
+                self.tracer.kill_tree(owner)
+        while self.tracer.tasks and self.tracer.run_round():
+            pass
+        for owner in self.em.actors:
+            owner.finish()
+        for transfer, _ in self.activities:
+            transfer.cancel()  # an unfinished transfer handle must not outlive the run (3.32 aborts)
+        self.activities.clear()
+        wait.bind(None)
+
+    def _poll_requests(self, block: bool) -> bool:
+        """Handle a live emulation's requests; False when it must end."""
+        import queue
+
+        while True:
+            try:
+                item = self.requests.get(block=block)
+            except queue.Empty:
+                return True
+            block = False
+            if not self.on_request(item):
+                return False
+
+
+def _rank(task: Task) -> int:
+    return task.rank
+
+
+def _refuse(name: str, reason: str):
+    def refuse(sc):
+        raise Unsupported(name, reason)
+
+    return refuse
