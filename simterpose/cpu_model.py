@@ -20,8 +20,8 @@ from typing import Optional
 from . import sim
 from .wait import Waitable
 
-# A prediction may land a hair before SimGrid's own end date (floating point): look again this late.
-_EPSILON = 1e-9
+# A prediction may land a hair before SimGrid's own end date (floating point): look again then.
+_EPSILON = 1e-12
 
 
 def process_cpu_clock(pid: int) -> int:
@@ -46,14 +46,19 @@ class Burst:
     execution: object     # sim.Execution
 
     def done(self) -> bool:
-        return self.execution.test()
+        # Within one flop of its end counts as done: SimGrid's running updates accumulate rounding
+        # (a burst meant to end at 0.010 s still had 1 flop left there), which would otherwise
+        # shift dates by a nanosecond.
+        return self.execution.test() or self.execution.remaining <= 1.0
 
     def predicted_end(self) -> float:
         """When it ends if the host's sharing stays as it is now (SimGrid's fair share: each of
         n bursts on c cores of speed s gets s * min(1, c / n))."""
         n = len(self.host.bursts)
         rate = self.host.speed * min(1.0, self.host.cores / max(1, n))
-        return sim.now() + self.execution.remaining / rate + _EPSILON
+        now = sim.now()
+        end = now + self.execution.remaining / rate
+        return end if end > now else now + _EPSILON
 
 
 class CpuModel:
@@ -98,6 +103,8 @@ class CpuModel:
 
     def finish(self, burst: Burst) -> None:
         cpu = burst.host
+        if not burst.execution.test():
+            burst.execution.cancel()  # its last flop, see Burst.done
         if burst in cpu.bursts:
             cpu.bursts.remove(burst)
             cpu.notify()  # the others on this host now go faster

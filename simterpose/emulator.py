@@ -26,7 +26,7 @@ from .proc_policy import ProcPolicy
 from .scenario import ProcessSpec, Scenario
 from .scheduler import Scheduler
 from .syscall_log import SyscallLog
-from .time.clock import DEFAULT_EPOCH, VirtualClock
+from .time.clock import DEFAULT_EPOCH, VirtualClock, to_ns
 from .time.policy import TimePolicy
 from .time.timerfd import TimerFdPolicy
 from .tracer.engine import Process, Tracer, status_to_exit_code
@@ -138,7 +138,8 @@ class ScenarioProcess:
         return sim.now()
 
     def cpu_charged_ns(self, process: Optional[Process]) -> int:
-        return 0 if process is None else process.data.get("cpu_charged_ns", 0)
+        # Summed in seconds, rounded once: the same rounding as the clocks' (to_ns of a date).
+        return 0 if process is None else to_ns(process.data.get("cpu_charged", 0.0))
 
     def handler(self, nr: int, module: str, method: str):
         h = self.handlers.get(nr)

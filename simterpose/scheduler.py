@@ -34,13 +34,15 @@ from typing import Optional
 from . import sim, syscall_table, wait
 from .cpu_model import Burst, CpuModel
 from .procfs import lowest_signal, signal_state
-from .time.clock import to_ns
 from .tracer import names
 from .tracer.engine import BLOCKED, Policy, Process, Task, TraceeGone, Tracer
 from .tracer.memory import MemoryError_
 from .tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported
 
 SA_RESTART = 0x10000000
+# SimGrid rounds a wait shorter than this up to it (its surf/precision), so dates that close to
+# now are reached already (two hosts' bursts meant to end at one date differ by float rounding).
+DATE_PRECISION = 1e-9
 
 
 @dataclass
@@ -128,7 +130,7 @@ class Scheduler(Policy):
         st.charged = True
         st.burst = None
         p = sc.process
-        p.data["cpu_charged_ns"] = p.data.get("cpu_charged_ns", 0) + to_ns(sim.now() - st.charge_start)
+        p.data["cpu_charged"] = p.data.get("cpu_charged", 0.0) + (sim.now() - st.charge_start)
         return None
 
     # -- services --------------------------------------------------------------------------------
@@ -226,8 +228,8 @@ class Scheduler(Policy):
             # Nothing can run: the simulation may advance.
             self.em.network.flush()
             deadline = self._next_deadline()
-            if deadline is not None and deadline <= now:
-                self._expire(now)
+            if deadline is not None and deadline <= now + DATE_PRECISION:
+                self._expire(now + DATE_PRECISION)
                 continue
             if not self.activities and deadline is None:
                 if self.requests is not None:
