@@ -40,9 +40,6 @@ from .tracer.memory import MemoryError_
 from .tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported
 
 SA_RESTART = 0x10000000
-# SimGrid rounds a wait shorter than this up to it (its surf/precision), so dates that close to
-# now are reached already (two hosts' bursts meant to end at one date differ by float rounding).
-DATE_PRECISION = 1e-9
 
 
 @dataclass
@@ -228,8 +225,8 @@ class Scheduler(Policy):
             # Nothing can run: the simulation may advance.
             self.em.network.flush()
             deadline = self._next_deadline()
-            if deadline is not None and deadline <= now + DATE_PRECISION:
-                self._expire(now + DATE_PRECISION)
+            if deadline is not None and deadline <= now:
+                self._expire(now)
                 continue
             if not self.activities and deadline is None:
                 if self.requests is not None:
@@ -266,6 +263,14 @@ class Scheduler(Policy):
                 kt = owner.spec.kill_time
                 if kt is not None and now >= kt:
                     self._kill(owner, stop=True)
+        if self.cpu.enabled:
+            # A burst may have ended within rounding of this date (Burst.done) although its
+            # predicted end is a hair later: SimGrid would round a wait that short up to 1 ns.
+            for task in self.tracer.tasks.values():
+                sc = task.blocked
+                if task.state == BLOCKED and isinstance(sc.pre, CallState) and sc.pre.burst is not None \
+                        and sc.pre.burst.done():
+                    self.ready.add(task)
         for pid, process in list(em.processes.items()):
             if process.owner.time.fire_timer(process):
                 try:
