@@ -50,7 +50,7 @@ def native(n: int, size: int) -> float:
     return wall
 
 
-def emulated(n: int, size: int, mode: str, workdir: Path) -> tuple[float, float, float]:
+def emulated(n: int, size: int, mode: str, workdir: Path, pin: list | None = None) -> tuple[float, float, float]:
     """(client process wall, whole command wall, simulated end date)"""
     scenario = workdir / "pingpong.yaml"
     scenario.write_text(yaml.safe_dump({"platform": str(PLATFORM), "processes": [
@@ -59,7 +59,7 @@ def emulated(n: int, size: int, mode: str, workdir: Path) -> tuple[float, float,
     out = workdir / "result.json"
     t0 = time.perf_counter()
     p = subprocess.run([SIMTERPOSE, "run", scenario, "--cpu-model", "none", "--mediate", mode, "--json", out,
-                        "--log-dir", workdir / "logs"], capture_output=True, text=True)
+                        "--log-dir", workdir / "logs", *(pin or [])], capture_output=True, text=True)
     command = time.perf_counter() - t0
     if p.returncode != 0:
         sys.exit(f"simterpose run failed:\n{p.stdout}\n{p.stderr}")
@@ -73,34 +73,38 @@ def main() -> int:
     ap.add_argument("-s", "--size", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--mode", default="all", help="address-translation, full-mediation or all")
+    ap.add_argument("--pin", type=int, default=None, metavar="CPU",
+                    help="also measure with tracer and tracees pinned to this CPU (simterpose run --cpu)")
     a = ap.parse_args()
     modes = ["address-translation", "full-mediation"] if a.mode == "all" else [a.mode]
+    variants = [(m, None) for m in modes] + ([(m, a.pin) for m in modes] if a.pin is not None else [])
     nat = []
-    proc: dict = {m: [] for m in modes}
-    cmd: dict = {m: [] for m in modes}
+    proc: dict = {v: [] for v in variants}
+    cmd: dict = {v: [] for v in variants}
     simulated = {}
     with tempfile.TemporaryDirectory(prefix="net_pingpong-") as tmp:
         for i in range(a.repeat):  # interleaved, so load changes hit every variant alike
             nat.append(native(a.n, a.size))
-            for m in modes:
-                d = Path(tmp) / f"{m}-{i}"
+            for m, pin in variants:
+                d = Path(tmp) / f"{m}-{pin}-{i}"
                 d.mkdir()
-                w, c, simulated[m] = emulated(a.n, a.size, m, d)
-                proc[m].append(w)
-                cmd[m].append(c)
+                w, c, simulated[m] = emulated(a.n, a.size, m, d, None if pin is None else ["--cpu", str(pin)])
+                proc[(m, pin)].append(w)
+                cmd[(m, pin)].append(c)
     n_med = statistics.median(nat)
     print(f"ping-pong {a.n} x {a.size} B, median of {a.repeat}, interleaved "
           f"(simulated end {', '.join(f'{m}: {t:.6f} s' for m, t in simulated.items())})")
     print(f"{'':22} {'wall s':>9} {'us/round trip':>14} {'x native':>9}")
     print(f"{'native':22} {n_med:9.3f} {n_med / a.n * 1e6:14.1f} {1:9.1f}")
-    for m in modes:
-        p_med, c_med = statistics.median(proc[m]), statistics.median(cmd[m])
-        print(f"{m:22} {p_med:9.3f} {p_med / a.n * 1e6:14.1f} {p_med / n_med:9.1f}   (processes)")
+    for m, pin in variants:
+        p_med, c_med = statistics.median(proc[(m, pin)]), statistics.median(cmd[(m, pin)])
+        label = m if pin is None else f"{m} pinned"
+        print(f"{label:22} {p_med:9.3f} {p_med / a.n * 1e6:14.1f} {p_med / n_med:9.1f}   (processes)")
         print(f"{'':22} {c_med:9.3f} {c_med / a.n * 1e6:14.1f} {c_med / n_med:9.1f}   (whole command)")
         ok = p_med <= 0.5 and p_med / n_med <= 20
         print(f"{'':22} goal <= 0.5 s and <= 20x native: {'met' if ok else 'NOT met'}")
     if len(modes) == 2:
-        fm, at = (statistics.median(proc[m]) for m in ("full-mediation", "address-translation"))
+        fm, at = (statistics.median(proc[(m, None)]) for m in ("full-mediation", "address-translation"))
         print(f"full mediation / address translation: {fm / at:.2f}")
     return 0
 

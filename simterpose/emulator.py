@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Optional
 
 from . import sim, syscall_table
+from .local_files import LocalPolicy
 from .net.addressing import Addressing
 from .net.mediation import MediationPolicy
 from .net.pcap import Capture
 from .net.policy import SocketPolicy
 from .net.sockets import Network
-from .local_files import LocalPolicy
 from .proc_policy import ProcPolicy
 from .scenario import ProcessSpec, Scenario
 from .scheduler import Scheduler

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Optional
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, Unsupported, Value
-from .addressing import LOOPBACK_V4, AddressError, sockaddr
 from ..wait import Waitable
+from .addressing import LOOPBACK_V4, AddressError, sockaddr
 from .fdtable import EpollSet, FdTable, SimulatedFile
 from .sockets import VSocket
 

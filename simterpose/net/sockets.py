@@ -16,8 +16,8 @@ from collections import deque
 from typing import Optional
 
 from .. import sim
-from .addressing import Host
 from ..wait import Waitable
+from .addressing import Host
 from .fdtable import SimulatedFile
 from .pcap import TCP_ACK, TCP_FIN, TCP_SYN
 

@@ -13,8 +13,8 @@ import struct
 from typing import TYPE_CHECKING, Optional
 
 from ..net.fdtable import SimulatedFile
-from ..wait import Waitable
 from ..tracer.results import Blocked, Errno, Native, Value
+from ..wait import Waitable
 from .clock import NS, split_ns, to_ns
 
 if TYPE_CHECKING:
