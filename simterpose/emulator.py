@@ -36,7 +36,7 @@ from .net.pcap import Capture
 from .net.policy import SocketPolicy
 from .net.sockets import Network
 from .proc_policy import ProcPolicy
-from .scenario import ProcessSpec, Scenario
+from .scenario import ProcessSpec, Scenario, hosts_file_lines
 from .time.clock import DEFAULT_EPOCH, VirtualClock, to_ns
 from .time.policy import TimePolicy
 from .time.timerfd import TimerFdPolicy
@@ -513,7 +513,7 @@ class Emulation:
         """What tracees read instead of /etc/hosts: the platform's host names."""
         fd, path = tempfile.mkstemp(prefix="simterpose-hosts-")
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        lines += [f"{ip}\t{name}" for name, ip in hosts]
+        lines += hosts_file_lines(hosts)  # issue 14: aliases for names programs cannot resolve
         os.write(fd, ("\n".join(lines) + "\n").encode())
         os.close(fd)
         return path

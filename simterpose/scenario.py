@@ -70,6 +70,9 @@ __all__ = [
     "load_deployment",
     "load_yaml_scenario",
     "load_scenario",
+    "host_aliases",
+    "hosts_file_lines",
+    "is_usable_host_name",
     "parse_speed",
     "parse_bandwidth",
     "parse_time",
@@ -126,8 +129,17 @@ def parse_speed(text: str) -> float:
 
 
 def parse_bandwidth(text: str) -> float:
-    """``"10MBps"`` → 1e7 bytes/s; ``"100Mbps"`` → 1.25e7 bytes/s; a bare number means bytes/s."""
-    value, unit = _split(text, "bandwidth")
+    """``"10MBps"`` → 1e7 bytes/s; ``"100Mbps"`` → 1.25e7 bytes/s; a bare number means bytes/s.
+
+    A comma-separated list (a wifi link's rate per modulation, ``"54Mbps,36Mbps,24Mbps"``) gives its
+    first value; every value must parse.
+    """
+    values = [_one_bandwidth(part, text) for part in str(text).split(",")]
+    return values[0]
+
+
+def _one_bandwidth(part: str, text: str) -> float:
+    value, unit = _split(part, "bandwidth")
     return value if unit == "" else _prefixed(value, unit, {"Bps": 1.0, "bps": 0.125}, text, "bandwidth")
 
 
@@ -209,6 +221,14 @@ class HostInfo:
     ip: str  # declared_ip, or the one assigned automatically
     zone: str | None
     line: int
+    # What programs call the host (hosts file, uname): ``name`` when it is a usable host name, else
+    # a DNS label made from it (see :func:`host_aliases`).
+    alias: str = ""
+    props: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def resolvable_name(self) -> str:
+        return self.alias or self.name
 
 
 @dataclass(frozen=True)
@@ -218,6 +238,8 @@ class LinkInfo:
     latency: float  # s
     sharing_policy: str
     line: int
+    zone: str | None = None  # the zone declaring it (None: outside every zone)
+    rate_count: int = 1  # a wifi link's bandwidths, one per modulation (bandwidth is the first)
 
 
 @dataclass(frozen=True)
@@ -236,6 +258,7 @@ class PlatformInfo:
     links: list[LinkInfo]
     routes: list[RouteInfo]
     zones: list[str]
+    zone_routing: dict[str, str] = field(default_factory=dict)  # zone id -> its routing ("Full", "Wifi"...)
 
     @property
     def host_names(self) -> list[str]:
@@ -249,6 +272,11 @@ class PlatformInfo:
 
     def has_host(self, name: str) -> bool:
         return any(h.name == name for h in self.hosts)
+
+    def find_host(self, name: str) -> HostInfo | None:
+        """The host called ``name`` in the platform, else the one whose alias is ``name``."""
+        return next((h for h in self.hosts if h.name == name), None) or \
+            next((h for h in self.hosts if h.alias and h.alias == name), None)
 
     def host_by_ip(self, ip: str) -> HostInfo | None:
         return next((h for h in self.hosts if h.ip == ip), None)
@@ -273,9 +301,11 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
     if root.tag != "platform":
         raise ScenarioError(f"root element is <{root.tag}>, expected <platform>", path, root.line)
     raw_hosts: list[tuple[str, float, int, str | None, str | None, int]] = []
+    host_props: dict[str, dict[str, str]] = {}
     links: list[LinkInfo] = []
     routes: list[RouteInfo] = []
     zones: list[str] = []
+    zone_routing: dict[str, str] = {}
 
     def need(elem: _Elem, attr: str) -> str:
         if attr not in elem.attrib:
@@ -300,30 +330,50 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
             tag = child.tag
             if tag in ("zone", "AS"):
                 zones.append(need(child, "id"))
+                zone_routing[child.attrib["id"]] = child.attrib.get("routing", "")
                 walk(child, child.attrib["id"])
             elif tag in ("host", "peer"):
-                ip = None
-                for prop in child.iter("prop"):
-                    if prop.attrib.get("id") == "ip":
-                        ip = prop.attrib.get("value")
+                props = {p.attrib.get("id", ""): p.attrib.get("value", "") for p in child.iter("prop")}
+                ip = props.get("ip")
+                host_props[child.attrib.get("id", "")] = props
                 raw_hosts.append((need(child, "id"), unit(parse_speed, child, "speed"), cores_of(child), ip, zone,
                                   child.line))
-            elif tag == "cluster":
+            elif tag in ("cluster", "cabinet"):
+                # A <cluster> is a zone of its own; a <cabinet> is a row of hosts (each with its own
+                # link) inside the enclosing zone. Both name hosts prefix + N + suffix.
                 cid = need(child, "id")
-                zones.append(cid)
+                if tag == "cluster":
+                    zones.append(cid)
+                    zone_routing[cid] = "Cluster"
                 speed = unit(parse_speed, child, "speed")
                 try:
                     numbers = _radical(need(child, "radical"))
                 except ValueError:
-                    raise ScenarioError(f"<cluster> radical: invalid {child.attrib['radical']!r}", path,
+                    raise ScenarioError(f"<{tag}> radical: invalid {child.attrib['radical']!r}", path,
                                         child.line) from None
                 prefix, suffix = child.attrib.get("prefix", ""), child.attrib.get("suffix", "")
+                # The links SimGrid creates for them (names as SimGrid 3.32 gives them; a split-duplex
+                # link X shows in routes as X_UP and X_DOWN).
+                bw, lat = unit(parse_bandwidth, child, "bw"), unit(parse_time, child, "lat", "0")
+                policy = child.attrib.get("sharing_policy", "SPLITDUPLEX") if tag == "cluster" else "SPLITDUPLEX"
                 for n in numbers:
-                    raw_hosts.append((f"{prefix}{n}{suffix}", speed, cores_of(child), None, cid, child.line))
+                    host = f"{prefix}{n}{suffix}"
+                    raw_hosts.append((host, speed, cores_of(child), None, cid if tag == "cluster" else zone,
+                                      child.line))
+                    link = f"{cid}_link_{n}" if tag == "cluster" else f"link_{host}"
+                    links.append(LinkInfo(link, bw, lat, policy, child.line, cid if tag == "cluster" else zone))
+                if tag == "cluster" and "bb_bw" in child.attrib:
+                    links.append(LinkInfo(f"{cid}_backbone", unit(parse_bandwidth, child, "bb_bw"),
+                                          unit(parse_time, child, "bb_lat", "0"),
+                                          child.attrib.get("bb_sharing_policy", "SHARED"), child.line, cid))
             elif tag in ("link", "backbone"):
                 links.append(LinkInfo(need(child, "id"), unit(parse_bandwidth, child, "bandwidth"),
                                       unit(parse_time, child, "latency", "0"),
-                                      child.attrib.get("sharing_policy", "SHARED"), child.line))
+                                      child.attrib.get("sharing_policy", "SHARED"), child.line, zone,
+                                      len(str(child.attrib.get("bandwidth", "")).split(","))))
+                if links[-1].sharing_policy.upper() == "WIFI" and links[-1].latency != 0:
+                    raise ScenarioError(f"wifi link '{links[-1].name}': SimGrid accepts no latency on a wifi "
+                                        "link (write latency=\"0ms\")", path, child.line)
             elif tag in ("route", "zoneRoute", "ASroute"):
                 ids = tuple(need(lc, "id") for lc in child.iter("link_ctn"))
                 routes.append(RouteInfo(need(child, "src"), need(child, "dst"), ids,
@@ -353,9 +403,88 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
                 raise ScenarioError(f"route {route.src} -> {route.dst}: unknown link '{lid}'", path, route.line)
 
     auto = _auto_ips(set(declared))
-    hosts = [HostInfo(name, speed, cores, ip, ip if ip is not None else next(auto), zone, line)
+    aliases = host_aliases([h[0] for h in raw_hosts])
+    hosts = [HostInfo(name, speed, cores, ip, ip if ip is not None else next(auto), zone, line,
+                      aliases.get(name, ""), host_props.get(name, {}))
              for name, speed, cores, ip, zone, line in raw_hosts]
-    return PlatformInfo(path, hosts, links, routes, zones)
+    return PlatformInfo(path, hosts, links, routes, zones, zone_routing)
+
+
+# --------------------------------------------------------------------------------------------------
+# Host names programs can use
+# --------------------------------------------------------------------------------------------------
+
+#: Longest name uname() can return (struct utsname's nodename is char[65], NUL included).
+HOST_NAME_MAX = 64
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def is_usable_host_name(name: str) -> bool:
+    """Can programs use ``name`` as is: in a hosts file, from uname(), through getaddrinfo()?
+
+    Dot-separated DNS labels (letters, digits, inner hyphens, 1-63 characters each), at most
+    :data:`HOST_NAME_MAX` characters in all, and a last label that is not all digits: getaddrinfo
+    reads ``100030591`` or ``10.5`` as IPv4 numbers (inet_aton), never as names.
+    """
+    if not name or len(name) > HOST_NAME_MAX:
+        return False
+    labels = name.split(".")
+    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def host_aliases(names: list[str]) -> dict[str, str]:
+    """An alias for every name that :func:`is_usable_host_name` refuses: a single DNS label.
+
+    Runs of other characters become ``-`` (``Cpu A`` → ``Cpu-A``, ``a.b_c`` → ``a-b-c``); an
+    all-digit result gets ``host-`` in front (``100030591`` → ``host-100030591``); a result longer
+    than 63 characters is cut to 54 and ends with ``-`` and 8 hex digits of the name's SHA-1 (so two
+    long names sharing a prefix differ). An alias equal to another host's name or alias (DNS is
+    case-insensitive) gets ``-2``, ``-3``... in document order. Deterministic: same names, same aliases.
+    """
+    import hashlib
+
+    taken = {n.lower() for n in names if is_usable_host_name(n)}
+    out: dict[str, str] = {}
+    for name in names:
+        if is_usable_host_name(name) or name in out:
+            continue
+        base = _NOT_LABEL_CHARS.sub("-", name).strip("-")
+        if not base or base.isdigit():
+            base = f"host-{base}" if base else "host"
+        if len(base) > 63:
+            digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+            base = f"{base[:54].rstrip('-')}-{digest}"
+        alias, n = base, 1
+        while alias.lower() in taken:
+            n += 1
+            suffix = f"-{n}"
+            alias = base[: 63 - len(suffix)].rstrip("-") + suffix
+        taken.add(alias.lower())
+        out[name] = alias
+    return out
+
+
+def _hosts_file_safe(name: str) -> bool:
+    """Can ``name`` itself stand in a hosts file line (no blank, no comment sign, not a number)?"""
+    return bool(name) and not any(c.isspace() or c == "#" or not c.isprintable() for c in name) \
+        and not name.split(".")[-1].isdigit()
+
+
+def hosts_file_lines(hosts: list[tuple[str, str]]) -> list[str]:
+    """``/etc/hosts`` lines for ``(name, ip)`` pairs: the resolvable name first (the alias when the
+    name needs one), then the name itself too when a hosts file can carry it (``my_host``)."""
+    aliases = host_aliases([name for name, _ in hosts])
+    lines = []
+    for name, ip in hosts:
+        alias = aliases.get(name)
+        if alias is None:
+            lines.append(f"{ip}\t{name}")
+        elif _hosts_file_safe(name):
+            lines.append(f"{ip}\t{alias} {name}")
+        else:
+            lines.append(f"{ip}\t{alias}")
+    return lines
 
 
 def _auto_ips(taken: set[str]):
@@ -431,8 +560,10 @@ def _number(value: Any, what: str, err) -> float:
 
 def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, start: Any, kill: Any,
                expected: Any, base: Path, platform: PlatformInfo, source: str, err) -> ProcessSpec:
-    if not platform.has_host(host):
+    found = platform.find_host(host)
+    if found is None:
         raise err(f"unknown host '{host}'", "host")
+    host = found.name  # a process may name its host by alias
     start_time = 0.0 if start is None else _number(start, "start_time", err)
     if start_time < 0:
         raise err(f"negative start_time {start!r}", "start_time")
