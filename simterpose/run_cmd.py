@@ -78,6 +78,8 @@ def main(args) -> int:
         return 2
 
     failed = 0
+    for h in _aliased_hosts(scenario):
+        print(f"alias: host '{h.name}' is {h.alias} to programs ({h.ip})")
     for r in records:
         status = "-" if r.exit_status is None else str(r.exit_status)
         span = f"{_t(r.start)} -> {_t(r.end)}"
@@ -90,6 +92,7 @@ def main(args) -> int:
     print(f"simulated time: {emulation.final_time:.9f} s")
     if args.json:
         doc = {"simulated_time": emulation.final_time,
+               "hosts": {h.name: {"ip": h.ip, "alias": h.resolvable_name} for h in _scenario_hosts(scenario)},
                "processes": [dict(r.virtual(), wall=r.wall) for r in records]}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 1 if failed else 0
@@ -97,3 +100,13 @@ def main(args) -> int:
 
 def _t(v) -> str:
     return "?" if v is None else f"{v:.6f}"
+
+
+def _scenario_hosts(scenario):
+    """The platform hosts the scenario's processes run on, in platform order."""
+    used = {p.host for p in scenario.processes}
+    return [h for h in scenario.platform_info.hosts if h.name in used]
+
+
+def _aliased_hosts(scenario):
+    return [h for h in _scenario_hosts(scenario) if h.alias]

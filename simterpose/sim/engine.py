@@ -237,6 +237,7 @@ class Simulation:
         self._hosts = self._inspect_hosts()
         self._attach_wifi_stations()
         self._routes: dict[tuple[str, str], Route | None] = {}
+        self._sealed = False
         self._actors: list[ActorHandle] = []
         self._failed: list[ActorHandle] = []
 
@@ -308,6 +309,11 @@ class Simulation:
         d = dst if isinstance(dst, str) else dst.name
         key = (s, d)
         if key not in self._routes:
+            if not self._sealed:
+                # SimGrid seals the platform when the simulation starts; some routings compute their
+                # tables only then (Dijkstra answers garbage, then aborts, before). Sealing is idempotent.
+                self._engine.netzone_root.seal()
+                self._sealed = True
             route = _probe_route(self._raw_host(s), self._raw_host(d))
             if route is not None and s != d and not route.links and route.latency <= 0:
                 route = None
