@@ -58,6 +58,8 @@ class RunConfig:
     cpu: Optional[int] = None            # pin tracers and tracees to this CPU
     mediate: str = "address-translation"  # or full-mediation
     pcap_dir: Optional[Path] = None
+    simgrid_config: dict = field(default_factory=dict)  # more --cfg=key:value for SimGrid
+    simgrid_log: Optional[list] = None                  # SimGrid --log settings (None: sim.QUIET_LOGS)
 
     def __post_init__(self):
         if self.mediate not in ("address-translation", "full-mediation"):
@@ -497,7 +499,8 @@ class Emulation:
     def __init__(self, scenario: Scenario, config: RunConfig):
         self.scenario = scenario
         self.config = config
-        self.sim = sim.Simulation(scenario.platform, network_model=config.network_model)
+        self.sim = sim.Simulation(scenario.platform, network_model=config.network_model,
+                                  extra_config=config.simgrid_config, log=config.simgrid_log or sim.QUIET_LOGS)
         self.clock = VirtualClock(sim.now, config.epoch)
         hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
         self.network = Network(Addressing(hosts), keep_data=config.mediate == "full-mediation")

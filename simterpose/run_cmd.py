@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -22,12 +23,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-model", default="measured",
                    help="measured (default): charge real CPU bursts; none: charge nothing (deterministic); "
                         "per-syscall=SECONDS: a fixed cost per intercepted syscall (deterministic)")
-    p.add_argument("--reference-speed", default="1Gf",
+    p.add_argument("--reference-speed", default=1e9, type=_speed,
                    help="flop/s that one second of real CPU is worth (default 1Gf: a 1Gf host replays "
                         "CPU bursts at their real duration)")
     p.add_argument("--epoch", type=int, default=None,
                    help="CLOCK_REALTIME at simulated date 0, in Unix seconds (fixed default: reproducible)")
-    p.add_argument("--stop-time", type=float, default=None, help="kill everything at this simulated date")
+    p.add_argument("--stop-time", type=_date, default=None,
+                   help="kill everything at this simulated date (seconds, or with a unit: 500ms, 2m)")
+    p.add_argument("--cfg", metavar="KEY:VALUE", action="append", type=_cfg, default=[],
+                   help="a SimGrid setting, as SimGrid's --cfg (e.g. network/crosstraffic:0); repeatable")
+    p.add_argument("--log", metavar="SETTING", action="append", default=[], type=_log,
+                   help="a SimGrid log setting, as SimGrid's --log (e.g. root.thresh:info); repeatable. "
+                        "Without it SimGrid says nothing but critical errors")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--log-dir", metavar="DIR",
                    help="keep each process's stdout, stderr and log of intercepted syscalls here")
@@ -39,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from .scenario import ScenarioError, load_deployment, load_scenario, parse_speed
+    from .scenario import ScenarioError, load_deployment, load_scenario
     from .time.clock import DEFAULT_EPOCH
 
     try:
@@ -50,17 +57,23 @@ def main(args) -> int:
         else:
             print("simterpose run: give a YAML scenario, or --platform P.xml --deployment D.xml", file=sys.stderr)
             return 2
-        ref_speed = parse_speed(args.reference_speed)
     except ScenarioError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
+    ref_speed = args.reference_speed
+    simgrid_config = dict(args.cfg)
+    # SimGrid's own spelling of the network model wins over the scenario's, as --network-model does.
+    network_model = simgrid_config.pop("network/model", None) or args.network_model or scenario.network_model \
+        or "LV08"
     from .emulator import Emulation, RunConfig
+    from .sim import QUIET_LOGS
 
     log_dir = Path(args.log_dir) if args.log_dir else None
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        config = RunConfig(network_model=args.network_model or scenario.network_model or "LV08",
+        config = RunConfig(network_model=network_model, simgrid_config=simgrid_config,
+                           simgrid_log=[QUIET_LOGS[0], *args.log] if args.log else None,
                            cpu_model=args.cpu_model, reference_speed=ref_speed,
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
                            vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
@@ -77,6 +90,11 @@ def main(args) -> int:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
 
+    if args.json:  # first: a reader that went away (`| head`) must not cost the results
+        doc = {"simulated_time": emulation.final_time,
+               "hosts": {h.name: {"ip": h.ip, "alias": h.resolvable_name} for h in _scenario_hosts(scenario)},
+               "processes": [dict(r.virtual(), wall=r.wall) for r in records]}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     failed = 0
     for h in _aliased_hosts(scenario):
         print(f"alias: host '{h.name}' is {h.alias} to programs ({h.ip})")
@@ -90,12 +108,49 @@ def main(args) -> int:
             print(f"{'':>12}  error: {r.error}")
         failed += not r.ok
     print(f"simulated time: {emulation.final_time:.9f} s")
-    if args.json:
-        doc = {"simulated_time": emulation.final_time,
-               "hosts": {h.name: {"ip": h.ip, "alias": h.resolvable_name} for h in _scenario_hosts(scenario)},
-               "processes": [dict(r.virtual(), wall=r.wall) for r in records]}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 1 if failed else 0
+
+
+def _speed(text: str) -> float:
+    from .scenario import parse_speed
+
+    try:
+        value = parse_speed(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid speed {text!r} (e.g. 1Gf, 500Mf)") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid speed {text!r}: must be > 0")
+    return value
+
+
+def _date(text: str) -> float:
+    from .scenario import parse_time
+
+    try:
+        value = parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {text!r} (seconds, or e.g. 500ms, 2m)") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid date {text!r}: must be >= 0")
+    return value
+
+
+def _cfg(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition(":")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY:VALUE (e.g. network/crosstraffic:0), got {text!r}")
+    return key.strip(), value.strip()
+
+
+# SimGrid's --log grammar (xbt_log_control_set): CATEGORY.thres[hold]:LEVEL, .fmt/.layout:FORMAT,
+# .app[ender]:..., .add[itivity]:yes|no, or no_loc. Anything else makes SimGrid abort the process.
+_LOG_SETTING = re.compile(r"^(no_loc|\w+(\.\w+)*\.(thres\w*|fmt|layout|app\w*|add\w*):\S.*)$")
+
+
+def _log(text: str) -> str:
+    if not _LOG_SETTING.match(text):
+        raise argparse.ArgumentTypeError(f"invalid SimGrid log setting {text!r} (e.g. root.thresh:info)")
+    return text
 
 
 def _t(v) -> str:

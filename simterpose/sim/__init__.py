@@ -10,6 +10,7 @@ from ._compat import VERSION as SIMGRID_VERSION
 from ._compat import ActorKilled
 from .engine import (
     NETWORK_MODELS,
+    QUIET_LOGS,
     Activity,
     ActorFailed,
     ActorHandle,
@@ -48,6 +49,7 @@ from .engine import (
 __all__ = [
     "ActorKilled",
     "NETWORK_MODELS",
+    "QUIET_LOGS",
     "SIMGRID_VERSION",
     "Activity",
     "ActorFailed",

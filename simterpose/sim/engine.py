@@ -39,6 +39,10 @@ from ._compat import sg
 NETWORK_MODELS = ("LV08", "CM02", "SMPI", "IB", "Constant")
 
 DEFAULT_LOG = "root.thresh:critical"
+#: What a Simulation logs unless told otherwise: critical messages only, and not SimGrid's deadlock
+#: report ("Oops! Deadlock detected" and its listing, category ker_engine): a run that ends with
+#: blocked processes is normal here, and each process's record says what it was waiting for.
+QUIET_LOGS = (DEFAULT_LOG, "ker_engine.app:file:/dev/null", "ker_engine.add:no")
 
 
 class SimulationError(Exception):
@@ -187,7 +191,8 @@ class Simulation:
     :param platform_xml: SimGrid platform file (``<platform version="4.1">``).
     :param network_model: value of SimGrid's ``network/model`` (set before the platform is loaded).
     :param extra_config: more ``--cfg=key:value`` settings, e.g. ``{"network/crosstraffic": 0}``.
-    :param log: SimGrid ``--log`` setting(s); the default keeps only critical messages (deadlocks).
+    :param log: SimGrid ``--log`` setting(s); the default keeps only critical messages, deadlock
+        reports excepted (:data:`QUIET_LOGS`).
     :param fail_fast: when an actor raises, kill every other actor at once (run() raises anyway).
     """
 
@@ -197,7 +202,7 @@ class Simulation:
         network_model: str = "LV08",
         extra_config: dict[str, Any] | None = None,
         *,
-        log: str | Sequence[str] = DEFAULT_LOG,
+        log: str | Sequence[str] = QUIET_LOGS,
         fail_fast: bool = True,
     ):
         global _current
@@ -217,14 +222,20 @@ class Simulation:
                     "only one SimGrid Engine may exist per process; run other simulations in a subprocess "
                     "(see simterpose.sim.predict)"
                 )
-            args = ["simterpose", f"--cfg=network/model:{network_model}"]
+            # Log settings first: SimGrid applies them before the --cfg ones, whose "Configuration
+            # change" lines they then silence.
+            args = ["simterpose"] + [f"--log={item}" for item in ([log] if isinstance(log, str) else list(log))]
+            args.append(f"--cfg=network/model:{network_model}")
             for key, value in (extra_config or {}).items():
                 if isinstance(value, bool):
                     value = "yes" if value else "no"
                 args.append(f"--cfg={key}:{value}")
-            for item in [log] if isinstance(log, str) else list(log):
-                args.append(f"--log={item}")
-            self._engine = sg.Engine(args)
+            try:
+                self._engine = sg.Engine(args)
+            except (ValueError, IndexError, RuntimeError) as exc:
+                # A bad key is an IndexError listing all 200-odd keys: its first line says it all.
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SimulationError(f"SimGrid refused a setting: {first}") from None
             _current = self
         self.platform = platform.resolve()
         self.network_model = network_model
