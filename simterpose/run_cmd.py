@@ -90,23 +90,30 @@ def main(args) -> int:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
 
+    from .outcome import judge
+
+    outcomes = [judge(spec, r, args.stop_time) for spec, r in zip(scenario.processes, records, strict=True)]
     if args.json:  # first: a reader that went away (`| head`) must not cost the results
         doc = {"simulated_time": emulation.final_time,
                "hosts": {h.name: {"ip": h.ip, "alias": h.resolvable_name} for h in _scenario_hosts(scenario)},
-               "processes": [dict(r.virtual(), wall=r.wall) for r in records]}
+               "processes": [_process_json(r, o) for r, o in zip(records, outcomes, strict=True)]}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     failed = 0
     for h in _aliased_hosts(scenario):
         print(f"alias: host '{h.name}' is {h.alias} to programs ({h.ip})")
-    for r in records:
+    for r, o in zip(records, outcomes, strict=True):
         status = "-" if r.exit_status is None else str(r.exit_status)
+        if o.final_state is not None and o.final_state.kind == "running":
+            status += " (running at kill_time, killed)"
+        elif o.signal is not None:
+            status += f" ({o.signal})"
         span = f"{_t(r.start)} -> {_t(r.end)}"
-        verdict = "ok" if r.ok else "UNEXPECTED"
+        verdict = "ok" if o.ok else f"UNEXPECTED (expected {o.expected})"
         print(f"{r.host:>12}  exit={status:<4} virtual {span}  wall {r.wall or 0:.3f}s  {verdict}  "
               f"{shlex.join(r.argv)}")
-        if r.error:
-            print(f"{'':>12}  error: {r.error}")
-        failed += not r.ok
+        if o.error:
+            print(f"{'':>12}  error: {o.error}")
+        failed += not o.ok
     print(f"simulated time: {emulation.final_time:.9f} s")
     return 1 if failed else 0
 
@@ -155,6 +162,15 @@ def _log(text: str) -> str:
 
 def _t(v) -> str:
     return "?" if v is None else f"{v:.6f}"
+
+
+def _process_json(record, outcome) -> dict:
+    doc = dict(record.virtual(), wall=record.wall)
+    doc["error"] = outcome.error
+    doc["final_state"] = None if outcome.final_state is None else outcome.final_state.as_json()
+    doc["signal"] = outcome.signal
+    doc["ok"] = outcome.ok
+    return doc
 
 
 def _scenario_hosts(scenario):

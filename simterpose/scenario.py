@@ -65,6 +65,7 @@ __all__ = [
     "RouteInfo",
     "PlatformInfo",
     "ProcessSpec",
+    "FinalState",
     "Scenario",
     "load_platform_info",
     "load_deployment",
@@ -73,6 +74,7 @@ __all__ = [
     "host_aliases",
     "hosts_file_lines",
     "is_usable_host_name",
+    "parse_final_state",
     "parse_speed",
     "parse_bandwidth",
     "parse_time",
@@ -507,6 +509,81 @@ def _auto_ips(taken: set[str]):
 
 
 @dataclass(frozen=True)
+class FinalState:
+    """How a process ended, in Shadow's terms: ``exited`` with a status, ``signaled`` by a signal, or
+    ``running`` — still running when its kill_time (or the run's --stop-time) came and it was killed."""
+
+    kind: str  # "exited", "signaled" or "running"
+    status: int | None = None  # exited: the exit status
+    signal: int | None = None  # signaled: the signal number
+
+    def __str__(self) -> str:
+        if self.kind == "exited":
+            return f"exited {self.status}"
+        if self.kind == "signaled":
+            return f"signaled {signal_name(self.signal)}"
+        return "running"
+
+    def as_json(self):
+        """As a YAML scenario writes it: ``{"exited": 0}``, ``{"signaled": "SIGSEGV"}`` or ``"running"``."""
+        if self.kind == "exited":
+            return {"exited": self.status}
+        if self.kind == "signaled":
+            return {"signaled": signal_name(self.signal)}
+        return "running"
+
+
+def signal_name(number: int | None) -> str:
+    import signal as _signal
+
+    try:
+        return _signal.Signals(number).name
+    except (ValueError, TypeError):
+        return f"signal {number}"
+
+
+def parse_final_state(value: Any) -> FinalState:
+    """``running``, ``{exited: N}``, ``{signaled: SIGSEGV}`` (or ``SEGV``, or ``11``); in a string
+    (deployment XML): ``"exited 0"``, ``"signaled SIGSEGV"``. ValueError otherwise."""
+    import signal as _signal
+
+    if isinstance(value, str):
+        words = value.replace(":", " ").split()
+        if words == ["running"]:
+            return FinalState("running")
+        if len(words) == 2:
+            value = {words[0]: words[1]}
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError("expected running, {exited: N} or {signaled: SIGNAME}")
+    (kind, arg), = value.items()
+    if kind == "exited":
+        try:
+            if isinstance(arg, bool):
+                raise ValueError
+            status = int(arg)
+        except (TypeError, ValueError):
+            raise ValueError(f"exited: {arg!r} is not an exit status") from None
+        if not 0 <= status <= 255:
+            raise ValueError(f"exited: {status} is not in 0..255")
+        return FinalState("exited", status=status)
+    if kind == "signaled":
+        text = str(arg).strip().upper()
+        if text.isdigit():
+            number = int(text)
+        else:
+            name = text if text.startswith("SIG") else "SIG" + text
+            number = getattr(_signal.Signals, name, None)
+            if number is None:
+                raise ValueError(f"signaled: unknown signal {arg!r}")
+        try:
+            number = int(_signal.Signals(int(number)))
+        except ValueError:
+            raise ValueError(f"signaled: unknown signal {arg!r}") from None
+        return FinalState("signaled", signal=number)
+    raise ValueError(f"unknown final state {kind!r} (running, exited or signaled)")
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     host: str
     argv: list[str]  # argv[0] as written in the scenario
@@ -517,6 +594,8 @@ class ProcessSpec:
     kill_time: float | None = None
     expected_exit: int | None = 0  # None: any exit status is fine
     source: str = ""  # "file:line" of the entry, for messages
+    # Shadow's expected_final_state; None: judged by expected_exit (exit status, 128+N if signaled)
+    expected_final_state: FinalState | None = None
 
 
 @dataclass
@@ -559,7 +638,8 @@ def _number(value: Any, what: str, err) -> float:
 
 
 def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, start: Any, kill: Any,
-               expected: Any, base: Path, platform: PlatformInfo, source: str, err) -> ProcessSpec:
+               expected: Any, base: Path, platform: PlatformInfo, source: str, err,
+               final_state: Any = None) -> ProcessSpec:
     found = platform.find_host(host)
     if found is None:
         raise err(f"unknown host '{host}'", "host")
@@ -583,6 +663,18 @@ def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, sta
             raise err(f"invalid expected_exit {expected!r}", "expected_exit") from None
         if not 0 <= expected_exit <= 255:
             raise err(f"expected_exit {expected_exit} is not in 0..255", "expected_exit")
+    expected_state = None
+    if final_state is not None:
+        try:
+            expected_state = parse_final_state(final_state)
+        except ValueError as exc:
+            raise err(f"expected_final_state: {exc}", "expected_final_state") from None
+        if expected_state.kind == "running" and kill_time is None:
+            raise err("expected_final_state 'running' needs a kill_time (the date it is still running at)",
+                      "expected_final_state")
+        # What the exit status will be (compare's real runs judge by it); running: killed, any.
+        expected_exit = {"exited": expected_state.status, "running": None}.get(
+            expected_state.kind, 128 + (expected_state.signal or 0))
     binary = _resolve_binary(argv[0], base, env, err)
     cwd_path = None
     if cwd is not None:
@@ -591,7 +683,8 @@ def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, sta
         if not c.is_dir():
             raise err(f"cwd '{cwd}' is not a directory", "cwd")
         cwd_path = str(c.resolve())
-    return ProcessSpec(host, argv, binary, env, cwd_path, start_time, kill_time, expected_exit, source)
+    return ProcessSpec(host, argv, binary, env, cwd_path, start_time, kill_time, expected_exit, source,
+                       expected_state)
 
 
 def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | PlatformInfo) -> Scenario:
@@ -615,6 +708,7 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
         env: dict[str, str] = {}
         cwd = None
         expected: Any = 0
+        final_state = None
         for child in elem.children:
             if child.tag == "argument":
                 if "value" not in child.attrib:
@@ -626,11 +720,13 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
                     cwd = value
                 elif pid == "expected_exit":
                     expected = value
+                elif pid == "expected_final_state":
+                    final_state = value
                 elif pid.startswith("env:") and len(pid) > 4:
                     env[pid[4:]] = value
                 else:
-                    raise ScenarioError(f"unknown <prop id='{pid}'> (cwd, expected_exit or env:NAME)", path,
-                                        child.line)
+                    raise ScenarioError(f"unknown <prop id='{pid}'> (cwd, expected_exit, expected_final_state "
+                                        "or env:NAME)", path, child.line)
             else:
                 raise ScenarioError(f"unexpected <{child.tag}> in <{elem.tag}>", path, child.line)
         kill = elem.attrib.get("kill_time")
@@ -638,7 +734,7 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
             kill = None
         specs.append(_make_spec(host=elem.attrib["host"], argv=argv, env=env, cwd=cwd,
                                 start=elem.attrib.get("start_time"), kill=kill, expected=expected, base=base,
-                                platform=info, source=f"{path}:{elem.line}", err=err))
+                                platform=info, source=f"{path}:{elem.line}", err=err, final_state=final_state))
     if not specs:
         raise ScenarioError("no <actor> in the deployment", path, root.line)
     return Scenario(path, info.path, specs, None, info)
@@ -649,7 +745,8 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
 # --------------------------------------------------------------------------------------------------
 
 _TOP_KEYS = {"platform", "network_model", "processes"}
-_PROC_KEYS = {"host", "path", "args", "env", "cwd", "start_time", "kill_time", "expected_exit"}
+_PROC_KEYS = {"host", "path", "args", "env", "cwd", "start_time", "kill_time", "expected_exit",
+              "expected_final_state"}
 
 
 def _node_line(node) -> int:
@@ -725,6 +822,8 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
                 raise key_err(key, f"unknown key '{key}' (expected {', '.join(sorted(_PROC_KEYS))})")
         if "host" not in entry:
             raise err("missing key 'host'")
+        if "expected_exit" in entry and "expected_final_state" in entry:
+            raise key_err("expected_final_state", "give expected_final_state or expected_exit, not both")
         if not isinstance(entry["host"], str):
             raise key_err("host", "'host' must be a string")
         args = entry.get("args")
@@ -758,7 +857,8 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
         specs.append(_make_spec(host=entry["host"], argv=argv, env=env, cwd=entry.get("cwd"),
                                 start=entry.get("start_time"), kill=entry.get("kill_time"),
                                 expected=entry.get("expected_exit", 0), base=base, platform=info,
-                                source=f"{path}:{line}", err=field_err))
+                                source=f"{path}:{line}", err=field_err,
+                                final_state=entry.get("expected_final_state")))
     return Scenario(path, info.path, specs, model, info)
 
 

@@ -76,3 +76,54 @@ def test_simgrid_says_nothing_unless_asked(run):
     asked = run(procs, "--cpu-model", "none", "--log", "root.thresh:info")
     assert "Oops! Deadlock detected" in asked.stderr
     assert "Configuration change: Set 'network/model' to 'LV08'" in asked.stderr
+
+
+# -- expected_final_state ---------------------------------------------------------------------------
+
+SEGV = {"host": "h2", "path": "/usr/bin/python3", "args": ["-c", "import ctypes; ctypes.string_at(0)"]}
+
+
+def test_a_server_still_running_at_its_kill_time_is_expected_running(run):
+    server = {"host": "h1", "path": "{toys}/pingpong_server", "args": [5000, 3, 100], "kill_time": 5}
+    r = run([dict(server, expected_final_state="running")], "--cpu-model", "none")
+    assert r.rc == 0, r.stdout + r.stderr
+    (p,) = r.procs
+    assert (p["final_state"], p["ok"], p["error"], p["end"], p["exit_status"]) == ("running", True, None, 5.0, 137)
+    assert "exit=137 (running at kill_time, killed)" in r.stdout and " ok " in r.stdout
+    # the default expectation is {exited: 0}: the same server is then a failure, that says why
+    r = run([server], "--cpu-model", "none")
+    assert r.rc == 1 and r.procs[0]["ok"] is False
+    assert "UNEXPECTED (expected exit status 0)" in r.stdout
+
+
+def test_a_process_that_ends_before_kill_time_is_not_running(run):
+    r = run([{"host": "h1", "args": ["sleep", "1"], "kill_time": 5, "expected_final_state": "running"}],
+            "--cpu-model", "none")
+    assert r.rc == 1
+    assert (r.procs[0]["final_state"], r.procs[0]["ok"]) == ({"exited": 0}, False)
+    assert "UNEXPECTED (expected running)" in r.stdout
+
+
+def test_a_crash_is_named_and_may_be_expected(run):
+    r = run([SEGV, dict(SEGV, expected_final_state={"signaled": "SIGSEGV"}),
+             dict(SEGV, expected_final_state={"signaled": "SIGABRT"})], "--cpu-model", "none")
+    assert r.rc == 1
+    crash, expected, wrong = r.procs
+    assert (crash["exit_status"], crash["signal"], crash["final_state"], crash["ok"]) == \
+        (139, "SIGSEGV", {"signaled": "SIGSEGV"}, False)
+    assert crash["error"] == "killed by SIGSEGV (Segmentation fault)"
+    assert (expected["ok"], expected["error"]) == (True, None)
+    assert wrong["ok"] is False and "UNEXPECTED (expected signaled SIGABRT)" in r.stdout
+    assert "exit=139 (SIGSEGV)" in r.stdout
+
+
+def test_expected_exited_status(run):
+    r = run([{"host": "h1", "args": ["false"], "expected_final_state": {"exited": 1}}], "--cpu-model", "none")
+    assert r.rc == 0 and r.procs[0]["final_state"] == {"exited": 1}
+
+
+def test_the_stop_time_leaves_processes_running(run):
+    r = run([{"host": "h1", "args": ["sleep", "100"], "kill_time": 200, "expected_final_state": "running"}],
+            "--cpu-model", "none", "--stop-time", "3")
+    assert r.rc == 0, r.stdout
+    assert (r.procs[0]["final_state"], r.procs[0]["end"]) == ("running", 3.0)
