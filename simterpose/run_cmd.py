@@ -6,7 +6,9 @@ import argparse
 import json
 import re
 import shlex
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -35,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", metavar="SETTING", action="append", default=[], type=_log,
                    help="a SimGrid log setting, as SimGrid's --log (e.g. root.thresh:info); repeatable. "
                         "Without it SimGrid says nothing but critical errors")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="Shadow-like outputs: DIR/hosts/HOST/PROGRAM.N.{stdout,stderr,syscalls} (N: the "
+                        "process's rank in the scenario), DIR/hosts/HOST/eth0.pcap and DIR/results.json; "
+                        "--log-dir, --pcap-dir and --json still choose those outputs' place when given")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--log-dir", metavar="DIR",
                    help="keep each process's stdout, stderr and log of intercepted syscalls here")
@@ -68,7 +74,19 @@ def main(args) -> int:
     from .emulator import Emulation, RunConfig
     from .sim import QUIET_LOGS
 
-    log_dir = Path(args.log_dir) if args.log_dir else None
+    data = None
+    if args.data_dir:
+        try:
+            data = DataDir.create(Path(args.data_dir), logs=not args.log_dir, pcaps=not args.pcap_dir)
+        except OSError as e:
+            print(f"simterpose run: --data-dir {args.data_dir}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        except ValueError as e:
+            print(f"simterpose run: {e}", file=sys.stderr)
+            return 2
+        args.json = args.json or str(data.root / "results.json")
+    log_dir = Path(args.log_dir) if args.log_dir else (data.staging_logs if data else None)
+    pcap_dir = Path(args.pcap_dir) if args.pcap_dir else (data.staging_pcaps if data else None)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -77,7 +95,7 @@ def main(args) -> int:
                            cpu_model=args.cpu_model, reference_speed=ref_speed,
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
                            vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
-                           mediate=args.mediate, pcap_dir=Path(args.pcap_dir) if args.pcap_dir else None)
+                           mediate=args.mediate, pcap_dir=pcap_dir)
     except ValueError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
@@ -89,6 +107,9 @@ def main(args) -> int:
     except (SimulationError, ScenarioError) as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
+    finally:
+        if data is not None:
+            data.file_outputs(scenario)
 
     from .outcome import judge
 
@@ -116,6 +137,51 @@ def main(args) -> int:
         failed += not o.ok
     print(f"simulated time: {emulation.final_time:.9f} s")
     return 1 if failed else 0
+
+
+@dataclass
+class DataDir:
+    """``--data-dir``: the emulator writes its logs and pcaps where ``--log-dir`` and ``--pcap-dir``
+    would put them (two staging directories inside DIR), then they are filed per host, as Shadow
+    lays them out: ``hosts/HOST/PROGRAM.N.EXT`` and ``hosts/HOST/eth0.pcap``."""
+
+    root: Path
+    staging_logs: Path | None
+    staging_pcaps: Path | None
+
+    @classmethod
+    def create(cls, root: Path, logs: bool, pcaps: bool) -> "DataDir":
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            # Outputs of two runs must not mix: Shadow refuses an existing data directory too.
+            raise ValueError(f"--data-dir {root}: exists and is not an empty directory")
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root, root / ".logs" if logs else None, root / ".pcaps" if pcaps else None)
+
+    def host_dir(self, host: str, alias: str) -> Path:
+        # A host name is a directory name unless it cannot be one; the alias always can.
+        name = host if host not in (".", "..") and "/" not in host and "\0" not in host else alias
+        return self.root / "hosts" / name
+
+    def file_outputs(self, scenario) -> None:
+        hosts = {h.name: h.resolvable_name for h in scenario.platform_info.hosts}
+        for name, alias in hosts.items():
+            self.host_dir(name, alias).mkdir(parents=True, exist_ok=True)
+        if self.staging_logs is not None and self.staging_logs.is_dir():
+            for i, spec in enumerate(scenario.processes):
+                # the emulator's names (emulator.py, ProcessActor.__call__): INDEX-HOST-PROGRAM.EXT
+                stem = f"{i}-{spec.host}-{Path(spec.argv[0]).name}"
+                for ext in ("stdout", "stderr", "syscalls"):
+                    src = self.staging_logs / f"{stem}.{ext}"
+                    if src.exists():
+                        dst = self.host_dir(spec.host, hosts[spec.host]) / f"{Path(spec.argv[0]).name}.{i}.{ext}"
+                        src.rename(dst)
+            shutil.rmtree(self.staging_logs, ignore_errors=True)
+        if self.staging_pcaps is not None and self.staging_pcaps.is_dir():
+            for name, alias in hosts.items():
+                src = self.staging_pcaps / f"{name}.pcap"  # net/pcap.py's name: HOST.pcap
+                if src.exists():
+                    src.rename(self.host_dir(name, alias) / "eth0.pcap")
+            shutil.rmtree(self.staging_pcaps, ignore_errors=True)
 
 
 def _speed(text: str) -> float:

@@ -322,7 +322,8 @@ class Simulation:
         if key not in self._routes:
             if not self._sealed:
                 # SimGrid seals the platform when the simulation starts; some routings compute their
-                # tables only then (Dijkstra answers garbage, then aborts, before). Sealing is idempotent.
+                # tables only then (Dijkstra answers garbage, then aborts, before). Never seal again
+                # once it runs: that stalls the transfers under way (measured: a ping-pong hangs).
                 self._engine.netzone_root.seal()
                 self._sealed = True
             route = _probe_route(self._raw_host(s), self._raw_host(d))
@@ -382,6 +383,7 @@ class Simulation:
 
     def run(self, *, check_deadlock: bool = True) -> None:
         """Run until no actor is left (or only blocked/daemon ones). Call from the main thread."""
+        self._sealed = True  # the engine seals the platform as it starts
         self._engine.run()
         self._raise_failures()
         if check_deadlock:
@@ -392,6 +394,7 @@ class Simulation:
 
     def run_until(self, date: float) -> None:
         """Run until simulated ``date`` (or until nothing is left to do); run()/run_until() may follow."""
+        self._sealed = True
         self._engine.run_until(float(date))
         self._raise_failures()
 

@@ -1,6 +1,7 @@
 """`simterpose run` as SimGrid and Shadow users expect it (issue 14): SimGrid settings passed
 through, usage errors in one line, quiet when its reader goes away, SimGrid's chatter only on request."""
 
+import json
 import os
 import subprocess
 
@@ -127,3 +128,51 @@ def test_the_stop_time_leaves_processes_running(run):
             "--cpu-model", "none", "--stop-time", "3")
     assert r.rc == 0, r.stdout
     assert (r.procs[0]["final_state"], r.procs[0]["end"]) == ("running", 3.0)
+
+
+# -- --data-dir ---------------------------------------------------------------------------------------
+
+
+def test_data_dir_is_laid_out_per_host_like_shadows(tmp_path, toys):
+    from simrun_helpers import PLATFORMS
+
+    scen = write_scenario(tmp_path, [
+        {"host": "Cpu A", "path": str(toys / "pingpong_server"), "args": [5000, 3, 100]},
+        {"host": "100030591", "path": str(toys / "pingpong_client"), "args": ["Cpu-A", 5000, 3, 100]},
+        {"host": "100030591", "args": ["hostname"]}], PLATFORMS / "host_names.xml")
+    data = tmp_path / "data"
+    p = subprocess.run([str(SIMTERPOSE), "run", str(scen), "--cpu-model", "none", "--data-dir", str(data)],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
+    files = sorted(str(f.relative_to(data)) for f in data.rglob("*") if f.is_file())
+    assert files == sorted([
+        "results.json",
+        "hosts/Cpu A/pingpong_server.0.stdout", "hosts/Cpu A/pingpong_server.0.stderr",
+        "hosts/Cpu A/pingpong_server.0.syscalls", "hosts/Cpu A/eth0.pcap",
+        "hosts/100030591/pingpong_client.1.stdout", "hosts/100030591/pingpong_client.1.stderr",
+        "hosts/100030591/pingpong_client.1.syscalls",
+        "hosts/100030591/hostname.2.stdout", "hosts/100030591/hostname.2.stderr",
+        "hosts/100030591/hostname.2.syscalls", "hosts/100030591/eth0.pcap",
+        "hosts/Cpu B/eth0.pcap",
+        "hosts/a-host-name-that-is-much-longer-than-the-sixty-four-characters-uname-can-hold/eth0.pcap",
+    ])
+    assert (data / "hosts/100030591/hostname.2.stdout").read_text() == "host-100030591\n"
+    assert (data / "hosts/Cpu A/pingpong_server.0.stdout").read_text() == "server: echoed 3 messages of 100 bytes\n"
+    assert (data / "hosts/Cpu A/eth0.pcap").stat().st_size > 24  # more than the pcap header
+    assert json.loads((data / "results.json").read_text())["processes"][2]["ok"] is True
+    # a second run must not mix its outputs with the first's
+    again = subprocess.run([str(SIMTERPOSE), "run", str(scen), "--data-dir", str(data)],
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert (again.returncode, again.stderr) == (2, f"simterpose run: --data-dir {data}: exists and is not an "
+                                                   "empty directory\n")
+
+
+def test_data_dir_with_the_old_flags_as_shortcuts(tmp_path):
+    scen = write_scenario(tmp_path, [{"host": "h1", "args": ["echo", "hi"]}])
+    p = subprocess.run([str(SIMTERPOSE), "run", str(scen), "--cpu-model", "none", "--data-dir", "data",
+                        "--json", "elsewhere.json", "--log-dir", "logs"], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "elsewhere.json").exists() and not (tmp_path / "data/results.json").exists()
+    assert (tmp_path / "logs/0-h1-echo.stdout").read_text() == "hi\n"
+    assert sorted(f.name for f in (tmp_path / "data/hosts").rglob("*")) == ["eth0.pcap", "eth0.pcap", "h1", "h2"]
