@@ -5,7 +5,8 @@ before anything starts, as a :class:`ScenarioError` whose message reads ``file:l
 
 Platform (:func:`load_platform_info`)
     SimGrid ``<platform version="4.1">`` files: ``<zone>`` (or the older ``<AS>``), ``<host>``,
-    ``<peer>``, ``<cluster>`` (hosts ``prefix + N + suffix`` for N in ``radical``, e.g. ``"0-3,7"``),
+    ``<peer>``, ``<cluster>`` and ``<cabinet>`` (hosts ``prefix + N + suffix`` for N in ``radical``,
+    e.g. ``"0-3,7"``, and the links SimGrid creates for them), wifi links (a bandwidth list),
     ``<link>``, ``<route>``/``<zoneRoute>`` with ``<link_ctn>``. Speeds such as ``"1Gf"``, ``"100Mf"``
     (first pstate if a list), bandwidths ``"10MBps"`` (bytes/s) or ``"100Mbps"`` (bits/s), latencies
     ``"10ms"``. A host's ``<prop id="ip" value="10.0.0.1"/>`` is its virtual IP; hosts without one get
@@ -18,6 +19,7 @@ Deployment XML (:func:`load_deployment`, needs the platform)::
         <argument value="2"/>
         <prop id="cwd" value="/tmp"/>             <!-- optional -->
         <prop id="expected_exit" value="0"/>      <!-- optional, default 0; "any" to accept any -->
+        <prop id="expected_final_state" value="running"/>  <!-- or "exited 0", "signaled SIGSEGV" -->
         <prop id="env:LANG" value="C"/>           <!-- optional, one per variable -->
       </actor>
     </platform>
@@ -34,7 +36,9 @@ YAML scenario (:func:`load_yaml_scenario`), Shadow-like::
         cwd: .                             # optional, relative to this YAML file
         start_time: 0                      # optional, simulated seconds >= 0 (default 0)
         kill_time: 10                      # optional, > start_time (default: never)
-        expected_exit: 0                   # optional exit status (default 0; null = any)
+        expected_final_state: running      # optional, Shadow's: {exited: N} (default {exited: 0}),
+                                           # {signaled: SIGSEGV}, or running (at kill_time, then killed)
+        # expected_exit: 0                 # older: an exit status (128+N if signaled; null = any)
       - host: h2
         args: [echo, hello]                # without path: args is the whole argv, args[0] the program
 

@@ -71,3 +71,17 @@ def test_without_a_route_connect_fails_with_ENETUNREACH_and_the_run_goes_on(run)
     assert (server["exit_status"], other["exit_status"]) == (0, 0)
     assert all(p["end"] is not None and p["start"] is not None for p in r.procs)
     assert r.out(2) == "client: 3 messages of 100 bytes ok\n"
+
+
+EXAMPLES = ["cluster_pingpong", "cabinets_pingpong", "wifi_pingpong", "host_names_pingpong", "no_route",
+            "final_states"]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_example_scenario_of_each_feature_passes(tmp_path, toys, name):
+    from simrun_helpers import ROOT, simterpose_run
+
+    r = simterpose_run([ROOT / "examples" / "scenarios" / f"{name}.yaml", "--cpu-model", "none"], tmp_path,
+                       timeout=60)
+    assert r.rc == 0, r.stdout + r.stderr
+    assert all(p["ok"] for p in r.procs)
