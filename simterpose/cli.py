@@ -2,6 +2,8 @@
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
 from . import __version__
@@ -14,11 +16,33 @@ SUBCOMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line on stderr, exit status 2 (argparse's default prints the whole usage
+    first; `simterpose run -h` still shows it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} -h)\n")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="simterpose", description=sys.modules[__package__].__doc__)
+    try:
+        status = _main(argv)
+        sys.stdout.flush()  # here, where a vanished reader is caught, rather than at interpreter exit
+        return status
+    except BrokenPipeError:
+        # Our reader went away (`simterpose run ... | head`): stop quietly, as a command killed by
+        # SIGPIPE would. Python would complain again at exit while flushing stdout: point it elsewhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv) -> int:
+    parser = _Parser(prog="simterpose", description=sys.modules[__package__].__doc__)
     parser.add_argument("--version", action="version", version=f"simterpose {__version__}")
-    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     # Only the chosen subcommand's module is imported.
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_) in SUBCOMMANDS.items():

@@ -84,15 +84,23 @@ def main(args) -> int:
     requested = args.network_model or scenario.network_model or "LV08"
     models = list(ALL_MODELS) if requested.lower() == "all" else [m.strip() for m in requested.split(",") if m.strip()]
     info = scenario.platform_info
-    try:
-        topology = build_topology(info, [p.host for p in scenario.processes])
-    except TopologyError as e:
-        return _err(f"the real run cannot reproduce this platform: {e}")
     if os.geteuid() != 0:
         return _err("the real run needs root (network namespaces); run it as root")
     for tool in ("ip", "tc", "unshare", "bash", "hostname"):
         if shutil.which(tool) is None:
             return _err(f"the real run needs '{tool}' (iproute2, util-linux, bash, hostname)")
+    from .sim.predict import PredictionError, predict_routes
+
+    used = list(dict.fromkeys(p.host for p in scenario.processes))
+    try:
+        # SimGrid's own routes: implicit ones (clusters, cabinets) too, exactly as the emulation sees them.
+        routes = predict_routes(info.path, used)
+    except (PredictionError, OSError) as e:
+        return _err(f"SimGrid could not compute the platform's routes: {e}")
+    try:
+        topology = build_topology(info, used, routes)
+    except TopologyError as e:
+        return _err(f"the real run cannot reproduce this platform: {e}")
 
     remove_stale()
     net = RealNetwork(topology, {h.name: h.ip for h in info.hosts})

@@ -23,7 +23,7 @@ from .net.pcap import Capture
 from .net.policy import SocketPolicy
 from .net.sockets import Network
 from .proc_policy import ProcPolicy
-from .scenario import ProcessSpec, Scenario
+from .scenario import ProcessSpec, Scenario, hosts_file_lines
 from .scheduler import Scheduler
 from .syscall_log import SyscallLog
 from .time.clock import DEFAULT_EPOCH, VirtualClock, to_ns
@@ -44,6 +44,8 @@ class RunConfig:
     cpu: Optional[int] = None            # pin tracers and tracees to this CPU
     mediate: str = "address-translation"  # or full-mediation
     pcap_dir: Optional[Path] = None
+    simgrid_config: dict = field(default_factory=dict)  # more --cfg=key:value for SimGrid
+    simgrid_log: Optional[list] = None                  # SimGrid --log settings (None: sim.QUIET_LOGS)
 
     def __post_init__(self):
         if self.mediate not in ("address-translation", "full-mediation"):
@@ -218,7 +220,9 @@ class Emulation:
         self.config = config
         # Raw contexts: the whole run is one Python actor (the scheduler), so simcalls cost ~2 us
         # instead of an OS-thread hand-off each (FACTS.md section 3).
-        self.sim = sim.Simulation(scenario.platform, network_model=config.network_model, contexts="raw")
+        self.sim = sim.Simulation(scenario.platform, network_model=config.network_model,
+                                  extra_config=config.simgrid_config, log=config.simgrid_log or sim.QUIET_LOGS,
+                                  contexts="raw")
         self.clock = VirtualClock(sim.now, config.epoch)
         hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
         self.network = Network(Addressing(hosts), keep_data=config.mediate == "full-mediation")
@@ -236,7 +240,7 @@ class Emulation:
         """What tracees read instead of /etc/hosts: the platform's host names."""
         fd, path = tempfile.mkstemp(prefix="simterpose-hosts-")
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        lines += [f"{ip}\t{name}" for name, ip in hosts]
+        lines += hosts_file_lines(hosts)  # aliases for names programs cannot resolve
         os.write(fd, ("\n".join(lines) + "\n").encode())
         os.close(fd)
         return path

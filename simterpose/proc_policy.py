@@ -1,4 +1,5 @@
-"""The identity of the simulated host, as a process sees it: uname's nodename is the host's name."""
+"""The identity of the simulated host, as a process sees it: uname's nodename is the host's name,
+or its alias when the name is not one programs can use (blanks, all digits, over 64 characters)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ _UTS_FIELD = 65  # struct utsname: six char[65] fields; nodename is the second
 class ProcPolicy:
     def __init__(self, actor: "ScenarioProcess"):
         self.actor = actor
-        self.nodename = actor.spec.host.encode()[: _UTS_FIELD - 1]
+        info = actor.emulation.sim.platform_info.find_host(actor.spec.host)
+        name = info.resolvable_name if info is not None else actor.spec.host
+        self.nodename = name.encode()[: _UTS_FIELD - 1]  # an alias always fits; a usable name too
 
     def uname(self, sc):
         def rename(sc_, ret):

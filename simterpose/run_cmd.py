@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -22,12 +25,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-model", default="measured",
                    help="measured (default): charge real CPU bursts; none: charge nothing (deterministic); "
                         "per-syscall=SECONDS: a fixed cost per intercepted syscall (deterministic)")
-    p.add_argument("--reference-speed", default="1Gf",
+    p.add_argument("--reference-speed", default=1e9, type=_speed,
                    help="flop/s that one second of real CPU is worth (default 1Gf: a 1Gf host replays "
                         "CPU bursts at their real duration)")
     p.add_argument("--epoch", type=int, default=None,
                    help="CLOCK_REALTIME at simulated date 0, in Unix seconds (fixed default: reproducible)")
-    p.add_argument("--stop-time", type=float, default=None, help="kill everything at this simulated date")
+    p.add_argument("--stop-time", type=_date, default=None,
+                   help="kill everything at this simulated date (seconds, or with a unit: 500ms, 2m)")
+    p.add_argument("--cfg", metavar="KEY:VALUE", action="append", type=_cfg, default=[],
+                   help="a SimGrid setting, as SimGrid's --cfg (e.g. network/crosstraffic:0); repeatable")
+    p.add_argument("--log", metavar="SETTING", action="append", default=[], type=_log,
+                   help="a SimGrid log setting, as SimGrid's --log (e.g. root.thresh:info); repeatable. "
+                        "Without it SimGrid says nothing but critical errors")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="Shadow-like outputs: DIR/hosts/HOST/PROGRAM.N.{stdout,stderr,syscalls} (N: the "
+                        "process's rank in the scenario), DIR/hosts/HOST/eth0.pcap and DIR/results.json; "
+                        "--log-dir, --pcap-dir and --json still choose those outputs' place when given")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--log-dir", metavar="DIR",
                    help="keep each process's stdout, stderr and log of intercepted syscalls here")
@@ -39,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from .scenario import ScenarioError, load_deployment, load_scenario, parse_speed
+    from .scenario import ScenarioError, load_deployment, load_scenario
     from .time.clock import DEFAULT_EPOCH
 
     try:
@@ -50,21 +63,39 @@ def main(args) -> int:
         else:
             print("simterpose run: give a YAML scenario, or --platform P.xml --deployment D.xml", file=sys.stderr)
             return 2
-        ref_speed = parse_speed(args.reference_speed)
     except ScenarioError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
+    ref_speed = args.reference_speed
+    simgrid_config = dict(args.cfg)
+    # SimGrid's own spelling of the network model wins over the scenario's, as --network-model does.
+    network_model = simgrid_config.pop("network/model", None) or args.network_model or scenario.network_model \
+        or "LV08"
     from .emulator import Emulation, RunConfig
+    from .sim import QUIET_LOGS
 
-    log_dir = Path(args.log_dir) if args.log_dir else None
+    data = None
+    if args.data_dir:
+        try:
+            data = DataDir.create(Path(args.data_dir), logs=not args.log_dir, pcaps=not args.pcap_dir)
+        except OSError as e:
+            print(f"simterpose run: --data-dir {args.data_dir}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        except ValueError as e:
+            print(f"simterpose run: {e}", file=sys.stderr)
+            return 2
+        args.json = args.json or str(data.root / "results.json")
+    log_dir = Path(args.log_dir) if args.log_dir else (data.staging_logs if data else None)
+    pcap_dir = Path(args.pcap_dir) if args.pcap_dir else (data.staging_pcaps if data else None)
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        config = RunConfig(network_model=args.network_model or scenario.network_model or "LV08",
+        config = RunConfig(network_model=network_model, simgrid_config=simgrid_config,
+                           simgrid_log=[QUIET_LOGS[0], *args.log] if args.log else None,
                            cpu_model=args.cpu_model, reference_speed=ref_speed,
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
                            vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
-                           mediate=args.mediate, pcap_dir=Path(args.pcap_dir) if args.pcap_dir else None)
+                           mediate=args.mediate, pcap_dir=pcap_dir)
     except ValueError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
@@ -76,24 +107,143 @@ def main(args) -> int:
     except (SimulationError, ScenarioError) as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
+    finally:
+        if data is not None:
+            data.file_outputs(scenario)
 
+    from .outcome import judge
+
+    outcomes = [judge(spec, r, args.stop_time) for spec, r in zip(scenario.processes, records, strict=True)]
+    if args.json:  # first: a reader that went away (`| head`) must not cost the results
+        doc = {"simulated_time": emulation.final_time,
+               "hosts": {h.name: {"ip": h.ip, "alias": h.resolvable_name} for h in _scenario_hosts(scenario)},
+               "processes": [_process_json(r, o) for r, o in zip(records, outcomes, strict=True)]}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     failed = 0
-    for r in records:
+    for h in _aliased_hosts(scenario):
+        print(f"alias: host '{h.name}' is {h.alias} to programs ({h.ip})")
+    for r, o in zip(records, outcomes, strict=True):
         status = "-" if r.exit_status is None else str(r.exit_status)
+        if o.final_state is not None and o.final_state.kind == "running":
+            status += " (running at kill_time, killed)"
+        elif o.signal is not None:
+            status += f" ({o.signal})"
         span = f"{_t(r.start)} -> {_t(r.end)}"
-        verdict = "ok" if r.ok else "UNEXPECTED"
+        verdict = "ok" if o.ok else f"UNEXPECTED (expected {o.expected})"
         print(f"{r.host:>12}  exit={status:<4} virtual {span}  wall {r.wall or 0:.3f}s  {verdict}  "
               f"{shlex.join(r.argv)}")
-        if r.error:
-            print(f"{'':>12}  error: {r.error}")
-        failed += not r.ok
+        if o.error:
+            print(f"{'':>12}  error: {o.error}")
+        failed += not o.ok
     print(f"simulated time: {emulation.final_time:.9f} s")
-    if args.json:
-        doc = {"simulated_time": emulation.final_time,
-               "processes": [dict(r.virtual(), wall=r.wall) for r in records]}
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 1 if failed else 0
+
+
+@dataclass
+class DataDir:
+    """``--data-dir``: the emulator writes its logs and pcaps where ``--log-dir`` and ``--pcap-dir``
+    would put them (two staging directories inside DIR), then they are filed per host, as Shadow
+    lays them out: ``hosts/HOST/PROGRAM.N.EXT`` and ``hosts/HOST/eth0.pcap``."""
+
+    root: Path
+    staging_logs: Path | None
+    staging_pcaps: Path | None
+
+    @classmethod
+    def create(cls, root: Path, logs: bool, pcaps: bool) -> "DataDir":
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            # Outputs of two runs must not mix: Shadow refuses an existing data directory too.
+            raise ValueError(f"--data-dir {root}: exists and is not an empty directory")
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(root, root / ".logs" if logs else None, root / ".pcaps" if pcaps else None)
+
+    def host_dir(self, host: str, alias: str) -> Path:
+        # A host name is a directory name unless it cannot be one; the alias always can.
+        name = host if host not in (".", "..") and "/" not in host and "\0" not in host else alias
+        return self.root / "hosts" / name
+
+    def file_outputs(self, scenario) -> None:
+        hosts = {h.name: h.resolvable_name for h in scenario.platform_info.hosts}
+        for name, alias in hosts.items():
+            self.host_dir(name, alias).mkdir(parents=True, exist_ok=True)
+        if self.staging_logs is not None and self.staging_logs.is_dir():
+            for i, spec in enumerate(scenario.processes):
+                # the emulator's names (emulator.py, ProcessActor.__call__): INDEX-HOST-PROGRAM.EXT
+                stem = f"{i}-{spec.host}-{Path(spec.argv[0]).name}"
+                for ext in ("stdout", "stderr", "syscalls"):
+                    src = self.staging_logs / f"{stem}.{ext}"
+                    if src.exists():
+                        dst = self.host_dir(spec.host, hosts[spec.host]) / f"{Path(spec.argv[0]).name}.{i}.{ext}"
+                        src.rename(dst)
+            shutil.rmtree(self.staging_logs, ignore_errors=True)
+        if self.staging_pcaps is not None and self.staging_pcaps.is_dir():
+            for name, alias in hosts.items():
+                src = self.staging_pcaps / f"{name}.pcap"  # net/pcap.py's name: HOST.pcap
+                if src.exists():
+                    src.rename(self.host_dir(name, alias) / "eth0.pcap")
+            shutil.rmtree(self.staging_pcaps, ignore_errors=True)
+
+
+def _speed(text: str) -> float:
+    from .scenario import parse_speed
+
+    try:
+        value = parse_speed(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid speed {text!r} (e.g. 1Gf, 500Mf)") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid speed {text!r}: must be > 0")
+    return value
+
+
+def _date(text: str) -> float:
+    from .scenario import parse_time
+
+    try:
+        value = parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {text!r} (seconds, or e.g. 500ms, 2m)") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid date {text!r}: must be >= 0")
+    return value
+
+
+def _cfg(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition(":")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY:VALUE (e.g. network/crosstraffic:0), got {text!r}")
+    return key.strip(), value.strip()
+
+
+# SimGrid's --log grammar (xbt_log_control_set): CATEGORY.thres[hold]:LEVEL, .fmt/.layout:FORMAT,
+# .app[ender]:..., .add[itivity]:yes|no, or no_loc. Anything else makes SimGrid abort the process.
+_LOG_SETTING = re.compile(r"^(no_loc|\w+(\.\w+)*\.(thres\w*|fmt|layout|app\w*|add\w*):\S.*)$")
+
+
+def _log(text: str) -> str:
+    if not _LOG_SETTING.match(text):
+        raise argparse.ArgumentTypeError(f"invalid SimGrid log setting {text!r} (e.g. root.thresh:info)")
+    return text
 
 
 def _t(v) -> str:
     return "?" if v is None else f"{v:.6f}"
+
+
+def _process_json(record, outcome) -> dict:
+    doc = dict(record.virtual(), wall=record.wall)
+    doc["error"] = outcome.error
+    doc["final_state"] = None if outcome.final_state is None else outcome.final_state.as_json()
+    doc["signal"] = outcome.signal
+    doc["ok"] = outcome.ok
+    return doc
+
+
+def _scenario_hosts(scenario):
+    """The platform hosts the scenario's processes run on, in platform order."""
+    used = {p.host for p in scenario.processes}
+    return [h for h in scenario.platform_info.hosts if h.name in used]
+
+
+def _aliased_hosts(scenario):
+    return [h for h in _scenario_hosts(scenario) if h.alias]

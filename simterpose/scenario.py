@@ -5,7 +5,8 @@ before anything starts, as a :class:`ScenarioError` whose message reads ``file:l
 
 Platform (:func:`load_platform_info`)
     SimGrid ``<platform version="4.1">`` files: ``<zone>`` (or the older ``<AS>``), ``<host>``,
-    ``<peer>``, ``<cluster>`` (hosts ``prefix + N + suffix`` for N in ``radical``, e.g. ``"0-3,7"``),
+    ``<peer>``, ``<cluster>`` and ``<cabinet>`` (hosts ``prefix + N + suffix`` for N in ``radical``,
+    e.g. ``"0-3,7"``, and the links SimGrid creates for them), wifi links (a bandwidth list),
     ``<link>``, ``<route>``/``<zoneRoute>`` with ``<link_ctn>``. Speeds such as ``"1Gf"``, ``"100Mf"``
     (first pstate if a list), bandwidths ``"10MBps"`` (bytes/s) or ``"100Mbps"`` (bits/s), latencies
     ``"10ms"``. A host's ``<prop id="ip" value="10.0.0.1"/>`` is its virtual IP; hosts without one get
@@ -18,6 +19,7 @@ Deployment XML (:func:`load_deployment`, needs the platform)::
         <argument value="2"/>
         <prop id="cwd" value="/tmp"/>             <!-- optional -->
         <prop id="expected_exit" value="0"/>      <!-- optional, default 0; "any" to accept any -->
+        <prop id="expected_final_state" value="running"/>  <!-- or "exited 0", "signaled SIGSEGV" -->
         <prop id="env:LANG" value="C"/>           <!-- optional, one per variable -->
       </actor>
     </platform>
@@ -34,7 +36,9 @@ YAML scenario (:func:`load_yaml_scenario`), Shadow-like::
         cwd: .                             # optional, relative to this YAML file
         start_time: 0                      # optional, simulated seconds >= 0 (default 0)
         kill_time: 10                      # optional, > start_time (default: never)
-        expected_exit: 0                   # optional exit status (default 0; null = any)
+        expected_final_state: running      # optional, Shadow's: {exited: N} (default {exited: 0}),
+                                           # {signaled: SIGSEGV}, or running (at kill_time, then killed)
+        # expected_exit: 0                 # older: an exit status (128+N if signaled; null = any)
       - host: h2
         args: [echo, hello]                # without path: args is the whole argv, args[0] the program
 
@@ -65,11 +69,16 @@ __all__ = [
     "RouteInfo",
     "PlatformInfo",
     "ProcessSpec",
+    "FinalState",
     "Scenario",
     "load_platform_info",
     "load_deployment",
     "load_yaml_scenario",
     "load_scenario",
+    "host_aliases",
+    "hosts_file_lines",
+    "is_usable_host_name",
+    "parse_final_state",
     "parse_speed",
     "parse_bandwidth",
     "parse_time",
@@ -126,8 +135,17 @@ def parse_speed(text: str) -> float:
 
 
 def parse_bandwidth(text: str) -> float:
-    """``"10MBps"`` → 1e7 bytes/s; ``"100Mbps"`` → 1.25e7 bytes/s; a bare number means bytes/s."""
-    value, unit = _split(text, "bandwidth")
+    """``"10MBps"`` → 1e7 bytes/s; ``"100Mbps"`` → 1.25e7 bytes/s; a bare number means bytes/s.
+
+    A comma-separated list (a wifi link's rate per modulation, ``"54Mbps,36Mbps,24Mbps"``) gives its
+    first value; every value must parse.
+    """
+    values = [_one_bandwidth(part, text) for part in str(text).split(",")]
+    return values[0]
+
+
+def _one_bandwidth(part: str, text: str) -> float:
+    value, unit = _split(part, "bandwidth")
     return value if unit == "" else _prefixed(value, unit, {"Bps": 1.0, "bps": 0.125}, text, "bandwidth")
 
 
@@ -209,6 +227,14 @@ class HostInfo:
     ip: str  # declared_ip, or the one assigned automatically
     zone: str | None
     line: int
+    # What programs call the host (hosts file, uname): ``name`` when it is a usable host name, else
+    # a DNS label made from it (see :func:`host_aliases`).
+    alias: str = ""
+    props: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def resolvable_name(self) -> str:
+        return self.alias or self.name
 
 
 @dataclass(frozen=True)
@@ -218,6 +244,8 @@ class LinkInfo:
     latency: float  # s
     sharing_policy: str
     line: int
+    zone: str | None = None  # the zone declaring it (None: outside every zone)
+    rate_count: int = 1  # a wifi link's bandwidths, one per modulation (bandwidth is the first)
 
 
 @dataclass(frozen=True)
@@ -236,6 +264,7 @@ class PlatformInfo:
     links: list[LinkInfo]
     routes: list[RouteInfo]
     zones: list[str]
+    zone_routing: dict[str, str] = field(default_factory=dict)  # zone id -> its routing ("Full", "Wifi"...)
 
     @property
     def host_names(self) -> list[str]:
@@ -249,6 +278,11 @@ class PlatformInfo:
 
     def has_host(self, name: str) -> bool:
         return any(h.name == name for h in self.hosts)
+
+    def find_host(self, name: str) -> HostInfo | None:
+        """The host called ``name`` in the platform, else the one whose alias is ``name``."""
+        return next((h for h in self.hosts if h.name == name), None) or \
+            next((h for h in self.hosts if h.alias and h.alias == name), None)
 
     def host_by_ip(self, ip: str) -> HostInfo | None:
         return next((h for h in self.hosts if h.ip == ip), None)
@@ -273,9 +307,11 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
     if root.tag != "platform":
         raise ScenarioError(f"root element is <{root.tag}>, expected <platform>", path, root.line)
     raw_hosts: list[tuple[str, float, int, str | None, str | None, int]] = []
+    host_props: dict[str, dict[str, str]] = {}
     links: list[LinkInfo] = []
     routes: list[RouteInfo] = []
     zones: list[str] = []
+    zone_routing: dict[str, str] = {}
 
     def need(elem: _Elem, attr: str) -> str:
         if attr not in elem.attrib:
@@ -300,30 +336,50 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
             tag = child.tag
             if tag in ("zone", "AS"):
                 zones.append(need(child, "id"))
+                zone_routing[child.attrib["id"]] = child.attrib.get("routing", "")
                 walk(child, child.attrib["id"])
             elif tag in ("host", "peer"):
-                ip = None
-                for prop in child.iter("prop"):
-                    if prop.attrib.get("id") == "ip":
-                        ip = prop.attrib.get("value")
+                props = {p.attrib.get("id", ""): p.attrib.get("value", "") for p in child.iter("prop")}
+                ip = props.get("ip")
+                host_props[child.attrib.get("id", "")] = props
                 raw_hosts.append((need(child, "id"), unit(parse_speed, child, "speed"), cores_of(child), ip, zone,
                                   child.line))
-            elif tag == "cluster":
+            elif tag in ("cluster", "cabinet"):
+                # A <cluster> is a zone of its own; a <cabinet> is a row of hosts (each with its own
+                # link) inside the enclosing zone. Both name hosts prefix + N + suffix.
                 cid = need(child, "id")
-                zones.append(cid)
+                if tag == "cluster":
+                    zones.append(cid)
+                    zone_routing[cid] = "Cluster"
                 speed = unit(parse_speed, child, "speed")
                 try:
                     numbers = _radical(need(child, "radical"))
                 except ValueError:
-                    raise ScenarioError(f"<cluster> radical: invalid {child.attrib['radical']!r}", path,
+                    raise ScenarioError(f"<{tag}> radical: invalid {child.attrib['radical']!r}", path,
                                         child.line) from None
                 prefix, suffix = child.attrib.get("prefix", ""), child.attrib.get("suffix", "")
+                # The links SimGrid creates for them (names as SimGrid 3.32 gives them; a split-duplex
+                # link X shows in routes as X_UP and X_DOWN).
+                bw, lat = unit(parse_bandwidth, child, "bw"), unit(parse_time, child, "lat", "0")
+                policy = child.attrib.get("sharing_policy", "SPLITDUPLEX") if tag == "cluster" else "SPLITDUPLEX"
                 for n in numbers:
-                    raw_hosts.append((f"{prefix}{n}{suffix}", speed, cores_of(child), None, cid, child.line))
+                    host = f"{prefix}{n}{suffix}"
+                    raw_hosts.append((host, speed, cores_of(child), None, cid if tag == "cluster" else zone,
+                                      child.line))
+                    link = f"{cid}_link_{n}" if tag == "cluster" else f"link_{host}"
+                    links.append(LinkInfo(link, bw, lat, policy, child.line, cid if tag == "cluster" else zone))
+                if tag == "cluster" and "bb_bw" in child.attrib:
+                    links.append(LinkInfo(f"{cid}_backbone", unit(parse_bandwidth, child, "bb_bw"),
+                                          unit(parse_time, child, "bb_lat", "0"),
+                                          child.attrib.get("bb_sharing_policy", "SHARED"), child.line, cid))
             elif tag in ("link", "backbone"):
                 links.append(LinkInfo(need(child, "id"), unit(parse_bandwidth, child, "bandwidth"),
                                       unit(parse_time, child, "latency", "0"),
-                                      child.attrib.get("sharing_policy", "SHARED"), child.line))
+                                      child.attrib.get("sharing_policy", "SHARED"), child.line, zone,
+                                      len(str(child.attrib.get("bandwidth", "")).split(","))))
+                if links[-1].sharing_policy.upper() == "WIFI" and links[-1].latency != 0:
+                    raise ScenarioError(f"wifi link '{links[-1].name}': SimGrid accepts no latency on a wifi "
+                                        "link (write latency=\"0ms\")", path, child.line)
             elif tag in ("route", "zoneRoute", "ASroute"):
                 ids = tuple(need(lc, "id") for lc in child.iter("link_ctn"))
                 routes.append(RouteInfo(need(child, "src"), need(child, "dst"), ids,
@@ -353,9 +409,88 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
                 raise ScenarioError(f"route {route.src} -> {route.dst}: unknown link '{lid}'", path, route.line)
 
     auto = _auto_ips(set(declared))
-    hosts = [HostInfo(name, speed, cores, ip, ip if ip is not None else next(auto), zone, line)
+    aliases = host_aliases([h[0] for h in raw_hosts])
+    hosts = [HostInfo(name, speed, cores, ip, ip if ip is not None else next(auto), zone, line,
+                      aliases.get(name, ""), host_props.get(name, {}))
              for name, speed, cores, ip, zone, line in raw_hosts]
-    return PlatformInfo(path, hosts, links, routes, zones)
+    return PlatformInfo(path, hosts, links, routes, zones, zone_routing)
+
+
+# --------------------------------------------------------------------------------------------------
+# Host names programs can use
+# --------------------------------------------------------------------------------------------------
+
+#: Longest name uname() can return (struct utsname's nodename is char[65], NUL included).
+HOST_NAME_MAX = 64
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_NOT_LABEL_CHARS = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def is_usable_host_name(name: str) -> bool:
+    """Can programs use ``name`` as is: in a hosts file, from uname(), through getaddrinfo()?
+
+    Dot-separated DNS labels (letters, digits, inner hyphens, 1-63 characters each), at most
+    :data:`HOST_NAME_MAX` characters in all, and a last label that is not all digits: getaddrinfo
+    reads ``100030591`` or ``10.5`` as IPv4 numbers (inet_aton), never as names.
+    """
+    if not name or len(name) > HOST_NAME_MAX:
+        return False
+    labels = name.split(".")
+    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
+
+
+def host_aliases(names: list[str]) -> dict[str, str]:
+    """An alias for every name that :func:`is_usable_host_name` refuses: a single DNS label.
+
+    Runs of other characters become ``-`` (``Cpu A`` → ``Cpu-A``, ``a.b_c`` → ``a-b-c``); an
+    all-digit result gets ``host-`` in front (``100030591`` → ``host-100030591``); a result longer
+    than 63 characters is cut to 54 and ends with ``-`` and 8 hex digits of the name's SHA-1 (so two
+    long names sharing a prefix differ). An alias equal to another host's name or alias (DNS is
+    case-insensitive) gets ``-2``, ``-3``... in document order. Deterministic: same names, same aliases.
+    """
+    import hashlib
+
+    taken = {n.lower() for n in names if is_usable_host_name(n)}
+    out: dict[str, str] = {}
+    for name in names:
+        if is_usable_host_name(name) or name in out:
+            continue
+        base = _NOT_LABEL_CHARS.sub("-", name).strip("-")
+        if not base or base.isdigit():
+            base = f"host-{base}" if base else "host"
+        if len(base) > 63:
+            digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+            base = f"{base[:54].rstrip('-')}-{digest}"
+        alias, n = base, 1
+        while alias.lower() in taken:
+            n += 1
+            suffix = f"-{n}"
+            alias = base[: 63 - len(suffix)].rstrip("-") + suffix
+        taken.add(alias.lower())
+        out[name] = alias
+    return out
+
+
+def _hosts_file_safe(name: str) -> bool:
+    """Can ``name`` itself stand in a hosts file line (no blank, no comment sign, not a number)?"""
+    return bool(name) and not any(c.isspace() or c == "#" or not c.isprintable() for c in name) \
+        and not name.split(".")[-1].isdigit()
+
+
+def hosts_file_lines(hosts: list[tuple[str, str]]) -> list[str]:
+    """``/etc/hosts`` lines for ``(name, ip)`` pairs: the resolvable name first (the alias when the
+    name needs one), then the name itself too when a hosts file can carry it (``my_host``)."""
+    aliases = host_aliases([name for name, _ in hosts])
+    lines = []
+    for name, ip in hosts:
+        alias = aliases.get(name)
+        if alias is None:
+            lines.append(f"{ip}\t{name}")
+        elif _hosts_file_safe(name):
+            lines.append(f"{ip}\t{alias} {name}")
+        else:
+            lines.append(f"{ip}\t{alias}")
+    return lines
 
 
 def _auto_ips(taken: set[str]):
@@ -378,6 +513,81 @@ def _auto_ips(taken: set[str]):
 
 
 @dataclass(frozen=True)
+class FinalState:
+    """How a process ended, in Shadow's terms: ``exited`` with a status, ``signaled`` by a signal, or
+    ``running`` — still running when its kill_time (or the run's --stop-time) came and it was killed."""
+
+    kind: str  # "exited", "signaled" or "running"
+    status: int | None = None  # exited: the exit status
+    signal: int | None = None  # signaled: the signal number
+
+    def __str__(self) -> str:
+        if self.kind == "exited":
+            return f"exited {self.status}"
+        if self.kind == "signaled":
+            return f"signaled {signal_name(self.signal)}"
+        return "running"
+
+    def as_json(self):
+        """As a YAML scenario writes it: ``{"exited": 0}``, ``{"signaled": "SIGSEGV"}`` or ``"running"``."""
+        if self.kind == "exited":
+            return {"exited": self.status}
+        if self.kind == "signaled":
+            return {"signaled": signal_name(self.signal)}
+        return "running"
+
+
+def signal_name(number: int | None) -> str:
+    import signal as _signal
+
+    try:
+        return _signal.Signals(number).name
+    except (ValueError, TypeError):
+        return f"signal {number}"
+
+
+def parse_final_state(value: Any) -> FinalState:
+    """``running``, ``{exited: N}``, ``{signaled: SIGSEGV}`` (or ``SEGV``, or ``11``); in a string
+    (deployment XML): ``"exited 0"``, ``"signaled SIGSEGV"``. ValueError otherwise."""
+    import signal as _signal
+
+    if isinstance(value, str):
+        words = value.replace(":", " ").split()
+        if words == ["running"]:
+            return FinalState("running")
+        if len(words) == 2:
+            value = {words[0]: words[1]}
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError("expected running, {exited: N} or {signaled: SIGNAME}")
+    (kind, arg), = value.items()
+    if kind == "exited":
+        try:
+            if isinstance(arg, bool):
+                raise ValueError
+            status = int(arg)
+        except (TypeError, ValueError):
+            raise ValueError(f"exited: {arg!r} is not an exit status") from None
+        if not 0 <= status <= 255:
+            raise ValueError(f"exited: {status} is not in 0..255")
+        return FinalState("exited", status=status)
+    if kind == "signaled":
+        text = str(arg).strip().upper()
+        if text.isdigit():
+            number = int(text)
+        else:
+            name = text if text.startswith("SIG") else "SIG" + text
+            number = getattr(_signal.Signals, name, None)
+            if number is None:
+                raise ValueError(f"signaled: unknown signal {arg!r}")
+        try:
+            number = int(_signal.Signals(int(number)))
+        except ValueError:
+            raise ValueError(f"signaled: unknown signal {arg!r}") from None
+        return FinalState("signaled", signal=number)
+    raise ValueError(f"unknown final state {kind!r} (running, exited or signaled)")
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     host: str
     argv: list[str]  # argv[0] as written in the scenario
@@ -388,6 +598,8 @@ class ProcessSpec:
     kill_time: float | None = None
     expected_exit: int | None = 0  # None: any exit status is fine
     source: str = ""  # "file:line" of the entry, for messages
+    # Shadow's expected_final_state; None: judged by expected_exit (exit status, 128+N if signaled)
+    expected_final_state: FinalState | None = None
 
 
 @dataclass
@@ -430,9 +642,12 @@ def _number(value: Any, what: str, err) -> float:
 
 
 def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, start: Any, kill: Any,
-               expected: Any, base: Path, platform: PlatformInfo, source: str, err) -> ProcessSpec:
-    if not platform.has_host(host):
+               expected: Any, base: Path, platform: PlatformInfo, source: str, err,
+               final_state: Any = None) -> ProcessSpec:
+    found = platform.find_host(host)
+    if found is None:
         raise err(f"unknown host '{host}'", "host")
+    host = found.name  # a process may name its host by alias
     start_time = 0.0 if start is None else _number(start, "start_time", err)
     if start_time < 0:
         raise err(f"negative start_time {start!r}", "start_time")
@@ -452,6 +667,18 @@ def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, sta
             raise err(f"invalid expected_exit {expected!r}", "expected_exit") from None
         if not 0 <= expected_exit <= 255:
             raise err(f"expected_exit {expected_exit} is not in 0..255", "expected_exit")
+    expected_state = None
+    if final_state is not None:
+        try:
+            expected_state = parse_final_state(final_state)
+        except ValueError as exc:
+            raise err(f"expected_final_state: {exc}", "expected_final_state") from None
+        if expected_state.kind == "running" and kill_time is None:
+            raise err("expected_final_state 'running' needs a kill_time (the date it is still running at)",
+                      "expected_final_state")
+        # What the exit status will be (compare's real runs judge by it); running: killed, any.
+        expected_exit = {"exited": expected_state.status, "running": None}.get(
+            expected_state.kind, 128 + (expected_state.signal or 0))
     binary = _resolve_binary(argv[0], base, env, err)
     cwd_path = None
     if cwd is not None:
@@ -460,7 +687,8 @@ def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, sta
         if not c.is_dir():
             raise err(f"cwd '{cwd}' is not a directory", "cwd")
         cwd_path = str(c.resolve())
-    return ProcessSpec(host, argv, binary, env, cwd_path, start_time, kill_time, expected_exit, source)
+    return ProcessSpec(host, argv, binary, env, cwd_path, start_time, kill_time, expected_exit, source,
+                       expected_state)
 
 
 def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | PlatformInfo) -> Scenario:
@@ -484,6 +712,7 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
         env: dict[str, str] = {}
         cwd = None
         expected: Any = 0
+        final_state = None
         for child in elem.children:
             if child.tag == "argument":
                 if "value" not in child.attrib:
@@ -495,11 +724,13 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
                     cwd = value
                 elif pid == "expected_exit":
                     expected = value
+                elif pid == "expected_final_state":
+                    final_state = value
                 elif pid.startswith("env:") and len(pid) > 4:
                     env[pid[4:]] = value
                 else:
-                    raise ScenarioError(f"unknown <prop id='{pid}'> (cwd, expected_exit or env:NAME)", path,
-                                        child.line)
+                    raise ScenarioError(f"unknown <prop id='{pid}'> (cwd, expected_exit, expected_final_state "
+                                        "or env:NAME)", path, child.line)
             else:
                 raise ScenarioError(f"unexpected <{child.tag}> in <{elem.tag}>", path, child.line)
         kill = elem.attrib.get("kill_time")
@@ -507,7 +738,7 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
             kill = None
         specs.append(_make_spec(host=elem.attrib["host"], argv=argv, env=env, cwd=cwd,
                                 start=elem.attrib.get("start_time"), kill=kill, expected=expected, base=base,
-                                platform=info, source=f"{path}:{elem.line}", err=err))
+                                platform=info, source=f"{path}:{elem.line}", err=err, final_state=final_state))
     if not specs:
         raise ScenarioError("no <actor> in the deployment", path, root.line)
     return Scenario(path, info.path, specs, None, info)
@@ -518,7 +749,8 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
 # --------------------------------------------------------------------------------------------------
 
 _TOP_KEYS = {"platform", "network_model", "processes"}
-_PROC_KEYS = {"host", "path", "args", "env", "cwd", "start_time", "kill_time", "expected_exit"}
+_PROC_KEYS = {"host", "path", "args", "env", "cwd", "start_time", "kill_time", "expected_exit",
+              "expected_final_state"}
 
 
 def _node_line(node) -> int:
@@ -594,6 +826,8 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
                 raise key_err(key, f"unknown key '{key}' (expected {', '.join(sorted(_PROC_KEYS))})")
         if "host" not in entry:
             raise err("missing key 'host'")
+        if "expected_exit" in entry and "expected_final_state" in entry:
+            raise key_err("expected_final_state", "give expected_final_state or expected_exit, not both")
         if not isinstance(entry["host"], str):
             raise key_err("host", "'host' must be a string")
         args = entry.get("args")
@@ -627,7 +861,8 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
         specs.append(_make_spec(host=entry["host"], argv=argv, env=env, cwd=entry.get("cwd"),
                                 start=entry.get("start_time"), kill=entry.get("kill_time"),
                                 expected=entry.get("expected_exit", 0), base=base, platform=info,
-                                source=f"{path}:{line}", err=field_err))
+                                source=f"{path}:{line}", err=field_err,
+                                final_state=entry.get("expected_final_state")))
     return Scenario(path, info.path, specs, model, info)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import socket
+from typing import Callable
 
 from ..tracer.memory import SockAddr
 
@@ -81,6 +82,10 @@ def as_family(addr_v4: str, family: int) -> str:
 class Addressing:
     """The platform's hosts by name, by virtual IP and by real IP."""
 
+    #: Can the platform carry bytes from host A to host B (names)? None: ask the process's
+    #: Simulation (:func:`simterpose.sim.reachable`), or say yes when there is none (unit tests).
+    reachable: Callable[[str, str], bool] | None = None
+
     def __init__(self, hosts: list[tuple[str, str]], run_octet: int | None = None):
         if run_octet is None:
             run_octet = random.SystemRandom().randrange(2, 254, 2)
@@ -118,7 +123,21 @@ class Addressing:
         h = self.by_ip.get(v4)
         if h is None:
             raise AddressError(101, f"no simulated host has address {vaddr}")  # ENETUNREACH
+        if h is not src and not self._reachable(src.name, h.name):
+            # Linux's answer to a destination without a route; SimGrid would abort the transfer.
+            raise AddressError(101, f"the platform has no route from {src.name} to {h.name}")  # ENETUNREACH
         return h, h.ip
+
+    def _reachable(self, src: str, dst: str) -> bool:
+        if self.reachable is not None:
+            return self.reachable(src, dst)
+        from .. import sim  # here, not at the top: addressing stays usable without SimGrid
+
+        try:
+            simulation = sim.current()
+        except sim.SimulationError:
+            return True
+        return simulation.reachable(src, dst)
 
     def virtual_of_real(self, real_ip: str) -> tuple[Host, str] | None:
         return self.by_real.get(unmap_v4(real_ip))

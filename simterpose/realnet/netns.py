@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..scenario import host_aliases, hosts_file_lines
 from .topology import Topology
 
 NETNS_ETC = Path("/etc/netns")
@@ -152,7 +153,8 @@ class RealNetwork:
         for key in ("all", "default"):
             _sysctl(r, f"net.ipv4.conf.{key}.rp_filter", "0")
             _sysctl(r, f"net.ipv4.conf.{key}.send_redirects", "0")
-        hosts_text = "127.0.0.1\tlocalhost\n" + "".join(f"{ip}\t{name}\n" for name, ip in self.hostnames.items())
+        lines = hosts_file_lines(list(self.hostnames.items()))  # with aliases, as in the emulated run
+        hosts_text = "127.0.0.1\tlocalhost\n" + "".join(f"{line}\n" for line in lines)
         for i, h in enumerate(topo.hosts):
             ns = self.ns(h)
             self._add_ns(ns)
@@ -273,7 +275,8 @@ class RealNetwork:
         # hostname, then execs the unmodified program with its own argv[0].
         script = 'hostname -- "$1" || exit 127; a0=$2; shift 2; exec -a "$a0" -- "$@"'
         cmd = ["ip", "netns", "exec", self.ns(spec.host), "unshare", "--uts", "bash", "-c", script,
-               "simterpose-launch", spec.host, spec.argv[0], spec.binary, *spec.argv[1:]]
+               "simterpose-launch", host_aliases(list(self.hostnames)).get(spec.host, spec.host), spec.argv[0],
+               spec.binary, *spec.argv[1:]]
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                              cwd=spec.cwd, start_new_session=True)
         self.children.append(p)

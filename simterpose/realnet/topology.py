@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..scenario import PlatformInfo
+from ..scenario import LinkInfo, PlatformInfo
 
 
 class TopologyError(ValueError):
@@ -58,21 +58,64 @@ def _route(platform: PlatformInfo, a: str, b: str) -> tuple[str, ...] | None:
     return None
 
 
-def build_topology(platform: PlatformInfo, hosts_used: list[str]) -> Topology:
+SimgridRoutes = dict[tuple[str, str], "list | None"]  # what simterpose.sim.predict.predict_routes answers
+
+
+def _from_simgrid(platform: PlatformInfo, links: dict[str, LinkInfo], route: list) -> tuple[str, ...]:
+    """A SimGrid route as link names of ``links``: a split-duplex link's X_UP / X_DOWN halves are X
+    (the real network shapes each direction of a private link separately anyway); a link the XML
+    does not name (none expected) is added with SimGrid's numbers."""
+    names = []
+    for name, bandwidth, latency, policy in route:
+        for half in ("_UP", "_DOWN"):
+            if name.endswith(half) and name[: -len(half)] in links:
+                name = name[: -len(half)]
+        if name not in links:
+            links[name] = LinkInfo(name, float(bandwidth), float(latency), policy if policy != "?" else "SHARED",
+                                   0)
+        names.append(name)
+    return tuple(names)
+
+
+def _split_duplex_owners(simgrid_routes: SimgridRoutes, hosts: list[str]) -> dict[str, str]:
+    """Split-duplex links that belong to one host: their _UP half is only in routes leaving it and
+    their _DOWN half only in routes reaching it (a cluster's or cabinet's per-host links). Tells a
+    host's own link from the core even when the scenario uses only two hosts."""
+    ends: dict[str, set[str]] = {}
+    for (a, b), route in simgrid_routes.items():
+        if route is None or a not in hosts or b not in hosts:
+            continue
+        for name, *_ in route:
+            if name.endswith("_UP"):
+                ends.setdefault(name[:-3], set()).add(a)
+            elif name.endswith("_DOWN"):
+                ends.setdefault(name[:-5], set()).add(b)
+    return {link: next(iter(owners)) for link, owners in ends.items() if len(owners) == 1}
+
+
+def build_topology(platform: PlatformInfo, hosts_used: list[str],
+                   simgrid_routes: SimgridRoutes | None = None) -> Topology:
     """The real-network description of ``platform`` restricted to ``hosts_used``; TopologyError if the
-    routes between those hosts are not of the supported star/backbone form."""
+    routes between those hosts are not of the supported star/backbone form.
+
+    ``simgrid_routes``: the routes as SimGrid built them (:func:`simterpose.sim.predict.predict_routes`),
+    which covers implicit routes (clusters, cabinets); without it, the XML's explicit routes."""
     hosts = [h.name for h in platform.hosts if h.name in set(hosts_used)]
     links = {link.name: link for link in platform.links}
     routes: dict[tuple[str, str], tuple[str, ...]] = {}
     for i, a in enumerate(hosts):
         for b in hosts[i + 1:]:
-            r = _route(platform, a, b)
+            if simgrid_routes is not None:
+                found = simgrid_routes.get((a, b))
+                r = None if found is None else _from_simgrid(platform, links, found)
+            else:
+                r = _route(platform, a, b)
             if r is None:
-                raise TopologyError(f"no route between hosts '{a}' and '{b}' in {platform.path} "
-                                    "(the real run supports star/backbone platforms with explicit routes)")
+                raise TopologyError(f"no route between hosts '{a}' and '{b}' in {platform.path}")
             routes[(a, b)] = r
+    owned = _split_duplex_owners(simgrid_routes, hosts) if simgrid_routes is not None else {}
     all_sets = [set(r) for r in routes.values()]
-    core = set.intersection(*all_sets) if all_sets else set()
+    core = (set.intersection(*all_sets) if all_sets else set()) - set(owned)
     private: dict[str, set[str]] = {}
     for h in hosts:
         touching = [set(r) - core for (a, b), r in routes.items() if h in (a, b)]
@@ -80,7 +123,7 @@ def build_topology(platform: PlatformInfo, hosts_used: list[str]) -> Topology:
         mine = set.intersection(*touching) if touching else set()
         for o in others:
             mine -= o
-        private[h] = mine
+        private[h] = (mine - set(owned)) | {link for link, owner in owned.items() if owner == h}
     for (a, b), r in routes.items():
         expected = private[a] | core | private[b]
         if set(r) != expected or len(r) != len(set(r)):

@@ -39,6 +39,10 @@ from ._compat import sg
 NETWORK_MODELS = ("LV08", "CM02", "SMPI", "IB", "Constant")
 
 DEFAULT_LOG = "root.thresh:critical"
+#: What a Simulation logs unless told otherwise: critical messages only, and not SimGrid's deadlock
+#: report ("Oops! Deadlock detected" and its listing, category ker_engine): a run that ends with
+#: blocked processes is normal here, and each process's record says what it was waiting for.
+QUIET_LOGS = (DEFAULT_LOG, "ker_engine.app:file:/dev/null", "ker_engine.add:no")
 
 
 class SimulationError(Exception):
@@ -79,6 +83,93 @@ class Host:
     raw: Any = field(default=None, repr=False, compare=False)
 
 
+@dataclass(frozen=True)
+class RouteLink:
+    """One link of a route as SimGrid built it (a split-duplex link shows as ``NAME_UP``/``NAME_DOWN``)."""
+
+    name: str
+    bandwidth: float  # bytes/s
+    latency: float  # s
+    sharing_policy: str  # SHARED, SPLITDUPLEX, FATPIPE, WIFI, NONLINEAR
+
+
+@dataclass(frozen=True)
+class Route:
+    """The links SimGrid uses from one host to another, and the route's total latency."""
+
+    links: tuple[RouteLink, ...]
+    latency: float
+
+
+# How long a route probe may take before we give up on it (it computes one route: milliseconds).
+_ROUTE_PROBE_TIMEOUT = 30.0
+
+
+def _probe_route(raw_src, raw_dst) -> "Route | None":
+    """Ask SimGrid for the route in a forked child, so that SimGrid's answer to a missing route
+    cannot take this process down.
+
+    Measured on 3.32, a missing route is, depending on the zone's routing: an empty list (Full), a
+    ValueError (Floyd), an abort (None, Dijkstra: "There can't be route in an Empty zone") or a
+    segfault (two Full zones without a zoneRoute). Only the child suffers; it answers through a pipe.
+    ``Host.route_to`` computes the route directly (no simcall), so it works in the child, where no
+    other SimGrid thread exists. Costs one fork, about 1-3 ms.
+    """
+    import json
+    import os
+    import resource
+    import select
+    import signal as _signal
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(rfd)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort here is an answer, not a bug
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)  # SimGrid's CRITICAL line and backtrace
+            links, latency = raw_src.route_to(raw_dst)
+            doc = {"latency": float(latency),
+                   "links": [[lk.name, float(lk.bandwidth), float(lk.latency), _policy_name(lk)] for lk in links]}
+            os.write(wfd, json.dumps(doc).encode())
+            os._exit(0)
+        except BaseException:  # noqa: B036 - whatever happens, the child must not return
+            os._exit(1)
+    os.close(wfd)
+    chunks = []
+    try:
+        deadline = _ROUTE_PROBE_TIMEOUT
+        while True:
+            ready, _, _ = select.select([rfd], [], [], deadline)
+            if not ready:
+                os.kill(pid, _signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise SimulationError(f"SimGrid took over {_ROUTE_PROBE_TIMEOUT:.0f} s to compute the route "
+                                      f"{raw_src.name} -> {raw_dst.name}")
+            chunk = os.read(rfd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(rfd)
+    _, status = os.waitpid(pid, 0)
+    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+        return None
+    doc = json.loads(b"".join(chunks))
+    return Route(tuple(RouteLink(*item) for item in doc["links"]), doc["latency"])
+
+
+def _policy_name(link) -> str:
+    try:
+        policy = link.sharing_policy
+        policy = policy() if callable(policy) else policy
+        return str(getattr(policy, "name", policy)).rsplit(".", 1)[-1]
+    except Exception:  # 3.32 exposes no getter for it
+        return "?"
+
+
 # --------------------------------------------------------------------------------------------------
 # The simulation
 # --------------------------------------------------------------------------------------------------
@@ -100,7 +191,8 @@ class Simulation:
     :param platform_xml: SimGrid platform file (``<platform version="4.1">``).
     :param network_model: value of SimGrid's ``network/model`` (set before the platform is loaded).
     :param extra_config: more ``--cfg=key:value`` settings, e.g. ``{"network/crosstraffic": 0}``.
-    :param log: SimGrid ``--log`` setting(s); the default keeps only critical messages (deadlocks).
+    :param log: SimGrid ``--log`` setting(s); the default keeps only critical messages, deadlock
+        reports excepted (:data:`QUIET_LOGS`).
     :param fail_fast: when an actor raises, kill every other actor at once (run() raises anyway).
     :param contexts: SimGrid's ``contexts/factory``: ``thread`` (any number of actors) or ``raw``
         (one Python actor only, much cheaper simcalls).
@@ -112,7 +204,7 @@ class Simulation:
         network_model: str = "LV08",
         extra_config: dict[str, Any] | None = None,
         *,
-        log: str | Sequence[str] = DEFAULT_LOG,
+        log: str | Sequence[str] = QUIET_LOGS,
         fail_fast: bool = True,
         contexts: str = "thread",
     ):
@@ -133,7 +225,10 @@ class Simulation:
                     "only one SimGrid Engine may exist per process; run other simulations in a subprocess "
                     "(see simterpose.sim.predict)"
                 )
-            args = ["simterpose", f"--cfg=network/model:{network_model}"]
+            # Log settings first: SimGrid applies them before the --cfg ones, whose "Configuration
+            # change" lines they then silence.
+            args = ["simterpose"] + [f"--log={item}" for item in ([log] if isinstance(log, str) else list(log))]
+            args.append(f"--cfg=network/model:{network_model}")
             if contexts != "thread":
                 # Swapped contexts (raw) make every simcall ~100x cheaper than thread contexts, but
                 # the 3.32 bindings support exactly ONE Python actor on them (FACTS.md section 3).
@@ -142,9 +237,12 @@ class Simulation:
                 if isinstance(value, bool):
                     value = "yes" if value else "no"
                 args.append(f"--cfg={key}:{value}")
-            for item in [log] if isinstance(log, str) else list(log):
-                args.append(f"--log={item}")
-            self._engine = sg.Engine(args)
+            try:
+                self._engine = sg.Engine(args)
+            except (ValueError, IndexError, RuntimeError) as exc:
+                # A bad key is an IndexError listing all 200-odd keys: its first line says it all.
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SimulationError(f"SimGrid refused a setting: {first}") from None
             _current = self
         self.platform = platform.resolve()
         self.network_model = network_model
@@ -155,6 +253,9 @@ class Simulation:
         except RuntimeError as exc:  # SimGrid's own parse/validation errors
             raise SimulationError(f"SimGrid rejected {self.platform}: {exc}") from None
         self._hosts = self._inspect_hosts()
+        self._attach_wifi_stations()
+        self._routes: dict[tuple[str, str], Route | None] = {}
+        self._sealed = False
         self._actors: list[ActorHandle] = []
         self._failed: list[ActorHandle] = []
 
@@ -168,6 +269,31 @@ class Simulation:
             ip = _compat.host_property(raw, "ip") if use_bindings else declared_ips.get(name)
             hosts[name] = Host(name, float(raw.speed), _compat.host_core_count(raw), ip, raw)
         return hosts
+
+    def _attach_wifi_stations(self) -> None:
+        """Attach every host of a ``routing="Wifi"`` zone to the zone's WIFI link(s).
+
+        SimGrid's XML has no way to say at which rate a station talks to its access point: its own
+        examples call ``Link::set_host_wifi_rate`` from code, and a transfer to a station left
+        unattached aborts ("does not seem attached to that WIFI link"). The rate level is the host's
+        ``wifi_mcs`` property (the name SimGrid's ns-3 model gives the modulation) as an index into the
+        link's bandwidth list, 0 (the first rate) by default.
+        """
+        info = self.platform_info
+        wifi_zones = {z for z, routing in info.zone_routing.items() if routing.lower() == "wifi"}
+        for zone in wifi_zones:
+            wifi_links = [lk for lk in info.links if lk.zone == zone and lk.sharing_policy.upper() == "WIFI"]
+            for host in (h for h in info.hosts if h.zone == zone):
+                try:
+                    level = int(host.props.get("wifi_mcs", "0"))
+                except ValueError:
+                    raise SimulationError(f"host {host.name!r}: wifi_mcs must be an integer, got "
+                                          f"{host.props['wifi_mcs']!r}") from None
+                for lk in wifi_links:
+                    if not 0 <= level < lk.rate_count:
+                        raise SimulationError(f"host {host.name!r}: wifi_mcs {level} but link {lk.name!r} has "
+                                              f"{lk.rate_count} rate(s)")
+                    sg.Link.by_name(lk.name).set_host_wifi_rate(self._hosts[host.name].raw, level)
 
     @property
     def hosts(self) -> list[Host]:
@@ -188,6 +314,36 @@ class Simulation:
 
     def _raw_host(self, host: "str | Host"):
         return self.host(host if isinstance(host, str) else host.name).raw
+
+    def route(self, src: "str | Host", dst: "str | Host") -> Route | None:
+        """The route SimGrid uses from ``src`` to ``dst``, or None if the platform has none.
+
+        Two different hosts need links or latency on their route: SimGrid aborts a transfer on an
+        empty one ("no connecting path"). A host to itself is never None unless SimGrid fails to
+        answer (a ``routing="None"`` zone). Cached; each first question costs a fork (see
+        :func:`_probe_route`), callable before run() or from any actor.
+        """
+        s = src if isinstance(src, str) else src.name
+        d = dst if isinstance(dst, str) else dst.name
+        key = (s, d)
+        if key not in self._routes:
+            if not self._sealed:
+                # SimGrid seals the platform when the simulation starts; some routings compute their
+                # tables only then (Dijkstra answers garbage, then aborts, before). Never seal again
+                # once it runs: that stalls the transfers under way (measured: a ping-pong hangs).
+                self._engine.netzone_root.seal()
+                self._sealed = True
+            route = _probe_route(self._raw_host(s), self._raw_host(d))
+            if route is not None and s != d and not route.links and route.latency <= 0:
+                route = None
+            self._routes[key] = route
+        return self._routes[key]
+
+    def reachable(self, src: "str | Host", dst: "str | Host") -> bool:
+        """Can SimGrid carry bytes from ``src`` to ``dst``? The Constant network model ignores routes."""
+        if self.network_model == "Constant":
+            return True
+        return self.route(src, dst) is not None
 
     # ---- actors and time ------------------------------------------------------------------------
     def spawn(self, name: str, host: "str | Host", fn: Callable, *args, daemon: bool = False) -> "ActorHandle":
@@ -234,6 +390,7 @@ class Simulation:
 
     def run(self, *, check_deadlock: bool = True) -> None:
         """Run until no actor is left (or only blocked/daemon ones). Call from the main thread."""
+        self._sealed = True  # the engine seals the platform as it starts
         self._engine.run()
         self._raise_failures()
         if check_deadlock:
@@ -244,6 +401,7 @@ class Simulation:
 
     def run_until(self, date: float) -> None:
         """Run until simulated ``date`` (or until nothing is left to do); run()/run_until() may follow."""
+        self._sealed = True
         self._engine.run_until(float(date))
         self._raise_failures()
 
@@ -406,6 +564,11 @@ def transfer_async(src: "str | Host", dst: "str | Host", nbytes: int) -> Transfe
     if nbytes == 0:
         raw.start()  # a 0-byte transfer stays STARTING until started or waited on (3.32)
     return Transfer(raw, s.name, d.name, int(nbytes))
+
+
+def reachable(src: "str | Host", dst: "str | Host") -> bool:
+    """Does the platform have a route from ``src`` to ``dst``? (:meth:`Simulation.reachable`.)"""
+    return current().reachable(src, dst)
 
 
 def transfer(src: "str | Host", dst: "str | Host", nbytes: int) -> None:

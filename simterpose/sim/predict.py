@@ -77,10 +77,27 @@ def predict_executions(
                  "extra_config": extra_config or {}, "items": [list(e) for e in executions]})
 
 
-def _serve(request: dict[str, Any]) -> list[float]:
+def predict_routes(platform: str | os.PathLike, hosts: Sequence[str]) -> dict[tuple[str, str], list | None]:
+    """The route SimGrid builds between every ordered pair of distinct ``hosts``: a list of links
+    ``[name, bandwidth B/s, latency s, sharing policy or "?"]``, or None when the platform has no route.
+    Works on every platform SimGrid loads, implicit routes (clusters, cabinets) included."""
+    answer = _run({"kind": "routes", "platform": str(platform), "model": "CM02", "hosts": list(hosts)})
+    return {(a, b): links for a, b, links in answer}
+
+
+def _serve(request: dict[str, Any]) -> list:
     from . import engine as S
 
     sim = S.Simulation(request["platform"], request["model"], request.get("extra_config") or {})
+    if request["kind"] == "routes":
+        pairs = []
+        for a in request["hosts"]:
+            for b in request["hosts"]:
+                if a != b:
+                    r = sim.route(a, b)
+                    pairs.append([a, b, None if r is None else
+                                  [[lk.name, lk.bandwidth, lk.latency, lk.sharing_policy] for lk in r.links]])
+        return pairs
     items = request["items"]
     ends: list[float] = [float("nan")] * len(items)
     kind = request["kind"]

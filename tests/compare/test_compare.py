@@ -143,6 +143,19 @@ def test_bulk_transfer_over_a_10MBps_10ms_link(tmp_path, toys):
 
 
 @root_only
+def test_a_cluster_whose_routes_are_implicit(tmp_path, toys):
+    # No <route> in the file: the real network is built from the routes SimGrid computes.
+    scen = scenario(tmp_path, [
+        {"host": "node-0.cluster", "path": str(toys / "pingpong_server"), "args": [5000, 50, 1000]},
+        {"host": "node-3.cluster", "path": str(toys / "pingpong_client"), "args": ["node-0.cluster", 5000, 50, 1000]},
+    ], PLATFORMS / "cluster.xml")
+    p, doc = compare(tmp_path, scen, "--network-model", "CM02", "--repeat", "1")
+    assert p.returncode == 0, p.stderr
+    assert doc["topology"]["core_links"] == ["cluster_backbone"]
+    assert [(row["ok"], row["emulated"]["CM02"]["output_equal"]) for row in doc["processes"]] == [(True, True)] * 2
+
+
+@root_only
 def test_pingpong_latency(tmp_path, toys):
     n, size = 50, 1000
     scen = scenario(tmp_path, [

@@ -108,7 +108,7 @@ def test_the_run_fails_when_a_process_exits_other_than_expected(run):
     r = run([{"host": "h1", "path": "/bin/true"}, {"host": "h2", "path": "/bin/false"}], "--cpu-model", "none")
     assert r.rc == 1
     assert [p["exit_status"] for p in r.procs] == [0, 1]
-    assert "UNEXPECTED  /bin/false" in r.stdout
+    assert "UNEXPECTED (expected exit status 0)  /bin/false" in r.stdout
     # Once expected, the same exit is fine.
     r = run([{"host": "h1", "path": "/bin/true"}, {"host": "h2", "path": "/bin/false", "expected_exit": 1}],
             "--cpu-model", "none")
@@ -131,10 +131,12 @@ def test_a_process_killed_by_a_signal_is_reported_as_128_plus_the_signal(run):
 def test_the_json_results_have_the_documented_keys(run):
     r = run([{"host": "h2", "path": "/bin/sleep", "args": [0.5], "start_time": 1}], "--cpu-model", "none")
     assert r.rc == 0, r.stderr
-    assert set(r.doc) == {"simulated_time", "processes"}
+    assert set(r.doc) == {"simulated_time", "hosts", "processes"}
+    assert r.doc["hosts"] == {"h2": {"ip": "10.0.0.2", "alias": "h2"}}  # the scenario's hosts
     (p,) = r.procs
-    assert set(p) == {"host", "argv", "exit_status", "start", "end", "error", "wall"}
-    assert p == dict(p, host="h2", argv=["/bin/sleep", "0.5"], exit_status=0, start=1.0, end=1.5, error=None)
+    assert set(p) == {"host", "argv", "exit_status", "start", "end", "error", "wall", "final_state", "signal", "ok"}
+    assert p == dict(p, host="h2", argv=["/bin/sleep", "0.5"], exit_status=0, start=1.0, end=1.5, error=None,
+                     final_state={"exited": 0}, signal=None, ok=True)
     assert isinstance(p["wall"], float) and 0 < p["wall"] < 5
     assert r.doc["simulated_time"] == 1.5
     assert "simulated time: 1.500000000 s" in r.stdout

@@ -1,6 +1,7 @@
 """Scenario and platform parsing (pure Python), and the example platforms in the real engine."""
 
 import os
+import re
 import shutil
 import stat
 import textwrap
@@ -316,3 +317,48 @@ def test_yaml_platform_errors_name_the_platform_file(tmp_path):
 def test_deployment_needs_a_platform(tmp_path):
     with pytest.raises(ScenarioError, match="needs a platform"):
         load_scenario(tmp_path / "deploy.xml")
+
+
+# ---- expected_final_state (Shadow's term) ---------------------------------------------------------
+
+
+def test_expected_final_state_in_yaml_and_deployment(tmp_path):
+    from simterpose.scenario import FinalState
+
+    plat = ROOT / "examples/platforms/two_hosts.xml"
+    scen = write(tmp_path / "s.yaml", f"""
+        platform: {plat}
+        processes:
+          - {{host: h1, args: [sleep, 9], kill_time: 5, expected_final_state: running}}
+          - {{host: h1, args: ['true'], expected_final_state: {{exited: 3}}}}
+          - {{host: h2, args: ['true'], expected_final_state: {{signaled: SEGV}}}}
+    """)
+    running, exited, signaled = load_yaml_scenario(scen).processes
+    assert running.expected_final_state == FinalState("running") and running.expected_exit is None
+    assert exited.expected_final_state == FinalState("exited", status=3) and exited.expected_exit == 3
+    assert signaled.expected_final_state == FinalState("signaled", signal=11) and signaled.expected_exit == 139
+    deploy = write(tmp_path / "d.xml", f"""
+        <?xml version='1.0'?>
+        <platform version="4.1">
+          <actor host="h1" function="{SLEEP}" kill_time="4"><prop id="expected_final_state" value="running"/></actor>
+          <actor host="h1" function="{SLEEP}"><prop id="expected_final_state" value="signaled SIGTERM"/></actor>
+        </platform>
+    """)
+    a, b = load_deployment(deploy, plat).processes
+    assert (str(a.expected_final_state), str(b.expected_final_state)) == ("running", "signaled SIGTERM")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{host: h1, args: ['true'], expected_final_state: dead}", "expected running, {exited: N} or {signaled: SIGNAME}"),
+    ("{host: h1, args: ['true'], expected_final_state: {signaled: SIGFOO}}", "unknown signal 'SIGFOO'"),
+    ("{host: h1, args: ['true'], expected_final_state: running}", "'running' needs a kill_time"),
+    ("{host: h1, args: ['true'], expected_exit: 0, expected_final_state: running}", "not both"),
+])
+def test_bad_expected_final_state(tmp_path, entry, message):
+    scen = write(tmp_path / "s.yaml", f"""
+        platform: {ROOT / "examples/platforms/two_hosts.xml"}
+        processes:
+          - {entry}
+    """)
+    with pytest.raises(ScenarioError, match=r"s.yaml:3: process #1: .*" + re.escape(message)):
+        load_yaml_scenario(scen)
