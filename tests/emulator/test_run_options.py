@@ -69,13 +69,13 @@ def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path):
 
 
 def test_simgrid_says_nothing_unless_asked(run):
-    # A server nobody connects to: SimGrid detects a deadlock and would print its report.
+    # A server nobody connects to: the run ends with "blocked forever" (found by simterpose's loop,
+    # not by SimGrid, whose one actor never waits without a date or a transfer in flight).
     procs = [{"host": "h1", "path": "{toys}/pingpong_server", "args": [5000, 1, 10], "expected_exit": None}]
     quiet = run(procs, "--cpu-model", "none")
     assert quiet.stderr == ""
     assert "blocked forever: waiting in accept" in quiet.procs[0]["error"]
     asked = run(procs, "--cpu-model", "none", "--log", "root.thresh:info")
-    assert "Oops! Deadlock detected" in asked.stderr
     assert "Configuration change: Set 'network/model' to 'LV08'" in asked.stderr
 
 
