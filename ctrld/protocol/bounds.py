@@ -120,7 +120,8 @@ class _Walk:
                 width = detail if kind == "V" else 4
                 if vec + 4 + n * width > self.size:
                     raise ExpansionError("vector overruns the frame")
-                self._spend(n * width if kind == "V" else 0, n)
+                # A byte vector becomes one bytes object; other vectors one object per entry.
+                self._spend(n * width if kind == "V" else 0, 1 if width == 1 else n)
                 if kind == "S":
                     for k in range(n):
                         self._string(vec + 4 + 4 * k)
