@@ -39,6 +39,10 @@ class CtrlError(Exception):
         self.code = code
 
 
+class ConnectionLost(CtrlError):
+    """The connection to the daemon ended (or broke) before the answer came."""
+
+
 @dataclass
 class Event:
     kind: str  # union member name, e.g. "ProcessTerminated"
@@ -241,7 +245,7 @@ class Client:
     async def _handshake_event(self, hs: _Request):
         ev = await hs.get()
         if ev is None:
-            raise CtrlError(self.closed_reason or f"{self.name}: connection closed")
+            raise ConnectionLost(self.closed_reason or f"{self.name}: connection closed")
         return ev.kind, ev.body
 
     async def __aenter__(self):
@@ -304,7 +308,7 @@ class Client:
 
     def _new_request(self, terminal) -> tuple[int, _Request]:
         if self.closed_reason:
-            raise CtrlError(self.closed_reason)
+            raise ConnectionLost(self.closed_reason)
         rid = next(self._ids)
         req = _Request(terminal if "Error" in terminal else frozenset(terminal) | {"Error"})
         self._requests[rid] = req
@@ -314,7 +318,7 @@ class Client:
         self._send(body)
         ev = await req.get()
         if ev is None:
-            raise CtrlError(self.closed_reason or "connection closed")
+            raise ConnectionLost(self.closed_reason or "connection closed")
         if ev.kind == "Error":
             raise CtrlError(ev.body.message, ev.body.code)
         return ev
@@ -390,7 +394,7 @@ class Client:
         """Wait until the daemon has taken what was sent (the transport's buffer is below its mark)."""
         await self._can_write.wait()
         if self.closed_reason:
-            raise CtrlError(self.closed_reason)
+            raise ConnectionLost(self.closed_reason)
 
     # ------------------------------------------------------------------ watches
     async def watch_file(self, path: str, events=("created", "modified", "deleted"), *, size: int = 0,
@@ -418,7 +422,7 @@ class Client:
         self._send(g.RunCommandT(requestId=rid, toWatch=[sv]))
         ev = await req.get()
         if ev is None:
-            raise CtrlError(self.closed_reason or "connection closed")
+            raise ConnectionLost(self.closed_reason or "connection closed")
         if ev.kind == "Error":
             self._requests.pop(rid, None)
             raise CtrlError(ev.body.message, ev.body.code)
@@ -461,7 +465,7 @@ class RunHandle:
 
     def _check(self, ev: Event | None) -> Event:
         if ev is None:
-            raise CtrlError(self.client.closed_reason or "connection closed")
+            raise ConnectionLost(self.client.closed_reason or "connection closed")
         if ev.kind == "Error":
             raise CtrlError(ev.body.message, ev.body.code)
         if ev.kind == "ProcessLaunched":
@@ -476,7 +480,7 @@ class RunHandle:
         not taken the previous ones (bounded memory on both sides)."""
         c = self.client
         if c.closed_reason:
-            raise CtrlError(c.closed_reason)
+            raise ConnectionLost(c.closed_reason)
         for i in range(0, len(data), 65536):
             c._send(g.StdinDataT(requestId=self.request_id, data=data[i : i + 65536]))
             await c.drain()
@@ -543,7 +547,7 @@ class Watch:
         while True:
             ev = await self._req.get()
             if ev is None:
-                raise CtrlError(self.client.closed_reason or "connection closed")
+                raise ConnectionLost(self.client.closed_reason or "connection closed")
             yield ev
             if ev.kind == "WatchEnded":
                 return

@@ -436,8 +436,12 @@ class Connection(asyncio.Protocol):
 
     def on_StdinData(self, req: g.StdinDataT) -> None:
         cmd = self.commands.get(req.requestId)
-        if cmd is None or cmd.stdin_fd < 0:
-            self.error(req.requestId, errno.EPIPE, f"request {req.requestId}: no running command with an open stdin")
+        if cmd is None:
+            self.error(req.requestId, errno.ESRCH, f"request {req.requestId}: no running command")
+            return
+        if cmd.stdin_fd < 0:
+            # Closed: the command exited or closed its stdin (EPIPE), as data sent to an ssh
+            # session whose command ended is discarded.  The run's own events say how it ended.
             return
         self.daemon.processes.feed_stdin(cmd, bytes(req.data or b""))
 
