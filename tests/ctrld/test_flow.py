@@ -3,12 +3,10 @@ memory, stdin forwarding, pdsh-style fan-out, SIGHUP, leftovers, per-client limi
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
