@@ -4,7 +4,15 @@ every one of its events.
 
 Frames: 1/3 random bytes, 2/3 mutations of valid requests (byte flips, truncation, extension,
 random union tag); 1 in 200 is an oversized or garbage length prefix (the daemon must close that
-connection - the fuzzer then reconnects).
+connection - the fuzzer then reconnects).  One frame in 8 is *structural*: a legal FlatBuffer
+whose offsets are shared (a DAG: one string or one watch table referenced from up to 4096 vector
+entries, up to 1 MiB frames) or re-pointed at other objects of the frame; these are what expand
+in memory, and the daemon's peak RSS is reported.
+
+Second phase, an unauthenticated flood against a daemon with a token: 400 connections opened as
+fast as possible, each idling, announcing a 16 MiB frame, or sending garbage instead of Hello,
+while the token holder keeps running commands; reported: refusals, the token holder's runs and
+their worst latency, the daemon's peak RSS.
 
 Run: .venv/bin/python benchmarks/ctrld_fuzz.py [frames]
 """
@@ -13,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import struct
 import sys
 import tempfile
@@ -20,6 +29,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import flatbuffers  # noqa: E402
 
 from ctrld.client import Client  # noqa: E402
 from ctrld.protocol import codec  # noqa: E402
@@ -48,8 +59,70 @@ def seeds(tmp: str) -> list[bytes]:
     return [codec.encode(b)[4:] for b in bodies]
 
 
+def _finish(b: flatbuffers.Builder, tag: int, table: int) -> bytes:
+    g.MessageStart(b)
+    g.MessageAddEventsType(b, tag)
+    g.MessageAddEvents(b, table)
+    b.Finish(g.MessageEnd(b))
+    return bytes(b.Output())
+
+
+def structural(rng: random.Random, base: list[bytes]) -> bytes:
+    """A frame whose offsets are shared: it decodes (if it were decoded naively) into far more
+    than its size; or a valid frame with one uoffset re-pointed at another object inside it."""
+    kind = rng.randrange(4)
+    size = rng.choice([1024, 16 * 1024, 256 * 1024, 1024 * 1024])
+    copies = rng.choice([16, 256, 1024, 4096])
+    b = flatbuffers.Builder(size + 8 * copies + 256)
+    if kind == 0:  # args / envp pointing many times at one string
+        big = b.CreateString("A" * size)
+        vecs = []
+        for _ in range(2):
+            g.RunCommandStartArgsVector(b, copies)
+            for _ in range(copies):
+                b.PrependUOffsetTRelative(big)
+            vecs.append(b.EndVector())
+        path = b.CreateString("/bin/true")
+        g.RunCommandStart(b)
+        g.RunCommandAddPath(b, path)
+        g.RunCommandAddArgs(b, vecs[0])
+        g.RunCommandAddEnvp(b, vecs[1])
+        g.RunCommandAddRequestId(b, rng.randrange(1, 1 << 32))
+        return _finish(b, g.Event.RunCommand, g.RunCommandEnd(b))
+    if kind == 1:  # to_watch pointing many times at one table (itself pointing at one big path)
+        big = b.CreateString("/tmp/" + "d" * size)
+        g.InotifyStart(b)
+        g.InotifyAddRootPaths(b, big)
+        ino = g.InotifyEnd(b)
+        g.SurveillanceEventStart(b)
+        g.SurveillanceEventAddEventType(b, g.Surveillance.Inotify)
+        g.SurveillanceEventAddEvent(b, ino)
+        sv = g.SurveillanceEventEnd(b)
+        g.RunCommandStartToWatchVector(b, copies)
+        for _ in range(copies):
+            b.PrependUOffsetTRelative(sv)
+        vec = b.EndVector()
+        g.RunCommandStart(b)
+        g.RunCommandAddToWatch(b, vec)
+        g.RunCommandAddRequestId(b, rng.randrange(1, 1 << 32))
+        return _finish(b, g.Event.RunCommand, g.RunCommandEnd(b))
+    if kind == 2:  # a Hello whose token is huge (only Hello is read before authentication)
+        tok = b.CreateString("t" * size)
+        g.HelloStart(b)
+        g.HelloAddToken(b, tok)
+        return _finish(b, g.Event.Hello, g.HelloEnd(b))
+    # re-point: a 4-byte aligned word of a valid frame replaced by the distance to another offset
+    m = bytearray(rng.choice(base))
+    at = rng.randrange(0, max(1, len(m) - 4)) & ~3
+    target = rng.randrange(0, len(m)) & ~3
+    struct.pack_into("<I", m, at, (target - at) % (1 << 32))
+    return bytes(m)
+
+
 def mutate(rng: random.Random, base: list[bytes]) -> bytes:
     r = rng.random()
+    if r < 1 / 8:
+        return structural(rng, base)
     if r < 1 / 3:
         return rng.randbytes(rng.randrange(0, 300))
     m = bytearray(rng.choice(base))
@@ -115,6 +188,70 @@ async def honest(d: DaemonProc, report: dict) -> None:
             report["ok" if ok else "bad"] += 1
 
 
+async def flood(tmp: str) -> None:
+    token = "fuzz-token-0123456789abcdef"
+    Path(f"{tmp}/token").write_text(token)
+    d = DaemonProc(["--tcp", "127.0.0.1:0", "--token-file", f"{tmp}/token", "--handshake-timeout", "3"])
+    stats = {"opened": 0, "refused_at_connect": 0, "answered": 0, "closed_by_daemon": 0}
+    lat = []
+    runs = {"ok": 0, "failed": 0}
+    stop = asyncio.Event()
+
+    async def attacker(i: int):
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", d.port)
+        except OSError:
+            stats["refused_at_connect"] += 1
+            return
+        stats["opened"] += 1
+        mode = i % 3
+        if mode == 1:
+            writer.write(struct.pack("<I", 16 * 1024 * 1024 - 1) + bytes(60000))
+        elif mode == 2:
+            writer.write(struct.pack("<I", 64) + bytes(64))
+        try:
+            # the daemon answers (refusal, eviction, handshake deadline) then hangs up
+            if await asyncio.wait_for(reader.read(65536), 30):
+                stats["answered"] += 1
+            await asyncio.wait_for(reader.read(), 30)
+            stats["closed_by_daemon"] += 1
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        writer.close()
+
+    async def holder():
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                async with await Client.connect(d.tcp, token=token, timeout=30) as c:
+                    ok = (await c.run(["echo", "x"])).stdout == b"x\n"
+                runs["ok" if ok else "failed"] += 1
+            except Exception:
+                runs["failed"] += 1
+            lat.append(time.perf_counter() - t0)
+            await asyncio.sleep(0.05)
+
+    t0 = time.perf_counter()
+    try:
+        h = asyncio.create_task(holder())
+        await asyncio.gather(*(attacker(i) for i in range(400)))
+        await asyncio.sleep(1)
+        stop.set()
+        await h
+        elapsed = time.perf_counter() - t0
+        alive = d.alive()
+        peak = d.memory_kib()[1]
+    finally:
+        d.stop()
+    print(f"unauthenticated flood: 400 connections in {elapsed:.1f} s ({stats['opened']} opened, "
+          f"{stats['refused_at_connect']} refused by the kernel, {stats['closed_by_daemon']} closed by the daemon), "
+          f"daemon alive: {alive}, peak RSS {peak / 1024:.1f} MiB")
+    print(f"  token holder meanwhile: {runs['ok']} runs OK, {runs['failed']} failed; connect+run latency "
+          f"median {statistics.median(lat) * 1000:.1f} ms, worst {max(lat) * 1000:.1f} ms")
+    print(f"  tracebacks in the daemon's log: {d.stderr_text.count('Traceback')}; "
+          f"log lines: {len(d.stderr_text.splitlines())}")
+
+
 async def main() -> None:
     rng = random.Random(20240601)
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,6 +270,7 @@ async def main() -> None:
             async with await Client.connect(d.tcp) as c:
                 after = (await c.run(["echo", "after"])).stdout == b"after\n"
         finally:
+            peak = d.memory_kib()[1] if d.alive() else 0
             rc = d.stop()
         crashes = 0 if alive and after else 1
         tracebacks = d.stderr_text.count("Traceback")
@@ -140,6 +278,7 @@ async def main() -> None:
           f"from {ATTACKERS} connections in {elapsed:.1f} s")
     print(f"  daemon crashes: {crashes}  (alive during the run: {alive}, serves afterwards: {after}, exit code {rc})")
     print(f"  tracebacks in the daemon's log (requests that failed inside a handler): {tracebacks}")
+    print(f"  daemon peak RSS (structural frames included): {peak / 1024:.1f} MiB")
     print(f"  replies to the fuzzer: {stats['replies']} ({stats['errors']} Error events)")
     print(f"  honest client: {report['ok']}/{HONEST_RUNS} runs with every event (launched, execve, stdout, stderr, exit) "
           f"{'- OK' if report['ok'] == HONEST_RUNS else '- MISSING EVENTS'}")
@@ -147,3 +286,5 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(flood(tmp))

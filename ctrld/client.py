@@ -39,6 +39,10 @@ class CtrlError(Exception):
         self.code = code
 
 
+class ConnectionLost(CtrlError):
+    """The connection to the daemon ended (or broke) before the answer came."""
+
+
 @dataclass
 class Event:
     kind: str  # union member name, e.g. "ProcessTerminated"
@@ -81,6 +85,19 @@ class RunResult:
     def status(self) -> int:
         """Shell convention: the exit code, 128 + signal when killed."""
         return 128 + self.signal if self.signal else self.exit_code
+
+
+def _keepalive(sock) -> None:
+    """Notice a daemon that vanished (host down, cable) within ~1 min instead of never."""
+    import socket
+
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except (OSError, AttributeError):
+        pass
 
 
 def parse_address(addr: str) -> tuple[str, object]:
@@ -151,6 +168,12 @@ class _Protocol(asyncio.Protocol):
     def eof_received(self):
         return False  # close the transport: connection_lost follows
 
+    def pause_writing(self):
+        self.client._pause_writing()
+
+    def resume_writing(self):
+        self.client._resume_writing()
+
     def connection_lost(self, exc):
         self.client._on_lost(exc)
 
@@ -171,6 +194,8 @@ class Client:
         self.welcome: g.WelcomeT | None = None
         self._splitter = codec.FrameSplitter(max_frame)
         self._lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._can_write = asyncio.Event()
+        self._can_write.set()
 
     # ------------------------------------------------------------------ connection
     @classmethod
@@ -189,6 +214,8 @@ class Client:
                                              server_hostname=host if ssl else None)
         transport, _ = await asyncio.wait_for(opening, timeout)
         self._transport = transport
+        if kind != "unix":
+            _keepalive(transport.get_extra_info("socket"))
         try:
             kind, greeting = await asyncio.wait_for(self._handshake_event(hs), timeout)
             if kind == "Error":
@@ -218,7 +245,7 @@ class Client:
     async def _handshake_event(self, hs: _Request):
         ev = await hs.get()
         if ev is None:
-            raise CtrlError(self.closed_reason or f"{self.name}: connection closed")
+            raise ConnectionLost(self.closed_reason or f"{self.name}: connection closed")
         return ev.kind, ev.body
 
     async def __aenter__(self):
@@ -268,6 +295,7 @@ class Client:
         if self.closed_reason:
             return
         self.closed_reason = f"connection to {self.name} lost ({why})"
+        self._can_write.set()  # wake writers: they will see closed_reason
         if self._transport is not None and not self._transport.is_closing():
             self._transport.pause_reading()  # a corrupt stream cannot be re-synchronised
         for req in self._requests.values():
@@ -280,7 +308,7 @@ class Client:
 
     def _new_request(self, terminal) -> tuple[int, _Request]:
         if self.closed_reason:
-            raise CtrlError(self.closed_reason)
+            raise ConnectionLost(self.closed_reason)
         rid = next(self._ids)
         req = _Request(terminal if "Error" in terminal else frozenset(terminal) | {"Error"})
         self._requests[rid] = req
@@ -290,7 +318,7 @@ class Client:
         self._send(body)
         ev = await req.get()
         if ev is None:
-            raise CtrlError(self.closed_reason or "connection closed")
+            raise ConnectionLost(self.closed_reason or "connection closed")
         if ev.kind == "Error":
             raise CtrlError(ev.body.message, ev.body.code)
         return ev
@@ -311,11 +339,14 @@ class Client:
                     cwd: str | None = None, timeout: float | None = None, grace: float | None = None,
                     capture: bool = True, stdout_path: str | None = None, stderr_path: str | None = None,
                     kill_on_disconnect: bool = False, host: str | None = None,
-                    unmediated: bool = False) -> RunHandle:
+                    unmediated: bool = False, stdin: bool = False, run_as: tuple | None = None) -> RunHandle:
         """Start a command; returns a handle whose events() stream ends with ProcessTerminated.
 
         On a daemon started with --mediate the command runs emulated, on simulated `host` (default:
-        the daemon's default host), unless `unmediated` asks for a plain process."""
+        the daemon's default host), unless `unmediated` asks for a plain process.  `stdin`: the
+        command's stdin is a pipe fed by handle.write_stdin() and closed by handle.close_stdin()
+        (else /dev/null).  `run_as`: (uid, gid or None, groups or None) - a root daemon runs the
+        command as that user, when this client has the daemon's uid."""
         if not argv:
             raise ValueError("empty argv")
         rid, req = self._new_request(_RUN_TERMINAL)
@@ -325,8 +356,13 @@ class Client:
             timeoutMs=int(timeout * 1000) if timeout else 0, graceMs=int(grace * 1000) if grace else 0,
             captureStdout=capture and not stdout_path, captureStderr=capture and not stderr_path,
             stdoutPath=stdout_path, stderrPath=stderr_path, killOnDisconnect=kill_on_disconnect,
-            host=host or None, unmediated=unmediated,
+            host=host or None, unmediated=unmediated, stdinPipe=stdin,
         )
+        if run_as is not None:
+            uid, gid, groups = (tuple(run_as) + (None, None))[:3]
+            body.runAsUid = uid
+            body.runAsGid = -1 if gid is None else gid
+            body.runAsGroups = list(groups) if groups is not None else None
         self._send(body)
         return RunHandle(self, rid, req)
 
@@ -335,8 +371,30 @@ class Client:
         return await (await self.start(argv, **kw)).wait()
 
     async def kill(self, pid: int = 0, *, request_id: int = 0, sig: int = _signal.SIGKILL) -> None:
+        """Signal a command's process group; `sig=0` only checks that it runs and that we may signal
+        it (raises CtrlError otherwise), like kill -0."""
         rid, req = self._new_request({"Ack"})
-        await self._one(g.KillProcessT(pid=pid, requestId=rid, targetRequestId=request_id, signal=int(sig)), rid, req)
+        await self._one(g.KillProcessT(pid=pid, requestId=rid, targetRequestId=request_id, signal=int(sig),
+                                       probe=int(sig) == 0), rid, req)
+
+    async def wait_pid(self, pid: int) -> g.ProcessTerminatedT:
+        """The ProcessTerminated of command `pid`, when it ends (at once if it ended recently)."""
+        rid, req = self._new_request({"ProcessTerminated"})
+        return (await self._one(g.WaitProcessT(requestId=rid, pid=pid), rid, req)).body
+
+    # ------------------------------------------------------------------ flow control
+    def _pause_writing(self) -> None:
+        if self._can_write.is_set():
+            self._can_write.clear()
+
+    def _resume_writing(self) -> None:
+        self._can_write.set()
+
+    async def drain(self) -> None:
+        """Wait until the daemon has taken what was sent (the transport's buffer is below its mark)."""
+        await self._can_write.wait()
+        if self.closed_reason:
+            raise ConnectionLost(self.closed_reason)
 
     # ------------------------------------------------------------------ watches
     async def watch_file(self, path: str, events=("created", "modified", "deleted"), *, size: int = 0,
@@ -364,7 +422,7 @@ class Client:
         self._send(g.RunCommandT(requestId=rid, toWatch=[sv]))
         ev = await req.get()
         if ev is None:
-            raise CtrlError(self.closed_reason or "connection closed")
+            raise ConnectionLost(self.closed_reason or "connection closed")
         if ev.kind == "Error":
             self._requests.pop(rid, None)
             raise CtrlError(ev.body.message, ev.body.code)
@@ -407,7 +465,7 @@ class RunHandle:
 
     def _check(self, ev: Event | None) -> Event:
         if ev is None:
-            raise CtrlError(self.client.closed_reason or "connection closed")
+            raise ConnectionLost(self.client.closed_reason or "connection closed")
         if ev.kind == "Error":
             raise CtrlError(ev.body.message, ev.body.code)
         if ev.kind == "ProcessLaunched":
@@ -417,8 +475,24 @@ class RunHandle:
     async def kill(self, sig: int = _signal.SIGKILL) -> None:
         await self.client.kill(request_id=self.request_id, sig=sig)
 
-    async def wait(self, on_output=None) -> RunResult:
-        """Collect the run; `on_output(stream, data)` is called for each chunk as it arrives."""
+    async def write_stdin(self, data: bytes) -> None:
+        """Send bytes to the command's stdin (started with stdin=True); waits while the daemon has
+        not taken the previous ones (bounded memory on both sides)."""
+        c = self.client
+        if c.closed_reason:
+            raise ConnectionLost(c.closed_reason)
+        for i in range(0, len(data), 65536):
+            c._send(g.StdinDataT(requestId=self.request_id, data=data[i : i + 65536]))
+            await c.drain()
+
+    def close_stdin(self) -> None:
+        if not self.client.closed_reason:
+            self.client._send(g.CloseStdinT(requestId=self.request_id))
+
+    async def wait(self, on_output=None, collect: bool = True) -> RunResult:
+        """Collect the run; `on_output(stream, data)` is called for each chunk as it arrives.
+        `collect=False` keeps neither the output nor the events in the result: memory stays
+        constant however much the command prints (`ctrl run` streams that way)."""
         req = self._req
         if on_output is None:
             await req.wait_end()  # one wake-up for the whole run
@@ -427,12 +501,14 @@ class RunHandle:
         queued = req.events
         while True:
             ev = self._check(queued.popleft() if queued else await req.get())
-            res.events.append(ev)
+            if collect:
+                res.events.append(ev)
             b = ev.body
             if ev.kind == "OutputChunk":
                 if on_output is not None:
                     on_output(b.stream, b.data)
-                (out if b.stream == g.Stream.stdout else err).extend(b.data)
+                if collect:
+                    (out if b.stream == g.Stream.stdout else err).extend(b.data)
             elif ev.kind == "ProcessLaunched":
                 res.pid = b.pid
                 res.host = b.host or ""
@@ -471,7 +547,7 @@ class Watch:
         while True:
             ev = await self._req.get()
             if ev is None:
-                raise CtrlError(self.client.closed_reason or "connection closed")
+                raise ConnectionLost(self.client.closed_reason or "connection closed")
             yield ev
             if ev.kind == "WatchEnded":
                 return

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 
 from ctrld import client as cl
 from ctrld.protocol.generated import ctrld_generated as g
@@ -43,11 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--host", metavar="H", help="simulated host to run on (daemon started with --mediate; "
                    "default: the daemon's default host)")
     r.add_argument("--unmediated", action="store_true", help="a plain process even when the daemon mediates")
+    r.add_argument("-n", "--no-stdin", action="store_true",
+                   help="give the command no stdin (/dev/null); by default ctrl's stdin is forwarded "
+                   "(one daemon only: fanned-out commands get /dev/null, as with pdsh)")
+    r.add_argument("--user", type=int, metavar="UID", help="run as this uid (a root daemon; needs the daemon's uid)")
+    r.add_argument("--group", type=int, metavar="GID", help="with --user: primary group (default: UID's)")
     r.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- ARGV...")
 
-    k = sub.add_parser("kill", help="signal a command's process tree")
+    k = sub.add_parser("kill", help="signal a command's process tree (-s 0: only check that it runs)")
     k.add_argument("pid", type=int)
-    k.add_argument("--signal", "-s", default="KILL", help="name or number (default KILL)")
+    k.add_argument("--signal", "-s", default="KILL", help="name or number (default KILL; 0 kills nothing)")
+
+    wt = sub.add_parser("wait", help="wait for a command to end (or report how it ended) and exit with its status")
+    wt.add_argument("pid", type=int)
 
     w = sub.add_parser("watch-file", help="wait for events on a file or directory (it may not exist yet)")
     w.add_argument("path")
@@ -108,20 +117,13 @@ async def _connect(args) -> list[cl.Client]:
             # asyncio words refusals as "Connect call failed (...)": say what the errno says.
             why = os.strerror(code) if isinstance(code, int) and code > 0 else (
                 getattr(e, "strerror", None) or str(e) or type(e).__name__)
-            raise cl.CtrlError(f"cannot connect to {name}: {why}") from None
+            return cl.CtrlError(f"cannot connect to {name}: {why}")
 
-    return await _gather(one, _targets(args))
-
-
-async def _gather(one, targets):
-    results = await asyncio.gather(*(one(n, a) for n, a in targets), return_exceptions=True)
-    errors = [r for r in results if isinstance(r, BaseException)]
-    if errors:
-        for r in results:
-            if isinstance(r, cl.Client):
-                await r.close()
-        raise errors[0]
-    return list(results)
+    targets = _targets(args)
+    results = await asyncio.gather(*(one(n, a) for n, a in targets))
+    clients = [r for r in results if isinstance(r, cl.Client)]
+    failed = {n: r for (n, _a), r in zip(targets, results) if not isinstance(r, cl.Client)}
+    return clients, failed
 
 
 class _Prefixer:
@@ -144,13 +146,55 @@ class _Prefixer:
         self.partial[(name, stream)] = rest
         out.flush()
 
-    def flush(self) -> None:
-        for (name, stream), rest in self.partial.items():
-            if rest:
-                self.write(name, stream, b"\n")
+    def flush(self, name: str | None = None) -> None:
+        for (n, stream), rest in list(self.partial.items()):
+            if rest and (name is None or n == name):
+                self.write(n, stream, b"\n")
 
 
-async def cmd_run(args, clients) -> int:
+def _stdin_reader(loop, queue: asyncio.Queue) -> None:
+    """Thread: read ctrl's stdin (a pipe, a file or a terminal: os.read works on all, where the
+    event loop cannot watch regular files) and hand it over, at most a few chunks ahead."""
+    while True:
+        try:
+            data = os.read(0, 65536)
+        except OSError:
+            data = b""
+        try:
+            asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+        except (RuntimeError, asyncio.CancelledError):
+            return  # the loop is gone: ctrl is exiting
+        if not data:
+            return
+
+
+async def _pump_stdin(handle: cl.RunHandle) -> None:
+    queue: asyncio.Queue = asyncio.Queue(maxsize=4)
+    threading.Thread(target=_stdin_reader, args=(asyncio.get_running_loop(), queue), daemon=True,
+                     name="ctrl-stdin").start()
+    try:
+        while True:
+            data = await queue.get()
+            if not data:
+                handle.close_stdin()
+                return
+            await handle.write_stdin(data)  # waits while the daemon has not taken the previous chunk
+    except cl.CtrlError:
+        return  # the connection ended: the run reports it
+
+
+def _describe(r: cl.RunResult, argv0: str, timeout) -> str | None:
+    if r.exec_failed:
+        return f"cannot execute {argv0}: {r.message}"
+    if r.timed_out:
+        return (f"timed out after {timeout:g} s, killed by {signal.Signals(r.signal).name}"
+                if r.signal else f"timed out after {timeout:g} s")
+    if r.signal:
+        return f"killed by {signal.Signals(r.signal).name}"
+    return None
+
+
+async def cmd_run(args, clients, failed=None) -> int:
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not argv:
         print("ctrl run: missing command (ctrl run [OPTIONS] -- ARGV...)", file=sys.stderr)
@@ -162,24 +206,58 @@ async def cmd_run(args, clients) -> int:
             print(f"ctrl run: --env {kv!r} is not K=V", file=sys.stderr)
             return EXIT_USAGE
         env[k] = v
-    out = _Prefixer(prefix=len(clients) > 1)
-    results = await cl.run_many(
-        clients, argv, on_output=out.write, env=env or None, inherit_env=not args.clean_env, cwd=args.cwd,
-        timeout=args.timeout, grace=args.grace, kill_on_disconnect=not args.detach_on_exit,
-        host=args.host, unmediated=args.unmediated,
-    )
+    failed = dict(failed or {})
+    fan_out = len(clients) + len(failed) > 1
+    out = _Prefixer(prefix=fan_out)
+    forward_stdin = not args.no_stdin and not fan_out
+    run_as = (args.user, args.group, None) if args.user is not None else None
+    if args.group is not None and args.user is None:
+        print("ctrl run: --group needs --user", file=sys.stderr)
+        return EXIT_USAGE
+    statuses: dict[str, tuple[int, str | None]] = {}
+    for name, err in failed.items():  # unreachable hosts: reported, the others go on (pdsh)
+        print(f"ctrl: {err}", file=sys.stderr)
+        statuses[name] = (EXIT_CONNECT, "cannot connect")
+
+    async def one(c: cl.Client) -> None:
+        who = f"{c.name}: " if fan_out else ""
+        pump = None
+        try:
+            h = await c.start(argv, env=env or None, inherit_env=not args.clean_env, cwd=args.cwd,
+                              timeout=args.timeout, grace=args.grace, kill_on_disconnect=not args.detach_on_exit,
+                              host=args.host, unmediated=args.unmediated, stdin=forward_stdin, run_as=run_as)
+            if forward_stdin:
+                pump = asyncio.create_task(_pump_stdin(h))
+            # collect=False: output goes straight to our stdout/stderr, nothing is kept (constant memory)
+            r = await h.wait(lambda stream, data: out.write(c.name, stream, data), collect=False)
+        except cl.ConnectionLost:
+            out.flush(c.name)
+            print(f"ctrl: {c.name}: connection lost", file=sys.stderr, flush=True)
+            statuses[c.name] = (EXIT_CONNECT, "connection lost")
+            return
+        except cl.CtrlError as e:
+            print(f"ctrl: {who}{e}", file=sys.stderr, flush=True)
+            statuses[c.name] = (EXIT_CONNECT if e.code == 0 else 1, str(e))
+            return
+        finally:
+            if pump is not None:
+                pump.cancel()
+        why = _describe(r, argv[0], args.timeout)
+        if why:
+            print(f"ctrl: {who}{why}", file=sys.stderr)
+        statuses[c.name] = (r.status, why)
+
+    # Each host on its own: a failure on one never cancels (nor, through kill_on_disconnect, kills)
+    # the commands of the others.
+    await asyncio.gather(*(one(c) for c in clients))
     out.flush()
-    worst = 0
-    for name, r in results.items():
-        who = f"{name}: " if len(clients) > 1 else ""
-        if r.exec_failed:
-            print(f"ctrl: {who}cannot execute {argv[0]}: {r.message}", file=sys.stderr)
-        elif r.timed_out:
-            print(f"ctrl: {who}timed out after {args.timeout:g} s, killed by {signal.Signals(r.signal).name}"
-                  if r.signal else f"ctrl: {who}timed out after {args.timeout:g} s", file=sys.stderr)
-        elif r.signal:
-            print(f"ctrl: {who}killed by {signal.Signals(r.signal).name}", file=sys.stderr)
-        worst = max(worst, r.status)
+    worst = max((st for st, _ in statuses.values()), default=0)
+    if fan_out and worst:
+        print("ctrl: status per host:", file=sys.stderr)
+        names = [n for n, _a in _targets(args)]
+        for name in names:
+            st, why = statuses.get(name, (EXIT_CONNECT, "?"))
+            print(f"ctrl:   {name}: {st}{' (' + why + ')' if why else ''}", file=sys.stderr)
     return worst
 
 
@@ -193,6 +271,28 @@ async def cmd_kill(args, clients) -> int:
             print(f"ctrl: {c.name}: {e}", file=sys.stderr)
             rc = 1
     return rc
+
+
+async def cmd_wait(args, clients) -> int:
+    worst = 0
+    for c in clients:
+        who = f"{c.name}: " if len(clients) > 1 else ""
+        try:
+            b = await c.wait_pid(args.pid)
+        except cl.ConnectionLost:
+            raise
+        except cl.CtrlError as e:
+            print(f"ctrl: {c.name}: {e}", file=sys.stderr)
+            worst = max(worst, 1)
+            continue
+        if b.execFailed:
+            print(f"{who}{args.pid}: could not execute ({b.message or 'exec failed'})")
+        elif b.signal:
+            print(f"{who}{args.pid}: killed by {signal.Signals(b.signal).name}")
+        else:
+            print(f"{who}{args.pid}: exited with {b.exitCode}")
+        worst = max(worst, b.errorCode)
+    return worst
 
 
 async def cmd_watch_file(args, clients) -> int:
@@ -243,13 +343,15 @@ async def cmd_watch_port(args, clients) -> int:
 
 
 async def cmd_ps(args, clients) -> int:
-    print(f"{'DAEMON':<16} {'PID':>7} {'REQ':>5} {'CLIENT':>6} {'AGE':>8}  COMMAND")
+    print(f"{'DAEMON':<16} {'PID':>7} {'REQ':>5} {'CLIENT':>6} {'OWNER':>10} {'AGE':>8}  COMMAND")
     for c in clients:
         s = await c.status()
         for p in sorted(s.processes or [], key=lambda p: p.startedNs):
             age = (s.timeNs - p.startedNs) / 1e9  # both on the daemon's monotonic clock
             where = f"[{p.host}] " if p.host else ""  # emulated, on this simulated host
-            print(f"{c.name:<16} {p.pid:>7} {p.requestId:>5} {p.clientId:>6} {age:>7.1f}s  {where}{' '.join(p.args)}")
+            left = "(leftover) " if p.leftover else ""  # the leader ended, its group still runs
+            print(f"{c.name:<16} {p.pid:>7} {p.requestId:>5} {p.clientId:>6} {p.owner or '-':>10} {age:>7.1f}s  "
+                  f"{where}{left}{' '.join(p.args)}")
     return 0
 
 
@@ -273,13 +375,17 @@ async def cmd_status(args, clients) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "kill": cmd_kill, "watch-file": cmd_watch_file, "watch-port": cmd_watch_port,
-            "ps": cmd_ps, "status": cmd_status}
+COMMANDS = {"run": cmd_run, "kill": cmd_kill, "wait": cmd_wait, "watch-file": cmd_watch_file,
+            "watch-port": cmd_watch_port, "ps": cmd_ps, "status": cmd_status}
 
 
 async def _main(args) -> int:
-    clients = await _connect(args)
+    clients, failed = await _connect(args)
     try:
+        if args.cmd == "run" and len(clients) + len(failed) > 1:
+            return await cmd_run(args, clients, failed)  # fan-out: the reachable hosts go on
+        if failed:
+            raise next(iter(failed.values()))
         return await COMMANDS[args.cmd](args, clients)
     finally:
         for c in clients:
@@ -292,7 +398,7 @@ def main(argv=None) -> int:
         return asyncio.run(_main(args))
     except cl.CtrlError as e:
         print(f"ctrl: {e}", file=sys.stderr)
-        return EXIT_CONNECT if "cannot connect" in str(e) else 1
+        return EXIT_CONNECT if isinstance(e, cl.ConnectionLost) or "cannot connect" in str(e) else 1
     except KeyboardInterrupt:
         return 130
     except OSError as e:

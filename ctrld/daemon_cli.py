@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -42,8 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     p.add_argument("--tls-client-ca", help="require client certificates signed by this CA (PEM)")
     p.add_argument("--allow-uid", action="append", type=int, default=[],
-                   help="extra uid allowed on the unix socket (the daemon's uid and root always are)")
-    p.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="largest accepted frame in bytes (default 16 MiB)")
+                   help="extra uid served without a token on the unix socket and loopback TCP (the daemon's uid "
+                   "and root always are); the unix socket is then created 0666, each peer's uid checked")
+    p.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME,
+                   help="largest accepted frame in bytes once authenticated (default 16 MiB; 64 KiB before)")
+    p.add_argument("--max-connections", type=int, default=256, help="connections at once (default 256)")
+    p.add_argument("--max-pending", type=int, default=64,
+                   help="connections still owing their Hello{token} (default 64; the oldest is evicted)")
+    p.add_argument("--handshake-timeout", type=float, default=10.0, metavar="S",
+                   help="close a connection that has not authenticated after S seconds (default 10)")
+    p.add_argument("--max-processes", type=int, default=256, help="running commands per connection (default 256)")
+    p.add_argument("--max-watches", type=int, default=1024, help="watches per connection (default 1024)")
+    p.add_argument("--log-file", metavar="F", help="log here instead of stderr (reopened on SIGHUP, for logrotate)")
     p.add_argument("--cgroup", metavar="DIR",
                    help="a delegated cgroup v2 directory: each command gets its own child cgroup, killed with cgroup.kill")
     m = p.add_argument_group("emulation (ctrld --mediate)")
@@ -68,11 +79,18 @@ def check_config(args) -> None:
     if args.tls_client_ca and not args.tls_cert:
         raise auth.ConfigError("--tls-client-ca needs --tls-cert/--tls-key")
     exposed = [h for h, _ in args.tcp or [] if not auth.is_loopback(h)]
-    if exposed and not (args.token_file or args.tls_cert):
+    if exposed and not (args.token_file or args.tls_client_ca):
+        # TLS alone encrypts but lets anyone in: off loopback a client must prove something.
+        what = "TLS without --tls-client-ca does not authenticate clients" if args.tls_cert else "no authentication"
         raise auth.ConfigError(
-            f"refusing to listen on non-loopback address {exposed[0]} without authentication: "
-            "give --token-file FILE and/or --tls-cert/--tls-key (or bind 127.0.0.1)"
+            f"refusing to listen on non-loopback address {exposed[0]} without authentication ({what}): "
+            "give --token-file FILE and/or --tls-cert/--tls-key with --tls-client-ca (or bind 127.0.0.1)"
         )
+    for name in ("max_connections", "max_pending", "max_processes", "max_watches"):
+        if getattr(args, name) < 1:
+            raise auth.ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.handshake_timeout <= 0:
+        raise auth.ConfigError("--handshake-timeout must be positive")
     if args.cgroup and not os.path.exists(os.path.join(args.cgroup, "cgroup.kill")):
         raise auth.ConfigError(f"--cgroup {args.cgroup}: not a cgroup v2 directory with cgroup.kill")
     if args.max_frame < 64:
@@ -99,8 +117,51 @@ def _release_startup_memory() -> None:
         pass  # not glibc
 
 
-async def serve(args) -> int:
-    from ctrld.server import Daemon
+def _raise_fd_limit(need: int) -> None:
+    """Each connection and each command's pipes take descriptors: ask for the hard limit, so that
+    --max-connections (not EMFILE) is what refuses connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, need)
+    if soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            pass
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < need:
+        logging.getLogger("ctrld").warning("descriptor limit %d is below what --max-connections needs (~%d)", soft, need)
+
+
+class _ReopenableFileHandler(logging.StreamHandler):
+    """--log-file: SIGHUP reopens the file (after logrotate moved it)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(open(path, "a", buffering=1))  # noqa: SIM115 - lives as long as the daemon
+
+    def reopen(self) -> None:
+        self.acquire()
+        try:
+            old = self.stream
+            self.stream = open(self.path, "a", buffering=1)  # noqa: SIM115
+            old.close()
+        finally:
+            self.release()
+
+
+def _on_sighup(handler) -> None:
+    log = logging.getLogger("ctrld")
+    if handler is not None:
+        try:
+            handler.reopen()
+        except OSError as e:
+            log.error("SIGHUP: cannot reopen %s: %s", handler.path, e)
+            return
+    log.warning("SIGHUP: logs reopened, still serving")
+
+
+async def serve(args, log_handler=None) -> int:
+    from ctrld.server import Daemon, Limits
 
     token = auth.read_token(args.token_file) if args.token_file else None
     tls = auth.server_tls_context(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
@@ -110,8 +171,13 @@ async def serve(args) -> int:
 
         mediator = Mediator(asyncio.get_running_loop(), args.mediate, args.platform, network_model=args.network_model,
                             cpu_model=args.cpu_model, default_host=args.default_host)
+    limits = Limits(max_connections=args.max_connections, max_pending=args.max_pending,
+                    handshake_s=args.handshake_timeout, max_processes=args.max_processes, max_watches=args.max_watches,
+                    preauth_frame=min(args.max_frame, Limits.preauth_frame))
+    _raise_fd_limit(args.max_connections * 2 + 64)
     daemon = Daemon(max_frame=args.max_frame, token=token, allowed_uids=auth.allowed_uids(args.allow_uid),
-                    cgroup_root=args.cgroup, mediator=mediator)
+                    cgroup_root=args.cgroup, mediator=mediator, limits=limits)
+    asyncio.get_running_loop().set_exception_handler(daemon.exception_handler)
     try:
         for host, port in args.tcp or []:
             await daemon.listen_tcp(host, port, tls)
@@ -124,6 +190,7 @@ async def serve(args) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _on_sighup, log_handler)
     _release_startup_memory()
     for a in daemon.addresses:
         print(f"ctrld: listening on {a}", flush=True)
@@ -138,10 +205,17 @@ async def serve(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="ctrld: %(message)s")
+    handler = None
+    level = logging.INFO if args.verbose else logging.WARNING
     try:
+        if args.log_file:
+            handler = _ReopenableFileHandler(args.log_file)
+            handler.setFormatter(logging.Formatter("%(asctime)s ctrld: %(message)s"))
+            logging.basicConfig(level=level, handlers=[handler])
+        else:
+            logging.basicConfig(level=level, format="ctrld: %(message)s")
         check_config(args)
-        rc = asyncio.run(serve(args))
+        rc = asyncio.run(serve(args, handler))
         if args.mediate:
             from ctrld.mediate import THREAD_NAME
 

@@ -13,10 +13,16 @@ through the emulation (which wakes the process's actor to notice them).
 
 from __future__ import annotations
 
+import collections
+import copy
+import ctypes
 import errno
 import os
+import pwd
 import signal
+import struct
 import subprocess
+import time
 from dataclasses import dataclass, field
 
 from ctrld.mediate import to_ns
@@ -29,6 +35,11 @@ PIPE_DRAIN_S = 0.2
 READ_CHUNK = 65536
 DEFAULT_GRACE_MS = 2000
 EXEC_FAILED_CODE = 127  # what a shell reports for a command it could not execute
+# Exit statuses kept for WaitProcess (`ctrl wait PID`) after a command ended: this many, this long.
+HISTORY_MAX = 1000
+HISTORY_S = 600.0
+# While some command left processes behind, look every this often whether they are gone.
+LEFTOVER_SWEEP_S = 1.0
 
 
 def _nothing() -> None:
@@ -48,6 +59,12 @@ class RunSpec:
     stdout_path: str | None = None
     stderr_path: str | None = None
     kill_on_disconnect: bool = False
+    # (uid, gid, supplementary groups): run as this user (the server checks who may ask)
+    run_as: tuple[int, int, list[int]] | None = None
+    stdin_pipe: bool = False
+    # The environment exactly as sent, when it cannot be a mapping (an entry without '=', or a
+    # name given twice): execve receives these entries as they are, as the seed daemon did.
+    env_raw: list[bytes] | None = None
 
 
 def spec_from_request(req: g.RunCommandT) -> RunSpec:
@@ -56,19 +73,38 @@ def spec_from_request(req: g.RunCommandT) -> RunSpec:
     if not args:
         args = [path]
     env = None
+    env_raw = None
     if req.envp:
         pairs = [as_str(kv) for kv in req.envp]
         env = dict(os.environ) if req.inheritEnv else {}
+        names = set()
         for kv in pairs:
             k, sep, v = kv.partition("=")
-            if not sep or not k:
-                raise ValueError(f"environment entry {kv!r} is not K=V")
+            if not sep or not k or k in names or "\0" in kv:
+                env_raw = []
+            names.add(k)
             env[k] = v
+        if env_raw is not None:
+            if any("\0" in kv for kv in pairs):
+                raise ValueError("environment entries cannot contain NUL")
+            base = [f"{k}={v}" for k, v in os.environ.items() if k not in names] if req.inheritEnv else []
+            env_raw = [os.fsencode(kv) for kv in base + pairs]
+    run_as = None
+    if req.runAsUid >= 0 or req.runAsGid >= 0 or req.runAsGroups:
+        uid = req.runAsUid if req.runAsUid >= 0 else os.geteuid()
+        gid = req.runAsGid
+        if gid < 0:
+            try:
+                gid = pwd.getpwuid(uid).pw_gid
+            except KeyError:
+                raise ValueError(f"run_as uid {uid} has no passwd entry: give run_as_gid") from None
+        run_as = (uid, gid, [int(x) for x in req.runAsGroups or []])
     return RunSpec(
         argv=args, path=path, env=env, cwd=req.cwd or None, timeout_ms=req.timeoutMs,
         grace_ms=req.graceMs or DEFAULT_GRACE_MS, capture_stdout=req.captureStdout,
         capture_stderr=req.captureStderr, stdout_path=req.stdoutPath or None,
         stderr_path=req.stderrPath or None, kill_on_disconnect=req.killOnDisconnect,
+        run_as=run_as, stdin_pipe=req.stdinPipe, env_raw=env_raw,
     )
 
 
@@ -97,6 +133,15 @@ class Command:
     host: str = ""  # simulated host
     sim_start_ns: int = -1
     pending_signals: list = field(default_factory=list)  # asked for before the process had started
+    # --- ownership, flow control, stdin, leftovers ---
+    identity: object = None  # ctrld.auth.Identity of the requester; outlives its connection
+    output_paused: bool = False  # the owner's backlog is full: the pipes are not being read
+    stdin_fd: int = -1
+    stdin_file: object = None  # Popen's file object owning stdin_fd
+    stdin_buf: bytearray = field(default_factory=bytearray)
+    stdin_closing: bool = False  # CloseStdin came: close once stdin_buf is written
+    leftover: bool = False  # the leader ended but processes of its group / cgroup still run
+    waiters: list = field(default_factory=list)  # (connection, request_id) of WaitProcess requests
 
 
 class ProcessTable:
@@ -117,6 +162,11 @@ class ProcessTable:
         # (set by the daemon; see Daemon.batch_begin).
         self.batch_begin = self.batch_end = _nothing
         self._devnull = -1
+        self.leftovers: dict[int, Command] = {}  # leader pid -> command whose processes outlive it
+        self._sweep = None
+        # pid -> (identity, ProcessTerminatedT) of ended commands, oldest first (WaitProcess)
+        self.history: collections.OrderedDict[int, tuple] = collections.OrderedDict()
+        self._history_t: dict[int, float] = {}
 
     def sim_now(self) -> int:
         """The simulated clock (ns) for events' sim_time_ns; -1 when the daemon does not mediate."""
@@ -124,7 +174,7 @@ class ProcessTable:
 
     # ------------------------------------------------------------------ spawn
     def start(self, spec: RunSpec, owner, request_id: int) -> Command:
-        cmd = Command(spec=spec, owner=owner, request_id=request_id)
+        cmd = Command(spec=spec, owner=owner, request_id=request_id, identity=getattr(owner, "identity", None))
         files = []
         try:
             if self._devnull < 0:
@@ -147,6 +197,15 @@ class ProcessTable:
                 f.close()
             self._creation_error(cmd, e)
             return cmd
+        if spec.env_raw is not None:
+            try:
+                return self._start_raw(cmd, stdout, stderr, preexec)
+            finally:
+                for f in files:
+                    f.close()
+        user = group = extra_groups = None
+        if spec.run_as is not None:
+            user, group, extra_groups = spec.run_as
 
         # Popen is constructed in two steps so that, when exec fails, the pid of the child that
         # tried (already reaped by Popen) is still known: the seed reports ExecveTerminated{pid>0}.
@@ -157,8 +216,8 @@ class ProcessTable:
             # can be signalled and a Ctrl-C on the daemon's terminal does not reach commands.
             popen.__init__(
                 spec.argv, executable=spec.path or None, env=spec.env, cwd=spec.cwd,
-                stdin=devnull, stdout=stdout, stderr=stderr,
-                start_new_session=True, preexec_fn=preexec,
+                stdin=subprocess.PIPE if spec.stdin_pipe else devnull, stdout=stdout, stderr=stderr,
+                start_new_session=True, preexec_fn=preexec, user=user, group=group, extra_groups=extra_groups,
             )
         except (OSError, subprocess.SubprocessError, ValueError, TypeError) as e:
             pid = getattr(popen, "pid", None)
@@ -173,17 +232,26 @@ class ProcessTable:
                 f.close()
 
         cmd.popen = popen
-        cmd.pid = popen.pid
+        if popen.stdin is not None:
+            cmd.stdin_file = popen.stdin
+            cmd.stdin_fd = popen.stdin.fileno()
+            os.set_blocking(cmd.stdin_fd, False)
+        fds = [(f.fileno(), stream) for f, stream in ((popen.stdout, g.Stream.stdout), (popen.stderr, g.Stream.stderr))
+               if f is not None]
+        self._started(cmd, popen.pid, fds)
+        return cmd
+
+    def _started(self, cmd: Command, pid: int, fds: list) -> None:
+        spec = cmd.spec
+        cmd.pid = pid
         # The child cannot have been reaped yet (only we reap), so the pid is still ours.
         cmd.pidfd = os.pidfd_open(cmd.pid)
         self.by_pid[cmd.pid] = cmd
         self.loop.add_reader(cmd.pidfd, self._on_exit, cmd)
-        for f, stream in ((popen.stdout, g.Stream.stdout), (popen.stderr, g.Stream.stderr)):
-            if f is not None:
-                fd = f.fileno()
-                os.set_blocking(fd, False)
-                cmd.pipes[fd] = stream
-                self.loop.add_reader(fd, self._on_output, cmd, fd)
+        for fd, stream in fds:
+            os.set_blocking(fd, False)
+            cmd.pipes[fd] = stream
+            self.loop.add_reader(fd, self._on_output, cmd, fd)
         if spec.timeout_ms:
             cmd.timers.append(self.loop.call_later(spec.timeout_ms / 1000, self._on_timeout, cmd))
 
@@ -198,6 +266,87 @@ class ProcessTable:
             ),
             False,
         )
+
+    def _start_raw(self, cmd: Command, stdout, stderr, preexec) -> Command:
+        """Spawn with the environment entries exactly as sent (execve through libc: Python's own
+        spawn functions only take a mapping).  fork + exec, exec failure reported through a
+        close-on-exec pipe as subprocess does; used only for such environments."""
+        spec = cmd.spec
+        path = spec.path or spec.argv[0]
+        candidates = [path] if "/" in path else [os.path.join(d, path) for d in os.get_exec_path()]
+        argv = (ctypes.c_char_p * (len(spec.argv) + 1))(*[os.fsencode(a) for a in spec.argv], None)
+        envp = (ctypes.c_char_p * (len(spec.env_raw) + 1))(*spec.env_raw, None)
+        execve = ctypes.CDLL(None, use_errno=True).execve
+        ends = []  # (parent's read end, child's write end) per captured stream
+        fds = []
+        std = []
+        for target, stream in ((stdout, g.Stream.stdout), (stderr, g.Stream.stderr)):
+            if target is subprocess.PIPE:
+                r, w = os.pipe()
+                ends.append((r, w))
+                fds.append((r, stream))
+                std.append(w)
+            else:
+                std.append(target.fileno() if hasattr(target, "fileno") else target)
+        stdin_r = self._devnull
+        if spec.stdin_pipe:
+            stdin_r, cmd.stdin_fd = os.pipe()
+        err_r, err_w = os.pipe()  # both close-on-exec
+        cmd.started_ns = now_ns()
+        pid = os.fork()
+        if pid == 0:  # child: only async-signal-safe work and exec; never returns
+            code = errno.EIO
+            try:
+                os.setsid()
+                os.dup2(stdin_r, 0)
+                os.dup2(std[0], 1)
+                os.dup2(std[1], 2)
+                if spec.cwd:
+                    os.chdir(spec.cwd)
+                if preexec is not None:
+                    preexec()
+                if spec.run_as is not None:
+                    uid, gid, groups = spec.run_as
+                    os.setgroups(groups)
+                    os.setgid(gid)
+                    os.setuid(uid)
+                for c in candidates:
+                    execve(os.fsencode(c), argv, envp)
+                    code = ctypes.get_errno()
+                    if code not in (errno.ENOENT, errno.ENOTDIR) and len(candidates) > 1:
+                        break
+            except OSError as e:
+                code = e.errno or errno.EIO
+            except BaseException:
+                code = errno.EIO
+            os.write(err_w, struct.pack("i", code))
+            os._exit(EXEC_FAILED_CODE)
+        os.close(err_w)
+        for _r, w in ends:
+            os.close(w)
+        if spec.stdin_pipe:
+            os.close(stdin_r)
+        data = b""
+        while True:
+            chunk = os.read(err_r, 4)
+            if not chunk:
+                break
+            data += chunk
+        os.close(err_r)
+        if data:
+            os.waitpid(pid, 0)
+            for r, _w in ends:
+                os.close(r)
+            if cmd.stdin_fd >= 0:
+                os.close(cmd.stdin_fd)
+                cmd.stdin_fd = -1
+            code = struct.unpack("i", data[:4])[0] if len(data) >= 4 else errno.EIO
+            self._exec_failed(cmd, pid, OSError(code, os.strerror(code), path))
+            self._remove_cgroup(cmd)
+            return cmd
+        if cmd.stdin_fd >= 0:
+            os.set_blocking(cmd.stdin_fd, False)
+        self._started(cmd, pid, fds)
         return cmd
 
     def _exec_failed(self, cmd: Command, pid: int, e: OSError) -> None:
@@ -222,15 +371,44 @@ class ProcessTable:
             ),
             False,
         )
-        self.emit(
+        cmd.finished = True
+        self._terminated(
             cmd,
             g.ProcessTerminatedT(
                 pid=pid, errorCode=EXEC_FAILED_CODE, requestId=rid, timeNs=t, exitCode=EXEC_FAILED_CODE,
                 execFailed=True, wallNs=t - cmd.started_ns, simTimeNs=st, message=what,
             ),
-            False,
         )
-        cmd.finished = True
+
+    def _terminated(self, cmd: Command, body: g.ProcessTerminatedT) -> None:
+        """Emit the end of a command, keep it for WaitProcess, answer those waiting for it."""
+        self.emit(cmd, body, False)
+        if not cmd.pid:
+            return
+        self.history[cmd.pid] = (cmd.identity, body)
+        self.history.move_to_end(cmd.pid)
+        now = time.monotonic()
+        self._history_t[cmd.pid] = now
+        while self.history and (len(self.history) > HISTORY_MAX
+                                or now - self._history_t[next(iter(self.history))] > HISTORY_S):
+            old, _ = self.history.popitem(last=False)
+            self._history_t.pop(old, None)
+        for conn, rid in cmd.waiters:
+            if not conn.closed:
+                conn.send(self.terminated_copy(body, rid))
+        cmd.waiters.clear()
+
+    @staticmethod
+    def terminated_copy(body: g.ProcessTerminatedT, request_id: int) -> g.ProcessTerminatedT:
+        """The ProcessTerminated of a command, addressed to another request (WaitProcess)."""
+        c = copy.copy(body)
+        c.requestId = request_id
+        return c
+
+    def waiting_lists(self):
+        for cmd in list(self.by_pid.values()) + list(self.leftovers.values()) + list(self.starting):
+            if cmd.waiters:
+                yield cmd.waiters
 
     def _creation_error(self, cmd: Command, e: Exception) -> None:
         code = getattr(e, "errno", None) or errno.EINVAL
@@ -273,6 +451,84 @@ class ProcessTable:
                     self.loop.call_later(0.05, self._remove_cgroup, cmd, tries - 1)
 
     # ------------------------------------------------------------------ events
+    # ------------------------------------------------------------------ flow control
+    def pause_output(self, cmd: Command) -> None:
+        """Stop reading the command's pipes: once a pipe is full the command blocks in write()."""
+        if cmd.output_paused:
+            return
+        cmd.output_paused = True
+        for fd in cmd.pipes:
+            self.loop.remove_reader(fd)
+
+    def resume_output(self, cmd: Command) -> None:
+        if not cmd.output_paused:
+            return
+        cmd.output_paused = False
+        for fd in cmd.pipes:
+            self.loop.add_reader(fd, self._on_output, cmd, fd)
+
+    # ------------------------------------------------------------------ stdin
+    def feed_stdin(self, cmd: Command, data: bytes) -> None:
+        if cmd.stdin_closing:
+            return
+        cmd.stdin_buf += data
+        owner = cmd.owner
+        if owner is not None:
+            owner.stdin_queued += len(data)
+        self._write_stdin(cmd)
+        if cmd.stdin_buf:
+            self.loop.add_writer(cmd.stdin_fd, self._write_stdin, cmd)
+            if owner is not None and owner.stdin_queued > owner.limits.stdin_high:
+                # The command does not read its stdin as fast as the client sends it: stop reading
+                # the client's requests until the pipe takes the backlog (bounded memory).
+                owner.pause_reading("stdin")
+
+    def _write_stdin(self, cmd: Command) -> None:
+        written = 0
+        try:
+            while cmd.stdin_buf:
+                n = os.write(cmd.stdin_fd, cmd.stdin_buf[:65536])
+                del cmd.stdin_buf[:n]
+                written += n
+        except BlockingIOError:
+            pass
+        except OSError:  # EPIPE: the command closed its stdin; what is left cannot be delivered
+            written += len(cmd.stdin_buf)
+            cmd.stdin_buf.clear()
+            cmd.stdin_closing = True
+        owner = cmd.owner
+        if owner is not None and written:
+            owner.stdin_queued -= written
+            if owner.stdin_queued <= owner.limits.stdin_high // 4:
+                owner.resume_reading("stdin")
+        if not cmd.stdin_buf:
+            self.loop.remove_writer(cmd.stdin_fd)
+            if cmd.stdin_closing:
+                self._close_stdin(cmd)
+
+    def close_stdin(self, cmd: Command) -> None:
+        cmd.stdin_closing = True
+        if not cmd.stdin_buf:
+            self._close_stdin(cmd)
+
+    def _close_stdin(self, cmd: Command) -> None:
+        if cmd.stdin_fd < 0:
+            return
+        self.loop.remove_writer(cmd.stdin_fd)
+        owner = cmd.owner
+        if owner is not None and cmd.stdin_buf:
+            owner.stdin_queued -= len(cmd.stdin_buf)
+            owner.resume_reading("stdin") if owner.stdin_queued <= owner.limits.stdin_high // 4 else None
+        cmd.stdin_buf.clear()
+        if cmd.stdin_file is not None:
+            try:
+                cmd.stdin_file.close()
+            except OSError:
+                pass
+        else:
+            os.close(cmd.stdin_fd)
+        cmd.stdin_fd = -1
+
     def _on_output(self, cmd: Command, fd: int) -> None:
         try:
             data = os.read(fd, READ_CHUNK)
@@ -327,7 +583,9 @@ class ProcessTable:
         cmd.status = status
         cmd.rusage = rusage
         # Tell Popen the child is reaped, so it never waits for it (and __del__ never tracks it).
-        cmd.popen.returncode = os.waitstatus_to_exitcode(status)
+        if cmd.popen is not None:
+            cmd.popen.returncode = os.waitstatus_to_exitcode(status)
+        self._close_stdin(cmd)
         os.close(cmd.pidfd)
         cmd.pidfd = -1
         for t in cmd.timers:
@@ -338,7 +596,7 @@ class ProcessTable:
     def _drain_after_exit(self, cmd: Command) -> None:
         # Output written just before exit is usually already in the pipes: read it now.
         for fd in list(cmd.pipes):
-            while fd in cmd.pipes:
+            while fd in cmd.pipes and not cmd.output_paused:
                 try:
                     data = os.read(fd, READ_CHUNK)
                 except BlockingIOError:
@@ -360,6 +618,10 @@ class ProcessTable:
             self._finish(cmd)
 
     def _drain_deadline(self, cmd: Command) -> None:
+        if cmd.output_paused and cmd.owner is not None:
+            # The client has not taken what is in the pipes yet: wait for it, not for the clock.
+            cmd.timers.append(self.loop.call_later(PIPE_DRAIN_S, self._drain_deadline, cmd))
+            return
         for fd in list(cmd.pipes):
             self._close_pipe(cmd, fd)
         self._finish(cmd)
@@ -375,7 +637,15 @@ class ProcessTable:
         if cmd.live is not None:
             self._finish_emulated(cmd)
             return
-        self._remove_cgroup(cmd)
+        if self._group_alive(cmd):
+            # Processes of its group (or cgroup) outlive the leader: keep them visible (status),
+            # killable through the leader's pid, and clean the cgroup once they are gone.
+            cmd.leftover = True
+            self.leftovers[cmd.pid] = cmd
+            if self._sweep is None:
+                self._sweep = self.loop.call_later(LEFTOVER_SWEEP_S, self._sweep_leftovers)
+        else:
+            self._remove_cgroup(cmd)
         status = cmd.status
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -393,7 +663,45 @@ class ProcessTable:
             body.userCpuNs = int(ru.ru_utime * 1e9)
             body.sysCpuNs = int(ru.ru_stime * 1e9)
             body.maxRssKb = ru.ru_maxrss
-        self.emit(cmd, body, False)
+        self._terminated(cmd, body)
+
+    # ------------------------------------------------------------------ leftovers
+    @staticmethod
+    def _cgroup_populated(cmd: Command) -> bool:
+        if not cmd.cgroup:
+            return False
+        try:
+            with open(os.path.join(cmd.cgroup, "cgroup.events")) as f:
+                return "populated 1" in f.read()
+        except OSError:
+            return False
+
+    def _group_alive(self, cmd: Command) -> bool:
+        """Does any process of the command's process group (pgid == leader pid) or cgroup run?
+        The leader is reaped: while members remain, the kernel keeps the pgid from being reused."""
+        try:
+            os.killpg(cmd.pid, 0)
+            return True
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return True
+        return self._cgroup_populated(cmd)
+
+    def _sweep_leftovers(self) -> None:
+        self._sweep = None
+        for pid, cmd in list(self.leftovers.items()):
+            if not self._group_alive(cmd):
+                del self.leftovers[pid]
+                cmd.leftover = False
+                self._remove_cgroup(cmd)
+        if self.leftovers:
+            self._sweep = self.loop.call_later(LEFTOVER_SWEEP_S, self._sweep_leftovers)
+
+    def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
 
     def _on_timeout(self, cmd: Command) -> None:
         if cmd.status is not None:
@@ -426,23 +734,46 @@ class ProcessTable:
             signal.pidfd_send_signal(cmd.pidfd, sig)
 
     def kill(self, cmd: Command, sig: int) -> None:
-        """Signal the command's whole process group (the leader is not reaped yet: pgid is ours)."""
+        """Signal the command's whole process group (the leader is not reaped yet: pgid is ours;
+        for a leftover group, members keep the pgid).  Signal 0 only checks that it still exists."""
+        if cmd.leftover:
+            if not self._group_alive(cmd):
+                raise ProcessLookupError(errno.ESRCH, "the command's processes have all exited")
+            if sig:
+                self._signal_leftover(cmd, sig)
+            return
         if cmd.status is not None or cmd.finished:
             raise ProcessLookupError(errno.ESRCH, "the command has already exited")
+        if sig == 0:
+            return  # a liveness probe: unreaped, hence alive (or a zombie about to be reported)
         cmd.killed_by_request = True
         self._signal_group(cmd, sig)
+
+    def _signal_leftover(self, cmd: Command, sig: int) -> None:
+        if sig == signal.SIGKILL and cmd.cgroup:
+            try:
+                with open(os.path.join(cmd.cgroup, "cgroup.kill"), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
+        try:
+            os.killpg(cmd.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         for cmd in list(self.by_pid.values()) + list(self.starting):
             if cmd.status is None:
                 self._signal_group(cmd, sig)
+        for cmd in list(self.leftovers.values()):
+            self._signal_leftover(cmd, sig)
 
     # ------------------------------------------------------------------ emulated commands
     def start_emulated(self, spec: RunSpec, owner, request_id: int, host: str) -> Command:
         """Launch `spec` inside the daemon's emulation on simulated `host`, at the current simulated
         date.  ProcessLaunched comes when the emulation has started it (pid known)."""
         m = self.mediator
-        cmd = Command(spec=spec, owner=owner, request_id=request_id, host=host)
+        cmd = Command(spec=spec, owner=owner, request_id=request_id, host=host, identity=getattr(owner, "identity", None))
         cmd.started_ns = now_ns()
         ours = []  # descriptors to close once launch() has duplicated them
         readers = {}
@@ -542,14 +873,13 @@ class ProcessTable:
             sig = 0
             exit_code = error_code = p.exit_status if p.exit_status is not None else 255
         # No rusage for emulated processes: the emulation reaps them (user/sys/max_rss stay 0).
-        self.emit(
+        self._terminated(
             cmd,
             g.ProcessTerminatedT(
                 pid=cmd.pid, errorCode=error_code, requestId=cmd.request_id, timeNs=cmd.exit_ns,
                 exitCode=exit_code, signal=sig, timedOut=cmd.timed_out, wallNs=cmd.exit_ns - cmd.started_ns,
                 simTimeNs=to_ns(p.sim_end), simStartNs=cmd.sim_start_ns, message=p.error,
             ),
-            False,
         )
 
     def _signal_emulated(self, cmd: Command, sig: int) -> None:

@@ -10,6 +10,8 @@ delayed ACK.
 from __future__ import annotations
 
 import asyncio
+import collections
+import errno
 import hmac
 import itertools
 import logging
@@ -17,9 +19,12 @@ import os
 import signal
 import socket
 import stat
+import time
+from dataclasses import dataclass
 
 import ctrld
 from ctrld import auth, machine
+from ctrld.auth import Identity
 from ctrld.processes import Command, ProcessTable, spec_from_request
 from ctrld.protocol import codec
 from ctrld.protocol.codec import now_ns
@@ -30,48 +35,194 @@ log = logging.getLogger("ctrld")
 
 REQUESTS = frozenset(
     ["RunCommand", "KillProcess", "EstablishTCPConnection", "EstablishUnixConnection", "Hello",
-     "RemoveWatch", "Subscribe", "StatusRequest"]
+     "RemoveWatch", "Subscribe", "StatusRequest", "StdinData", "CloseStdin", "WaitProcess"]
 )
-# A client that stops reading while a command floods it is dropped past this much unsent data.
-MAX_BACKLOG = 256 * 1024 * 1024
+PREAUTH_REQUESTS = frozenset(["Hello"])
+
+
+@dataclass
+class Limits:
+    """What one peer may cost the daemon.  Defaults sized for a 2-core experiment node; each is a
+    daemon option (see daemon_cli)."""
+
+    max_connections: int = 256  # all connections; beyond: an Error then close
+    max_pending: int = 64  # connections that still owe their Hello{token}; the oldest is evicted
+    handshake_s: float = 10.0  # a connection that owes Hello{token} is closed after this long
+    preauth_frame: int = codec.PREAUTH_MAX_FRAME
+    max_processes: int = 256  # running commands per connection
+    max_watches: int = 1024  # watches per connection
+    # Unsent output per connection: above `write_high` the connection's commands stop being read
+    # (their pipes fill and they block, as over ssh) and its requests stop being read; both resume
+    # below a quarter of it.
+    write_high: int = 1024 * 1024
+    stdin_high: int = 1024 * 1024  # stdin bytes queued for a connection's commands
+
+
+class _RateLimitedLog:
+    """At most one log line per `period` seconds for a repetitive error (accept failures under a
+    descriptor flood printed 44 MB of tracebacks in 30 s); the number of silenced ones is added."""
+
+    def __init__(self, period: float = 1.0):
+        self.period = period
+        self.last = -1e9
+        self.silenced = 0
+
+    def __call__(self, msg: str, *args) -> None:
+        now = time.monotonic()
+        if now - self.last < self.period:
+            self.silenced += 1
+            return
+        extra = f" ({self.silenced} similar messages silenced)" if self.silenced else ""
+        self.last, self.silenced = now, 0
+        log.warning(msg + extra, *args)
+
+
+def _set_keepalive(sock) -> None:
+    """A peer that vanishes (power loss, cable) is noticed after ~1 min instead of never."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    except (OSError, AttributeError):
+        pass
 
 
 class Connection(asyncio.Protocol):
+    """One client.  It is *authenticated* once the kernel vouched for its uid (unix socket,
+    loopback TCP), its TLS certificate was verified, or it sent Hello with the token; until then
+    it may only send Hello, in small frames, within the handshake deadline."""
+
     def __init__(self, daemon: Daemon, kind: str, needs_token: bool):
         self.daemon = daemon
         self.kind = kind  # "tcp", "tls" or "unix"
         self.needs_token = needs_token
         self.client_id = next(daemon.client_ids)
-        self.splitter = codec.FrameSplitter(daemon.max_frame)
+        self.limits: Limits = daemon.limits
+        # Until authenticated, frames are capped small: a peer that has proven nothing gets 64 KiB.
+        self.splitter = codec.FrameSplitter(self.limits.preauth_frame)
         self.transport = None
         self.v2 = False
         self.subscribed = False
         self.closed = False
+        self.authenticated = False
+        self.identity: Identity | None = None
         self.peer = "?"
         self.commands: dict[int, Command] = {}  # request_id -> running command (v2 requests only)
+        self.running: set[Command] = set()  # every command of this connection whose output may come
+        self.write_paused = False
+        self._read_pauses: set[str] = set()  # why reading this connection's requests is paused
+        self.stdin_queued = 0  # bytes of StdinData not yet written to the commands' pipes
+        self._deadline = None
         self._pending: list[bytes] = []
 
     # ------------------------------------------------------------------ transport
     def connection_made(self, transport):
         self.transport = transport
+        d = self.daemon
         sock = transport.get_extra_info("socket")
+        if len(d.connections) >= self.limits.max_connections:
+            d.log_refusal("refusing a connection: %d connections already (--max-connections)", len(d.connections))
+            self._refuse(errno.EBUSY, f"too many connections to this daemon (limit {self.limits.max_connections})")
+            return
         if self.kind == "unix":
             pid, uid, _gid = auth.peer_credentials(sock)
             self.peer = f"unix pid={pid} uid={uid}"
-            if uid not in self.daemon.allowed_uids:
+            if uid not in d.allowed_uids:
                 log.warning("refusing %s: uid %d not allowed", self.peer, uid)
-                self.send(g.ErrorT(code=13, message=f"uid {uid} is not allowed to use this daemon", timeNs=now_ns()))
-                self.close()
+                self._refuse(errno.EACCES, f"uid {uid} is not allowed to use this daemon")
                 return
+            self.identity = Identity.of_uid(uid)
         else:
-            self.peer = "%s:%s" % transport.get_extra_info("peername")[:2]
-        self.daemon.connections.add(self)
+            _set_keepalive(sock)
+            addr = transport.get_extra_info("peername")
+            self.peer = "%s:%s" % addr[:2]
+            uid = None
+            if auth.is_loopback_address(addr[0]):
+                try:
+                    uid = auth.tcp_peer_uid(sock)
+                except OSError:
+                    uid = None
+                self.peer += f" uid={uid}"
+            cert = auth.cert_identity(transport.get_extra_info("peercert")) if self.kind == "tls" else None
+            if uid is not None:
+                self.identity = Identity.of_uid(uid)
+            elif cert is not None:
+                self.identity = Identity(cert)
+            if not self.needs_token:
+                if uid is not None and uid not in d.allowed_uids and cert is None:
+                    log.warning("refusing %s: uid %d not allowed", self.peer, uid)
+                    self._refuse(errno.EACCES, f"uid {uid} is not allowed to use this daemon (--allow-uid, or a token)")
+                    return
+                if self.identity is None:
+                    # A daemon without a token serves off-loopback peers only through verified
+                    # client certificates (check_config), and loopback peers by uid.
+                    log.warning("refusing %s: peer not identified", self.peer)
+                    self._refuse(errno.EACCES, "this daemon could not identify you (no token, no client certificate)")
+                    return
+        d.connections.add(self)
+        if self.needs_token:
+            d.add_pending(self)
+            self._deadline = d.loop.call_later(self.limits.handshake_s, self._handshake_expired)
+        else:
+            self._authenticated()
         # The seed greets every connection with the daemon's port; seed clients wait for it.
-        self.send(g.TCPSocketListeningT(port=self.daemon.greeting_port, timeNs=now_ns()))
+        self.send(g.TCPSocketListeningT(port=d.greeting_port, timeNs=now_ns()))
+        self.transport.set_write_buffer_limits(high=self.limits.write_high, low=self.limits.write_high // 4)
+
+    def _refuse(self, code: int, message: str) -> None:
+        self.closed = True  # never registered: connection_lost has nothing to undo
+        self.transport.write(codec.encode(g.ErrorT(code=code, message=message, timeNs=now_ns())))
+        self.transport.close()
+
+    def _authenticated(self) -> None:
+        self.authenticated = True
+        self.splitter.max_frame = self.daemon.max_frame
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.daemon.pending.pop(self, None)
+
+    def _handshake_expired(self) -> None:
+        self._deadline = None
+        if not self.authenticated and not self.closed:
+            log.info("closing %s: no Hello within %g s", self.peer, self.limits.handshake_s)
+            self.send(g.ErrorT(code=errno.ETIMEDOUT, message="authentication required: no Hello{token} in time",
+                               timeNs=now_ns()))
+            self.close()
 
     def connection_lost(self, exc):
+        if self.closed and self not in self.daemon.connections:
+            return  # refused in connection_made
         self.closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.daemon.drop_connection(self)
+
+    # ------------------------------------------------------------------ flow control
+    def pause_writing(self):
+        """The client reads slower than we write: stop reading its commands' pipes (they block
+        when their pipe is full, as a command does over ssh) and its requests."""
+        self.write_paused = True
+        self.pause_reading("backlog")
+        for cmd in self.running:
+            self.daemon.processes.pause_output(cmd)
+
+    def resume_writing(self):
+        self.write_paused = False
+        self.resume_reading("backlog")
+        for cmd in list(self.running):
+            self.daemon.processes.resume_output(cmd)
+
+    def pause_reading(self, why: str) -> None:
+        if not self._read_pauses and not self.closed:
+            self.transport.pause_reading()
+        self._read_pauses.add(why)
+
+    def resume_reading(self, why: str) -> None:
+        self._read_pauses.discard(why)
+        if not self._read_pauses and not self.closed and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def send(self, body) -> None:
         self.write(codec.encode(body))
@@ -90,9 +241,6 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport.is_closing() or not frames:
             return
         self.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
-        if self.transport.get_write_buffer_size() > MAX_BACKLOG:
-            log.warning("dropping %s: %d bytes unread", self.peer, self.transport.get_write_buffer_size())
-            self.transport.abort()
 
     def close(self) -> None:
         """Close after the queued frames are written (transport.close() flushes its buffer)."""
@@ -112,8 +260,14 @@ class Connection(asyncio.Protocol):
             if self.closed or self.transport.is_closing():
                 return
             try:
-                name, body = codec.decode(frame, REQUESTS)
+                name, body = codec.decode(frame, REQUESTS if self.authenticated else PREAUTH_REQUESTS)
             except codec.ProtocolError as e:
+                if not self.authenticated:
+                    log.info("closing %s before authentication: %s", self.peer, e)
+                    self.send(g.ErrorT(code=errno.EACCES, message=f"authentication required: first frame must be "
+                                       f"Hello with the daemon's token ({e})", timeNs=now_ns()))
+                    self.close()
+                    return
                 self.error(0, 22, str(e), always=True)
                 continue
             try:
@@ -136,16 +290,24 @@ class Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ requests
     def handle(self, name: str, body) -> None:
-        if self.needs_token:
-            if name != "Hello" or not body.token or not hmac.compare_digest(body.token.encode(), self.daemon.token.encode()):
+        if not self.authenticated:
+            token = self.daemon.token
+            if name != "Hello" or not body.token or not hmac.compare_digest(body.token.encode(), token.encode()):
                 log.warning("refusing %s: missing or wrong token", self.peer)
                 self.send(g.ErrorT(code=13, message="authentication required: first frame must be Hello with the daemon's token", timeNs=now_ns()))
                 self.close()
                 return
-            self.needs_token = False
+            if self.identity is None:
+                self.identity = Identity("token")
+            self._authenticated()
         if getattr(body, "requestId", 0) or name not in codec.SEED_MEMBERS:
             self.v2 = True
         getattr(self, "on_" + name)(body)
+
+    def may_control(self, identity: Identity | None) -> bool:
+        """Acting on (killing, signalling, waiting for, watching the output of) something owned by
+        `identity` needs to be that owner, or the daemon's own uid."""
+        return self.identity.is_admin() or identity == self.identity
 
     def on_Hello(self, body: g.HelloT) -> None:
         self.v2 = True
@@ -153,19 +315,40 @@ class Connection(asyncio.Protocol):
             g.WelcomeT(version=2, daemonVersion=ctrld.__version__, hostname=socket.gethostname(), clientId=self.client_id)
         )
 
+    def _refuse_run(self, rid: int, code: int, message: str) -> None:
+        self.error(rid, code, message)
+        if not self.v2:
+            self.send(g.ChildCreationErrorT(errorCode=code, message=message, timeNs=now_ns()))
+
     def on_RunCommand(self, req: g.RunCommandT) -> None:
         rid = req.requestId
         if rid and rid in self.commands:
             self.error(rid, 17, f"request id {rid} is already running")  # EEXIST
             return
+        watches = req.toWatch or []
+        have = self.daemon.watches.count(self)
+        if watches and have + len(watches) > self.limits.max_watches:
+            self.error(rid, errno.EAGAIN, f"too many watches: this connection has {have}, the limit is "
+                       f"{self.limits.max_watches} (--max-watches)", always=True)
+            return
         # Watches first: a watch on a port/file the command is about to create must not miss it.
-        for i, sv in enumerate(req.toWatch or []):
+        for i, sv in enumerate(watches):
             self._add_watch(rid, i, sv)
         if req.path:
             mediator = self.daemon.mediator
             emulated = mediator is not None and not req.unmediated
+            if len(self.running) >= self.limits.max_processes:
+                self._refuse_run(rid, errno.EAGAIN, f"too many processes: this connection runs {len(self.running)}, "
+                                 f"the limit is {self.limits.max_processes} (--max-processes)")
+                return
             try:
                 spec = spec_from_request(req)
+                if spec.run_as is not None:
+                    if not self.identity.is_admin():
+                        raise PermissionError(errno.EPERM, "run_as needs the daemon's own uid "
+                                              f"({self.identity.name} asked for uid {spec.run_as[0]})")
+                    if emulated:
+                        raise ValueError("run_as is not supported for emulated processes")
                 if req.host and not emulated:
                     raise ValueError(
                         f"simulated host {req.host!r} asked for a plain process" if mediator is not None
@@ -173,17 +356,20 @@ class Connection(asyncio.Protocol):
                     )
                 if emulated and mediator.failed:
                     raise ValueError(f"the emulation has stopped: {mediator.failed}")
-            except ValueError as e:
-                self.error(rid, 22, str(e))
-                if not self.v2:
-                    self.send(g.ChildCreationErrorT(errorCode=22, message=str(e), timeNs=now_ns()))
+            except (ValueError, PermissionError) as e:
+                code = e.errno if isinstance(e, PermissionError) else 22
+                self._refuse_run(rid, code, e.strerror if isinstance(e, PermissionError) else str(e))
                 return
             if emulated:
                 cmd = self.daemon.processes.start_emulated(spec, self, rid, req.host or mediator.default_host)
             else:
                 cmd = self.daemon.processes.start(spec, self, rid)
-            if rid and not cmd.finished:
-                self.commands[rid] = cmd
+            if not cmd.finished:
+                self.running.add(cmd)
+                if rid:
+                    self.commands[rid] = cmd
+                if self.write_paused:
+                    self.daemon.processes.pause_output(cmd)
         elif not req.toWatch:
             self.error(rid, 22, "RunCommand without a path nor watches")
 
@@ -203,17 +389,24 @@ class Connection(asyncio.Protocol):
         except OSError as e:
             self.error(rid, e.errno or 22, f"watch #{index}: {e.strerror or e}")
 
+    def _find(self, pid: int, target_rid: int) -> Command | None:
+        if target_rid:
+            return self.commands.get(target_rid)
+        procs = self.daemon.processes
+        return procs.by_pid.get(pid) or procs.leftovers.get(pid)
+
     def on_KillProcess(self, req: g.KillProcessT) -> None:
         procs = self.daemon.processes
-        if req.targetRequestId:
-            cmd = self.commands.get(req.targetRequestId)
-        else:
-            cmd = procs.by_pid.get(req.pid)
-        sig = req.signal or signal.SIGKILL
+        cmd = self._find(req.pid, req.targetRequestId)
+        what = f"request {req.targetRequestId}" if req.targetRequestId else f"pid {req.pid}"
         if cmd is None:
-            what = f"request {req.targetRequestId}" if req.targetRequestId else f"pid {req.pid}"
             self.error(req.requestId, 3, f"no running command for {what}")  # ESRCH
             return
+        if not self.may_control(cmd.identity):
+            self.error(req.requestId, errno.EPERM, f"{what} belongs to {cmd.identity.name}: only its owner or the "
+                       "daemon's uid may signal it")
+            return
+        sig = 0 if req.probe else (req.signal or signal.SIGKILL)
         try:
             procs.kill(cmd, sig)
         except (OSError, ValueError) as e:
@@ -222,16 +415,54 @@ class Connection(asyncio.Protocol):
         if self.v2:
             self.send(g.AckT(requestId=req.requestId, timeNs=now_ns()))
 
+    def on_WaitProcess(self, req: g.WaitProcessT) -> None:
+        procs = self.daemon.processes
+        cmd = procs.by_pid.get(req.pid) or procs.leftovers.get(req.pid)
+        if cmd is not None and not cmd.finished:
+            if not self.may_control(cmd.identity):
+                self.error(req.requestId, errno.EPERM, f"pid {req.pid} belongs to {cmd.identity.name}")
+                return
+            cmd.waiters.append((self, req.requestId))
+            return
+        done = procs.history.get(req.pid)
+        if done is None:
+            self.error(req.requestId, 3, f"no command with pid {req.pid} (running or recently ended)")
+            return
+        identity, body = done
+        if not self.may_control(identity):
+            self.error(req.requestId, errno.EPERM, f"pid {req.pid} belonged to {identity.name}")
+            return
+        self.send(procs.terminated_copy(body, req.requestId))
+
+    def on_StdinData(self, req: g.StdinDataT) -> None:
+        cmd = self.commands.get(req.requestId)
+        if cmd is None:
+            self.error(req.requestId, errno.ESRCH, f"request {req.requestId}: no running command")
+            return
+        if cmd.stdin_fd < 0:
+            # Closed: the command exited or closed its stdin (EPIPE), as data sent to an ssh
+            # session whose command ended is discarded.  The run's own events say how it ended.
+            return
+        self.daemon.processes.feed_stdin(cmd, bytes(req.data or b""))
+
+    def on_CloseStdin(self, req: g.CloseStdinT) -> None:
+        cmd = self.commands.get(req.requestId)
+        if cmd is None or cmd.stdin_fd < 0:
+            return  # already closed (the command may have ended): nothing to do
+        self.daemon.processes.close_stdin(cmd)
+
     def on_RemoveWatch(self, req: g.RemoveWatchT) -> None:
         if not self.daemon.watches.remove(self, req.requestId):
             self.error(req.requestId, 2, f"no watch for request {req.requestId}")
 
     def on_Subscribe(self, req: g.SubscribeT) -> None:
+        # Subscribers receive the events of their own identity's commands, or everyone's with the
+        # daemon's uid (see Daemon._deliver).
         self.subscribed = req.enable
         self.send(g.AckT(requestId=req.requestId, timeNs=now_ns()))
 
     def on_StatusRequest(self, req: g.StatusRequestT) -> None:
-        self.send(self.daemon.status(req.requestId))
+        self.send(self.daemon.status(req.requestId, self))
 
     def on_EstablishTCPConnection(self, req) -> None:
         self.error(0, 95, "EstablishTCPConnection is not supported")  # EOPNOTSUPP
@@ -242,12 +473,18 @@ class Connection(asyncio.Protocol):
 
 class Daemon:
     def __init__(self, *, max_frame: int = codec.DEFAULT_MAX_FRAME, token: str | None = None,
-                 allowed_uids: set[int] | None = None, cgroup_root: str | None = None, mediator=None):
+                 allowed_uids: set[int] | None = None, cgroup_root: str | None = None, mediator=None,
+                 limits: Limits | None = None):
         self.loop = asyncio.get_running_loop()
         self.max_frame = max_frame
         self.token = token
         self.allowed_uids = allowed_uids or auth.allowed_uids([])
+        self.limits = limits or Limits()
         self.connections: set[Connection] = set()
+        # Connections that owe Hello{token}, oldest first: when max_pending is reached the oldest is
+        # evicted, so a flood of idle connections cannot keep a token holder out for long.
+        self.pending: collections.OrderedDict[Connection, None] = collections.OrderedDict()
+        self.log_refusal = _RateLimitedLog()
         self.client_ids = itertools.count(1)
         self.processes = ProcessTable(self.loop, self._emit_command, cgroup_root)
         self.processes.batch_begin, self.processes.batch_end = self.batch_begin, self.batch_end
@@ -264,6 +501,21 @@ class Daemon:
         self._dirty: list[Connection] = []  # connections with queued frames
         self._batch = 0
         self._flush_scheduled = False
+
+    def add_pending(self, conn: Connection) -> None:
+        self.pending[conn] = None
+        while len(self.pending) > self.limits.max_pending:
+            old, _ = self.pending.popitem(last=False)
+            self.log_refusal("evicting unauthenticated %s: %d connections owe their Hello", old.peer, len(self.pending) + 1)
+            old.send(g.ErrorT(code=errno.EBUSY, message="too many unauthenticated connections: send Hello{token} sooner",
+                              timeNs=now_ns()))
+            old.close()
+
+    def exception_handler(self, loop, context) -> None:
+        """asyncio reports accept() failures (EMFILE under a descriptor flood) and transport errors
+        here: one line per second at most, no traceback."""
+        exc = context.get("exception")
+        self.log_refusal("%s%s", context.get("message", "error"), f": {exc!r}" if exc else "")
 
     # ------------------------------------------------------------------ listeners
     async def listen_tcp(self, host: str, port: int, tls=None) -> None:
@@ -288,7 +540,10 @@ class Daemon:
             server = await self.loop.create_unix_server(lambda: Connection(self, "unix", False), path)
         finally:
             os.umask(old)
-        os.chmod(path, 0o600)
+        # With --allow-uid other users must be able to connect(): the socket is opened to everyone
+        # and each peer's uid is checked with SO_PEERCRED as it connects (Connection.connection_made).
+        others = self.allowed_uids - {os.geteuid(), 0}
+        os.chmod(path, 0o666 if others else 0o600)
         self.servers.append(server)
         self.unix_paths.append(path)
         self.addresses.append(f"unix:{path}")
@@ -299,6 +554,7 @@ class Daemon:
         for c in list(self.connections):
             c.close()
         self.processes.kill_all()
+        self.processes.close()
         self.watches.close()
         if self.mediator is not None:
             self.mediator.close()  # kills what still runs and ends the simulation
@@ -337,13 +593,18 @@ class Daemon:
             c._flush()
 
     # ------------------------------------------------------------------ routing
-    def _deliver(self, owner, body, extension: bool) -> None:
+    def _deliver(self, owner, identity: Identity | None, body, extension: bool) -> None:
         frame = None
         targets = []
         if owner is not None and not owner.closed and (owner.v2 or not extension):
             targets.append(owner)
+        output = isinstance(body, g.OutputChunkT)
         for c in self.connections:
-            if c.subscribed and c is not owner:
+            if c.subscribed and c is not owner and c.authenticated and c.may_control(identity):
+                # A subscriber that reads too slowly misses output chunks rather than slowing the
+                # command down (only the owner's backlog pauses a command).
+                if output and c.write_paused:
+                    continue
                 targets.append(c)
         for c in targets:
             if frame is None:
@@ -351,32 +612,42 @@ class Daemon:
             c.write(frame)
 
     def _emit_command(self, cmd: Command, body, extension: bool) -> None:
-        self._deliver(cmd.owner, body, extension)
-        if cmd.finished and cmd.owner is not None:
+        self._deliver(cmd.owner, cmd.identity, body, extension)
+        if cmd.owner is not None and isinstance(body, (g.ProcessTerminatedT, g.ChildCreationErrorT)):
             cmd.owner.commands.pop(cmd.request_id, None)
+            cmd.owner.running.discard(cmd)
 
     def _emit_watch(self, owner, body, extension: bool) -> None:
-        self._deliver(owner, body, extension)
+        self._deliver(owner, owner.identity if owner is not None else None, body, extension)
 
     def drop_connection(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        self.pending.pop(conn, None)
         self.watches.drop_owner(conn)
-        for cmd in list(self.processes.by_pid.values()) + list(self.processes.starting):
-            if cmd.owner is conn:
-                cmd.owner = None
-                if cmd.spec.kill_on_disconnect and cmd.status is None:
-                    self.processes.kill(cmd, signal.SIGKILL)
+        for cmd in list(conn.running):
+            cmd.owner = None
+            self.processes.resume_output(cmd)  # nobody to wait for any more: drain to nowhere
+            if cmd.spec.kill_on_disconnect and cmd.status is None:
+                self.processes.kill(cmd, signal.SIGKILL)
+        conn.running.clear()
+        for waiters in self.processes.waiting_lists():
+            waiters[:] = [w for w in waiters if w[0] is not conn]
 
     # ------------------------------------------------------------------ status
-    def status(self, request_id: int) -> g.StatusReplyT:
+    def status(self, request_id: int, asker: Connection) -> g.StatusReplyT:
+        """Processes and watches are listed for their owner and for the daemon's uid only (an argv
+        may hold a secret)."""
         m = machine.snapshot()
+        shown = [c for c in self.processes.by_pid.values() if asker.may_control(c.identity)]
+        shown += [c for c in self.processes.leftovers.values() if asker.may_control(c.identity)]
         procs = [
             g.ProcessInfoT(
                 pid=c.pid, requestId=c.request_id, clientId=c.owner.client_id if c.owner else 0,
                 args=[codec.wire_str(a) for a in c.spec.argv], startedNs=c.started_ns, timeoutMs=c.spec.timeout_ms,
-                host=c.host or None, simStartNs=c.sim_start_ns,
+                host=c.host or None, simStartNs=c.sim_start_ns, owner=c.identity.name if c.identity else None,
+                leftover=c.leftover,
             )
-            for c in self.processes.by_pid.values()
+            for c in shown
         ]
         watches = [
             g.WatchInfoT(
@@ -384,7 +655,7 @@ class Daemon:
                 path=getattr(w, "path", None), port=getattr(w, "port", 0),
                 host=getattr(w, "host", "") or None, simulated=getattr(w, "simulated", False),
             )
-            for w in self.watches.all()
+            for w in self.watches.all() if asker.may_control(w.owner.identity if w.owner else None)
         ]
         reply = g.StatusReplyT(
             requestId=request_id, hostname=m["hostname"], cpuCount=m["cpu_count"],

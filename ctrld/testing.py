@@ -22,13 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 class DaemonProc:
     """A ctrld subprocess; `tcp` is 'host:port' of its first TCP listener, `unix` its socket."""
 
-    def __init__(self, args: list[str], env: dict | None = None):
+    def __init__(self, args: list[str], env: dict | None = None, wrapper: list[str] | None = None):
+        """`wrapper`: a command prefix, e.g. ["prlimit", "--nofile=40"]."""
         e = dict(os.environ)
         e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
         if env:
             e.update(env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ctrld.daemon_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [*(wrapper or []), sys.executable, "-m", "ctrld.daemon_cli", *args], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env=e, text=True,
         )
         self.tcp = None
@@ -54,6 +56,16 @@ class DaemonProc:
     @property
     def port(self) -> int:
         return int(self.tcp.rsplit(":", 1)[1])
+
+    def memory_kib(self) -> tuple[int, int]:
+        """(VmRSS, VmHWM) of the daemon in KiB: its resident memory now and at its peak."""
+        vals = {}
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM"):
+                    vals[k] = int(v.split()[0])
+        return vals["VmRSS"], vals["VmHWM"]
 
     def alive(self) -> bool:
         return self.proc.poll() is None

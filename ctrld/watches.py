@@ -7,7 +7,9 @@ has no inotify event: the size is checked at registration and on every write eve
 
 Port watches: netlink has no event for a socket entering LISTEN, so while at least one port
 watch exists the listening sockets are dumped every POLL_S (one NETLINK_SOCK_DIAG dump per
-address family, tens of microseconds); with no port watch there is no timer at all.
+address family, tens of microseconds); with no port watch there is no timer at all.  There is one
+timer whatever the number of watches, and adding a watch only files it under its port (O(1)):
+the next dump, at most POLL_S later, reports a port that is already listening.
 
 Simulated port watches (`ctrld --mediate`): the port is "listening" when an emulated process
 listens on it (on the watch's simulated host, or on any host when the watch names none).  The
@@ -81,8 +83,10 @@ class WatchTable:
         self._inotify: ino.Inotify | None = None
         self._dirs: dict[str, _Dir] = {}
         self._by_wd: dict[int, _Dir] = {}
-        self.ports: set[PortWatch] = set()
+        self.ports: dict[int, set[PortWatch]] = {}  # port -> its watches (real sockets)
         self._scanner = None
+        self._by_owner: dict[object, int] = {}  # connection -> number of its watches (limits)
+        self._by_request: dict[tuple, set] = {}  # (connection, request id) -> its watches
         self._poll_handle = None
         self.sim_ports: set[PortWatch] = set()
         self.mediator = None  # ctrld.mediate.Mediator on a mediating daemon
@@ -94,18 +98,40 @@ class WatchTable:
     def all(self):
         for d in self._dirs.values():
             yield from d.watches
-        yield from self.ports
+        for ws in self.ports.values():
+            yield from ws
         yield from self.sim_ports
 
+    def count(self, owner) -> int:
+        return self._by_owner.get(owner, 0)
+
+    def _filed(self, w) -> None:
+        self._by_owner[w.owner] = self._by_owner.get(w.owner, 0) + 1
+        self._by_request.setdefault((w.owner, w.request_id), set()).add(w)
+
+    def _unfiled(self, w) -> None:
+        n = self._by_owner.get(w.owner, 0) - 1
+        if n > 0:
+            self._by_owner[w.owner] = n
+        else:
+            self._by_owner.pop(w.owner, None)
+        key = (w.owner, w.request_id)
+        ws = self._by_request.get(key)
+        if ws is not None:
+            ws.discard(w)
+            if not ws:
+                del self._by_request[key]
+
     def remove(self, owner, request_id: int) -> int:
-        found = [w for w in self.all() if w.owner is owner and w.request_id == request_id]
+        found = list(self._by_request.get((owner, request_id), ()))
         for w in found:
             self._end(w, g.WatchEndReason.removed)
         return len(found)
 
     def drop_owner(self, owner) -> None:
-        for w in [w for w in self.all() if w.owner is owner]:
-            self._discard(w)
+        for key in [k for k in self._by_request if k[0] is owner]:
+            for w in list(self._by_request.get(key, ())):
+                self._discard(w)
 
     def close(self) -> None:
         for w in list(self.all()):
@@ -144,20 +170,26 @@ class WatchTable:
             if w not in self.sim_ports:
                 return False
             self.sim_ports.discard(w)
+            self._unfiled(w)
             return True
         if isinstance(w, PortWatch):
-            if w not in self.ports:
+            ws = self.ports.get(w.port)
+            if ws is None or w not in ws:
                 return False
-            self.ports.discard(w)
+            ws.discard(w)
+            if not ws:
+                del self.ports[w.port]
             if not self.ports and self._poll_handle is not None:
                 self._poll_handle.cancel()
                 self._poll_handle = None
+            self._unfiled(w)
             return True
         d = self._dirs.get(w.dir)
         if d is None or w not in d.watches:
             return False
         d.watches.discard(w)
         self._update_dir(w.dir, d)
+        self._unfiled(w)
         return True
 
     # ------------------------------------------------------------------ files
@@ -185,6 +217,7 @@ class WatchTable:
                 self._by_wd[wd] = d
             self._dirs[w.dir] = d
         d.watches.add(w)
+        self._filed(w)
         self._update_dir(w.dir, d)
         self._arm_timeout(w, timeout_ms)
         self.emit(owner, g.InotifyWatchListUpdatedT(path=path, requestId=request_id, timeNs=now_ns(),
@@ -273,9 +306,11 @@ class WatchTable:
             from ctrld.netdiag import ListenScanner
 
             self._scanner = ListenScanner()
-        self.ports.add(w)
+        self.ports.setdefault(port, set()).add(w)
+        self._filed(w)
         self._arm_timeout(w, timeout_ms or SEED_PORT_TIMEOUT_MS)
-        self._poll_ports()
+        if self._poll_handle is None:  # the one polling timer of all port watches
+            self._poll_handle = self.loop.call_soon(self._poll_ports)
         return w
 
     def _poll_ports(self) -> None:
@@ -283,8 +318,9 @@ class WatchTable:
         if not self.ports:
             return
         listening = self._scanner.listening_ports()
-        for w in [w for w in self.ports if w.port in listening]:
-            self._end(w, g.WatchEndReason.triggered)
+        for port in listening & self.ports.keys():
+            for w in list(self.ports.get(port, ())):
+                self._end(w, g.WatchEndReason.triggered)
         if self.ports and self._poll_handle is None:
             self._poll_handle = self.loop.call_later(POLL_S, self._poll_ports)
 
@@ -297,6 +333,7 @@ class WatchTable:
         self.emit(owner, g.SocketWatchedT(port=port, requestId=request_id, timeNs=now_ns(),
                                           simTimeNs=self.sim_now()), False)
         self.sim_ports.add(w)
+        self._filed(w)
         self._arm_timeout(w, timeout_ms or SEED_PORT_TIMEOUT_MS)
         for h, p in sorted(m.listening()):  # a server that listened before the watch
             if p == port and (not host or h == host):

@@ -17,10 +17,12 @@ import time
 
 import flatbuffers
 
-from ctrld.protocol import fast
+from ctrld.protocol import bounds, fast
 from ctrld.protocol.generated import ctrld_generated as g
 
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+# Before a connection is authenticated only Hello is accepted, in frames of at most this size.
+PREAUTH_MAX_FRAME = 64 * 1024
 _LEN = struct.Struct("<I")
 
 # Union member name <-> tag <-> object-API class, derived from the generated code so that the
@@ -83,7 +85,8 @@ def decode(payload: bytes, accept: frozenset[str] | None = None):
     """Decode one frame body (without its length prefix) into (member name, object-API table).
 
     `accept`: the member names the caller handles; any other member raises ProtocolError before
-    the (possibly costly) unpacking is done.
+    the (possibly costly) unpacking is done.  Requests are walked first (ctrld/protocol/bounds.py):
+    one that would decode into far more than its own size is refused before anything is built.
     """
     try:
         tag, pos = fast.decode_message(payload)
@@ -94,6 +97,8 @@ def decode(payload: bytes, accept: frozenset[str] | None = None):
             raise ProtocolError(f"unexpected message type {name}")
         if pos is None:
             raise ProtocolError(f"{name} without a body")
+        if name in bounds.REQUEST_TABLES:
+            bounds.check(name, payload, pos)
         table = fast.DECODER_OF_TAG.get(tag)
         if table is not None:
             body = table.decode(payload, pos)
@@ -104,6 +109,8 @@ def decode(payload: bytes, accept: frozenset[str] | None = None):
         return name, _CLASS_OF_TAG[tag].InitFromObj(reader)
     except ProtocolError:
         raise
+    except bounds.ExpansionError as e:
+        raise ProtocolError(str(e)) from None
     except Exception as e:  # no verifier: any accessor may fail on a corrupt buffer
         raise ProtocolError(f"undecodable frame ({type(e).__name__}: {e})") from None
 

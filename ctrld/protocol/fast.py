@@ -33,9 +33,12 @@ _SPECS = {
         ("timeoutMs", "I", 0), ("graceMs", "I", 0), ("captureStdout", "?", False),
         ("captureStderr", "?", False), ("stdoutPath", "s", None), ("stderrPath", "s", None),
         ("killOnDisconnect", "?", False), ("inheritEnv", "?", False), ("host", "s", None),
-        ("unmediated", "?", False),
+        ("unmediated", "?", False), ("runAsUid", "q", -1), ("runAsGid", "q", -1), ("runAsGroups", "X", None),
+        ("stdinPipe", "?", False),
     ],
-    "KillProcess": [("pid", "i", 0), ("requestId", "Q", 0), ("targetRequestId", "Q", 0), ("signal", "i", 0)],
+    "KillProcess": [
+        ("pid", "i", 0), ("requestId", "Q", 0), ("targetRequestId", "Q", 0), ("signal", "i", 0), ("probe", "?", False),
+    ],
     "ExecveTerminated": [
         ("pid", "i", 0), ("commandName", "s", None), ("success", "?", False), ("requestId", "Q", 0),
         ("timeNs", "Q", 0), ("execErrno", "i", 0), ("message", "s", None), ("simTimeNs", "q", -1),
@@ -60,6 +63,9 @@ _SPECS = {
         ("timeNs", "Q", 0), ("simTimeNs", "q", -1),
     ],
     "Ack": [("requestId", "Q", 0), ("timeNs", "Q", 0)],
+    "StdinData": [("requestId", "Q", 0), ("data", "V", None)],
+    "CloseStdin": [("requestId", "Q", 0)],
+    "WaitProcess": [("requestId", "Q", 0), ("pid", "i", 0)],
 }
 
 _U32 = struct.Struct("<I")

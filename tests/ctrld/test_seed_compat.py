@@ -160,6 +160,27 @@ def test_bad_path_is_exec_failure(seed):
     assert name == "ProcessTerminated" and term.ErrorCode() == 127
 
 
+def test_bad_path_with_entry_without_equals_is_exec_failure(seed):
+    """The seed's own suite: envp=["badenvp"] and a bad path is an exec failure, not a refusal."""
+    seed.run("/nonexistent/prog", ["prog"], envp=["badenvp"])
+    name, launched = seed.recv()
+    assert name == "ProcessLaunched" and launched.Pid() > 0
+    name, ex = seed.recv()
+    assert name == "ExecveTerminated" and ex.Pid() == launched.Pid() and not ex.Success()
+    name, term = seed.recv()
+    assert name == "ProcessTerminated" and term.ErrorCode() == 127
+
+
+def test_envp_entries_are_passed_as_given(seed, tmp_path):
+    # /proc/PID/environ is the block execve received, byte for byte.
+    out = tmp_path / "environ"
+    seed.run("/bin/sh", ["sh", "-c", f"cat /proc/$$/environ > {out}"], envp=["badenvp", "A=1", "A=2", "B=x=y"])
+    events = [seed.recv() for _ in range(3)]
+    assert [n for n, _ in events] == ["ProcessLaunched", "ExecveTerminated", "ProcessTerminated"]
+    assert events[1][1].Success() and events[2][1].ErrorCode() == 0
+    assert out.read_bytes() == b"badenvp\0A=1\0A=2\0B=x=y\0"
+
+
 def test_sleep_duration(seed):
     seed.run("/bin/sleep", ["sleep", "0.3"])
     assert seed.recv()[0] == "ProcessLaunched"

@@ -74,6 +74,9 @@ class Event(object):
     Ack = 21
     StatusRequest = 22
     StatusReply = 23
+    StdinData = 24
+    CloseStdin = 25
+    WaitProcess = 26
 
 def EventCreator(unionType, table):
     from flatbuffers.table import Table
@@ -125,6 +128,12 @@ def EventCreator(unionType, table):
         return StatusRequestT.InitFromBuf(table.Bytes, table.Pos)
     if unionType == Event.StatusReply:
         return StatusReplyT.InitFromBuf(table.Bytes, table.Pos)
+    if unionType == Event.StdinData:
+        return StdinDataT.InitFromBuf(table.Bytes, table.Pos)
+    if unionType == Event.CloseStdin:
+        return CloseStdinT.InitFromBuf(table.Bytes, table.Pos)
+    if unionType == Event.WaitProcess:
+        return WaitProcessT.InitFromBuf(table.Bytes, table.Pos)
     return None
 
 
@@ -675,8 +684,56 @@ class RunCommand(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
+    # RunCommand
+    def RunAsUid(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(40))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
+    # RunCommand
+    def RunAsGid(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(42))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
+        return -1
+
+    # RunCommand
+    def RunAsGroups(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(44))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 4))
+        return 0
+
+    # RunCommand
+    def RunAsGroupsAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(44))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint32Flags, o)
+        return 0
+
+    # RunCommand
+    def RunAsGroupsLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(44))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # RunCommand
+    def RunAsGroupsIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(44))
+        return o == 0
+
+    # RunCommand
+    def StdinPipe(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(46))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def RunCommandStart(builder):
-    builder.StartObject(18)
+    builder.StartObject(22)
 
 def RunCommandAddPath(builder, path):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
@@ -741,6 +798,21 @@ def RunCommandAddHost(builder, host):
 def RunCommandAddUnmediated(builder, unmediated):
     builder.PrependBoolSlot(17, unmediated, 0)
 
+def RunCommandAddRunAsUid(builder, runAsUid):
+    builder.PrependInt64Slot(18, runAsUid, -1)
+
+def RunCommandAddRunAsGid(builder, runAsGid):
+    builder.PrependInt64Slot(19, runAsGid, -1)
+
+def RunCommandAddRunAsGroups(builder, runAsGroups):
+    builder.PrependUOffsetTRelativeSlot(20, flatbuffers.number_types.UOffsetTFlags.py_type(runAsGroups), 0)
+
+def RunCommandStartRunAsGroupsVector(builder, numElems):
+    return builder.StartVector(4, numElems, 4)
+
+def RunCommandAddStdinPipe(builder, stdinPipe):
+    builder.PrependBoolSlot(21, stdinPipe, 0)
+
 def RunCommandEnd(builder):
     return builder.EndObject()
 
@@ -773,6 +845,10 @@ class RunCommandT(object):
         inheritEnv = False,
         host = None,
         unmediated = False,
+        runAsUid = -1,
+        runAsGid = -1,
+        runAsGroups = None,
+        stdinPipe = False,
     ):
         self.path = path  # type: Optional[str]
         self.args = args  # type: Optional[List[Optional[str]]]
@@ -792,6 +868,10 @@ class RunCommandT(object):
         self.inheritEnv = inheritEnv  # type: bool
         self.host = host  # type: Optional[str]
         self.unmediated = unmediated  # type: bool
+        self.runAsUid = runAsUid  # type: int
+        self.runAsGid = runAsGid  # type: int
+        self.runAsGroups = runAsGroups  # type: Optional[List[int]]
+        self.stdinPipe = stdinPipe  # type: bool
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -855,6 +935,16 @@ class RunCommandT(object):
         if self.host is not None:
             self.host = self.host.decode('utf-8')
         self.unmediated = runCommand.Unmediated()
+        self.runAsUid = runCommand.RunAsUid()
+        self.runAsGid = runCommand.RunAsGid()
+        if not runCommand.RunAsGroupsIsNone():
+            if np is None:
+                self.runAsGroups = []
+                for i in range(runCommand.RunAsGroupsLength()):
+                    self.runAsGroups.append(runCommand.RunAsGroups(i))
+            else:
+                self.runAsGroups = runCommand.RunAsGroupsAsNumpy()
+        self.stdinPipe = runCommand.StdinPipe()
 
     # RunCommandT
     def Pack(self, builder):
@@ -892,6 +982,14 @@ class RunCommandT(object):
             stderrPath = builder.CreateString(self.stderrPath)
         if self.host is not None:
             host = builder.CreateString(self.host)
+        if self.runAsGroups is not None:
+            if np is not None and type(self.runAsGroups) is np.ndarray:
+                runAsGroups = builder.CreateNumpyVector(self.runAsGroups)
+            else:
+                RunCommandStartRunAsGroupsVector(builder, len(self.runAsGroups))
+                for i in reversed(range(len(self.runAsGroups))):
+                    builder.PrependUint32(self.runAsGroups[i])
+                runAsGroups = builder.EndVector()
         RunCommandStart(builder)
         if self.path is not None:
             RunCommandAddPath(builder, path)
@@ -919,6 +1017,11 @@ class RunCommandT(object):
         if self.host is not None:
             RunCommandAddHost(builder, host)
         RunCommandAddUnmediated(builder, self.unmediated)
+        RunCommandAddRunAsUid(builder, self.runAsUid)
+        RunCommandAddRunAsGid(builder, self.runAsGid)
+        if self.runAsGroups is not None:
+            RunCommandAddRunAsGroups(builder, runAsGroups)
+        RunCommandAddStdinPipe(builder, self.stdinPipe)
         runCommand = RunCommandEnd(builder)
         return runCommand
 
@@ -969,8 +1072,15 @@ class KillProcess(object):
             return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
         return 0
 
+    # KillProcess
+    def Probe(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def KillProcessStart(builder):
-    builder.StartObject(4)
+    builder.StartObject(5)
 
 def KillProcessAddPid(builder, pid):
     builder.PrependInt32Slot(0, pid, 0)
@@ -983,6 +1093,9 @@ def KillProcessAddTargetRequestId(builder, targetRequestId):
 
 def KillProcessAddSignal(builder, signal):
     builder.PrependInt32Slot(3, signal, 0)
+
+def KillProcessAddProbe(builder, probe):
+    builder.PrependBoolSlot(4, probe, 0)
 
 def KillProcessEnd(builder):
     return builder.EndObject()
@@ -998,11 +1111,13 @@ class KillProcessT(object):
         requestId = 0,
         targetRequestId = 0,
         signal = 0,
+        probe = False,
     ):
         self.pid = pid  # type: int
         self.requestId = requestId  # type: int
         self.targetRequestId = targetRequestId  # type: int
         self.signal = signal  # type: int
+        self.probe = probe  # type: bool
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -1029,6 +1144,7 @@ class KillProcessT(object):
         self.requestId = killProcess.RequestId()
         self.targetRequestId = killProcess.TargetRequestId()
         self.signal = killProcess.Signal()
+        self.probe = killProcess.Probe()
 
     # KillProcessT
     def Pack(self, builder):
@@ -1037,6 +1153,7 @@ class KillProcessT(object):
         KillProcessAddRequestId(builder, self.requestId)
         KillProcessAddTargetRequestId(builder, self.targetRequestId)
         KillProcessAddSignal(builder, self.signal)
+        KillProcessAddProbe(builder, self.probe)
         killProcess = KillProcessEnd(builder)
         return killProcess
 
@@ -3745,8 +3862,22 @@ class ProcessInfo(object):
             return self._tab.Get(flatbuffers.number_types.Int64Flags, o + self._tab.Pos)
         return -1
 
+    # ProcessInfo
+    def Owner(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(20))
+        if o != 0:
+            return self._tab.String(o + self._tab.Pos)
+        return None
+
+    # ProcessInfo
+    def Leftover(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(22))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def ProcessInfoStart(builder):
-    builder.StartObject(8)
+    builder.StartObject(10)
 
 def ProcessInfoAddPid(builder, pid):
     builder.PrependInt32Slot(0, pid, 0)
@@ -3775,6 +3906,12 @@ def ProcessInfoAddHost(builder, host):
 def ProcessInfoAddSimStartNs(builder, simStartNs):
     builder.PrependInt64Slot(7, simStartNs, -1)
 
+def ProcessInfoAddOwner(builder, owner):
+    builder.PrependUOffsetTRelativeSlot(8, flatbuffers.number_types.UOffsetTFlags.py_type(owner), 0)
+
+def ProcessInfoAddLeftover(builder, leftover):
+    builder.PrependBoolSlot(9, leftover, 0)
+
 def ProcessInfoEnd(builder):
     return builder.EndObject()
 
@@ -3797,6 +3934,8 @@ class ProcessInfoT(object):
         timeoutMs = 0,
         host = None,
         simStartNs = -1,
+        owner = None,
+        leftover = False,
     ):
         self.pid = pid  # type: int
         self.requestId = requestId  # type: int
@@ -3806,6 +3945,8 @@ class ProcessInfoT(object):
         self.timeoutMs = timeoutMs  # type: int
         self.host = host  # type: Optional[str]
         self.simStartNs = simStartNs  # type: int
+        self.owner = owner  # type: Optional[str]
+        self.leftover = leftover  # type: bool
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -3841,6 +3982,10 @@ class ProcessInfoT(object):
         if self.host is not None:
             self.host = self.host.decode('utf-8')
         self.simStartNs = processInfo.SimStartNs()
+        self.owner = processInfo.Owner()
+        if self.owner is not None:
+            self.owner = self.owner.decode('utf-8')
+        self.leftover = processInfo.Leftover()
 
     # ProcessInfoT
     def Pack(self, builder):
@@ -3854,6 +3999,8 @@ class ProcessInfoT(object):
             args = builder.EndVector()
         if self.host is not None:
             host = builder.CreateString(self.host)
+        if self.owner is not None:
+            owner = builder.CreateString(self.owner)
         ProcessInfoStart(builder)
         ProcessInfoAddPid(builder, self.pid)
         ProcessInfoAddRequestId(builder, self.requestId)
@@ -3865,6 +4012,9 @@ class ProcessInfoT(object):
         if self.host is not None:
             ProcessInfoAddHost(builder, host)
         ProcessInfoAddSimStartNs(builder, self.simStartNs)
+        if self.owner is not None:
+            ProcessInfoAddOwner(builder, owner)
+        ProcessInfoAddLeftover(builder, self.leftover)
         processInfo = ProcessInfoEnd(builder)
         return processInfo
 
@@ -4653,6 +4803,304 @@ class StatusReplyT(object):
         return statusReply
 
 
+class StdinData(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = StdinData()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsStdinData(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    # StdinData
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # StdinData
+    def RequestId(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+    # StdinData
+    def Data(self, j):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            a = self._tab.Vector(o)
+            return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
+        return 0
+
+    # StdinData
+    def DataAsNumpy(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
+        return 0
+
+    # StdinData
+    def DataLength(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.VectorLen(o)
+        return 0
+
+    # StdinData
+    def DataIsNone(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        return o == 0
+
+def StdinDataStart(builder):
+    builder.StartObject(2)
+
+def StdinDataAddRequestId(builder, requestId):
+    builder.PrependUint64Slot(0, requestId, 0)
+
+def StdinDataAddData(builder, data):
+    builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(data), 0)
+
+def StdinDataStartDataVector(builder, numElems):
+    return builder.StartVector(1, numElems, 1)
+
+def StdinDataEnd(builder):
+    return builder.EndObject()
+
+
+try:
+    from typing import List
+except:
+    pass
+
+class StdinDataT(object):
+
+    # StdinDataT
+    def __init__(
+        self,
+        requestId = 0,
+        data = None,
+    ):
+        self.requestId = requestId  # type: int
+        self.data = data  # type: Optional[List[int]]
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        stdinData = StdinData()
+        stdinData.Init(buf, pos)
+        return cls.InitFromObj(stdinData)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, stdinData):
+        x = StdinDataT()
+        x._UnPack(stdinData)
+        return x
+
+    # StdinDataT
+    def _UnPack(self, stdinData):
+        if stdinData is None:
+            return
+        self.requestId = stdinData.RequestId()
+        if not stdinData.DataIsNone():
+            if np is None:
+                self.data = []
+                for i in range(stdinData.DataLength()):
+                    self.data.append(stdinData.Data(i))
+            else:
+                self.data = stdinData.DataAsNumpy()
+
+    # StdinDataT
+    def Pack(self, builder):
+        if self.data is not None:
+            if np is not None and type(self.data) is np.ndarray:
+                data = builder.CreateNumpyVector(self.data)
+            else:
+                StdinDataStartDataVector(builder, len(self.data))
+                for i in reversed(range(len(self.data))):
+                    builder.PrependUint8(self.data[i])
+                data = builder.EndVector()
+        StdinDataStart(builder)
+        StdinDataAddRequestId(builder, self.requestId)
+        if self.data is not None:
+            StdinDataAddData(builder, data)
+        stdinData = StdinDataEnd(builder)
+        return stdinData
+
+
+class CloseStdin(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = CloseStdin()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsCloseStdin(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    # CloseStdin
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # CloseStdin
+    def RequestId(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+def CloseStdinStart(builder):
+    builder.StartObject(1)
+
+def CloseStdinAddRequestId(builder, requestId):
+    builder.PrependUint64Slot(0, requestId, 0)
+
+def CloseStdinEnd(builder):
+    return builder.EndObject()
+
+
+
+class CloseStdinT(object):
+
+    # CloseStdinT
+    def __init__(
+        self,
+        requestId = 0,
+    ):
+        self.requestId = requestId  # type: int
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        closeStdin = CloseStdin()
+        closeStdin.Init(buf, pos)
+        return cls.InitFromObj(closeStdin)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, closeStdin):
+        x = CloseStdinT()
+        x._UnPack(closeStdin)
+        return x
+
+    # CloseStdinT
+    def _UnPack(self, closeStdin):
+        if closeStdin is None:
+            return
+        self.requestId = closeStdin.RequestId()
+
+    # CloseStdinT
+    def Pack(self, builder):
+        CloseStdinStart(builder)
+        CloseStdinAddRequestId(builder, self.requestId)
+        closeStdin = CloseStdinEnd(builder)
+        return closeStdin
+
+
+class WaitProcess(object):
+    __slots__ = ['_tab']
+
+    @classmethod
+    def GetRootAs(cls, buf, offset=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
+        x = WaitProcess()
+        x.Init(buf, n + offset)
+        return x
+
+    @classmethod
+    def GetRootAsWaitProcess(cls, buf, offset=0):
+        """This method is deprecated. Please switch to GetRootAs."""
+        return cls.GetRootAs(buf, offset)
+    # WaitProcess
+    def Init(self, buf, pos):
+        self._tab = flatbuffers.table.Table(buf, pos)
+
+    # WaitProcess
+    def RequestId(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
+        return 0
+
+    # WaitProcess
+    def Pid(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
+        if o != 0:
+            return self._tab.Get(flatbuffers.number_types.Int32Flags, o + self._tab.Pos)
+        return 0
+
+def WaitProcessStart(builder):
+    builder.StartObject(2)
+
+def WaitProcessAddRequestId(builder, requestId):
+    builder.PrependUint64Slot(0, requestId, 0)
+
+def WaitProcessAddPid(builder, pid):
+    builder.PrependInt32Slot(1, pid, 0)
+
+def WaitProcessEnd(builder):
+    return builder.EndObject()
+
+
+
+class WaitProcessT(object):
+
+    # WaitProcessT
+    def __init__(
+        self,
+        requestId = 0,
+        pid = 0,
+    ):
+        self.requestId = requestId  # type: int
+        self.pid = pid  # type: int
+
+    @classmethod
+    def InitFromBuf(cls, buf, pos):
+        waitProcess = WaitProcess()
+        waitProcess.Init(buf, pos)
+        return cls.InitFromObj(waitProcess)
+
+    @classmethod
+    def InitFromPackedBuf(cls, buf, pos=0):
+        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, pos)
+        return cls.InitFromBuf(buf, pos+n)
+
+    @classmethod
+    def InitFromObj(cls, waitProcess):
+        x = WaitProcessT()
+        x._UnPack(waitProcess)
+        return x
+
+    # WaitProcessT
+    def _UnPack(self, waitProcess):
+        if waitProcess is None:
+            return
+        self.requestId = waitProcess.RequestId()
+        self.pid = waitProcess.Pid()
+
+    # WaitProcessT
+    def Pack(self, builder):
+        WaitProcessStart(builder)
+        WaitProcessAddRequestId(builder, self.requestId)
+        WaitProcessAddPid(builder, self.pid)
+        waitProcess = WaitProcessEnd(builder)
+        return waitProcess
+
+
 class Message(object):
     __slots__ = ['_tab']
 
@@ -4715,7 +5163,7 @@ class MessageT(object):
         events = None,
     ):
         self.eventsType = eventsType  # type: int
-        self.events = events  # type: Union[None, 'RunCommandT', 'KillProcessT', 'EstablishTCPConnectionT', 'EstablishUnixConnectionT', 'ExecveTerminatedT', 'ProcessLaunchedT', 'ChildCreationErrorT', 'ProcessTerminatedT', 'TCPSocketListeningT', 'InotifyPathUpdatedT', 'InotifyWatchListUpdatedT', 'SocketWatchedT', 'SocketWatchTerminatedT', 'HelloT', 'WelcomeT', 'ErrorT', 'OutputChunkT', 'RemoveWatchT', 'WatchEndedT', 'SubscribeT', 'AckT', 'StatusRequestT', 'StatusReplyT']
+        self.events = events  # type: Union[None, 'RunCommandT', 'KillProcessT', 'EstablishTCPConnectionT', 'EstablishUnixConnectionT', 'ExecveTerminatedT', 'ProcessLaunchedT', 'ChildCreationErrorT', 'ProcessTerminatedT', 'TCPSocketListeningT', 'InotifyPathUpdatedT', 'InotifyWatchListUpdatedT', 'SocketWatchedT', 'SocketWatchTerminatedT', 'HelloT', 'WelcomeT', 'ErrorT', 'OutputChunkT', 'RemoveWatchT', 'WatchEndedT', 'SubscribeT', 'AckT', 'StatusRequestT', 'StatusReplyT', 'StdinDataT', 'CloseStdinT', 'WaitProcessT']
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
