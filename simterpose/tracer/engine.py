@@ -222,6 +222,15 @@ class Tracer:
         prog = path or argv[0]
         # The launcher changes directory itself: os.chdir here would move every thread of the tracer.
         cwd_args = ["-C", cwd] if cwd is not None else []
+        # Tracees inherit only 0-2: descriptors of ours (SimGrid's, a pipe of the CLI) would shift
+        # the numbers a program gets and leak into the simulated processes.
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2:
+                try:
+                    os.set_inheritable(fd, False)
+                except OSError:
+                    pass
         pid = os.posix_spawn(helper, [helper, *cwd_args, numbers, "--", prog, *argv], env,
                              file_actions=file_actions)
         _, status = os.waitpid(pid, pt.WALL)
