@@ -230,6 +230,10 @@ class Emulation:
             self.network.capture = Capture(config.pcap_dir, [name for name, _ in hosts])
         self.hosts_file = self._write_hosts_file(hosts)
         self.processes: dict[int, Process] = {}
+        # The local waits of the run (simterpose/local_files.py): futex queues by (pid, address),
+        # and the pipes tracees created ("pipe:[inode]"), the only ones whose waits are ours.
+        self.futexes: dict = {}
+        self.tracee_pipes: set = set()
         self.stopping = False
         self.actors = [ScenarioProcess(self, spec, i) for i, spec in enumerate(scenario.processes)]
         self.scheduler = Scheduler(self)

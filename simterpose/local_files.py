@@ -65,6 +65,7 @@ class FutexWait:
     sc: object
     bitset: int
     deadline: Optional[float]
+    queue: FutexQueue
     woken: bool = False
 
     @property
@@ -76,8 +77,8 @@ class FutexWait:
 class LocalPolicy:
     def __init__(self, owner: "ScenarioProcess"):
         self.actor = owner
-        self.futexes = owner.emulation.__dict__.setdefault("futexes", {})   # key -> FutexQueue
-        self.pipes = owner.emulation.__dict__.setdefault("tracee_pipes", set())  # "pipe:[ino]"
+        self.futexes = owner.emulation.futexes   # shared by the whole run
+        self.pipes = owner.emulation.tracee_pipes
 
     # -- children --------------------------------------------------------------------------
     @staticmethod
@@ -197,8 +198,7 @@ class LocalPolicy:
                 else:                         # relative
                     deadline = self.actor.now() + sec + nsec / NS
             queue = self._queue(sc.process, sc.arg(0))
-            st = sc.state = FutexWait(sc, bitset, deadline)
-            st.queue = queue
+            st = sc.state = FutexWait(sc, bitset, deadline, queue)
             queue.waiting.append(st)
         if st.woken:
             return Value(0)

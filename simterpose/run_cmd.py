@@ -168,7 +168,7 @@ class DataDir:
             self.host_dir(name, alias).mkdir(parents=True, exist_ok=True)
         if self.staging_logs is not None and self.staging_logs.is_dir():
             for i, spec in enumerate(scenario.processes):
-                # the emulator's names (emulator.py, ProcessActor.__call__): INDEX-HOST-PROGRAM.EXT
+                # the emulator's names (emulator.py, ScenarioProcess.start): INDEX-HOST-PROGRAM.EXT
                 stem = f"{i}-{spec.host}-{Path(spec.argv[0]).name}"
                 for ext in ("stdout", "stderr", "syscalls"):
                     src = self.staging_logs / f"{stem}.{ext}"

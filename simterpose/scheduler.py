@@ -88,24 +88,15 @@ class Scheduler(Policy):
 
         def run(sc):
             owner = sc.process.owner
-            if not cpu.enabled and owner.log is None:
-                # The hot path (no CPU to charge, no log): no per-call bookkeeping at all.
-                try:
-                    result = owner.handler(nr, module, method)(sc)
-                except SyscallFailed as e:
-                    result = Errno(e.errno)
-                except MemoryError_:
-                    result = Errno(errno.EFAULT)
-                if native_files._waiters and isinstance(result, Native):
-                    native_files.notify()
-                return result
-            st = sc.pre
-            if st is None:
-                st = sc.pre = CallState()
-            if cpu.enabled and not st.charged:
-                blocked = self._charge(sc, st, owner)
-                if blocked is not None:
-                    return blocked
+            st = None
+            if cpu.enabled or owner.log is not None:  # else the hot path: no per-call bookkeeping
+                st = sc.pre
+                if st is None:
+                    st = sc.pre = CallState()
+                if cpu.enabled and not st.charged:
+                    blocked = self._charge(sc, st, owner)
+                    if blocked is not None:
+                        return blocked
             try:
                 result = owner.handler(nr, module, method)(sc)
             except SyscallFailed as e:
@@ -114,7 +105,7 @@ class Scheduler(Policy):
                 result = Errno(errno.EFAULT)
             if owner.log is not None:
                 owner.log.record(sim.now(), sc, result, not st.logged)
-            st.logged = True
+                st.logged = True
             # Whatever the kernel runs may change the readiness of pipes and unix sockets.
             if native_files._waiters and isinstance(result, Native):
                 native_files.notify()

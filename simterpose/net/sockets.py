@@ -108,15 +108,9 @@ class Stream(Waitable):
             self.closed = True
             self._kick()
 
-    @property
-    def busy(self) -> bool:
-        """Has the simulation anything left to do for this stream?"""
-        return self.sent > self.started or bool(self.flows) or (self.closed and not self.eof_arrived)
-
     def _kick(self) -> None:
         # Flows start when the simulation is about to advance (Network.flush): everything written
         # at this date, by any number of write()s, is one flow.
-        self.net.active.add(self)
         self.net.dirty[self] = None
 
     def flush(self) -> None:
@@ -155,8 +149,6 @@ class Stream(Waitable):
                 self.delivered = f.end
                 if self.captured is not None:
                     self._capture(f.start, f.end - f.size + 1, TCP_ACK, f.payload)
-        if not self.busy:
-            self.net.active.discard(self)
         if delivered:
             self._wake(self.readers)
 
@@ -318,8 +310,6 @@ class Network:
         # (host name, kind, port) -> {virtual ip or '0.0.0.0': socket}
         self.bound: dict[tuple[str, int, int], dict[str, VSocket]] = {}
         self.capture = None  # a pcap.Capture when --pcap-dir is given
-        self._pending = 0    # handshakes and datagrams under way
-        self.active: set = set()  # streams with work scheduled or under way
         # streams written to since the last flush, in order (a dict: deterministic flush order)
         self.dirty: dict = {}
         self.on_listen = None  # (host name, port) -> None, for port watches (ctrld --mediate)
@@ -373,7 +363,6 @@ class Network:
         conn.s2c.readers.add(client)
         conn.c2s.writers.add(client)
         listener.backlog.append(conn)
-        self._pending += 1  # until the handshake is over
         c, s = client.host.name, listener.host.name
         start = sim.now()
         self.watch(sim.transfer_async(c, s, HEADER_BYTES), lambda: self._syn_arrived(conn, start))
@@ -394,7 +383,6 @@ class Network:
             self.capture.tcp(s, c, start, sim.now(), conn.s2c.src_addr, conn.s2c.dst_addr, 0, 1,
                              TCP_SYN | TCP_ACK)
         conn.established = True
-        self._pending -= 1
         conn.client.wake()
         if conn.server is not None:
             conn.server.wake()  # accepted at the SYN: its writes (and reads) waited for this
@@ -409,11 +397,6 @@ class Network:
         conn.c2s.readers.add(server)
         conn.s2c.writers.add(server)
         return conn
-
-    @property
-    def in_flight(self) -> int:
-        """Transfers scheduled or under way (a live emulation is idle only at 0)."""
-        return self._pending + len(self.active)
 
     def flush(self) -> None:
         """Start the flows of everything written so far. Called by an actor before it lets the
@@ -434,7 +417,6 @@ class Network:
         if dst is not None:
             dst.dgrams.append(entry)
         src.dgram_out.append((entry, dst, dst_host, dst_addr))
-        self._pending += 1
         if not src.dgram_sending:
             self._next_datagram(src)
 
@@ -452,7 +434,6 @@ class Network:
                 self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
                                  entry[2] or b"")
             entry[0] = True
-            self._pending -= 1
             if dst is not None:
                 dst.wake()
             self._next_datagram(src)

@@ -199,7 +199,6 @@ class Tracer:
         self._msg = ctypes.c_ulong()       # likewise for the event message read at each seccomp stop
         self._early: set[int] = set()      # new tids whose first stop came before the fork event
         self._wait_flags = pt.WALL | pt.WNOTHREAD
-        self.roots: list[Process] = []
         self._spawned = 0
 
     # -- starting ------------------------------------------------------------------------------
@@ -244,7 +243,6 @@ class Tracer:
         self.tasks[pid] = task
         if self.root is None:
             self.root = proc
-        self.roots.append(proc)
         pt.cont(pid)
         return proc
 
@@ -318,9 +316,6 @@ class Tracer:
                 task.state = RUNNING
                 self._dispatch(tid, status)
         return True
-
-    def has_running(self) -> bool:
-        return any(t.state == RUNNING for t in self.tasks.values())
 
     def kill_tree(self, owner: object) -> None:
         """SIGKILL every task of one owner; their exits come through `run_round`."""
