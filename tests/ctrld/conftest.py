@@ -57,7 +57,9 @@ def pid_alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # The process was reaped between kill() and the read (reading
+        # /proc/PID/stat of a vanished pid raises ESRCH, not ENOENT).
         return False
 
 
