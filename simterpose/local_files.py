@@ -74,6 +74,11 @@ class FutexWait:
         return not self.woken and self.sc.task.blocked is self.sc
 
 
+def _unreaped(pid: int) -> bool:
+    """Whether an exited child still exists as a zombie (/proc/PID exists until it is reaped)."""
+    return os.path.exists(f"/proc/{pid}/stat")
+
+
 class LocalPolicy:
     def __init__(self, owner: "ScenarioProcess"):
         self.actor = owner
@@ -98,7 +103,11 @@ class LocalPolicy:
         if options & WNOHANG:
             return NATIVE
         proc = sc.process
-        zombies = [z for z in proc.data.get("zombies", []) if match(z)]
+        # A zombie may already have been reaped behind our back: by a WNOHANG wait (bash's SIGCHLD
+        # handler), a waitid, or SIGCHLD set to SIG_IGN. Trusting a stale entry would send a blocking
+        # wait into the kernel while its other children still run (the whole run would hang).
+        proc.data["zombies"] = [z for z in proc.data.get("zombies", []) if _unreaped(z.pid)]
+        zombies = [z for z in proc.data["zombies"] if match(z)]
         if zombies:
             def reaped(sc_, ret):
                 z = proc.data.get("zombies", [])
