@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import sim, syscall_table
+from .epoll import EpollPolicy
 from .local_files import LocalPolicy
 from .net.addressing import Addressing
 from .net.mediation import MediationPolicy
@@ -118,9 +119,10 @@ class ScenarioProcess:
         self.net = (MediationPolicy if full else SocketPolicy)(self, emulation.network)
         self.timerfd = TimerFdPolicy(self)
         self.local = LocalPolicy(self)
+        self.epoll = EpollPolicy(self)
         self.modules = {syscall_table.TIME: self.time, syscall_table.TIMERFD: self.timerfd,
                         syscall_table.PROC: self.proc, syscall_table.NET: self.net,
-                        syscall_table.LOCAL: self.local}
+                        syscall_table.LOCAL: self.local, syscall_table.EPOLL: self.epoll}
         self.handlers: dict[int, object] = {}   # syscall number -> bound handler, filled lazily
         self.log: Optional[SyscallLog] = None
         self._files: list = []

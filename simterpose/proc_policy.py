@@ -31,6 +31,9 @@ class ProcPolicy:
 
     def exiting(self, sc):
         # Stopping here lets the actor charge the CPU burst that ends with the process.
+        if sc.name == "exit_group":
+            # Every other thread of the process dies with this call, blocked in an emulated wait or not.
+            self.actor.tracer.group_exiting(sc.process, exclude=sc.task)
         return Native()
 
     def denied(self, sc):

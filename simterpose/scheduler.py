@@ -178,6 +178,12 @@ class Scheduler(Policy):
             # The kernel zeroed the word and woke its futex: our futex waiters must hear it too.
             task.process.owner.local.futex_wake_address(task.process, task.clear_child_tid)
 
+    def on_released(self, task: Task) -> None:
+        sc = task.blocked
+        self._forget_wait(task)
+        if sc is not None and isinstance(sc.pre, CallState):
+            self.cpu.cancel(sc.pre.burst)
+
     def on_process_exit(self, process: Process, status: int) -> None:
         owner = process.owner
         self.em.processes.pop(process.pid, None)

@@ -10,14 +10,15 @@ itself answers ENOSYS (io_uring would do I/O without syscalls; programs fall bac
 
 Modules: `time` and `timerfd` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
 the simulated host: uname, hostname), `local` (children, futexes, pipes and unix sockets between
-tracees: simterpose/local_files.py).
+tracees: simterpose/local_files.py), `epoll` (epoll sets over simulated and real descriptors:
+simterpose/epoll.py).
 """
 
 from __future__ import annotations
 
 from .tracer import names
 
-TIME, TIMERFD, NET, PROC, LOCAL = "time", "timerfd", "net", "proc", "local"
+TIME, TIMERFD, NET, PROC, LOCAL, EPOLL = "time", "timerfd", "net", "proc", "local", "epoll"
 
 # name -> (module, method)
 HANDLED: dict[str, tuple[str, str]] = {
@@ -49,12 +50,12 @@ HANDLED: dict[str, tuple[str, str]] = {
     "ppoll": (NET, "ppoll"),
     "select": (NET, "select"),
     "pselect6": (NET, "pselect6"),
-    "epoll_create": (NET, "epoll_create"),
-    "epoll_create1": (NET, "epoll_create1"),
-    "epoll_ctl": (NET, "epoll_ctl"),
-    "epoll_wait": (NET, "epoll_wait"),
-    "epoll_pwait": (NET, "epoll_pwait"),
-    "epoll_pwait2": (NET, "epoll_pwait2"),
+    "epoll_create": (EPOLL, "epoll_create"),
+    "epoll_create1": (EPOLL, "epoll_create1"),
+    "epoll_ctl": (EPOLL, "epoll_ctl"),
+    "epoll_wait": (EPOLL, "epoll_wait"),
+    "epoll_pwait": (EPOLL, "epoll_pwait"),
+    "epoll_pwait2": (EPOLL, "epoll_pwait2"),
     # sockets
     "socket": (NET, "socket"),
     "socketpair": (NET, "socketpair"),

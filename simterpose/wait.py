@@ -24,6 +24,8 @@ class Waitable:
     """Mixin: something tasks can block on."""
 
     _waiters: Optional[set] = None
+    notified = 0   # how many times it notified: edge-triggered epoll entries compare it
+
 
     @property
     def waiters(self) -> set:
@@ -32,6 +34,7 @@ class Waitable:
         return self._waiters
 
     def notify(self) -> None:
+        self.notified += 1
         if self._waiters and _ready is not None:
             _ready.update(self._waiters)
 

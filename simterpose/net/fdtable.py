@@ -1,4 +1,4 @@
-"""Which of a process's file descriptors are simulated sockets (or epoll sets watching them).
+"""Which of a process's file descriptors are simulated (sockets, timerfds, epoll sets watching them).
 
 The table follows the kernel's rules: dup'ed and inherited descriptors share one open file (here:
 one object with a reference count); fork copies the table; exec drops close-on-exec entries; exit
@@ -71,6 +71,11 @@ class SimulatedFile:
         """poll(2) bits among `events` (plus POLLERR/POLLHUP) that hold now."""
         raise NotImplementedError
 
+    def edge_token(self) -> object:
+        """Changes whenever something happened that would wake the file's waiters in the kernel
+        (data arrived, space opened, a timer expired...): what edge-triggered epoll reports on."""
+        return getattr(self, "notified", 0)
+
     def look_again(self):
         """A simulated date before which readiness may change without anyone being notified."""
         return None
@@ -78,11 +83,3 @@ class SimulatedFile:
     def read(self, sc):
         """read(2) on it (sockets have their own, richer paths)."""
         raise NotImplementedError
-
-
-class EpollSet:
-    """An epoll instance: interest list keyed by fd number -> [events mask, data]."""
-
-    def __init__(self):
-        self.refs = 0
-        self.interest: dict[int, list] = {}

@@ -150,7 +150,7 @@ class MediationPolicy(SocketPolicy):
                 return self._epipe(sc, flags)
             s.reset_answered = True
             return Value(length)
-        if not s.conn.established:
+        if not (s.conn.established or s is s.conn.server):
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
         if length == 0:
             return Value(0)

@@ -9,7 +9,7 @@ do what is already possible at once:
   * accept: waits until a simulated SYN arrived, then the kernel hands over the queued connection;
   * reads: wait for simulated arrival, then read at most what has arrived;
   * writes: at most the simulated window, so the kernel never blocks on a full buffer;
-  * poll/select/epoll: readiness of simulated sockets from the simulation, of other descriptors
+  * poll/select (and epoll, simterpose/epoll.py): readiness of simulated sockets from the simulation, of other descriptors
     from a zero-timeout poll injected into the tracee; timeouts in simulated time.
 """
 
@@ -26,7 +26,7 @@ from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, Unsupported, Value
 from ..wait import Waitable
 from .addressing import LOOPBACK_V4, AddressError, sockaddr
-from .fdtable import EpollSet, FdTable, SimulatedFile
+from .fdtable import FdTable, SimulatedFile
 from .sockets import VSocket
 
 if TYPE_CHECKING:
@@ -42,8 +42,6 @@ IP_BIND_ADDRESS_NO_PORT = 24
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
-EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD = 1, 2, 3
-EPOLLONESHOT = 1 << 30
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 NR = names.number
 
@@ -544,7 +542,7 @@ class SocketPolicy:
             return Errno(errno.ENOTCONN) if not s.connect_error else Errno(errno.EPIPE)
         if s.shut_wr or s.out.reset or s.connect_error:
             return Native()  # the kernel answers EPIPE (and SIGPIPE) itself
-        if not s.conn.established:
+        if not (s.conn.established or s is s.conn.server):
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
         if length == 0:
             return Native()
@@ -937,84 +935,6 @@ class SocketPolicy:
 
     def pselect6(self, sc):
         return self._select_common(sc, _timeout_arg(sc, 4))
-
-    # epoll
-    def epoll_create(self, sc):
-        def created(sc_, fd):
-            if fd >= 0:
-                self.table(sc_.process).add(fd, EpollSet(), bool(sc_.iarg(0) & O_CLOEXEC)
-                                            if sc_.name == "epoll_create1" else False)
-            return None
-
-        return Native(on_exit=created)
-
-    epoll_create1 = epoll_create
-
-    def epoll_ctl(self, sc):
-        ep = self.table(sc.process).get(sc.iarg(0))
-        if not isinstance(ep, EpollSet):
-            return Native()
-        op, fd = sc.iarg(1), sc.iarg(2)
-        ev = None
-        if op in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
-            ev = struct.unpack("<IQ", sc.mem.read(sc.arg(3), 12))
-
-        def done(sc_, ret):
-            if ret == 0:
-                if op == EPOLL_CTL_DEL:
-                    ep.interest.pop(fd, None)
-                else:
-                    ep.interest[fd] = [ev[0], ev[1]]
-            return None
-
-        return Native(on_exit=done)
-
-    def _epoll_common(self, sc, timeout_s: Optional[float]):
-        ep = self.table(sc.process).get(sc.iarg(0))
-        if not isinstance(ep, EpollSet):
-            return Native()
-        t = self.table(sc.process)
-        maxevents = sc.iarg(2)
-        if not any(isinstance(t.get(fd), SimulatedFile) for fd in ep.interest):
-            if sc.state is None and self._kernel_may_wait(sc, list(ep.interest), timeout_s):
-                return Native()
-            return self._epoll_native(sc, timeout_s, maxevents)
-        if maxevents <= 0:
-            return Errno(errno.EINVAL)
-        items = [(fd, ev) for fd, ev in ep.interest.items() if ev[0] & 0x3FFFFFFF]
-        ready, look_again, on = self._poll_set(sc, [(fd, ev[0] & 0xFFFF) for fd, ev in items])
-        deadline = self._wait_deadline(sc, timeout_s)
-        if not ready and not (deadline is not None and self.actor.now() >= deadline):
-            return Blocked(sc.name, _earliest(deadline, look_again), on=on)
-        out = []
-        for i, (_fd, ev) in enumerate(items):
-            if i in ready and len(out) < maxevents:
-                out.append(struct.pack("<IQ", ready[i], ev[1]))
-                if ev[0] & EPOLLONESHOT:
-                    ev[0] &= ~0x3FFFFFFF  # disarmed until EPOLL_CTL_MOD
-        if out:
-            sc.mem.write(sc.arg(1), b"".join(out))
-        return Value(len(out))
-
-    def _epoll_native(self, sc, timeout_s: Optional[float], maxevents: int):
-        """An epoll set with no simulated descriptor: the kernel's own epoll answers (edge
-        triggering, one-shot, everything), asked without waiting; the wait is simulated."""
-        rc = self.actor.tracer.inject(sc, NR("epoll_wait"), sc.iarg(0), sc.arg(1), maxevents, 0)
-        if rc != 0:
-            return Value(rc) if rc > 0 else Errno(-rc)
-        deadline = self._wait_deadline(sc, timeout_s)
-        if deadline is not None and self.actor.now() >= deadline:
-            return Value(0)
-        return Blocked(sc.name, deadline, on=(self.actor.emulation.scheduler.native_files,))
-
-    def epoll_wait(self, sc):
-        timeout_ms = sc.iarg(3)
-        return self._epoll_common(sc, None if timeout_ms < 0 else timeout_ms / 1000)
-
-    epoll_pwait = epoll_wait
-
-    def epoll_pwait2(self, sc):
-        return self._epoll_common(sc, _timeout_arg(sc, 3))
 
     # -- names ---------------------------------------------------------------------------------
     def _hosts_redirect(self, sc, path_arg: int):

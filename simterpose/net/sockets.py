@@ -66,6 +66,7 @@ class Stream(Waitable):
         self.fin_started = False
         self.eof_arrived = False
         self.reset = False     # the receiver went away: writes fail with EPIPE
+        self.held = False      # written bytes wait for the handshake to end (accepted at the SYN)
         self.readers: set = set()   # sockets to notify when something arrives
         self.writers: set = set()   # sockets to notify when window space opens
         # for --pcap-dir: the virtual endpoints, the reverse stream (for ACK numbers), the bytes
@@ -115,6 +116,8 @@ class Stream(Waitable):
 
     def flush(self) -> None:
         """Start a flow for whatever was written since the last one (and the FIN once closed)."""
+        if self.held:
+            return  # released (and flushed) when the SYN-ACK arrives: nothing goes before it
         if self.sent > self.started:
             end, size = self.sent, self.sent - self.started
             self.started = end
@@ -272,7 +275,7 @@ class VSocket(SimulatedFile, Waitable):
         if self.is_stream:
             if self.connect_error:
                 return True
-            if self.conn is None or not self.conn.established:
+            if self.conn is None or not (self.conn.established or self is self.conn.server):
                 return False
             return self.out is not None and (self.out.room() > 0 or self.out.reset)
         return True
@@ -293,6 +296,10 @@ class VSocket(SimulatedFile, Waitable):
 
     def look_again(self):
         return self.inq.progress_date() if self.inq is not None else None
+
+    def edge_token(self) -> object:
+        # A large flow arrives progressively without notifications: new bytes are an edge too.
+        return (self.notified, self.inq.arrived if self.inq is not None else 0)
 
     def hung_up(self) -> bool:
         # Linux reports POLLHUP once both directions are shut: the peer's FIN arrived and ours is sent.
@@ -383,6 +390,9 @@ class Network:
             self.capture.tcp(s, c, start, sim.now(), conn.s2c.src_addr, conn.s2c.dst_addr, 0, 1,
                              TCP_SYN | TCP_ACK)
         conn.established = True
+        if conn.s2c.held:
+            conn.s2c.held = False
+            self.dirty[conn.s2c] = None
         conn.client.wake()
         if conn.server is not None:
             conn.server.wake()  # accepted at the SYN: its writes (and reads) waited for this
@@ -394,6 +404,9 @@ class Network:
         server.out, server.inq = conn.s2c, conn.c2s
         server.peer = conn.client.local
         server.local = (conn.dst_ip, listener.local[1])
+        # Linux's accept returns an established socket, writable at once; ours is accepted when the
+        # SYN arrives, so what it writes before the SYN-ACK reaches the client waits for it.
+        conn.s2c.held = not conn.established
         conn.c2s.readers.add(server)
         conn.s2c.writers.add(server)
         return conn

@@ -5,6 +5,10 @@ All arithmetic is in integer nanoseconds so that two runs give byte-identical va
 
 DEFAULT_EPOCH = 1_700_000_000  # 2023-11-14T22:13:20Z: REALTIME at simulated date 0 (an option)
 NS = 1_000_000_000
+# CLOCK_MONOTONIC/BOOTTIME at simulated date 0: a machine that booted a day ago. Zero is not a
+# value a real system ever shows, and programs check it: Go's runtime aborts with "nanotime
+# returning zero" when its first read is 0. Fixed, so runs stay deterministic.
+DEFAULT_UPTIME = 86_400
 
 CLOCK_REALTIME = 0
 CLOCK_MONOTONIC = 1
@@ -32,14 +36,20 @@ def split_ns(ns: int) -> tuple[int, int]:
 
 
 class VirtualClock:
-    """REALTIME = epoch + simulated date; MONOTONIC/BOOTTIME = simulated date."""
+    """REALTIME = epoch + simulated date; MONOTONIC/BOOTTIME = uptime + simulated date.
 
-    def __init__(self, now, epoch: int = DEFAULT_EPOCH):
+    `now` is a callable giving the simulated date in seconds; `epoch` and `uptime` are whole
+    seconds (clock_gettime(2): MONOTONIC counts from "some unspecified point in the past", on Linux
+    the boot).
+    """
+
+    def __init__(self, now, epoch: int = DEFAULT_EPOCH, uptime: int = DEFAULT_UPTIME):
         self._now = now  # () -> simulated seconds (float)
         self.epoch_ns = epoch * NS
+        self.uptime_ns = uptime * NS
 
     def monotonic_ns(self) -> int:
-        return to_ns(self._now())
+        return self.uptime_ns + to_ns(self._now())
 
     def realtime_ns(self) -> int:
         return self.epoch_ns + to_ns(self._now())
@@ -56,4 +66,6 @@ class VirtualClock:
         """An absolute date on `clock_id` as a simulated date (for TIMER_ABSTIME sleeps)."""
         if clock_id in REALTIME_CLOCKS:
             abs_ns -= self.epoch_ns
+        else:
+            abs_ns -= self.uptime_ns
         return abs_ns / NS

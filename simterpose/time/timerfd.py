@@ -33,6 +33,7 @@ class TimerFd(SimulatedFile, Waitable):
         self.deadline: Optional[float] = None  # next expiry, simulated seconds
         self.interval = 0.0
         self.count = 0                          # expirations not yet read
+        self.fired = 0                          # expirations ever (edge-triggered epoll)
 
     def _update(self) -> None:
         now = self.actor.now()
@@ -41,14 +42,20 @@ class TimerFd(SimulatedFile, Waitable):
         if self.interval > 0:
             n = int((now - self.deadline) / self.interval) + 1
             self.count += n
+            self.fired += n
             self.deadline += n * self.interval
         else:
             self.count += 1
+            self.fired += 1
             self.deadline = None
 
     def revents(self, events: int) -> int:
         self._update()
         return events & (POLLIN | POLLRDNORM) if self.count else 0
+
+    def edge_token(self) -> object:
+        self._update()
+        return (self.notified, self.fired)
 
     def look_again(self) -> Optional[float]:
         self._update()

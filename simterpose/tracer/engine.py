@@ -162,6 +162,7 @@ class Policy:
     def on_process_exit(self, process: Process, status: int) -> None: ...
     def on_task_exit(self, task: Task) -> None: ...
     def on_blocked(self, task: Task) -> None: ...
+    def on_released(self, task: Task) -> None: ...
 
     def on_fatal(self, task: Task, message: str) -> Optional[bool]:
         """An error the task's tree cannot continue past; return True if handled (the tracer then
@@ -326,6 +327,21 @@ class Tracer:
                 except ProcessLookupError:
                     pass
                 task.state = RUNNING  # a stopped task dies too: wait for its exit
+
+    def group_exiting(self, process: Process, exclude: Optional[Task] = None) -> None:
+        """The kernel is ending every thread of `process` (exit_group, a fatal signal). Threads we
+        hold stopped die as soon as that happens (SIGKILL wakes a ptrace-stopped task): count them
+        as running so that the next rounds collect their exits — else a thread blocked in an
+        emulated wait would keep a finished process alive (a Go program's exit_group from one
+        thread while its leader waits in a futex)."""
+        for tid in sorted(process.tids):
+            task = self.tasks.get(tid)
+            if task is None or task is exclude or task.state not in (BLOCKED, STOPPED):
+                continue
+            if task.state == BLOCKED:
+                self.policy.on_released(task)
+            task.state = RUNNING
+            task.blocked = task.blocked_on = None
 
     def _dispatch(self, tid: int, status: int) -> None:
         task = self.tasks.get(tid)
@@ -594,6 +610,8 @@ class Tracer:
         self._release_vfork(task)
         proc = task.process
         proc.tids.discard(tid)
+        if os.WIFSIGNALED(status) and tid != proc.pid:
+            self.group_exiting(proc)  # a thread killed by a signal: its whole group is going
         self.policy.on_task_exit(task)
         if tid == proc.pid:
             proc.exit_status = status

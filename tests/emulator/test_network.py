@@ -428,7 +428,7 @@ while True:
     if not chunk:
         break
     data += chunk
-print(len(data), data[:6], f"{time.monotonic():.9f}")
+print(len(data), data[:6], f"{time.monotonic() - 86400:.9f}")
 print("again", s.recv(10))
 """
 

@@ -40,10 +40,14 @@ def probe(stdout: str) -> tuple[list[dict], str]:
     return clocks, lines[2].split("=", 1)[1]
 
 
+UPTIME = 86_400
+
+
 def expected_clocks(date: str, epoch: int = EPOCH) -> dict:
     """What time_probe prints at simulated date `date` ("S.NNNNNNNNN")."""
     sec, ns = date.split(".")
-    return {"realtime": f"{epoch + int(sec)}.{ns}", "monotonic": date,
+    # MONOTONIC counts from a fixed simulated boot one day before date 0 (never 0: Go checks it).
+    return {"realtime": f"{epoch + int(sec)}.{ns}", "monotonic": f"{UPTIME + int(sec)}.{ns}",
             "gettimeofday": f"{epoch + int(sec)}.{ns[:6]}", "time": str(epoch + int(sec))}
 
 
@@ -151,16 +155,18 @@ CLOCK_PROBE = r"""
 #include <sys/select.h>
 #include <time.h>
 
+#define BOOT 86400LL  /* MONOTONIC at simulated date 0 (the simulated uptime) */
+
 static void show(const char *what)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    printf("%s %lld.%09ld\n", what, (long long)t.tv_sec, t.tv_nsec);
+    printf("%s %lld.%09ld\n", what, (long long)t.tv_sec - BOOT, t.tv_nsec);  /* the date */
 }
 
 int main(void)
 {
-    struct timespec t = {2, 500000000};
+    struct timespec t = {BOOT + 2, 500000000};
     show("start");
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);   /* until MONOTONIC = 2.5 */
     show("abs_monotonic");
@@ -169,7 +175,7 @@ int main(void)
     t.tv_nsec = 0;
     clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &t, NULL);
     show("abs_realtime");
-    t.tv_sec = 1;                                                /* a date in the past: no wait */
+    t.tv_sec = BOOT + 1;                                         /* a date in the past: no wait */
     t.tv_nsec = 0;
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL);
     show("abs_past");
@@ -210,14 +216,16 @@ def test_absolute_sleeps_and_descriptorless_select_poll_wait_in_simulated_time(r
 
 ALARMS = """
 import signal, time
-signal.signal(signal.SIGALRM, lambda s, f: print("SIGALRM at", time.monotonic(), flush=True))
+def date():
+    return time.monotonic() - 86400   # MONOTONIC minus the simulated uptime at date 0
+signal.signal(signal.SIGALRM, lambda s, f: print("SIGALRM at", date(), flush=True))
 signal.alarm(3)
 time.sleep(10)          # interrupted at 3 by the alarm; Python sleeps the rest (PEP 475)
-print("slept until", time.monotonic())
+print("slept until", date())
 signal.setitimer(signal.ITIMER_REAL, 0.5, 0.25)
 time.sleep(1)
 signal.setitimer(signal.ITIMER_REAL, 0)
-print("done at", time.monotonic())
+print("done at", date())
 """
 
 
@@ -239,7 +247,7 @@ def test_a_timer_wakes_a_process_waiting_in_pause(run):
             "signal.signal(signal.SIGALRM, lambda s, f: None)\n"
             "signal.setitimer(signal.ITIMER_REAL, 0.5)\n"
             "signal.pause()\n"
-            "print(time.monotonic())\n")
+            "print(time.monotonic() - 86400)\n")   # the date: MONOTONIC minus the simulated uptime
     r = run([{"host": "h1", "path": "/usr/bin/python3", "args": ["-c", code]}], "--cpu-model", "none",
             timeout=5)
     assert r.out(0) == "0.5\n"
@@ -277,7 +285,7 @@ int main(int argc, char **argv)
     long long cpu1 = ns(CLOCK_PROCESS_CPUTIME_ID);
     long long thread = ns(CLOCK_THREAD_CPUTIME_ID);
     long long cpu2 = ns(CLOCK_PROCESS_CPUTIME_ID);
-    long long mono = ns(CLOCK_MONOTONIC);
+    long long mono = ns(CLOCK_MONOTONIC) - 86400000000000LL;   /* the date, not the uptime */
     printf("%lld %lld %lld %lld\n", cpu1, thread, cpu2, mono);
     return 0;
 }
@@ -321,7 +329,7 @@ def test_per_syscall_cpu_model_is_exact(run):
     assert slept == "2.005000000"
     # Each clock read is 1 ms after the previous one.
     rt = before["realtime"].split(".")
-    assert before["monotonic"] == f"{int(rt[0]) - EPOCH}.{int(rt[1]) + 1_000_000:09d}"
+    assert before["monotonic"] == f"{int(rt[0]) - EPOCH + UPTIME}.{int(rt[1]) + 1_000_000:09d}"
 
 
 # -- determinism and escaping it ---------------------------------------------------------------
@@ -353,7 +361,7 @@ def test_vdso_keep_leaves_the_clocks_real(run):
     assert r.rc == 0, r.stderr
     (before, after), slept = probe(r.out(0))
     # The clock reads went to the vDSO: real time, not the simulated date...
-    assert before["monotonic"] != "0.000000000"
+    assert before["monotonic"] != expected_clocks("0.000000000")["monotonic"]
     assert abs(float(before["realtime"]) - time.time()) < 3600
     # ...while the sleep (a syscall) was still simulated: it took no real second.
     assert float(slept) < 0.5
