@@ -29,6 +29,7 @@ from .scheduler import Scheduler
 from .syscall_log import SyscallLog
 from .time.clock import DEFAULT_EPOCH, VirtualClock, to_ns
 from .time.policy import TimePolicy
+from .time.posix_timers import PosixTimerPolicy
 from .time.timerfd import TimerFdPolicy
 from .tracer.engine import Process, Tracer, status_to_exit_code
 
@@ -118,9 +119,11 @@ class ScenarioProcess:
         full = emulation.config.mediate == "full-mediation"
         self.net = (MediationPolicy if full else SocketPolicy)(self, emulation.network)
         self.timerfd = TimerFdPolicy(self)
+        self.timers = PosixTimerPolicy(self)
         self.local = LocalPolicy(self)
         self.epoll = EpollPolicy(self)
         self.modules = {syscall_table.TIME: self.time, syscall_table.TIMERFD: self.timerfd,
+                        syscall_table.PTIMER: self.timers,
                         syscall_table.PROC: self.proc, syscall_table.NET: self.net,
                         syscall_table.LOCAL: self.local, syscall_table.EPOLL: self.epoll}
         self.handlers: dict[int, object] = {}   # syscall number -> bound handler, filled lazily

@@ -135,6 +135,13 @@ class LocalPolicy:
             match = lambda p: True  # noqa: E731 - process groups and pidfds: any child may do
         return self._wait_children(sc, match, sc.iarg(3))
 
+    # -- signals ---------------------------------------------------------------------------------
+    def signalling(self, sc):
+        # The kernel sends it; by the end of this round the sender has run past it, and the loop
+        # looks for blocked tasks with a deliverable signal (the target may be one we hold stopped).
+        self.actor.emulation.scheduler.signal_sent()
+        return NATIVE
+
     # -- signals: which handlers restart syscalls --------------------------------------------
     def rt_sigaction(self, sc):
         sig, act = sc.iarg(0), sc.arg(1)

@@ -38,6 +38,7 @@ from .tracer import names
 from .tracer.engine import BLOCKED, Policy, Process, Task, TraceeGone, Tracer
 from .tracer.memory import MemoryError_
 from .tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported
+from .tracer.sigqueue import queue_signal
 
 SA_RESTART = 0x10000000
 
@@ -158,6 +159,7 @@ class Scheduler(Policy):
     def on_exec(self, process: Process) -> None:
         self.cpu.reset(process)
         process.data.pop("sigactions", None)  # handlers are reset by exec (ignored ones stay, harmless)
+        process.owner.timers.forget(process)  # exec deletes POSIX timers
         process.owner.net.on_exec(process)
         self.native_files.notify()
 
@@ -286,6 +288,12 @@ class Scheduler(Policy):
                 except ProcessLookupError:
                     pass
                 self.signal_sent()
+            for ex in process.owner.timers.due(process):
+                try:
+                    queue_signal(ex.pid, ex.tid, ex.signo, ex.siginfo)
+                except OSError:
+                    pass  # the process (or the timer's thread) is gone: nobody to notify
+                self.signal_sent()
 
     def start_process(self, owner) -> None:
         """Start a scenario process now (a live emulation's request)."""
@@ -326,6 +334,9 @@ class Scheduler(Policy):
         for process in self.em.processes.values():
             d = process.owner.time.timer_deadline(process)
             if d:
+                dates.append(d)
+            d = process.owner.timers.next_deadline(process)
+            if d is not None:
                 dates.append(d)
         if not self.em.stopping:
             for owner in self.em.actors:
@@ -391,7 +402,12 @@ class Scheduler(Policy):
             sc.pre.burst = None
         flags = task.process.data.get("sigactions", {}).get(sig, 0)
         try:
-            if how.restart and flags & SA_RESTART:
+            if sc.name == "rt_sigsuspend":
+                # Only the kernel can install the temporary mask the handler must run under (and
+                # restore the old one after it): with the signal already pending, its own
+                # rt_sigsuspend returns at once, EINTR, with the handler run.
+                self.tracer.complete(task, Native())
+            elif how.restart and flags & SA_RESTART:
                 self.tracer.restart(task)
             else:
                 self.tracer.complete(task, Errno(task.process.owner.time.interrupted(sc)))

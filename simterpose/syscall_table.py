@@ -8,7 +8,7 @@ Anything not listed as handled or unsupported is native, except io_uring_setup, 
 itself answers ENOSYS (io_uring would do I/O without syscalls; programs fall back to plain calls). `classify()` answers for any number, and
 `python -m simterpose.syscall_table` prints the whole table.
 
-Modules: `time` and `timerfd` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
+Modules: `time`, `timerfd` and `posix_timer` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
 the simulated host: uname, hostname), `local` (children, futexes, pipes and unix sockets between
 tracees: simterpose/local_files.py), `epoll` (epoll sets over simulated and real descriptors:
 simterpose/epoll.py).
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .tracer import names
 
-TIME, TIMERFD, NET, PROC, LOCAL, EPOLL = "time", "timerfd", "net", "proc", "local", "epoll"
+TIME, TIMERFD, PTIMER, NET, PROC, LOCAL, EPOLL = "time", "timerfd", "posix_timer", "net", "proc", "local", "epoll"
 
 # name -> (module, method)
 HANDLED: dict[str, tuple[str, str]] = {
@@ -44,6 +44,11 @@ HANDLED: dict[str, tuple[str, str]] = {
     "timerfd_create": (TIMERFD, "timerfd_create"),
     "timerfd_settime": (TIMERFD, "timerfd_settime"),
     "timerfd_gettime": (TIMERFD, "timerfd_gettime"),
+    "timer_create": (PTIMER, "timer_create"),
+    "timer_settime": (PTIMER, "timer_settime"),
+    "timer_gettime": (PTIMER, "timer_gettime"),
+    "timer_getoverrun": (PTIMER, "timer_getoverrun"),
+    "timer_delete": (PTIMER, "timer_delete"),
     # waiting: readiness of simulated sockets, timeouts in simulated time (net delegates the
     # descriptor-less case, a plain sleep, to time)
     "poll": (NET, "poll"),
@@ -102,6 +107,13 @@ HANDLED: dict[str, tuple[str, str]] = {
     "pipe": (LOCAL, "pipe"),
     "pipe2": (LOCAL, "pipe2"),
     "rt_sigaction": (LOCAL, "rt_sigaction"),
+    # a signal sent by one tracee may end a wait another one is blocked in (by us, not the kernel)
+    "kill": (LOCAL, "signalling"),
+    "tkill": (LOCAL, "signalling"),
+    "tgkill": (LOCAL, "signalling"),
+    "rt_sigqueueinfo": (LOCAL, "signalling"),
+    "rt_tgsigqueueinfo": (LOCAL, "signalling"),
+    "pidfd_send_signal": (LOCAL, "signalling"),
     "set_tid_address": (LOCAL, "set_tid_address"),
     # identity of the simulated host
     "uname": (PROC, "uname"),
@@ -111,7 +123,6 @@ HANDLED: dict[str, tuple[str, str]] = {
 
 # name -> why it cannot be honoured
 UNSUPPORTED: dict[str, str] = {
-    "timer_create": "POSIX per-process timers are not simulated yet (use setitimer/alarm or nanosleep)",
     "ptrace": "a traced process cannot trace others",
     "process_vm_writev": "writing into another traced process's memory bypasses the emulator",
 }

@@ -1,0 +1,169 @@
+"""POSIX per-process timers (timer_create(2) and friends) in simulated time.
+
+No kernel timer is ever created: timer ids, expiries and notifications are ours. When a timer
+expires, the scheduler sends its signal with the siginfo the kernel would build (si_code SI_TIMER,
+si_timerid, si_overrun, si_value: kernel/time/posix-timers.c, posix_timer_event), through
+rt_sigqueueinfo/rt_tgsigqueueinfo — so glibc's SIGEV_THREAD timers, which find their timer through
+si_value in a helper thread (SIGEV_THREAD_ID), work unmodified.
+
+Supported: SIGEV_SIGNAL, SIGEV_THREAD_ID (hence glibc's SIGEV_THREAD), SIGEV_NONE; the REALTIME,
+MONOTONIC and BOOTTIME clocks (and their ALARM/COARSE/RAW variants), relative and TIMER_ABSTIME
+dates, periodic timers. Timers are not inherited by fork and are deleted by exec (timer_create(2)).
+Overruns are not counted (every expiry is a signal): timer_getoverrun returns 0.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from ..tracer.results import Errno, Unsupported, Value
+from .clock import NS, split_ns, to_ns
+
+if TYPE_CHECKING:
+    from ..emulator import ScenarioProcess
+
+SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
+SIGALRM = 14
+SI_TIMER = -2
+TIMER_ABSTIME = 1
+SIGEVENT = struct.Struct("<qii i")     # sigev_value, sigev_signo, sigev_notify, sigev_notify_thread_id
+ITIMERSPEC = struct.Struct("<qqqq")   # it_interval {s, ns}, it_value {s, ns}
+DELAYTIMER_MAX = 0x7FFFFFFF
+
+
+@dataclass
+class PosixTimer:
+    """One timer of one process. Dates are simulated seconds."""
+
+    timer_id: int
+    clock_id: int
+    notify: int                 # SIGEV_SIGNAL, SIGEV_NONE or SIGEV_THREAD_ID
+    signo: int
+    value: int                  # sigev_value, as 8 raw bytes (int or pointer)
+    tid: int = 0                # SIGEV_THREAD_ID: the thread to signal
+    deadline: Optional[float] = None
+    interval: float = 0.0
+
+    def siginfo(self) -> bytes:
+        """The siginfo_t (128 bytes) of one expiry: si_signo, si_errno, si_code, then the _timer
+        member of the union (si_tid, si_overrun, si_sigval) at offset 16."""
+        head = struct.pack("<iii4xiiq", self.signo, 0, SI_TIMER, self.timer_id, 0, self.value)
+        return head.ljust(128, b"\0")
+
+
+@dataclass
+class Expiry:
+    """A due notification: signal `signo` to thread `tid` (0: the process) with `siginfo`."""
+
+    pid: int
+    tid: int
+    signo: int
+    siginfo: bytes
+
+
+def _timers(process) -> dict[int, PosixTimer]:
+    return process.data.setdefault("posix_timers", {})
+
+
+class PosixTimerPolicy:
+    """timer_create/settime/gettime/getoverrun/delete of one scenario process tree."""
+
+    def __init__(self, actor: "ScenarioProcess"):
+        self.actor = actor
+        self.clock = actor.emulation.clock
+
+    def _timer(self, sc) -> Optional[PosixTimer]:
+        return _timers(sc.process).get(sc.iarg(0))
+
+    def timer_create(self, sc):
+        clock_id = sc.iarg(0)
+        if self.clock.read_ns(clock_id) is None:
+            if clock_id < 0 or clock_id in (2, 3):
+                raise Unsupported("timer_create", "timers on CPU-time clocks are not simulated")
+            return Errno(errno.EINVAL)
+        timers = _timers(sc.process)
+        timer_id = next(i for i in range(len(timers) + 1) if i not in timers)
+        if sc.arg(1):
+            value, signo, notify, tid = SIGEVENT.unpack(sc.mem.read(sc.arg(1), SIGEVENT.size))
+        else:
+            # NULL sevp: SIGEV_SIGNAL, SIGALRM, and the timer's id as the value (timer_create(2)).
+            value, signo, notify, tid = timer_id, SIGALRM, SIGEV_SIGNAL, 0
+        if notify == SIGEV_THREAD:
+            # glibc turns SIGEV_THREAD into SIGEV_THREAD_ID before the syscall; the raw value is an error.
+            return Errno(errno.EINVAL)
+        if notify not in (SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID):
+            return Errno(errno.EINVAL)
+        if notify != SIGEV_NONE and not 0 < signo <= 64:
+            return Errno(errno.EINVAL)
+        if notify == SIGEV_THREAD_ID and tid not in sc.process.tids:
+            return Errno(errno.EINVAL)
+        sc.mem.write(sc.arg(2), struct.pack("<i", timer_id))
+        timers[timer_id] = PosixTimer(timer_id, clock_id, notify, signo, value, tid)
+        return Value(0)
+
+    def _write_itimerspec(self, sc, addr: int, t: PosixTimer) -> None:
+        left = 0.0 if t.deadline is None else max(0.0, t.deadline - self.actor.now())
+        # A timer that is due reads as 1 ns left, never 0 (0 means disarmed).
+        left_ns = max(1, to_ns(left)) if t.deadline is not None else 0
+        sc.mem.write(addr, ITIMERSPEC.pack(*split_ns(to_ns(t.interval)), *split_ns(left_ns)))
+
+    def timer_settime(self, sc):
+        t = self._timer(sc)
+        if t is None:
+            return Errno(errno.EINVAL)
+        iv_s, iv_ns, v_s, v_ns = ITIMERSPEC.unpack(sc.mem.read(sc.arg(2), ITIMERSPEC.size))
+        if not (0 <= iv_ns < NS and 0 <= v_ns < NS and iv_s >= 0 and v_s >= 0):
+            return Errno(errno.EINVAL)
+        if sc.arg(3):
+            self._write_itimerspec(sc, sc.arg(3), t)
+        t.interval = iv_s + iv_ns / NS
+        if v_s == 0 and v_ns == 0:
+            t.deadline = None
+        elif sc.iarg(1) & TIMER_ABSTIME:
+            t.deadline = max(self.actor.now(), self.clock.to_simulated(t.clock_id, v_s * NS + v_ns))
+        else:
+            t.deadline = self.actor.now() + v_s + v_ns / NS
+        return Value(0)
+
+    def timer_gettime(self, sc):
+        t = self._timer(sc)
+        if t is None:
+            return Errno(errno.EINVAL)
+        self._write_itimerspec(sc, sc.arg(1), t)
+        return Value(0)
+
+    def timer_getoverrun(self, sc):
+        return Value(0) if self._timer(sc) is not None else Errno(errno.EINVAL)
+
+    def timer_delete(self, sc):
+        return Value(0) if _timers(sc.process).pop(sc.iarg(0), None) is not None else Errno(errno.EINVAL)
+
+    # -- the scheduler's side ----------------------------------------------------------------
+    @staticmethod
+    def next_deadline(process) -> Optional[float]:
+        dates = [t.deadline for t in process.data.get("posix_timers", {}).values() if t.deadline is not None]
+        return min(dates) if dates else None
+
+    def due(self, process) -> list[Expiry]:
+        """The notifications due now, in timer id order; periodic timers are re-armed."""
+        now = self.actor.now()
+        out = []
+        for t in sorted(process.data.get("posix_timers", {}).values(), key=lambda t: t.timer_id):
+            if t.deadline is None or now < t.deadline:
+                continue
+            if t.interval > 0:
+                periods = int((now - t.deadline) / t.interval) + 1
+                t.deadline += periods * t.interval
+            else:
+                t.deadline = None
+            if t.notify != SIGEV_NONE:
+                out.append(Expiry(process.pid, t.tid if t.notify == SIGEV_THREAD_ID else 0, t.signo, t.siginfo()))
+        return out
+
+    @staticmethod
+    def forget(process) -> None:
+        """exec deletes a process's timers (and a forked child never had its parent's)."""
+        process.data.pop("posix_timers", None)
