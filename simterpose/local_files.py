@@ -11,6 +11,10 @@ the simulation, and the scheduler would then wait for a stop that never comes. S
   * a blocking read, write or accept on a local descriptor created by a tracee runs in the kernel
     only once the kernel says it will not block (a poll on our own duplicate of the descriptor,
     pidfd_getfd(2)); until then it waits here, looked at again whenever a tracee ran a syscall.
+    A blocking write larger than the room left (a pipe holds 64 KiB) would still block in the
+    kernel after a poll said "writable": such a write is carried out here instead, piece by piece
+    with non-blocking writes on the duplicate (RWF_NOWAIT, MSG_DONTWAIT), and returns the whole
+    count as pipe(7) requires of a blocking write.
 Descriptors from outside the run (a terminal, the pipes of whoever started us) are left to the
 kernel: what they wait for is not simulated.
 """
@@ -19,8 +23,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import select
+import socket
 import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
@@ -36,6 +42,7 @@ if TYPE_CHECKING:
 WNOHANG = 1
 P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
 O_NONBLOCK = 0o4000
+F_GETPIPE_SZ, FIONREAD, PIPE_BUF = 1032, 0x541B, 4096
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5
 FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 9, 10
 FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
@@ -77,6 +84,26 @@ class FutexWait:
 def _unreaped(pid: int) -> bool:
     """Whether an exited child still exists as a zombie (/proc/PID exists until it is reaped)."""
     return os.path.exists(f"/proc/{pid}/stat")
+
+
+@dataclass
+class WriteProgress:
+    """A blocking write carried out piece by piece (`LocalPolicy.blocking_write`)."""
+
+    total: int
+    done: int = 0
+
+
+def _skip(iov: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
+    """The iovec array without its first n bytes."""
+    out = []
+    for base, length in iov:
+        if n >= length:
+            n -= length
+            continue
+        out.append((base + n, length - n))
+        n = 0
+    return out
 
 
 class LocalPolicy:
@@ -292,12 +319,8 @@ class LocalPolicy:
 
     def _ready(self, process, fd: int, events: int) -> int:
         """poll(2) on our own duplicate of the tracee's descriptor: the kernel's own answer."""
-        pidfd = process.data.get("pidfd")
-        if pidfd is None:
-            pidfd = process.data["pidfd"] = os.pidfd_open(process.pid)
-        try:
-            mine = _pidfd_getfd(pidfd, fd)
-        except OSError:
+        mine = self._dup(process, fd)
+        if mine is None:
             return select.POLLNVAL
         try:
             p = select.poll()
@@ -316,6 +339,82 @@ class LocalPolicy:
         if self._ready(sc.process, fd, events):
             return NATIVE
         return Blocked(f"{sc.name} fd {fd}", on=(self.actor.emulation.scheduler.native_files,), restart=True)
+
+    def blocking_write(self, sc, fd: int, iov: list[tuple[int, int]], flags: int = 0):
+        """write/writev/send on a descriptor that is not simulated (see the module docstring)."""
+        if not self._local(sc.pid, fd):
+            return NATIVE
+        if flags & 0x40 or fd_flags(sc.pid, fd) & O_NONBLOCK:  # MSG_DONTWAIT / O_NONBLOCK
+            return NATIVE
+        total = sum(n for _, n in iov)
+        st = sc.state
+        if st is None:
+            if total <= self._room(sc.process, fd):
+                return NATIVE   # it fits: the kernel will not block (and keeps the write atomic)
+            st = sc.state = WriteProgress(total)
+        while st.done < total:
+            chunk = sc.mem.gather(_skip(iov, st.done), min(total - st.done, 1 << 20))
+            try:
+                n = self._write_nowait(sc.process, fd, chunk)
+            except OSError:
+                # No reader (EPIPE, with SIGPIPE), a datagram too large...: the kernel's own write
+                # gives the error at once; after a partial write, the count written (write(2)).
+                return NATIVE if st.done == 0 else Value(st.done)
+            if n == 0:
+                return Blocked(f"{sc.name} fd {fd}", on=(self.actor.emulation.scheduler.native_files,),
+                               restart=st.done == 0)
+            st.done += n
+            self.actor.emulation.scheduler.native_files.notify()  # a reader may go on
+        return Value(total)
+
+    def _room(self, process, fd: int) -> int:
+        """Bytes a write on `fd` surely takes without blocking: a pipe's free space, or (sockets)
+        one page once poll says writable."""
+        mine = self._dup(process, fd)
+        if mine is None:
+            return 0
+        try:
+            size = fcntl.fcntl(mine, F_GETPIPE_SZ)
+        except OSError:
+            size = None
+        try:
+            if size is not None:
+                queued = struct.unpack("<i", fcntl.ioctl(mine, FIONREAD, b"\0" * 4))[0]
+                return max(0, size - queued)
+            p = select.poll()
+            p.register(mine, select.POLLOUT)
+            return PIPE_BUF if p.poll(0) else 0
+        finally:
+            os.close(mine)
+
+    def _write_nowait(self, process, fd: int, data: bytes) -> int:
+        """Write what fits now on our duplicate of `fd`; 0 if nothing does."""
+        mine = self._dup(process, fd)
+        if mine is None:
+            raise BrokenPipeError()
+        try:
+            try:
+                return os.pwritev(mine, [data], -1, os.RWF_NOWAIT)
+            except OSError as e:
+                if e.errno == errno.EAGAIN:
+                    return 0
+                if e.errno not in (errno.ESPIPE, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+            try:   # a socket: a per-call non-blocking send
+                return os.sendmsg(mine, [data], [], socket.MSG_DONTWAIT)  # type: ignore[attr-defined]
+            except BlockingIOError:
+                return 0
+        finally:
+            os.close(mine)
+
+    def _dup(self, process, fd: int) -> Optional[int]:
+        pidfd = process.data.get("pidfd")
+        if pidfd is None:
+            pidfd = process.data["pidfd"] = os.pidfd_open(process.pid)
+        try:
+            return _pidfd_getfd(pidfd, fd)
+        except OSError:
+            return None
 
     def close_process(self, process) -> None:
         pidfd = process.data.pop("pidfd", None)

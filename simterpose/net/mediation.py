@@ -137,7 +137,7 @@ class MediationPolicy(SocketPolicy):
             _tgkill(sc.pid, sc.tid, signal.SIGPIPE)  # as the kernel does: to the writing thread
         return Errno(errno.EPIPE)
 
-    def _send_stream(self, sc, s: VSocket, iov, flags: int, limit):
+    def _send_stream(self, sc, s: VSocket, iov, flags: int, limit, source=None):
         if s.conn is None:
             return Errno(errno.ENOTCONN) if not s.connect_error else self._epipe(sc, flags)
         if s.shut_wr:
@@ -158,8 +158,10 @@ class MediationPolicy(SocketPolicy):
         if room == 0:
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
         n = min(length, room)
-        s.out.write(n, sc.mem.gather(iov, n))
-        return Value(n)
+        data = source.read(n) if source is not None else sc.mem.gather(iov, n)
+        if data:
+            s.out.write(len(data), data)
+        return Value(len(data))
 
     def _recv_stream(self, sc, s: VSocket, iov, flags: int, limit, addr=None):
         if s.conn is None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
-from ..tracer.results import Blocked, Errno, Native, Unsupported, Value
+from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported, Value
 from ..wait import Waitable
 from .addressing import LOOPBACK_V4, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
@@ -535,8 +535,9 @@ class SocketPolicy:
         return Blocked(f"{what} fd {sc.iarg(0)}", _earliest(deadline, look_again), on=(s,),
                        restart=timeout is None)
 
-    def _send_stream(self, sc, s: VSocket, iov, flags: int, limit):
-        """A write on a TCP socket: let the kernel take at most the simulated window."""
+    def _send_stream(self, sc, s: VSocket, iov, flags: int, limit, source=None):
+        """A write on a TCP socket: let the kernel take at most the simulated window. `source`
+        (sendfile) gives the bytes of a file instead of the iovec's memory: source(n) reads n."""
         length = sum(n for _, n in iov)
         if s.conn is None:
             return Errno(errno.ENOTCONN) if not s.connect_error else Errno(errno.EPIPE)
@@ -554,9 +555,15 @@ class SocketPolicy:
         out = s.out
         capture = self.net.capture is not None
 
+        if source is not None and capture:
+            source = source.before()   # where the file's bytes start, known only before the call
+
         def sent(sc_, ret):
             if ret > 0:
-                out.write(ret, sc_.mem.gather(iov, ret) if capture else None)
+                payload = None
+                if capture:
+                    payload = source.captured(ret) if source is not None else sc_.mem.gather(iov, ret)
+                out.write(ret, payload)
             return None
 
         return Native(on_exit=sent)
@@ -675,7 +682,7 @@ class SocketPolicy:
     def write(self, sc):
         s = self.sock(sc)
         if s is None:
-            return self._local_io(sc, POLLOUT)
+            return self.actor.local.blocking_write(sc, sc.iarg(0), [(sc.arg(1), sc.arg(2))])
         if s.is_stream:
             return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
         return self._send_dgram(sc, s, [(sc.arg(1), sc.arg(2))], None, None)
@@ -692,7 +699,7 @@ class SocketPolicy:
     def writev(self, sc):
         s = self.sock(sc)
         if s is None:
-            return self._local_io(sc, POLLOUT)
+            return self.actor.local.blocking_write(sc, sc.iarg(0), sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024)))
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
             return self._send_stream(sc, s, iov, 0, self._limit_iov(sc, 1, 2, iov))
@@ -701,7 +708,9 @@ class SocketPolicy:
     def sendto(self, sc):
         s = self.sock(sc)
         if s is None:
-            return self._local_io(sc, POLLOUT, sc.iarg(3))
+            if sc.arg(4):   # an address: a datagram, all or nothing (the poll-then-native path)
+                return self._local_io(sc, POLLOUT, sc.iarg(3))
+            return self.actor.local.blocking_write(sc, sc.iarg(0), [(sc.arg(1), sc.arg(2))], sc.iarg(3))
         flags = sc.iarg(3)
         if s.is_stream:
             return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], flags, self._limit_arg(sc, 2))
@@ -793,11 +802,16 @@ class SocketPolicy:
         return self._recv_dgram(sc, s, iov, flags, write_name)
 
     def sendfile(self, sc):
-        if self.sock(sc) is not None:
-            raise Unsupported("sendfile", "to a simulated socket")
+        """sendfile(2) from a file to a simulated TCP socket: what the window allows, as a write."""
         if self.table(sc.process).get(sc.iarg(1)) is not None:
             raise Unsupported("sendfile", "from a simulated socket")
-        return Native()
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if not s.is_stream:
+            raise Unsupported("sendfile", "to a simulated datagram socket")
+        return self._send_stream(sc, s, [(0, sc.arg(3))], 0, self._limit_arg(sc, 3),
+                                 source=FileSource(sc, self.actor.local))
 
     def splice(self, sc):
         t = self.table(sc.process)
@@ -951,6 +965,54 @@ class SocketPolicy:
 
     def openat(self, sc):
         return self._hosts_redirect(sc, 1)
+
+
+class FileSource:
+    """The input file of a sendfile(2) call (`in_fd`, `*offset` or the file position), read through
+    our own duplicate of the descriptor (pidfd_getfd), which shares the file position."""
+
+    def __init__(self, sc, local):
+        self.sc, self.local = sc, local
+        self.in_fd, self.off_ptr = sc.iarg(1), sc.arg(2)
+        self.start: Optional[int] = None
+
+    def _dup(self) -> int:
+        fd = self.local._dup(self.sc.process, self.in_fd)
+        if fd is None:
+            raise SyscallFailed(errno.EBADF)
+        return fd
+
+    def before(self) -> "FileSource":
+        if self.off_ptr:
+            self.start = self.sc.mem.read_u64(self.off_ptr)
+        else:
+            fd = self._dup()
+            try:
+                self.start = os.lseek(fd, 0, os.SEEK_CUR)
+            finally:
+                os.close(fd)
+        return self
+
+    def captured(self, n: int) -> bytes:
+        """The n bytes the kernel just sent (for the pcap)."""
+        fd = self._dup()
+        try:
+            return os.pread(fd, n, self.start)
+        finally:
+            os.close(fd)
+
+    def read(self, n: int) -> bytes:
+        """Read n bytes as sendfile does: at *offset (then updated), or at the file position."""
+        fd = self._dup()
+        try:
+            if self.off_ptr:
+                off = self.sc.mem.read_u64(self.off_ptr)
+                data = os.pread(fd, n, off)
+                self.sc.mem.write_u64(self.off_ptr, off + len(data))
+                return data
+            return os.read(fd, n)
+        finally:
+            os.close(fd)
 
 
 def _timeout_arg(sc, i: int, micro: bool = False) -> Optional[float]:
