@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import sim, syscall_table
+from .busy_wait import DEFAULT_LATENCY
 from .epoll import EpollPolicy
 from .local_files import LocalPolicy
 from .net.addressing import Addressing
@@ -48,6 +49,7 @@ class RunConfig:
     pcap_dir: Optional[Path] = None
     simgrid_config: dict = field(default_factory=dict)  # more --cfg=key:value for SimGrid
     simgrid_log: Optional[list] = None                  # SimGrid --log settings (None: sim.QUIET_LOGS)
+    unblocked_syscall_latency: float = DEFAULT_LATENCY  # busy-wait steps' cost (busy_wait.py); 0: off
 
     def __post_init__(self):
         if self.mediate not in ("address-translation", "full-mediation"):
@@ -62,6 +64,8 @@ class RunConfig:
                 raise ValueError("per-syscall cost must be >= 0")
         elif self.cpu_model not in ("measured", "none"):
             raise ValueError(f"unknown --cpu-model {self.cpu_model!r} (measured, none, per-syscall=SECONDS)")
+        if not 0 <= self.unblocked_syscall_latency < 1:
+            raise ValueError("--unblocked-syscall-latency must be >= 0 and < 1 s")
 
 
 @dataclass

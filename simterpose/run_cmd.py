@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-model", default="measured",
                    help="measured (default): charge real CPU bursts; none: charge nothing (deterministic); "
                         "per-syscall=SECONDS: a fixed cost per intercepted syscall (deterministic)")
+    p.add_argument("--unblocked-syscall-latency", type=_date, default=None, metavar="SECONDS",
+                   help="simulated cost of one busy-wait step (a poll answered at once, an EAGAIN), "
+                        "charged per 100 steps at one date so that polling loops let time advance "
+                        "(default 10us; 0 disables; see docs/emulator.md)")
     p.add_argument("--reference-speed", default=1e9, type=_speed,
                    help="flop/s that one second of real CPU is worth (default 1Gf: a 1Gf host replays "
                         "CPU bursts at their real duration)")
@@ -95,7 +99,9 @@ def main(args) -> int:
                            cpu_model=args.cpu_model, reference_speed=ref_speed,
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
                            vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
-                           mediate=args.mediate, pcap_dir=pcap_dir)
+                           mediate=args.mediate, pcap_dir=pcap_dir,
+                           **({} if args.unblocked_syscall_latency is None else
+                              {"unblocked_syscall_latency": args.unblocked_syscall_latency}))
     except ValueError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import sim, syscall_table, wait
+from .busy_wait import BusyWait
 from .cpu_model import Burst, CpuModel
 from .procfs import lowest_signal, signal_state
 from .tracer import names
@@ -59,6 +60,7 @@ class Scheduler(Policy):
         self.cfg = emulation.config
         self.cpu = CpuModel(self.cfg, emulation.sim.hosts)
         self.native_files = wait.Condition("native descriptors")  # pipes, unix sockets, eventfd
+        self.busy = BusyWait(self.cfg.unblocked_syscall_latency)
         self.handlers = self._build_handlers()
         self.tracer = Tracer(self, vdso=self.cfg.vdso, cpu=self.cfg.cpu, log=self._tracer_message)
         self.ready: set[Task] = set()
@@ -86,9 +88,14 @@ class Scheduler(Policy):
     def _handler(self, nr: int, name: str, module: str, method: str):
         cpu = self.cpu
         native_files = self.native_files
+        busy = self.busy
 
         def run(sc):
             owner = sc.process.owner
+            now = sim.now()
+            wait_first = busy.before(sc.task, now)
+            if wait_first is not None:
+                return wait_first
             st = None
             if cpu.enabled or owner.log is not None:  # else the hot path: no per-call bookkeeping
                 st = sc.pre
@@ -104,6 +111,7 @@ class Scheduler(Policy):
                 result = Errno(e.errno)
             except MemoryError_:
                 result = Errno(errno.EFAULT)
+            busy.after(sc.task, nr, result, now)
             if owner.log is not None:
                 owner.log.record(sim.now(), sc, result, not st.logged)
                 st.logged = True
@@ -173,6 +181,7 @@ class Scheduler(Policy):
 
     def on_task_exit(self, task: Task) -> None:
         self._forget_wait(task)
+        self.busy.forget(task)
         sc = task.blocked
         if sc is not None and isinstance(sc.pre, CallState):
             self.cpu.cancel(sc.pre.burst)

@@ -144,6 +144,8 @@ class Addressing:
 
 
 def sockaddr(family: int, v4: str, port: int) -> SockAddr:
+    if family == socket.AF_INET6 and ":" in v4:   # a true IPv6 address ("::", "::1")
+        return SockAddr((family, v4, port, 0, 0))
     if family == socket.AF_INET6:
         return SockAddr((family, as_family(v4, family) if v4 not in (ANY_V4,) else ANY_V6, port, 0, 0))
     return SockAddr((family, v4, port))

@@ -19,6 +19,8 @@ from typing import Optional
 
 from ..tracer.results import Errno, Native, Value
 from .policy import (
+    IPPROTO_IPV6,
+    IPV6_V6ONLY,
     MSG_DONTWAIT,
     MSG_PEEK,
     MSG_WAITALL,
@@ -121,6 +123,8 @@ class MediationPolicy(SocketPolicy):
             value = s.kind
         elif level == SOL_SOCKET and opt in (7, 8):  # SO_SNDBUF, SO_RCVBUF
             value = WINDOW
+        elif level == IPPROTO_IPV6 and opt == IPV6_V6ONLY and s.family == socket.AF_INET6:
+            value = int(s.v6only)
         elif level == SOL_SOCKET and opt in (SO_RCVTIMEO, SO_SNDTIMEO):
             t = s.rcvtimeo if opt == SO_RCVTIMEO else s.sndtimeo
             sec = int(t or 0)

@@ -16,6 +16,7 @@ do what is already possible at once:
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import struct
@@ -40,6 +41,7 @@ FIONBIO, FIONREAD = 0x5421, 0x541B
 SOL_SOCKET, SO_REUSEADDR, SO_ERROR, SO_TYPE = 1, 2, 4, 3
 IP_BIND_ADDRESS_NO_PORT = 24
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
+IPPROTO_IPV6, IPV6_V6ONLY = 41, 26
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
@@ -210,12 +212,22 @@ class SocketPolicy:
         except AddressError as e:
             return Errno(e.errno)
         port = sa[2]
+        if s.v6only:
+            # No IPv4 peer ever reaches it: it has a place of its own in the port's table ("::" or
+            # "::1"), beside IPv4 and dual-stack sockets (redis and memcached bind both by default).
+            if ":" not in sa[1] or ipaddress.IPv6Address(sa[1]).ipv4_mapped is not None:
+                return Errno(errno.EINVAL)   # ipv6(7): a V6ONLY socket cannot take an IPv4 address
+            vip = "::1" if vip == LOOPBACK_V4 else "::"
         if port == 0:
             port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
-        table = self.net.bound.get((self.host.name, s.kind, port), {})
-        if table and (vip == "0.0.0.0" or vip in table or "0.0.0.0" in table):
+        if _bind_conflict(self.net.bound.get((self.host.name, s.kind, port), {}), vip, s):
             return Errno(errno.EADDRINUSE)
-        err = self._kernel_bind(sc, s, sc.iarg(0), vip, self.addressing.real_for_bind(self.host, vip), port, port)
+        if s.v6only:
+            # Its real twin listens on [::1] at a port of the kernel's choice: no simulated peer
+            # connects to it (the platform's hosts are IPv4), and it never collides with another's.
+            err = self._kernel_bind(sc, s, sc.iarg(0), vip, "::1", port, 0)
+        else:
+            err = self._kernel_bind(sc, s, sc.iarg(0), vip, self.addressing.real_for_bind(self.host, vip), port, port)
         return Errno(err) if err else Value(0)
 
     def listen(self, sc):
@@ -493,6 +505,13 @@ class SocketPolicy:
         if s is None:
             return Native()
         level, opt = sc.iarg(1), sc.iarg(2)
+        if level == IPPROTO_IPV6 and opt == IPV6_V6ONLY and s.family == socket.AF_INET6:
+            if s.local is not None:
+                return Errno(errno.EINVAL)   # ipv6(7): only before the socket is bound
+            if sc.iarg(4) < 4:
+                return Errno(errno.EINVAL)
+            s.v6only = sc.mem.read_i32(sc.arg(3)) != 0
+            return Native()
         if level == SOL_SOCKET and opt in (SO_RCVTIMEO, SO_SNDTIMEO) and sc.iarg(4) >= 16:
             sec, usec = sc.mem.read_timeval(sc.arg(3))
             value = None if (sec == 0 and usec == 0) else sec + usec / 1e6
@@ -1013,6 +1032,23 @@ class FileSource:
             return os.read(fd, n)
         finally:
             os.close(fd)
+
+
+def _bind_conflict(table: dict, vip: str, s: VSocket) -> bool:
+    """Would binding `s` to `vip` clash with the sockets already bound on that port (by address)?
+    IPv4 and dual-stack sockets share one space (ANY covers every IPv4 address); V6ONLY sockets
+    have their own ("::" covers "::1"); a dual-stack socket on ANY covers both (ipv6(7))."""
+    dual_any = s.family == socket.AF_INET6 and not s.v6only and vip == "0.0.0.0"
+    for addr, other in table.items():
+        if ":" in addr:                       # a V6ONLY socket
+            if (":" in vip and (addr == vip or "::" in (addr, vip))) or dual_any:
+                return True
+        elif ":" in vip:                      # s is V6ONLY: only a dual-stack ANY covers it
+            if addr == "0.0.0.0" and other.family == socket.AF_INET6 and not other.v6only:
+                return True
+        elif vip == "0.0.0.0" or addr == "0.0.0.0" or addr == vip:
+            return True
+    return False
 
 
 def _timeout_arg(sc, i: int, micro: bool = False) -> Optional[float]:

@@ -248,6 +248,7 @@ class VSocket(SimulatedFile, Waitable):
         self.refs = 0
         self.shut_rd = False
         self.shut_wr = False
+        self.v6only = False   # IPV6_V6ONLY (ipv6(7)): an AF_INET6 socket that IPv4 peers never reach
         # datagrams
         self.dgrams: deque = deque()    # (arrived: bool, src (ip, port), payload or None, size)
         self.dgram_out: deque = deque()
