@@ -6,17 +6,25 @@ CFLAGS := -O2 -Wall -Wextra -g
 
 TOYS_SRC := $(wildcard examples/toys/*.c)
 TOYS     := $(patsubst examples/toys/%.c,$(BUILD)/toys/%,$(TOYS_SRC))
+GO_SRC   := $(wildcard examples/go/*.go)
+GO_PROGS := $(patsubst examples/go/%.go,$(BUILD)/go/%,$(GO_SRC))
 
 .PHONY: demo test setup toys lint protocol bench clean
 
 setup:
 	@bash scripts/setup.sh
 
-toys: $(TOYS) $(BUILD)/toys/time_probe_static
+toys: $(TOYS) $(BUILD)/toys/time_probe_static $(GO_PROGS)
 
 $(BUILD)/toys/%: examples/toys/%.c examples/toys/toys.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -lpthread
+
+# Go programs (Debian's golang-go): static binaries whose runtime reads clocks and waits with raw
+# syscalls (futex, epoll_pwait, nanosleep), no libc. The build cache stays inside build/.
+$(BUILD)/go/%: examples/go/%.go
+	@mkdir -p $(dir $@)
+	GOCACHE=$(abspath $(BUILD))/go-cache GOPATH=$(abspath $(BUILD))/go-path GO111MODULE=off go build -o $@ $<
 
 # A statically linked time probe: its clock calls must be virtualised without any dynamic loader help.
 $(BUILD)/toys/time_probe_static: examples/toys/time_probe.c examples/toys/toys.h

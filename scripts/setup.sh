@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(gcc make libc6-dev libseccomp-dev libseccomp2 python3-simgrid iproute2 strace tshark curl wget)
+APT_PACKAGES=(gcc make libc6-dev libseccomp-dev libseccomp2 python3-simgrid iproute2 strace tshark curl wget
+              golang-go nginx-light redis-server memcached libmemcached-tools)
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 
@@ -19,6 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   # tshark asks whether non-root users may capture; answer no without a prompt.
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  # The real programs the tests run (nginx, redis, memcached) are daemons: installing them must not
+  # start them (policy-rc.d "101: action forbidden", honoured by invoke-rc.d and systemd's helper).
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

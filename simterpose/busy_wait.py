@@ -54,7 +54,7 @@ class BusyWait:
         if spin is None or spin.date != now or spin.steps < self.batch:
             return None
         spin.steps = 0
-        return Blocked("busy-wait latency", now + self.batch * self.latency)
+        return Blocked("busy-wait latency", now + self.batch * self.latency, entered=False)
 
     def after(self, task, nr: int, result, now: float) -> None:
         """Called with the result of a handled syscall."""

@@ -133,7 +133,7 @@ class Scheduler(Policy):
             st.burst = self.cpu.start(owner.spec.host, seconds)
         burst = st.burst
         if not burst.done():
-            return Blocked("cpu burst", burst.predicted_end(), on=(burst.host,))
+            return Blocked("cpu burst", burst.predicted_end(), on=(burst.host,), entered=False)
         self.cpu.finish(burst)
         st.charged = True
         st.burst = None
@@ -416,7 +416,7 @@ class Scheduler(Policy):
                 # restore the old one after it): with the signal already pending, its own
                 # rt_sigsuspend returns at once, EINTR, with the handler run.
                 self.tracer.complete(task, Native())
-            elif how.restart and flags & SA_RESTART:
+            elif not how.entered or (how.restart and flags & SA_RESTART):
                 self.tracer.restart(task)
             else:
                 self.tracer.complete(task, Errno(task.process.owner.time.interrupted(sc)))

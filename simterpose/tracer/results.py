@@ -36,12 +36,15 @@ class Blocked:
     wait — only then is the syscall looked at again — and `deadline` the simulated date at which it
     ends anyway (None: no limit). `reason` is for people ("recv fd 3"). `restart`: if a signal
     handler interrupts it, may the call be restarted after the handler (SA_RESTART, signal(7))
-    rather than fail with EINTR?"""
+    rather than fail with EINTR? `entered`: False when the call has not started yet (a CPU burst or
+    a latency is charged before it): a signal then runs its handler first and the call starts
+    afterwards, whatever SA_RESTART says, as for a signal arriving just before the syscall."""
 
     reason: str = ""
     deadline: Optional[float] = None
     on: tuple = ()
     restart: bool = False
+    entered: bool = True
 
 
 Result = Value | Errno | Native | Blocked
