@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from . import wait
-from .procfs import fd_flags, fd_target
+from .procfs import fd_flags, fd_target, signal_state
 from .time.clock import CLOCK_MONOTONIC, CLOCK_REALTIME, NS
 from .tracer.results import NATIVE, Blocked, Errno, Native, Value
 
@@ -84,6 +84,14 @@ class FutexWait:
 def _unreaped(pid: int) -> bool:
     """Whether an exited child still exists as a zombie (/proc/PID exists until it is reaped)."""
     return os.path.exists(f"/proc/{pid}/stat")
+
+
+@dataclass
+class SignalWait:
+    """A thread in sigwaitinfo/sigtimedwait: the signals it takes (bit n-1: signal n), until when."""
+
+    mask: int
+    deadline: Optional[float]
 
 
 @dataclass
@@ -163,6 +171,26 @@ class LocalPolicy:
         return self._wait_children(sc, match, sc.iarg(3))
 
     # -- signals ---------------------------------------------------------------------------------
+    def rt_sigtimedwait(self, sc):
+        """sigwaitinfo/sigtimedwait(2): wait here (in simulated time) until a signal of the set is
+        pending, then let the kernel take it at once. The scheduler looks again at such waits
+        whenever a signal may have been sent (`Scheduler._deliver_signals`)."""
+        if sc.state is None:
+            mask = sc.mem.read_u64(sc.arg(0)) if sc.arg(3) >= 8 else 0
+            deadline = None
+            if sc.arg(2):
+                sec, nsec = sc.mem.read_timespec(sc.arg(2))
+                if sec < 0 or not 0 <= nsec < NS:
+                    return Errno(errno.EINVAL)
+                deadline = self.actor.now() + sec + nsec / NS
+            sc.state = SignalWait(mask, deadline)
+        st = signal_state(sc.pid, sc.tid)
+        if st is None or st.pending & sc.state.mask:
+            return NATIVE
+        if sc.state.deadline is not None and self.actor.now() >= sc.state.deadline:
+            return Errno(errno.EAGAIN)
+        return Blocked("rt_sigtimedwait", sc.state.deadline)
+
     def signalling(self, sc):
         # The kernel sends it; by the end of this round the sender has run past it, and the loop
         # looks for blocked tasks with a deliverable signal (the target may be one we hold stopped).

@@ -393,6 +393,10 @@ class Scheduler(Policy):
             if st is None or not st.pending:
                 continue
             sc = task.blocked
+            if sc.name == "rt_sigtimedwait" and sc.state is not None and st.pending & sc.state.mask:
+                self.ready.add(task)   # a signal it waits for (blocked, not delivered) is there
+                interrupted = True
+                continue
             mask = sc.state if sc.name == "rt_sigsuspend" and isinstance(sc.state, int) else None
             pending = st.deliverable(mask)
             if pending:

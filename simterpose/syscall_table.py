@@ -107,6 +107,7 @@ HANDLED: dict[str, tuple[str, str]] = {
     "pipe": (LOCAL, "pipe"),
     "pipe2": (LOCAL, "pipe2"),
     "rt_sigaction": (LOCAL, "rt_sigaction"),
+    "rt_sigtimedwait": (LOCAL, "rt_sigtimedwait"),
     # a signal sent by one tracee may end a wait another one is blocked in (by us, not the kernel)
     "kill": (LOCAL, "signalling"),
     "tkill": (LOCAL, "signalling"),

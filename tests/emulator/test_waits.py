@@ -1,0 +1,203 @@
+"""Every timeout is a wait in simulated time (issue 12): poll/select/epoll over pipes, eventfd and
+empty sets, futex waits (threading.Event, Lock, pthread_cond_timedwait, sem_timedwait), and POSIX
+timers. Each wait lasts exactly its simulated duration, in far less wall-clock time.
+"""
+
+import pytest
+from net_helpers import emulate, py
+
+MODES = ["address-translation", "full-mediation"]
+
+PY_WAITS = r"""
+import os, select, socket, threading, time
+def measure(name, fn):
+    t0 = time.monotonic()
+    fn()
+    print(name, round(time.monotonic() - t0, 6), flush=True)
+r, w = os.pipe()
+measure("select-pipe", lambda: select.select([r], [], [], 0.5))
+p = select.poll(); p.register(r, select.POLLIN)
+measure("poll-pipe", lambda: p.poll(250))
+efd = os.eventfd(0)
+ep = select.epoll(); ep.register(efd, select.EPOLLIN)
+measure("epoll-eventfd", lambda: ep.poll(0.75))
+measure("epoll-empty", lambda: select.epoll().poll(0.2))
+measure("select-empty", lambda: select.select([], [], [], 0.1))
+a, b = socket.socketpair()
+measure("poll-unix", lambda: select.select([a], [], [], 0.3))
+measure("event-wait", lambda: threading.Event().wait(1.5))
+lock = threading.Lock(); lock.acquire()
+measure("lock-acquire", lambda: lock.acquire(timeout=0.5))
+threading.Timer(0.4, lambda: os.write(w, b"x")).start()
+measure("read-pipe-written-by-a-thread", lambda: os.read(r, 1))
+threading.Timer(0.6, lambda: b.send(b"y")).start()
+measure("recv-unix-sent-by-a-thread", lambda: a.recv(1))
+"""
+
+C_WAITS = r"""
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <time.h>
+#include <errno.h>
+
+static double mono(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+
+static struct timespec in(clockid_t c, double s)
+{
+    struct timespec t;
+    clock_gettime(c, &t);
+    long ns = t.tv_nsec + (long)(s * 1e9);
+    t.tv_sec += ns / 1000000000L;
+    t.tv_nsec = ns % 1000000000L;
+    return t;
+}
+
+int main(void)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;      /* CLOCK_REALTIME deadlines (jemalloc's) */
+    pthread_condattr_t attr;
+    pthread_cond_t cm;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&cm, &attr);
+    sem_t sem;
+    sem_init(&sem, 0, 0);
+
+    double t0 = mono();
+    pthread_mutex_lock(&m);
+    struct timespec d = in(CLOCK_REALTIME, 1.0);
+    int rc = pthread_cond_timedwait(&c, &m, &d);
+    printf("cond_timedwait_realtime %s %.6f\n", rc == ETIMEDOUT ? "ETIMEDOUT" : "?", mono() - t0);
+    t0 = mono();
+    d = in(CLOCK_MONOTONIC, 0.25);
+    rc = pthread_cond_timedwait(&cm, &m, &d);
+    printf("cond_timedwait_monotonic %s %.6f\n", rc == ETIMEDOUT ? "ETIMEDOUT" : "?", mono() - t0);
+    pthread_mutex_unlock(&m);
+    t0 = mono();
+    d = in(CLOCK_REALTIME, 0.5);
+    rc = sem_timedwait(&sem, &d);
+    printf("sem_timedwait %s %.6f\n", rc == -1 && errno == ETIMEDOUT ? "ETIMEDOUT" : "?", mono() - t0);
+    return 0;
+}
+"""
+
+C_TIMERS = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double t0;
+static double mono(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+static volatile int ticks;
+static volatile int code, value;
+
+static void on_signal(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig; (void)uc;
+    ticks++;
+    code = si->si_code;
+    value = si->si_value.sival_int;
+}
+
+static void on_thread(union sigval v)
+{
+    printf("thread notified value=%d at %.6f\n", v.sival_int, mono() - t0);
+    fflush(stdout);
+}
+
+int main(void)
+{
+    t0 = mono();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGRTMIN, &sa, NULL);
+
+    /* A periodic SIGEV_SIGNAL timer: first at 0.5 s, then every 0.25 s. */
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGRTMIN;
+    ev.sigev_value.sival_int = 42;
+    timer_t t;
+    timer_create(CLOCK_MONOTONIC, &ev, &t);
+    struct itimerspec its = {{0, 250000000}, {0, 500000000}};
+    timer_settime(t, 0, &its, NULL);
+    while (ticks < 3)
+        pause();
+    printf("3 signals at %.6f code=%s value=%d\n", mono() - t0, code == SI_TIMER ? "SI_TIMER" : "?", value);
+    struct itimerspec cur;
+    timer_gettime(t, &cur);
+    printf("next in %ld.%09ld every %ld.%09ld\n", (long)cur.it_value.tv_sec, cur.it_value.tv_nsec,
+           (long)cur.it_interval.tv_sec, cur.it_interval.tv_nsec);
+    timer_delete(t);
+
+    /* glibc's SIGEV_THREAD: a helper thread, told through SIGEV_THREAD_ID and si_value. */
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_THREAD;
+    ev.sigev_notify_function = on_thread;
+    ev.sigev_value.sival_int = 7;
+    timer_create(CLOCK_REALTIME, &ev, &t);
+    struct itimerspec once = {{0, 0}, {1, 0}};
+    timer_settime(t, 0, &once, NULL);
+    sleep(2);
+    printf("done at %.6f\n", mono() - t0);
+    return 0;
+}
+"""
+
+
+def _c(cbuild, name, src):
+    return {"host": "h1", "path": str(cbuild(name, src)), "args": []}
+
+
+@pytest.fixture
+def cbuild(tmp_path):
+    import subprocess
+
+    def build(name, src):
+        c = tmp_path / f"{name}.c"
+        c.write_text(src)
+        exe = tmp_path / name
+        subprocess.run(["cc", "-O2", "-o", str(exe), str(c), "-lpthread", "-lrt"], check=True)
+        return exe
+    return build
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_python_timeouts_and_blocking_local_io_wait_in_simulated_time(tmp_path, mode):
+    r = emulate(tmp_path, [py("h1", PY_WAITS)], mode).check_ok()
+    assert r.stdout(0).splitlines() == [
+        "select-pipe 0.5", "poll-pipe 0.25", "epoll-eventfd 0.75", "epoll-empty 0.2", "select-empty 0.1",
+        "poll-unix 0.3", "event-wait 1.5", "lock-acquire 0.5", "read-pipe-written-by-a-thread 0.4",
+        "recv-unix-sent-by-a-thread 0.6",
+    ]
+    total = 0.5 + 0.25 + 0.75 + 0.2 + 0.1 + 0.3 + 1.5 + 0.5 + 0.4 + 0.6
+    assert r.end(0) == pytest.approx(total, abs=1e-3)
+    assert r.procs[0]["wall"] < total  # nobody slept for real
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_futex_timeouts_of_glibc_condition_variables_and_semaphores(tmp_path, mode, cbuild):
+    r = emulate(tmp_path, [_c(cbuild, "c_waits", C_WAITS)], mode).check_ok()
+    assert r.stdout(0).splitlines() == [
+        "cond_timedwait_realtime ETIMEDOUT 1.000000",
+        "cond_timedwait_monotonic ETIMEDOUT 0.250000",
+        "sem_timedwait ETIMEDOUT 0.500000",
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_posix_timers_signal_and_thread_notifications(tmp_path, mode, cbuild):
+    r = emulate(tmp_path, [_c(cbuild, "c_timers", C_TIMERS)], mode).check_ok()
+    assert r.stdout(0).splitlines() == [
+        "3 signals at 1.000000 code=SI_TIMER value=42",
+        "next in 0.250000000 every 0.250000000",
+        "thread notified value=7 at 2.000000",
+        "done at 3.000000",
+    ]
