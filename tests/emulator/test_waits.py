@@ -201,3 +201,30 @@ def test_posix_timers_signal_and_thread_notifications(tmp_path, mode, cbuild):
         "thread notified value=7 at 2.000000",
         "done at 3.000000",
     ]
+
+
+UNIX_SERVER = r"""
+import os, socket, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX); s.bind(path); s.listen()
+c, _ = s.accept()                      # waits (in simulated time) for the other scenario process
+print("server got", c.recv(100).decode(), flush=True)
+c.sendall(b"pong")
+"""
+
+UNIX_CLIENT = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+time.sleep(0.25)
+s.sendall(b"ping")
+print("client got", s.recv(100).decode(), "at", round(time.monotonic() - 86400, 6))
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_processes_of_one_host_talk_over_a_unix_socket(tmp_path, mode):
+    path = tmp_path / "s.sock"
+    r = emulate(tmp_path, [py("h1", UNIX_SERVER, path), py("h1", UNIX_CLIENT, path, start_time=0.5)],
+                mode).check_ok()
+    assert r.stdout(0) == "server got ping\n"
+    assert r.stdout(1) == "client got pong at 0.75\n"
