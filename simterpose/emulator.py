@@ -226,6 +226,7 @@ class Emulation:
         self.clock = VirtualClock(sim.now, config.epoch)
         hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
         self.network = Network(Addressing(hosts), keep_data=config.mediate == "full-mediation")
+        self.network.control_by_timer = config.network_model == "ns-3"
         if config.pcap_dir is not None:
             self.network.capture = Capture(config.pcap_dir, [name for name, _ in hosts])
         self.hosts_file = self._write_hosts_file(hosts)

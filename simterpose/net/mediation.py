@@ -31,6 +31,7 @@ from .policy import (
     SOCK_NONBLOCK,
     SOL_SOCKET,
     SocketPolicy,
+    _take_error,
 )
 from .sockets import WINDOW, VSocket
 
@@ -138,8 +139,10 @@ class MediationPolicy(SocketPolicy):
         return Errno(errno.EPIPE)
 
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit):
+        if s.refused:  # tcp_sendmsg: the reset's error first, then EPIPE
+            return _take_error(s) or self._epipe(sc, flags)
         if s.conn is None:
-            return Errno(errno.ENOTCONN) if not s.connect_error else self._epipe(sc, flags)
+            return Errno(errno.ENOTCONN)
         if s.shut_wr:
             return self._epipe(sc, flags)
         length = sum(n for _, n in iov)
@@ -162,6 +165,8 @@ class MediationPolicy(SocketPolicy):
         return Value(n)
 
     def _recv_stream(self, sc, s: VSocket, iov, flags: int, limit, addr=None):
+        if s.refused:
+            return _take_error(s) or Value(0)  # tcp_recvmsg: the reset's error, then end of stream
         if s.conn is None:
             return Errno(errno.ENOTCONN) if not s.listening else Errno(errno.EINVAL)
         if not s.conn.established:

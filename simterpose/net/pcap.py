@@ -13,11 +13,12 @@ from __future__ import annotations
 import socket
 import struct
 from pathlib import Path
+from typing import Optional
 
 PCAP_MAGIC_NS = 0xA1B23C4D
 LINKTYPE_RAW = 101
 MAX_SEGMENT = 65535 - 20 - 20
-TCP_FIN, TCP_SYN, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x08, 0x10
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 def _checksum(data: bytes) -> int:
@@ -55,13 +56,15 @@ class Capture:
         f.write(struct.pack("<IIII", sec, frac, len(packet), len(packet)))
         f.write(packet)
 
-    def _both(self, src_host: str, dst_host: str, start: float, end: float, packet: bytes) -> None:
+    def _both(self, src_host: str, dst_host: str, start: float, end: Optional[float], packet: bytes) -> None:
         self._write(src_host, start, packet)   # leaving the sender
-        self._write(dst_host, end, packet)     # arriving (on loopback, the same file sees both)
+        if end is not None:                    # arriving (on loopback, the same file sees both)
+            self._write(dst_host, end, packet)
 
-    def tcp(self, src_host: str, dst_host: str, start: float, end: float, src: tuple, dst: tuple,
+    def tcp(self, src_host: str, dst_host: str, start: float, end: Optional[float], src: tuple, dst: tuple,
             seq: int, ack: int, flags: int, payload: bytes = b"") -> None:
-        """One or more TCP segments (payloads above the IPv4 size limit are split)."""
+        """One or more TCP segments (payloads above the IPv4 size limit are split); `end` None: they
+        left the sender but never arrived (the run ended first)."""
         offset = 0
         while True:
             piece = payload[offset:offset + MAX_SEGMENT]
