@@ -39,35 +39,39 @@ from .pcap import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 # busy even under LV08's 13x latency, and stays well below what loopback TCP absorbs without the
 # reader reading (~3.9 MB measured), so in address translation the kernel never blocks a write.
 WINDOW = 2 * 1024 * 1024
-PROGRESS_MIN_FLOW = 256 * 1024  # flows at least this large are readable progressively
-# How often (simulated s) a reader waiting on a stream with such a flow in progress looks again: the
-# granularity of progressive delivery (at 10 MB/s, 50 kB per look).
+# A writer is let in again only once a third of the window is free: Linux reports a TCP socket
+# writable when its free send space is at least half of what is queued (sk_stream_is_writeable),
+# and so avoids the silly window syndrome (RFC 1122, 4.2.3.4). Letting every freed byte in would
+# make a bulk writer and its reader trade a trickle of tiny flows.
+MIN_ROOM = WINDOW // 3
+# A stream with at least this much in flight is readable progressively (bulk traffic); below, each
+# flow arrives whole at its end (a request or a reply is read in one piece, at the date SimGrid gives
+# its transfer, as a ping-pong expects).
+PROGRESS_MIN_BYTES = 256 * 1024
+# How often (simulated s) a stream delivered progressively counts what has arrived: the granularity
+# of progressive delivery (at 10 MB/s, 50 kB at a time). Counting at every look instead would let a
+# reader that never blocks (a CPU cost per syscall moves the clock 1 us at a time) read a few bytes
+# per syscall, millions of times.
 PROGRESS_STEP = 0.005
 
 
 class _Flow:
     """One SimGrid transfer carrying what a stream's sender wrote at one date."""
 
-    __slots__ = ("size", "transfer", "start", "done")
+    __slots__ = ("size", "transfer", "start", "done", "progressive", "counted")
 
     def __init__(self, size: int, start: float):
         self.size = size
         self.start = start
         self.transfer: Optional[sim.Transfer] = None
         self.done = False
-
-    @property
-    def progressive(self) -> bool:
-        return self.size >= PROGRESS_MIN_FLOW
+        # Counted as it goes (sticky: once counted, its bytes must not disappear from `arrived`).
+        self.progressive = False
+        self.counted = 0   # bytes of it counted as arrived at the stream's last count
 
     def transmitted(self) -> int:
-        """Bytes SimGrid has carried so far: all of it once done; for a large flow in progress, what
-        its transfer has already moved (the model spends the latency first, then the bytes flow, so
-        this is what has reached the receiver); nothing for a small one (it arrives whole)."""
-        if self.done:
-            return self.size
-        if not self.progressive:
-            return 0
+        """Bytes of a flow in progress that SimGrid has carried so far (the model spends the latency
+        first, then the bytes flow: this is what has reached the receiver)."""
         return max(0, min(self.size, int(self.size - self.transfer.remaining)))
 
 
@@ -88,6 +92,7 @@ class Stream(Waitable):
         self.delivered = 0     # bytes of the completed flows
         self.consumed = 0      # bytes read by the receiver
         self.flows: list[_Flow] = []   # flows in progress, in start order
+        self.next_count = 0.0  # when `arrived` may count the flows in progress again
         self.data: Optional[deque] = deque() if keep_data else None  # arrived-or-in-flight bytes
         self.closed = False    # the sender shut down its side
         self.close_date = 0.0
@@ -107,24 +112,43 @@ class Stream(Waitable):
             net.streams.append(self)
 
     @property
+    def bulk(self) -> bool:
+        """Enough in flight to be delivered progressively (PROGRESS_MIN_BYTES)."""
+        return self.started - self.delivered >= PROGRESS_MIN_BYTES
+
+    @property
     def arrived(self) -> int:
-        """Bytes that reached the receiver (see `_Flow.transmitted`)."""
+        """Bytes that reached the receiver: the completed flows, plus what SimGrid had transmitted of
+        those in progress at the last count, once the stream is bulk (PROGRESS_MIN_BYTES). Counts
+        are taken at most every PROGRESS_STEP, at the first look after the previous one."""
         n = self.delivered
-        for f in self.flows:
-            if f.progressive:
-                n += f.transmitted()
+        if self.flows:
+            now = sim.now()
+            if now >= self.next_count:
+                self.next_count = now + PROGRESS_STEP
+                bulk = self.bulk
+                for f in self.flows:
+                    if bulk:
+                        f.progressive = True
+                    if f.progressive:
+                        f.counted = f.transmitted()
+            for f in self.flows:
+                n += f.counted
         return n
 
     def progress_date(self) -> Optional[float]:
-        """When a reader waiting for data should look again (a large flow is arriving), if ever
-        before the flow's end notifies it."""
-        if any(f.progressive for f in self.flows):
-            return sim.now() + PROGRESS_STEP
+        """When a reader waiting for data should look again (bytes are arriving progressively), if
+        ever before a flow's end notifies it: the next count."""
+        if self.flows and (self.bulk or any(f.progressive for f in self.flows)):
+            now = sim.now()
+            return self.next_count if self.next_count > now else now + PROGRESS_STEP
         return None
 
     # -- sender side -------------------------------------------------------------------------
     def room(self) -> int:
-        return max(0, WINDOW - (self.sent - self.consumed))
+        """What a writer may write now (see WINDOW and MIN_ROOM)."""
+        free = WINDOW - (self.sent - self.consumed)
+        return free if free >= MIN_ROOM else 0
 
     def write(self, nbytes: int, payload: bytes | None = None) -> None:
         self.sent += nbytes
@@ -154,8 +178,8 @@ class Stream(Waitable):
             self.flows.append(flow)
             flow.transfer = sim.transfer_async(self.src.name, self.dst.name, flow.size)
             self.net.watch(flow.transfer, lambda: self._completed(flow))
-            if flow.progressive:
-                self._wake(self.readers)  # they now have a reason to look before its end
+            if self.bulk:
+                self._wake(self.readers)  # they now have a reason to look before the flows end
         if self.closed and not self.fin_sent:
             self.fin_sent = True
             if not self.flows:
