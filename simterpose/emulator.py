@@ -223,6 +223,8 @@ class Emulation:
         self.sim = sim.Simulation(scenario.platform, network_model=config.network_model,
                                   extra_config=config.simgrid_config, log=config.simgrid_log or sim.QUIET_LOGS,
                                   contexts="raw")
+        # ns-3 only builds the paths of one-link routes: the hosts that will talk must be joined by them
+        self.sim.require_connected([p.host for p in scenario.processes] or self.sim.host_names)
         self.clock = VirtualClock(sim.now, config.epoch)
         hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
         self.network = Network(Addressing(hosts), keep_data=config.mediate == "full-mediation")

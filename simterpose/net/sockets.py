@@ -416,8 +416,7 @@ class Network:
         when it arrives. Under the flow-level models, a 0-byte SimGrid transfer (the model's latency,
         e.g. 13.01 x the route's latency under LV08); under ns-3, the route's latency."""
         if self.control_by_timer:
-            route = sim.current().route(src, dst)
-            self.timer(sim.now() + (route.latency if route is not None else 0.0), callback)
+            self.timer(sim.now() + sim.current().path_latency(src, dst), callback)
         else:
             self.watch(sim.transfer_async(src, dst, 0), callback)
 
