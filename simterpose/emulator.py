@@ -34,7 +34,7 @@ from .tracer.engine import Process, Tracer, status_to_exit_code
 
 @dataclass
 class RunConfig:
-    network_model: str = "LV08"
+    network_model: str = "CM02"           # run_cmd.DEFAULT_NETWORK_MODEL (docs/compare.md)
     cpu_model: str = "measured"          # measured | none | per-syscall=SECONDS
     reference_speed: float = 1e9         # flop/s that one second of real CPU is worth
     epoch: int = DEFAULT_EPOCH
