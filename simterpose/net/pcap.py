@@ -1,10 +1,12 @@
 """`--pcap-dir`: what each simulated host would capture on its interface.
 
 One pcap file per host (nanosecond timestamps, raw IPv4 link type), with virtual addresses and
-simulated dates: a packet appears in the sender's file when its transfer starts and in the
-receiver's when it arrives. TCP is written as segments carrying the application payload, with
-sequence numbers counting the stream's bytes (initial sequence number 0 and SYN/FIN flags, so
-Wireshark follows the streams); UDP datagrams as they were sent. Deterministic for a deterministic
+simulated dates: a packet appears in the sender's file when it leaves and in the receiver's when it
+arrives. TCP is written as segments carrying the application payload, with sequence numbers
+counting the stream's bytes (initial sequence number 0 and SYN/FIN/RST flags, so Wireshark follows
+the streams): a stream's bytes appear as they arrive (one segment per write date, sent at the date
+of the write, received when the reader could first see them: net/sockets.py, Stream.record), so a
+large transfer shows as the pace SimGrid gave it; UDP datagrams as they were sent. Deterministic for a deterministic
 run.
 """
 
