@@ -88,6 +88,12 @@ def main(args) -> int:
     models = list(ALL_MODELS) if requested.lower() == "all" else [m.strip() for m in requested.split(",") if m.strip()]
     if len(set(models)) != len(models) or not models:
         return _err(f"--network-model {requested}: give each model once")
+    info = scenario.platform_info
+    if os.geteuid() != 0:
+        return _err("the real run needs root (network namespaces); run it as root")
+    for tool in ("ip", "tc", "unshare", "bash", "hostname"):
+        if shutil.which(tool) is None:
+            return _err(f"the real run needs '{tool}' (iproute2, util-linux, bash, hostname)")
     from .sim import NETWORK_MODELS, network_models
 
     offered = network_models()
@@ -95,12 +101,6 @@ def main(args) -> int:
         if m not in offered or m not in NETWORK_MODELS:
             usable = [x for x in offered if x in NETWORK_MODELS]
             return _err(f"unknown network model {m!r} (the linked SimGrid offers {', '.join(usable)})")
-    info = scenario.platform_info
-    if os.geteuid() != 0:
-        return _err("the real run needs root (network namespaces); run it as root")
-    for tool in ("ip", "tc", "unshare", "bash", "hostname"):
-        if shutil.which(tool) is None:
-            return _err(f"the real run needs '{tool}' (iproute2, util-linux, bash, hostname)")
     from .sim.predict import PredictionError, predict_routes
 
     used = list(dict.fromkeys(p.host for p in scenario.processes))
