@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="own one simterpose emulation: commands run on simulated hosts of --platform, at the "
                    "current simulated date, and talk through the simulated network")
     m.add_argument("--platform", metavar="P.xml", help="SimGrid platform of the emulation (with --mediate)")
-    m.add_argument("--network-model", metavar="M", help="SimGrid network model: LV08 (default), CM02, SMPI, IB, Constant")
+    m.add_argument("--network-model", metavar="M",
+                   help="SimGrid network model: CM02 (default, see `simterpose run --help`), LV08, SMPI, IB, "
+                   "Constant, ns-3 (packet-level TCP, when the linked SimGrid has it)")
     m.add_argument("--cpu-model", metavar="M", help="measured (default), none, per-syscall=SECONDS")
     m.add_argument("--default-host", metavar="H", help="simulated host of commands that name none "
                    "(default: the platform's first host)")
@@ -223,6 +225,9 @@ def main(argv=None) -> int:
                 # Its thread is not a daemon thread: exiting normally would wait for it forever.
                 print("ctrld: the emulation did not stop in time; exiting anyway", file=sys.stderr, flush=True)
                 os._exit(rc)
+            engine = sys.modules.get("simterpose.sim.engine")
+            if engine is not None and engine.hard_exit_needed():
+                engine.exit_now(rc)  # SimGrid's ns-3 model crashes in static destructors at exit
         return rc
     except auth.ConfigError as e:
         print(f"ctrld: {e}", file=sys.stderr)

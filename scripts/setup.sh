@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(gcc make libc6-dev libseccomp-dev libseccomp2 python3-simgrid iproute2 strace tshark curl wget
-              golang-go nginx-light redis-server memcached libmemcached-tools)
+              golang-go nginx-light redis-server memcached libmemcached-tools iperf3)
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 

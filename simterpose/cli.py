@@ -29,6 +29,9 @@ def main(argv=None) -> int:
     try:
         status = _main(argv)
         sys.stdout.flush()  # here, where a vanished reader is caught, rather than at interpreter exit
+        engine = sys.modules.get("simterpose.sim.engine")
+        if engine is not None and engine.hard_exit_needed():
+            engine.exit_now(status)  # SimGrid's ns-3 model crashes in static destructors at exit
         return status
     except BrokenPipeError:
         # Our reader went away (`simterpose run ... | head`): stop quietly, as a command killed by

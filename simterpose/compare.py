@@ -39,8 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run both sides N times; durations are averaged (default 1)")
     p.add_argument("--network-model", default=None,
-                   help="network model of the emulated run (LV08 default, CM02, ...); a comma-separated "
-                        f"list, or 'all' for {','.join(ALL_MODELS)}, compares each with the real run")
+                   help="network model of the emulated run (the scenario's, else run's default, CM02); a "
+                        f"comma-separated list (e.g. CM02,ns-3), or 'all' for {','.join(ALL_MODELS)}, compares "
+                        "each with the real run and says which is closest for each process")
     p.add_argument("--cpu-model", default="measured", help="passed to simterpose run (default measured)")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw the timelines of both runs (PNG)")
@@ -81,14 +82,25 @@ def main(args) -> int:
             return _err("give a YAML scenario, or --platform P.xml --deployment D.xml")
     except ScenarioError as e:
         return _err(str(e))
-    requested = args.network_model or scenario.network_model or "LV08"
+    from .run_cmd import DEFAULT_NETWORK_MODEL
+
+    requested = args.network_model or scenario.network_model or DEFAULT_NETWORK_MODEL
     models = list(ALL_MODELS) if requested.lower() == "all" else [m.strip() for m in requested.split(",") if m.strip()]
+    if len(set(models)) != len(models) or not models:
+        return _err(f"--network-model {requested}: give each model once")
     info = scenario.platform_info
     if os.geteuid() != 0:
         return _err("the real run needs root (network namespaces); run it as root")
     for tool in ("ip", "tc", "unshare", "bash", "hostname"):
         if shutil.which(tool) is None:
             return _err(f"the real run needs '{tool}' (iproute2, util-linux, bash, hostname)")
+    from .sim import NETWORK_MODELS, network_models
+
+    offered = network_models()
+    for m in models:
+        if m not in offered or m not in NETWORK_MODELS:
+            usable = [x for x in offered if x in NETWORK_MODELS]
+            return _err(f"unknown network model {m!r} (the linked SimGrid offers {', '.join(usable)})")
     from .sim.predict import PredictionError, predict_routes
 
     used = list(dict.fromkeys(p.host for p in scenario.processes))
@@ -135,7 +147,7 @@ def main(args) -> int:
     _print_report(summary, models, args.repeat)
     doc = {"scenario": str(scenario.path), "platform": str(scenario.platform), "repeat": args.repeat,
            "models": models, "cpu_model": args.cpu_model, "topology": topology.describe(),
-           "processes": summary, "runs": _strip_outputs(runs)}
+           "closest": overall_closest(summary, models), "processes": summary, "runs": _strip_outputs(runs)}
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     if args.plot:
@@ -228,8 +240,32 @@ def _summarise(scenario, models: list[str], runs: dict[str, list[dict]]) -> list
             ok = ok and fine(side["exit_status"], side["errors"])
             emulated[m] = side
         out.append({"index": i, "host": spec.host, "argv": list(spec.argv), "expected_exit": expected,
-                    "real": real, "emulated": emulated, "ok": ok})
+                    "real": real, "emulated": emulated, "closest": _closest(emulated), "ok": ok})
     return out
+
+
+def _closest(emulated: dict) -> dict | None:
+    """The model whose duration is nearest the real one: {"model", "relative_error"} (first listed
+    wins a tie), or None when no model has an error to compare."""
+    known = [(abs(side["relative_error"]), m) for m, side in emulated.items() if side["relative_error"] is not None]
+    if not known:
+        return None
+    _, model = min(known, key=lambda item: item[0])
+    return {"model": model, "relative_error": emulated[model]["relative_error"]}
+
+
+def overall_closest(summary: list[dict], models: list[str]) -> dict | None:
+    """Across processes: the model with the smallest mean |error|, with its mean and worst |error|."""
+    best = None
+    for m in models:
+        errors = [abs(p["emulated"][m]["relative_error"]) for p in summary
+                  if p["emulated"][m]["relative_error"] is not None]
+        if len(errors) != len(summary) or not errors:
+            continue
+        entry = {"model": m, "mean_abs_error": statistics.fmean(errors), "max_abs_error": max(errors)}
+        if best is None or entry["mean_abs_error"] < best["mean_abs_error"]:
+            best = entry
+    return best
 
 
 def _strip_outputs(runs: dict[str, list[dict]]) -> dict:
@@ -248,7 +284,7 @@ def _print_report(summary: list[dict], models: list[str], repeat: int) -> None:
     head = f"{'#':>2} {'host':<8} {'exit real/' + '/'.join(models):<22} {'output':<8} {'real (s)':>9}"
     for m in models:
         head += f" {m + ' (s)':>10} {'error':>8}"
-    print(head + "  command")
+    print(head + f"  {'closest':<14}  command")
     for p in summary:
         statuses = [p["real"]["exit_status"]] + [p["emulated"][m]["exit_status"] for m in models]
         exits = "/".join(",".join("-" if s is None else str(s) for s in side) for side in statuses)
@@ -258,7 +294,9 @@ def _print_report(summary: list[dict], models: list[str], repeat: int) -> None:
             e = p["emulated"][m]
             err = None if e["relative_error"] is None else 100 * e["relative_error"]
             line += f" {_fmt(e['duration']):>10} {_fmt(err, '+.1f') + '%':>8}"
-        print(line + "  " + shlex.join(p["argv"]))
+        c = p["closest"]
+        closest = "?" if c is None else f"{c['model']} {100 * c['relative_error']:+.1f}%"
+        print(line + f"  {closest:<14}  " + shlex.join(p["argv"]))
         for err in p["real"]["errors"]:
             print(f"{'':>11} real: {err}")
         for m in models:
@@ -266,6 +304,10 @@ def _print_report(summary: list[dict], models: list[str], repeat: int) -> None:
                 print(f"{'':>11} {m}: {err}")
     note = f" (mean of {repeat} runs)" if repeat > 1 else ""
     print(f"durations are end - start of each process{note}; error = (simulated - real) / real")
+    best = overall_closest(summary, models)
+    if best is not None and len(models) > 1:
+        print(f"closest model: {best['model']} (mean |error| {100 * best['mean_abs_error']:.1f} %, "
+              f"worst {100 * best['max_abs_error']:.1f} %)")
 
 
 def plot_timelines(summary: list[dict], models: list[str], path: str) -> None:

@@ -37,7 +37,7 @@ from .tracer.engine import Process, Tracer, status_to_exit_code
 
 @dataclass
 class RunConfig:
-    network_model: str = "LV08"
+    network_model: str = "CM02"           # run_cmd.DEFAULT_NETWORK_MODEL (docs/compare.md)
     cpu_model: str = "measured"          # measured | none | per-syscall=SECONDS
     reference_speed: float = 1e9         # flop/s that one second of real CPU is worth
     epoch: int = DEFAULT_EPOCH
@@ -232,9 +232,12 @@ class Emulation:
         self.sim = sim.Simulation(scenario.platform, network_model=config.network_model,
                                   extra_config=config.simgrid_config, log=config.simgrid_log or sim.QUIET_LOGS,
                                   contexts="raw")
+        # ns-3 only builds the paths of one-link routes: the hosts that will talk must be joined by them
+        self.sim.require_connected([p.host for p in scenario.processes] or self.sim.host_names)
         self.clock = VirtualClock(sim.now, config.epoch)
         hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
         self.network = Network(Addressing(hosts), keep_data=config.mediate == "full-mediation")
+        self.network.control_by_timer = config.network_model == "ns-3"
         if config.pcap_dir is not None:
             self.network.capture = Capture(config.pcap_dir, [name for name, _ in hosts])
         self.hosts_file = self._write_hosts_file(hosts)

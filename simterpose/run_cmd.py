@@ -11,6 +11,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The network model of a run that names none. CM02 (latency + size / bandwidth, max-min sharing):
+#: against real runs in network namespaces it is the closest of the models SimGrid offers on bulk
+#: transfers and request/response traffic alike; LV08 (SimGrid's own default) charges 13.01 times the
+#: latency on every transfer (+1000 % on a ping-pong) and ns-3 a TCP handshake and close on every one
+#: (docs/compare.md has the measurements).
+DEFAULT_NETWORK_MODEL = "CM02"
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", help="a YAML scenario (or use --platform and --deployment)")
@@ -21,7 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="address-translation (default): the kernel carries the bytes over loopback, "
                         "addresses are translated; full-mediation: the emulator carries them")
     p.add_argument("--network-model", default=None,
-                   help="SimGrid network model: LV08 (default), CM02, SMPI, IB, Constant")
+                   help=f"SimGrid network model: {DEFAULT_NETWORK_MODEL} (default: it is the closest to real runs "
+                        "in network namespaces, within 10 %% on bulk transfers and ping-pongs, see "
+                        "docs/compare.md), LV08 (SimGrid's default, 13x the latency per transfer: ~10x too "
+                        "slow on request/response traffic), SMPI, IB, Constant, ns-3 (packet-level TCP; "
+                        "every transfer is a TCP connection of its own). 'help' lists the models the "
+                        "linked SimGrid offers")
     p.add_argument("--cpu-model", default="measured",
                    help="measured (default): charge real CPU bursts; none: charge nothing (deterministic); "
                         "per-syscall=SECONDS: a fixed cost per intercepted syscall (deterministic)")
@@ -59,6 +71,13 @@ def main(args) -> int:
     from .scenario import ScenarioError, load_deployment, load_scenario
     from .time.clock import DEFAULT_EPOCH
 
+    if args.network_model == "help":
+        from .sim import NETWORK_MODELS, network_models
+
+        for name, text in network_models().items():
+            mark = "" if name in NETWORK_MODELS else "  (not supported by simterpose)"
+            print(f"{name}: {text}{mark}")
+        return 0
     try:
         if args.scenario:
             scenario = load_scenario(args.scenario, platform=args.platform)
@@ -74,7 +93,7 @@ def main(args) -> int:
     simgrid_config = dict(args.cfg)
     # SimGrid's own spelling of the network model wins over the scenario's, as --network-model does.
     network_model = simgrid_config.pop("network/model", None) or args.network_model or scenario.network_model \
-        or "LV08"
+        or DEFAULT_NETWORK_MODEL
     from .emulator import Emulation, RunConfig
     from .sim import QUIET_LOGS
 

@@ -26,6 +26,8 @@ Nothing is decided by timing or by polling the kernel: the same scenario gives t
 from __future__ import annotations
 
 import errno
+import heapq
+import itertools
 import os
 import signal
 from dataclasses import dataclass
@@ -66,7 +68,12 @@ class Scheduler(Policy):
         self.ready: set[Task] = set()
         wait.bind(self.ready)
         self.activities: list = []      # [(sim.Transfer, callback)] in flight
+        # [(date, sequence number, callback)], a heap: the network's timers (ns-3 control segments);
+        # the sequence number fires timers of one date in the order they were set (deterministic)
+        self.timers: list = []
+        self._timer_seq = itertools.count()
         emulation.network.watch = self.watch
+        emulation.network.timer = self.add_timer
         self.signal_check = False       # a signal may have become pending for a blocked task
         self.requests = None            # a live emulation's queue.Queue of requests
         self.on_request = None
@@ -145,6 +152,10 @@ class Scheduler(Policy):
     def watch(self, transfer, callback) -> None:
         """Call `callback()` when `transfer` completes (the network's only link to the loop)."""
         self.activities.append((transfer, callback))
+
+    def add_timer(self, date: float, callback) -> None:
+        """Call `callback()` when the simulated clock reaches `date`."""
+        heapq.heappush(self.timers, (date, next(self._timer_seq), callback))
 
     def signal_sent(self) -> None:
         """A signal may now be pending for some blocked task (kill, a timer, a child's exit...)."""
@@ -355,11 +366,15 @@ class Scheduler(Policy):
                     dates.append(owner.spec.kill_time)
             if self.cfg.stop_time is not None:
                 dates.append(self.cfg.stop_time)
+        if self.timers:
+            dates.append(self.timers[0][0])
         if self.requests is not None and (self.activities or dates):
             dates.append(sim.now() + self.quantum)
         return min(dates) if dates else None
 
     def _expire(self, now: float) -> None:
+        while self.timers and self.timers[0][0] <= now:
+            heapq.heappop(self.timers)[2]()
         for task in self.tracer.tasks.values():
             if task.state == BLOCKED and task.blocked_on.deadline is not None and task.blocked_on.deadline <= now:
                 self.ready.add(task)
@@ -448,6 +463,7 @@ class Scheduler(Policy):
             pass
         for owner in self.em.actors:
             owner.finish()
+        self.em.network.end_capture()
         for transfer, _ in self.activities:
             transfer.cancel()  # an unfinished transfer handle must not outlive the run (3.32 aborts)
         self.activities.clear()

@@ -33,10 +33,15 @@ from .policy import (
     SOCK_NONBLOCK,
     SOL_SOCKET,
     SocketPolicy,
+    _take_error,
 )
 from .sockets import WINDOW, VSocket
 
 MSG_TRUNC, MSG_NOSIGNAL = 0x20, 0x4000
+TCP_MAXSEG, TCP_INFO = 2, 11            # IPPROTO_TCP options (tcp(7))
+TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
+TCP_ESTABLISHED, TCP_CLOSE = 1, 7
+TCP_MSS = 1448                          # Ethernet MTU 1500 - IPv4 20 - TCP 20 - timestamps 12
 UDP_MAX = 65507
 
 
@@ -118,8 +123,22 @@ class MediationPolicy(SocketPolicy):
         level, opt = sc.iarg(1), sc.iarg(2)
         if level == SOL_SOCKET and opt == SO_ERROR:
             return super().getsockopt(sc)
+        if level == socket.IPPROTO_TCP and opt == TCP_INFO:
+            # struct tcp_info (linux/tcp.h) with what the simulation knows: the state and the
+            # segment sizes; counters the model has no notion of (retransmissions, cwnd, RTT) are 0.
+            # Zero-filled to the caller's size rather than 4 bytes of an int (iperf3 reads it whole).
+            room = max(0, min(sc.mem.read_i32(sc.arg(4)), TCP_INFO_SIZE))
+            info = bytearray(TCP_INFO_SIZE)
+            info[0] = TCP_ESTABLISHED if s.conn is not None and s.conn.established else TCP_CLOSE
+            struct.pack_into("<II", info, 16, TCP_MSS, TCP_MSS)   # tcpi_snd_mss, tcpi_rcv_mss
+            struct.pack_into("<I", info, 84, TCP_MSS)             # tcpi_advmss
+            sc.mem.write(sc.arg(3), bytes(info[:room]))
+            sc.mem.write_i32(sc.arg(4), room)
+            return Value(0)
         value = 0
-        if level == SOL_SOCKET and opt == SO_TYPE:
+        if level == socket.IPPROTO_TCP and opt == TCP_MAXSEG:
+            value = TCP_MSS
+        elif level == SOL_SOCKET and opt == SO_TYPE:
             value = s.kind
         elif level == SOL_SOCKET and opt in (7, 8):  # SO_SNDBUF, SO_RCVBUF
             value = WINDOW
@@ -142,8 +161,10 @@ class MediationPolicy(SocketPolicy):
         return Errno(errno.EPIPE)
 
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit, source=None):
+        if s.refused:  # tcp_sendmsg: the reset's error first, then EPIPE
+            return _take_error(s) or self._epipe(sc, flags)
         if s.conn is None:
-            return Errno(errno.ENOTCONN) if not s.connect_error else self._epipe(sc, flags)
+            return Errno(errno.ENOTCONN)
         if s.shut_wr:
             return self._epipe(sc, flags)
         length = sum(n for _, n in iov)
@@ -168,6 +189,8 @@ class MediationPolicy(SocketPolicy):
         return Value(len(data))
 
     def _recv_stream(self, sc, s: VSocket, iov, flags: int, limit, addr=None):
+        if s.refused:
+            return _take_error(s) or Value(0)  # tcp_recvmsg: the reset's error, then end of stream
         if s.conn is None:
             return Errno(errno.ENOTCONN) if not s.listening else Errno(errno.EINVAL)
         if not s.conn.established:

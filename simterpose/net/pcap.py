@@ -1,10 +1,12 @@
 """`--pcap-dir`: what each simulated host would capture on its interface.
 
 One pcap file per host (nanosecond timestamps, raw IPv4 link type), with virtual addresses and
-simulated dates: a packet appears in the sender's file when its transfer starts and in the
-receiver's when it arrives. TCP is written as segments carrying the application payload, with
-sequence numbers counting the stream's bytes (initial sequence number 0 and SYN/FIN flags, so
-Wireshark follows the streams); UDP datagrams as they were sent. Deterministic for a deterministic
+simulated dates: a packet appears in the sender's file when it leaves and in the receiver's when it
+arrives. TCP is written as segments carrying the application payload, with sequence numbers
+counting the stream's bytes (initial sequence number 0 and SYN/FIN/RST flags, so Wireshark follows
+the streams): a stream's bytes appear as they arrive (one segment per write date, sent at the date
+of the write, received when the reader could first see them: net/sockets.py, Stream.record), so a
+large transfer shows as the pace SimGrid gave it; UDP datagrams as they were sent. Deterministic for a deterministic
 run.
 """
 
@@ -13,11 +15,12 @@ from __future__ import annotations
 import socket
 import struct
 from pathlib import Path
+from typing import Optional
 
 PCAP_MAGIC_NS = 0xA1B23C4D
 LINKTYPE_RAW = 101
 MAX_SEGMENT = 65535 - 20 - 20
-TCP_FIN, TCP_SYN, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x08, 0x10
+TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 def _checksum(data: bytes) -> int:
@@ -55,13 +58,15 @@ class Capture:
         f.write(struct.pack("<IIII", sec, frac, len(packet), len(packet)))
         f.write(packet)
 
-    def _both(self, src_host: str, dst_host: str, start: float, end: float, packet: bytes) -> None:
+    def _both(self, src_host: str, dst_host: str, start: float, end: Optional[float], packet: bytes) -> None:
         self._write(src_host, start, packet)   # leaving the sender
-        self._write(dst_host, end, packet)     # arriving (on loopback, the same file sees both)
+        if end is not None:                    # arriving (on loopback, the same file sees both)
+            self._write(dst_host, end, packet)
 
-    def tcp(self, src_host: str, dst_host: str, start: float, end: float, src: tuple, dst: tuple,
+    def tcp(self, src_host: str, dst_host: str, start: float, end: Optional[float], src: tuple, dst: tuple,
             seq: int, ack: int, flags: int, payload: bytes = b"") -> None:
-        """One or more TCP segments (payloads above the IPv4 size limit are split)."""
+        """One or more TCP segments (payloads above the IPv4 size limit are split); `end` None: they
+        left the sender but never arrived (the run ended first)."""
         offset = 0
         while True:
             piece = payload[offset:offset + MAX_SEGMENT]

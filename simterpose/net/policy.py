@@ -273,11 +273,17 @@ class SocketPolicy:
             return Native()
         if not s.is_stream:
             return self._connect_udp(sc, s)
-        if sc.state is not None:  # a blocking connect, waiting for the simulated handshake
+        if sc.state is not None:  # a blocking connect, waiting for the simulated handshake (or reset)
             return self._connect_wait(sc, s)
+        if s.refused:
+            # connect(2) after a refused attempt reports it (once: SO_ERROR may have taken it) and
+            # leaves the socket unconnected, ready for a new attempt (Linux's __inet_stream_connect).
+            err = s.connect_error or errno.ECONNABORTED
+            s.refused, s.connect_error = False, 0
+            return Errno(err)
+        if s.connecting:
+            return Errno(errno.EALREADY)
         if s.conn is not None:
-            if s.connect_error:
-                return Errno(errno.ECONNREFUSED)
             if not s.conn.established:
                 return Errno(errno.EALREADY)
             return Errno(errno.EISCONN)
@@ -294,7 +300,12 @@ class SocketPolicy:
             return Errno(e.errno)
         listener = self.net.lookup(dst_host, socket.SOCK_STREAM, dst_ip, sa[2])
         if listener is None or not listener.listening:
-            return Errno(errno.ECONNREFUSED)
+            # Nobody listens there: the SYN goes out and a reset comes back, one round trip later.
+            self.net.refuse(s, dst_host, (dst_ip, sa[2]))
+            if s.nonblocking:
+                return Errno(errno.EINPROGRESS)
+            sc.state = {"connect": "refusing"}
+            return self._connect_wait(sc, s)
         fd = sc.iarg(0)
         if s.local is None:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4), outgoing=True)
@@ -307,7 +318,7 @@ class SocketPolicy:
         self.net.connect(s, listener, dst_ip)
         if s.nonblocking:
             return Errno(errno.EINPROGRESS)
-        sc.state = "connecting"
+        sc.state = {"connect": "handshake"}
         return self._connect_wait(sc, s)
 
     def _kernel_connect(self, sc, s: VSocket, fd: int, listener: VSocket) -> Optional[int]:
@@ -320,7 +331,11 @@ class SocketPolicy:
         return None
 
     def _connect_wait(self, sc, s: VSocket):
-        if s.conn.established:
+        if sc.state["connect"] == "refusing":
+            if s.refused:  # the reset is back: the error is reported here, not kept for SO_ERROR
+                s.refused, s.connect_error = False, 0
+                return Errno(errno.ECONNREFUSED)
+        elif s.conn.established:
             return Value(0)
         deadline = self._timeout_deadline(sc, s.sndtimeo)
         if deadline is not None and self.actor.now() >= deadline:
@@ -539,8 +554,10 @@ class SocketPolicy:
     def _timeout_deadline(self, sc, timeout: Optional[float]) -> Optional[float]:
         if timeout is None:
             return None
-        if sc.state is None or not isinstance(sc.state, dict):
-            sc.state = {"deadline": self.actor.now() + timeout}
+        if not isinstance(sc.state, dict):
+            sc.state = {}
+        if "deadline" not in sc.state:
+            sc.state["deadline"] = self.actor.now() + timeout
         return sc.state["deadline"]
 
     def _would_block(self, sc, s: VSocket, flags: int, timeout: Optional[float], what: str):
@@ -558,9 +575,13 @@ class SocketPolicy:
         """A write on a TCP socket: let the kernel take at most the simulated window. `source`
         (sendfile) gives the bytes of a file instead of the iovec's memory: source(n) reads n."""
         length = sum(n for _, n in iov)
+        if s.refused:
+            # tcp_sendmsg: the reset's error first, then EPIPE (the kernel's unconnected socket
+            # answers that, with SIGPIPE)
+            return _take_error(s) or Native()
         if s.conn is None:
-            return Errno(errno.ENOTCONN) if not s.connect_error else Errno(errno.EPIPE)
-        if s.shut_wr or s.out.reset or s.connect_error:
+            return Errno(errno.ENOTCONN)
+        if s.shut_wr or s.out.reset:
             return Native()  # the kernel answers EPIPE (and SIGPIPE) itself
         if not (s.conn.established or s is s.conn.server):
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
@@ -590,10 +611,10 @@ class SocketPolicy:
     def _recv_stream(self, sc, s: VSocket, iov, flags: int, limit, addr=None):
         """A read on a TCP socket: only what has arrived in the simulation."""
         length = sum(n for _, n in iov)
+        if s.refused:
+            return _take_error(s) or Value(0)  # tcp_recvmsg: the reset's error, then end of stream
         if s.conn is None:
             return Errno(errno.ENOTCONN) if not s.listening else Errno(errno.EINVAL)
-        if s.connect_error:
-            return Native()
         if not s.conn.established:
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         inq = s.inq
@@ -1057,6 +1078,14 @@ def _timeout_arg(sc, i: int, micro: bool = False) -> Optional[float]:
         return None
     sec, frac = sc.mem.read_timeval(sc.arg(i)) if micro else sc.mem.read_timespec(sc.arg(i))
     return sec + frac / (1e6 if micro else 1e9)
+
+
+def _take_error(s: VSocket) -> Optional[Errno]:
+    """The socket's pending error (SO_ERROR), reported once."""
+    if not s.connect_error:
+        return None
+    err, s.connect_error = s.connect_error, 0
+    return Errno(err)
 
 
 def _earliest(*dates: Optional[float]) -> Optional[float]:

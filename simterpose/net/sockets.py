@@ -1,45 +1,78 @@
 """The simulated socket model shared by both mediation modes.
 
 A TCP connection is two `Stream`s. Bytes written into a stream are *sent*; they travel as SimGrid
-transfers ("flows"): everything written at one simulated date is one flow, flows overlap like the
-segments of a TCP stream, and arrive in order; the receiver's reads consume arrived bytes only. In address translation the bytes themselves travel in the kernel
-and a stream only counts them; in full mediation the stream also holds the bytes (`data`).
+transfers ("flows"): everything written at one simulated date is one flow, and flows overlap like
+the segments of a TCP stream. The receiver's reads consume arrived bytes only. In address
+translation the bytes themselves travel in the kernel and a stream only counts them; in full
+mediation the stream also holds the bytes (`data`).
 
-Connection set-up costs a round trip (SYN, SYN-ACK: two small transfers); a FIN is a small transfer
-after the data. Datagrams are one transfer each, in send order per socket.
+Timing (docs/emulator.md, "The network"):
+
+* connection set-up is a round trip (SYN, SYN-ACK); a refused connection too (SYN, RST: connect(2)
+  fails with ECONNREFUSED once the reset is back, as tcp(7) describes);
+* a stream's bytes are counted, not tracked flow by flow: what a stream has received is what SimGrid
+  has transmitted of all its flows (completed ones, and the transmitted part of large ones in
+  progress), so a large transfer becomes readable progressively, at the pace the model gives it;
+* the FIN travels with the last data: EOF is readable when the last byte is. Only a close with
+  nothing in flight sends a FIN of its own (a control segment);
+* control segments (SYN, SYN-ACK, FIN, RST) are 0-byte SimGrid transfers (latency only) under the
+  flow-level models; under ns-3, where a 0-byte transfer never completes and any transfer is a whole
+  TCP connection of its own, they are timers of the route's latency;
+* a datagram is one transfer, in send order per socket.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections import deque
-from typing import Optional
+from typing import Callable, Optional
 
 from .. import sim
 from ..wait import Waitable
 from .addressing import Host
 from .fdtable import SimulatedFile
-from .pcap import TCP_ACK, TCP_FIN, TCP_SYN
+from .pcap import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
 
-HEADER_BYTES = 0   # simulated size of a control segment (SYN, SYN-ACK, FIN): latency only
 # Flow control: bytes a writer may have written that the reader has not read yet. A window-limited
 # stream moves W bytes per (latency + W/bandwidth) of the model, like TCP: 2 MiB keeps a 10 MB/s link
 # busy even under LV08's 13x latency, and stays well below what loopback TCP absorbs without the
 # reader reading (~3.9 MB measured), so in address translation the kernel never blocks a write.
 WINDOW = 2 * 1024 * 1024
-PROGRESS_MIN_FLOW = 256 * 1024  # flows at least this large are delivered progressively
-PROGRESS_STEP = 0.005           # how often (simulated s) a reader waiting on such a flow looks again
+# A writer is let in again only once a third of the window is free: Linux reports a TCP socket
+# writable when its free send space is at least half of what is queued (sk_stream_is_writeable),
+# and so avoids the silly window syndrome (RFC 1122, 4.2.3.4). Letting every freed byte in would
+# make a bulk writer and its reader trade a trickle of tiny flows.
+MIN_ROOM = WINDOW // 3
+# A stream with at least this much in flight is readable progressively (bulk traffic); below, each
+# flow arrives whole at its end (a request or a reply is read in one piece, at the date SimGrid gives
+# its transfer, as a ping-pong expects).
+PROGRESS_MIN_BYTES = 256 * 1024
+# How often (simulated s) a stream delivered progressively counts what has arrived: the granularity
+# of progressive delivery (at 10 MB/s, 50 kB at a time). Counting at every look instead would let a
+# reader that never blocks (a CPU cost per syscall moves the clock 1 us at a time) read a few bytes
+# per syscall, millions of times.
+PROGRESS_STEP = 0.005
 
 
 class _Flow:
-    """One SimGrid transfer carrying a batch of a stream (or its FIN)."""
+    """One SimGrid transfer carrying what a stream's sender wrote at one date."""
 
-    __slots__ = ("end", "size", "transfer", "start", "payload", "fin", "done")
+    __slots__ = ("size", "transfer", "start", "done", "progressive", "counted")
 
-    def __init__(self, end: int, size: int, transfer, start: float, payload: bytes, fin: bool = False):
-        self.end, self.size, self.transfer, self.start = end, size, transfer, start
-        self.payload, self.fin = payload, fin
+    def __init__(self, size: int, start: float):
+        self.size = size
+        self.start = start
+        self.transfer: Optional[sim.Transfer] = None
         self.done = False
+        # Counted as it goes (sticky: once counted, its bytes must not disappear from `arrived`).
+        self.progressive = False
+        self.counted = 0   # bytes of it counted as arrived at the stream's last count
+
+    def transmitted(self) -> int:
+        """Bytes of a flow in progress that SimGrid has carried so far (the model spends the latency
+        first, then the bytes flow: this is what has reached the receiver)."""
+        return max(0, min(self.size, int(self.size - self.transfer.remaining)))
 
 
 class Stream(Waitable):
@@ -47,10 +80,8 @@ class Stream(Waitable):
 
     What was written at one simulated date becomes one flow when the simulation is about to advance
     (`Network.flush`), without waiting for earlier flows: flows overlap, as segments of a TCP stream
-    do. Flows are delivered in order as they complete (a flow that completes before an earlier one
-    waits for it). The bytes of a large flow arrive progressively (what SimGrid has already
-    transmitted of it), so a window-limited writer and a reader keep a link busy as TCP does instead
-    of paying the latency per window.
+    do. The stream's bytes are fungible: it has received the sum of what its flows have transmitted
+    (`arrived`), whatever flow carried them; the bytes themselves stay in write order (`data`).
     """
 
     def __init__(self, net: "Network", src: Host, dst: Host, keep_data: bool):
@@ -58,55 +89,80 @@ class Stream(Waitable):
         self.src, self.dst = src, dst
         self.sent = 0          # bytes written by the sender
         self.started = 0       # bytes handed to flows
-        self.delivered = 0     # bytes of the flows completed, in order
+        self.delivered = 0     # bytes of the completed flows
         self.consumed = 0      # bytes read by the receiver
-        self.flows: deque[_Flow] = deque()
+        self.flows: list[_Flow] = []   # flows in progress, in start order
+        self.next_count = 0.0  # when `arrived` may count the flows in progress again
         self.data: Optional[deque] = deque() if keep_data else None  # arrived-or-in-flight bytes
-        self.closed = False    # the sender shut down its side (FIN queued)
-        self.fin_started = False
+        self.closed = False    # the sender shut down its side
+        self.close_date = 0.0
+        self.fin_sent = False  # the FIN left (with the last flow, or alone)
         self.eof_arrived = False
         self.reset = False     # the receiver went away: writes fail with EPIPE
         self.held = False      # written bytes wait for the handshake to end (accepted at the SYN)
         self.readers: set = set()   # sockets to notify when something arrives
         self.writers: set = set()   # sockets to notify when window space opens
-        # for --pcap-dir: the virtual endpoints, the reverse stream (for ACK numbers), the bytes
+        # for --pcap-dir: the virtual endpoints, the reverse stream (for ACK numbers), and the bytes
+        # not yet written to the capture, in order: [(date the sender wrote them, bytes)]
         self.src_addr = self.dst_addr = None
         self.reverse: Optional[Stream] = None
-        self.captured: Optional[list] = [] if net.capture is not None else None
+        self.pending_capture: Optional[deque] = None
+        self.captured = 0      # stream bytes written to the pcap files (both ends)
+        if net.capture is not None:
+            self.pending_capture = deque()
+            net.streams.append(self)
+
+    @property
+    def bulk(self) -> bool:
+        """Enough in flight to be delivered progressively (PROGRESS_MIN_BYTES)."""
+        return self.started - self.delivered >= PROGRESS_MIN_BYTES
 
     @property
     def arrived(self) -> int:
-        """Bytes that reached the receiver: completed flows, plus what the oldest flow in progress
-        has already transmitted if it is large (a small one arrives whole, at its end)."""
+        """Bytes that reached the receiver: the completed flows, plus what SimGrid had transmitted of
+        those in progress at the last count, once the stream is bulk (PROGRESS_MIN_BYTES). Counts
+        are taken at most every PROGRESS_STEP, at the first look after the previous one."""
         n = self.delivered
         if self.flows:
-            f = self.flows[0]
-            if f.size >= PROGRESS_MIN_FLOW and not f.done:
-                n += max(0, int(f.size - f.transfer.remaining))
+            now = sim.now()
+            if now >= self.next_count:
+                self.next_count = now + PROGRESS_STEP
+                bulk = self.bulk
+                for f in self.flows:
+                    if bulk:
+                        f.progressive = True
+                    if f.progressive:
+                        f.counted = f.transmitted()
+            for f in self.flows:
+                n += f.counted
         return n
 
     def progress_date(self) -> Optional[float]:
-        """When a reader waiting for data should look again (a large flow is arriving), if ever
-        before the flow's end notifies it."""
-        if self.flows and self.flows[0].size >= PROGRESS_MIN_FLOW:
-            return sim.now() + PROGRESS_STEP
+        """When a reader waiting for data should look again (bytes are arriving progressively), if
+        ever before a flow's end notifies it: the next count."""
+        if self.flows and (self.bulk or any(f.progressive for f in self.flows)):
+            now = sim.now()
+            return self.next_count if self.next_count > now else now + PROGRESS_STEP
         return None
 
     # -- sender side -------------------------------------------------------------------------
     def room(self) -> int:
-        return max(0, WINDOW - (self.sent - self.consumed))
+        """What a writer may write now (see WINDOW and MIN_ROOM)."""
+        free = WINDOW - (self.sent - self.consumed)
+        return free if free >= MIN_ROOM else 0
 
     def write(self, nbytes: int, payload: bytes | None = None) -> None:
         self.sent += nbytes
         if self.data is not None and payload is not None:
             self.data.append(payload)
-        if self.captured is not None and payload is not None:
-            self.captured.append(payload)
+        if self.pending_capture is not None and payload is not None:
+            self.pending_capture.append([sim.now(), payload])
         self._kick()
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.close_date = sim.now()
             self._kick()
 
     def _kick(self) -> None:
@@ -115,53 +171,80 @@ class Stream(Waitable):
         self.net.dirty[self] = None
 
     def flush(self) -> None:
-        """Start a flow for whatever was written since the last one (and the FIN once closed)."""
+        """Start a flow for whatever was written since the last one; then the FIN once closed: it
+        rides with the flows still in progress (EOF when the last byte arrives), or goes alone."""
         if self.held:
             return  # released (and flushed) when the SYN-ACK arrives: nothing goes before it
         if self.sent > self.started:
-            end, size = self.sent, self.sent - self.started
-            self.started = end
-            payload = b""
-            if self.captured is not None:
-                payload = b"".join(self.captured)
-                self.captured.clear()
-            self._start(_Flow(end, size, None, sim.now(), payload))
-            if size >= PROGRESS_MIN_FLOW:
-                self._wake(self.readers)  # they now have a reason to look before its end
-        if self.closed and not self.fin_started:
-            self.fin_started = True
-            self._start(_Flow(self.sent, HEADER_BYTES, None, sim.now(), b"", fin=True))
-
-    def _start(self, flow: _Flow) -> None:
-        self.flows.append(flow)
-        flow.transfer = sim.transfer_async(self.src.name, self.dst.name, flow.size)
-        self.net.watch(flow.transfer, lambda: self._completed(flow))
+            flow = _Flow(self.sent - self.started, sim.now())
+            self.started = self.sent
+            self.flows.append(flow)
+            flow.transfer = sim.transfer_async(self.src.name, self.dst.name, flow.size)
+            self.net.watch(flow.transfer, lambda: self._completed(flow))
+            if self.bulk:
+                self._wake(self.readers)  # they now have a reason to look before the flows end
+        if self.closed and not self.fin_sent:
+            self.fin_sent = True
+            if not self.flows:
+                start = sim.now()
+                self.net.control(self.src.name, self.dst.name, lambda: self._fin_arrived(start))
 
     def _completed(self, flow: _Flow) -> None:
-        """A flow's transfer ended: deliver every flow that is now complete, in order."""
         flow.done = True
-        delivered = False
-        while self.flows and self.flows[0].done:
-            f = self.flows.popleft()
-            delivered = True
-            if f.fin:
-                self.eof_arrived = True
-                if self.captured is not None:
-                    self._capture(f.start, self.sent + 1, TCP_FIN | TCP_ACK)
-            else:
-                self.delivered = f.end
-                if self.captured is not None:
-                    self._capture(f.start, f.end - f.size + 1, TCP_ACK, f.payload)
-        if delivered:
+        self.flows.remove(flow)
+        self.delivered += flow.size
+        if self.pending_capture is not None:
+            self.record()
+        if self.fin_sent and not self.flows:  # the FIN rode with the last of them
+            self._fin_arrived(self.close_date)
+        else:
             self._wake(self.readers)
 
-    def _capture(self, start: float, seq: int, flags: int, payload: bytes = b"") -> None:
-        ack = self.reverse.delivered + 1 if self.reverse is not None else 0
-        self.net.capture.tcp(self.src.name, self.dst.name, start, sim.now(), self.src_addr, self.dst_addr,
+    def _fin_arrived(self, start: float) -> None:
+        self.eof_arrived = True
+        if self.pending_capture is not None:
+            self._capture(start, sim.now(), self.sent + 1, TCP_FIN | TCP_ACK)
+        self._wake(self.readers)
+
+    # -- capture -------------------------------------------------------------------------------
+    def record(self) -> None:
+        """--pcap-dir: write the bytes that arrived since the last look, one segment per write date:
+        leaving the sender when they were written, reaching the receiver now (dates consistent with
+        delivery: a large flow appears as the segments its reader saw arrive)."""
+        pending = self.pending_capture
+        if pending is None:
+            return
+        upto = self.arrived
+        now = sim.now()
+        while self.captured < upto and pending:
+            date, chunk = pending[0]
+            n = min(len(chunk), upto - self.captured)
+            if n == len(chunk):
+                pending.popleft()
+            else:
+                pending[0][1] = chunk[n:]
+            seq = self.captured + 1
+            self.captured += n
+            self._capture(date, now, seq, TCP_ACK, chunk[:n])
+
+    def drop_capture(self) -> None:
+        """The run ends: bytes written but never arrived still left the sender (its file only)."""
+        pending = self.pending_capture
+        while pending:
+            date, chunk = pending.popleft()
+            seq = self.captured + 1
+            self.captured += len(chunk)
+            self._capture(date, None, seq, TCP_ACK, chunk)
+
+    def _capture(self, start: float, end: Optional[float], seq: int, flags: int, payload: bytes = b"") -> None:
+        ack = self.reverse.captured + 1 if self.reverse is not None else 0
+        self.net.capture.tcp(self.src.name, self.dst.name, start, end, self.src_addr, self.dst_addr,
                              seq, ack, flags, payload)
 
     # -- receiver side -----------------------------------------------------------------------
     def available(self) -> int:
+        if self.pending_capture is not None:
+            self.record()
         return self.arrived - self.consumed
 
     def consume(self, nbytes: int) -> None:
@@ -240,9 +323,13 @@ class VSocket(SimulatedFile, Waitable):
         self.conn: Optional[Connection] = None
         self.out: Optional[Stream] = None
         self.inq: Optional[Stream] = None
-        self.connect_error = 0
+        self.connect_error = 0       # SO_ERROR: pending error of a failed connection attempt
         self.reset_answered = False  # full mediation: a write already went to a vanished peer
-        self.connecting = False
+        self.connecting = False      # a SYN to a closed port is out; its reset is on the way back
+        # The attempt ended in a reset: like Linux's socket in TCP_CLOSE after tcp_reset(), readable,
+        # writable and hung up until connect() is called again (which reports the error once and
+        # leaves the socket unconnected, ready for a new attempt: connect(2), tcp(7)).
+        self.refused = False
         self.rcvtimeo: Optional[float] = None
         self.sndtimeo: Optional[float] = None
         self.refs = 0
@@ -266,7 +353,7 @@ class VSocket(SimulatedFile, Waitable):
         if self.listening:
             return bool(self.backlog) and self.backlog[0].syn_arrived
         if self.is_stream:
-            if self.connect_error:
+            if self.refused:
                 return True
             s = self.inq
             return s is not None and (s.available() > 0 or s.eof_arrived or self.shut_rd)
@@ -274,7 +361,7 @@ class VSocket(SimulatedFile, Waitable):
 
     def writable(self) -> bool:
         if self.is_stream:
-            if self.connect_error:
+            if self.refused:
                 return True
             if self.conn is None or not (self.conn.established or self is self.conn.server):
                 return False
@@ -287,7 +374,7 @@ class VSocket(SimulatedFile, Waitable):
             rev |= events & (POLLIN | POLLRDNORM)
         if events & (POLLOUT | POLLWRNORM) and self.writable():
             rev |= events & (POLLOUT | POLLWRNORM)
-        if self.is_stream and self.inq is not None and self.inq.eof_arrived and events & POLLRDHUP:
+        if self.is_stream and events & POLLRDHUP and (self.refused or (self.inq is not None and self.inq.eof_arrived)):
             rev |= POLLRDHUP
         if self.connect_error:
             rev |= POLLERR
@@ -303,7 +390,10 @@ class VSocket(SimulatedFile, Waitable):
         return (self.notified, self.inq.arrived if self.inq is not None else 0)
 
     def hung_up(self) -> bool:
-        # Linux reports POLLHUP once both directions are shut: the peer's FIN arrived and ours is sent.
+        # Linux reports POLLHUP once both directions are shut: the peer's FIN arrived and ours is sent
+        # (or a reset closed both, as after a refused connect).
+        if self.refused:
+            return True
         if not self.is_stream or self.inq is None:
             return False
         return self.inq.eof_arrived and self.shut_wr
@@ -318,11 +408,25 @@ class Network:
         # (host name, kind, port) -> {virtual ip or '0.0.0.0': socket}
         self.bound: dict[tuple[str, int, int], dict[str, VSocket]] = {}
         self.capture = None  # a pcap.Capture when --pcap-dir is given
+        self.streams: list[Stream] = []  # with a capture: every stream, to complete it at the end
         # streams written to since the last flush, in order (a dict: deterministic flush order)
         self.dirty: dict = {}
         self.on_listen = None  # (host name, port) -> None, for port watches (ctrld --mediate)
         # (transfer, callback) -> None: the scheduler calls callback() when the transfer completes
-        self.watch = None
+        self.watch: Optional[Callable] = None
+        # (date, callback) -> None: the scheduler calls callback() at that simulated date
+        self.timer: Optional[Callable] = None
+        # ns-3: control segments are timers of the route's latency (see the module's docstring)
+        self.control_by_timer = False
+
+    def control(self, src: str, dst: str, callback: Callable[[], None]) -> None:
+        """A control segment (SYN, SYN-ACK, RST, a lone FIN) from host src to host dst: callback()
+        when it arrives. Under the flow-level models, a 0-byte SimGrid transfer (the model's latency,
+        e.g. 13.01 x the route's latency under LV08); under ns-3, the route's latency."""
+        if self.control_by_timer:
+            self.timer(sim.now() + sim.current().path_latency(src, dst), callback)
+        else:
+            self.watch(sim.transfer_async(src, dst, 0), callback)
 
     def listening(self, s: "VSocket") -> None:
         if self.on_listen is not None and s.local is not None:
@@ -371,10 +475,34 @@ class Network:
         conn.s2c.readers.add(client)
         conn.c2s.writers.add(client)
         listener.backlog.append(conn)
-        c, s = client.host.name, listener.host.name
         start = sim.now()
-        self.watch(sim.transfer_async(c, s, HEADER_BYTES), lambda: self._syn_arrived(conn, start))
+        self.control(client.host.name, listener.host.name, lambda: self._syn_arrived(conn, start))
         return conn
+
+    def refuse(self, client: VSocket, dst_host: Host, dst_addr: tuple[str, int]) -> None:
+        """A SYN to a port nobody listens on: the destination's kernel answers with a reset, and the
+        attempt fails when that reset is back (a round trip, as on a network: connect(2) ECONNREFUSED)."""
+        client.connecting = True
+        c, s = client.host.name, dst_host.name
+        src_addr = client.local or (client.host.ip, 0)
+        start = sim.now()
+
+        def syn_arrived() -> None:
+            if self.capture is not None:
+                self.capture.tcp(c, s, start, sim.now(), src_addr, dst_addr, 0, 0, TCP_SYN)
+            back = sim.now()
+
+            def reset_arrived() -> None:
+                if self.capture is not None:
+                    self.capture.tcp(s, c, back, sim.now(), dst_addr, src_addr, 0, 1, TCP_RST | TCP_ACK)
+                client.connecting = False
+                client.refused = True
+                client.connect_error = errno.ECONNREFUSED
+                client.wake()
+
+            self.control(s, c, reset_arrived)
+
+        self.control(c, s, syn_arrived)
 
     def _syn_arrived(self, conn: Connection, start: float) -> None:
         c, s = conn.client.host.name, conn.listener.host.name
@@ -383,7 +511,7 @@ class Network:
         conn.syn_arrived = True
         conn.listener.wake()
         start = sim.now()
-        self.watch(sim.transfer_async(s, c, HEADER_BYTES), lambda: self._established(conn, start))
+        self.control(s, c, lambda: self._established(conn, start))
 
     def _established(self, conn: Connection, start: float) -> None:
         c, s = conn.client.host.name, conn.listener.host.name
@@ -411,6 +539,12 @@ class Network:
         conn.c2s.readers.add(server)
         conn.s2c.writers.add(server)
         return conn
+
+    def end_capture(self) -> None:
+        """The run ends: write what arrived last, and what left a sender but never arrived."""
+        for stream in self.streams:
+            stream.record()
+            stream.drop_capture()
 
     def flush(self) -> None:
         """Start the flows of everything written so far. Called by an actor before it lets the

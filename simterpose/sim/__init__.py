@@ -9,6 +9,7 @@ See :mod:`.engine` for the lifecycle and threading rules.
 from ._compat import VERSION as SIMGRID_VERSION
 from ._compat import ActorKilled
 from .engine import (
+    FLOW_MODELS,
     NETWORK_MODELS,
     QUIET_LOGS,
     Activity,
@@ -30,6 +31,9 @@ from .engine import (
     exec_async,
     exec_on,
     execute,
+    exit_now,
+    hard_exit_needed,
+    network_models,
     now,
     reachable,
     recv,
@@ -49,6 +53,7 @@ from .engine import (
 
 __all__ = [
     "ActorKilled",
+    "FLOW_MODELS",
     "NETWORK_MODELS",
     "QUIET_LOGS",
     "SIMGRID_VERSION",
@@ -71,6 +76,9 @@ __all__ = [
     "exec_async",
     "exec_on",
     "execute",
+    "exit_now",
+    "hard_exit_needed",
+    "network_models",
     "now",
     "reachable",
     "recv",

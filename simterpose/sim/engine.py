@@ -26,17 +26,21 @@ with non-daemon actors still blocked (SimGrid's "deadlock"), ``run()`` raises :c
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import _compat
+from . import _compat, ns3
 from ._compat import sg
 
-#: Network models accepted by ``network/model`` (SimGrid 3.32 and 4.x; ns-3 needs a special build).
-NETWORK_MODELS = ("LV08", "CM02", "SMPI", "IB", "Constant")
+#: Flow-level network models built into every SimGrid 3.32 and 4.x (``network/model``).
+FLOW_MODELS = ("LV08", "CM02", "SMPI", "IB", "Constant")
+#: Every model simterpose knows how to drive; ``ns-3`` only when SimGrid was built with it (Debian's
+#: 3.32 is): :func:`network_models` asks the linked SimGrid.
+NETWORK_MODELS = FLOW_MODELS + ("ns-3",)
 
 DEFAULT_LOG = "root.thresh:critical"
 #: What a Simulation logs unless told otherwise: critical messages only, and not SimGrid's deadlock
@@ -47,6 +51,57 @@ QUIET_LOGS = (DEFAULT_LOG, "ker_engine.app:file:/dev/null", "ker_engine.add:no")
 
 class SimulationError(Exception):
     """Misuse of the adapter, or a simulation that could not complete."""
+
+
+_models_cache: "dict[str, str] | None" = None
+
+
+def network_models() -> dict[str, str]:
+    """The network models the linked SimGrid offers, with SimGrid's description of each.
+
+    Asked in a subprocess (``--cfg=network/model:help`` prints the list and exits the process), once
+    per process: about 0.2 s.
+    """
+    global _models_cache
+    if _models_cache is None:
+        import subprocess
+        import sys
+
+        code = "import simgrid; simgrid.Engine(['simterpose', '--cfg=network/model:help'])"
+        try:
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""  # then only the flow-level models, which every SimGrid has
+        models = {}
+        for line in out.splitlines():
+            name, sep, text = line.strip().partition(": ")
+            if sep and line.startswith("  ") and " " not in name:
+                models[name] = text.strip()
+        _models_cache = models or {m: "" for m in FLOW_MODELS}
+    return dict(_models_cache)
+
+
+_hard_exit = False
+
+
+def hard_exit_needed() -> bool:
+    """Must this process end with ``os._exit``? SimGrid 3.32's ns-3 model crashes (SIGSEGV) in the
+    static destructors run at a normal exit, after the simulation ended well: the CLI, the daemon and
+    the prediction helper flush their outputs and skip them (:func:`exit_now`)."""
+    return _hard_exit
+
+
+def exit_now(status: int) -> None:
+    """Flush Python's streams and end the process without running C++ static destructors."""
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 class ActorFailed(SimulationError):
@@ -212,13 +267,25 @@ class Simulation:
         platform = Path(platform_xml)
         if not platform.is_file():
             raise SimulationError(f"platform file not found: {platform}")
-        if network_model not in NETWORK_MODELS:
-            raise SimulationError(f"unknown network model {network_model!r} (one of {', '.join(NETWORK_MODELS)})")
+        if network_model not in FLOW_MODELS:
+            offered = network_models()
+            if network_model not in offered or network_model not in NETWORK_MODELS:
+                usable = [m for m in offered if m in NETWORK_MODELS]
+                raise SimulationError(f"unknown network model {network_model!r} (SimGrid {_compat.VERSION} "
+                                      f"offers {', '.join(usable)})")
         # Read the platform ourselves first: a malformed file gets a ScenarioError with file:line,
         # instead of SimGrid aborting the process; and 3.32 exposes no host properties (the ip).
         from simterpose.scenario import load_platform_info  # pure Python, no simgrid
 
         self.platform_info = load_platform_info(platform)
+        self.ns3: "ns3.Ns3Topology | None" = None
+        if network_model == "ns-3":
+            # What SimGrid's ns-3 binding cannot build aborts or hangs the process: refuse it first.
+            try:
+                self.ns3 = ns3.Ns3Topology.from_platform(self.platform_info)
+                ns3.check_tcp_model(str((extra_config or {}).get("ns3/TcpModel", "default")))
+            except ns3.Ns3PlatformError as e:
+                raise SimulationError(str(e)) from None
         with _current_lock:
             if _current is not None:
                 raise SimulationError(
@@ -244,6 +311,9 @@ class Simulation:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise SimulationError(f"SimGrid refused a setting: {first}") from None
             _current = self
+            if network_model == "ns-3":
+                global _hard_exit
+                _hard_exit = True
         self.platform = platform.resolve()
         self.network_model = network_model
         self.extra_config = dict(extra_config or {})
@@ -340,10 +410,29 @@ class Simulation:
         return self._routes[key]
 
     def reachable(self, src: "str | Host", dst: "str | Host") -> bool:
-        """Can SimGrid carry bytes from ``src`` to ``dst``? The Constant network model ignores routes."""
+        """Can SimGrid carry bytes from ``src`` to ``dst``? The Constant network model ignores routes;
+        ns-3 uses the one-link routes only (:mod:`.ns3`)."""
         if self.network_model == "Constant":
             return True
+        if self.ns3 is not None:
+            return self.ns3.connected(_name(src), _name(dst))
         return self.route(src, dst) is not None
+
+    def path_latency(self, src: "str | Host", dst: "str | Host") -> float:
+        """One-way latency from ``src`` to ``dst``: of the path ns-3 builds under ns-3, else the sum
+        of the latencies of SimGrid's route (0 without a route)."""
+        if self.ns3 is not None:
+            return self.ns3.latency(_name(src), _name(dst))
+        route = self.route(src, dst)
+        return route.latency if route is not None else 0.0
+
+    def require_connected(self, hosts: Sequence[str]) -> None:
+        """Under ns-3, every pair of ``hosts`` must be able to talk (raises SimulationError)."""
+        if self.ns3 is not None:
+            try:
+                self.ns3.require_connected(list(dict.fromkeys(hosts)), self.platform_info)
+            except ns3.Ns3PlatformError as e:
+                raise SimulationError(str(e)) from None
 
     # ---- actors and time ------------------------------------------------------------------------
     def spawn(self, name: str, host: "str | Host", fn: Callable, *args, daemon: bool = False) -> "ActorHandle":
@@ -593,7 +682,17 @@ def wait_any(activities: Sequence[Activity], timeout: float | None = None) -> in
 
     ``timeout=None`` waits without limit, ``timeout <= 0`` only polls. Already completed activities
     count (the lowest such index is returned). With SimGrid 3.32 only transfers can be mixed here.
+
+    Under ns-3 the timeout ends 0.75 to 1.75 ns late, on purpose: SimGrid 3.32 runs ns-3 (whose
+    clock counts whole nanoseconds) until the timeout's date; a date less than a nanosecond ahead
+    of the clock makes ns-3 advance by nothing and SimGrid loop forever (measured: a timeout of
+    0.05 s after a clock of 0.1 s, i.e. a date of 0.15000000000000002). Rounding the date up to
+    the next nanosecond plus 0.75 ns makes ns-3's rounding step past it.
     """
+    if timeout is not None and timeout > 0 and current().ns3 is not None:
+        now = current().now()
+        date = math.ceil((now + timeout) * 1e9) / 1e9 + 0.75e-9
+        timeout = date - now
     return _compat.wait_any([a.raw for a in activities], timeout)
 
 
@@ -744,3 +843,7 @@ class Event:
                 return self._set
         return True
 
+
+
+def _name(host: "str | Host") -> str:
+    return host if isinstance(host, str) else host.name

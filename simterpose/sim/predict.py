@@ -137,6 +137,10 @@ def main() -> int:
     result = _serve(request)
     sys.stdout.write(json.dumps({"result": result}) + "\n")
     sys.stdout.flush()
+    from .engine import exit_now, hard_exit_needed
+
+    if hard_exit_needed():
+        exit_now(0)  # SimGrid's ns-3 model crashes in static destructors at exit
     return 0
 
 

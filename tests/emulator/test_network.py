@@ -6,14 +6,16 @@ computing costs no simulated time and dates are exact) and `--mediate MODE` for 
 MODES: every mode must give the same outputs and the same simulated dates.
 
 Expected dates are computed by SimGrid itself (simterpose.sim.predict, in a subprocess) from the
-emulator's documented network model: a connection costs SYN + SYN-ACK (two 0-byte transfers); each
-direction of a connection carries what was written while the previous batch travelled as one
-transfer; a FIN is a 0-byte transfer after the data; a datagram is one transfer.
+emulator's documented network model: a connection costs SYN + SYN-ACK (two 0-byte transfers), a
+refused one SYN + RST; each direction of a connection carries what was written at one date as one
+transfer; the FIN travels with the last data (a 0-byte transfer of its own only when nothing is in
+flight); a datagram is one transfer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import subprocess
 
@@ -97,9 +99,29 @@ def test_bulk_100MB_arrives_intact_in_reasonable_wall_time(tmp_path, mode, bulk_
 
 
 def _bulk_expectation(model: str, start: float) -> float:
-    """Sender's end: handshake, the data as one flow, its FIN, then the receiver's FIN back."""
-    return predict_sequence(TWO_HOSTS, model, syn_synack("h2", "h1") + [("h2", "h1", BULK), ("h2", "h1", 0),
-                                                                        ("h1", "h2", 0)], start_time=start)[-1]
+    """Sender's end: handshake, the data as one flow (the FIN rides with it), then the receiver's
+    FIN back (alone: nothing else is in flight)."""
+    return predict_sequence(TWO_HOSTS, model, syn_synack("h2", "h1") + [("h2", "h1", BULK), ("h1", "h2", 0)],
+                            start_time=start)[-1]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("mode", MODES)
+def test_eof_of_a_1MB_bulk_transfer_is_read_with_its_last_byte(tmp_path, mode, model):
+    """The FIN travels right behind the data: the receiver reads EOF when SimGrid delivers the last
+    byte of the stream (2 handshake transfers, then 1 MB written at once, one flow), not one model
+    latency later (13 route latencies under LV08)."""
+    start, size = 0.1, 1_000_000
+    r = emulate(tmp_path, [toy("bulk_receiver", "h1", 5000),
+                           toy("bulk_sender", "h2", "h1", 5000, size, start_time=start)],
+                mode, model=model).check_ok()
+    assert r.stdout(0).split()[1] == str(size)
+    dates = predict_sequence(TWO_HOSTS, model, syn_synack("h2", "h1") + [("h2", "h1", size), ("h1", "h2", 0)],
+                             start_time=start)
+    # The receiver exits right after reading EOF (--cpu-model none: computing is free).
+    assert r.end(0) == pytest.approx(dates[2], rel=0.01)
+    # The sender, once the receiver's own FIN is back (alone on the wire: one transfer of 0 bytes).
+    assert r.end(1) == pytest.approx(dates[3], rel=0.01)
 
 
 LATENCY_PER_BATCH = ("known limit: a stream's flows overlap (pipelined, delivered progressively) but each flow "
@@ -230,12 +252,15 @@ def test_a_client_retries_in_virtual_time_until_its_server_listens(tmp_path, mod
                            toy("pingpong_server", "h1", 5004, 3, 100, start_time=late)], mode).check_ok()
     assert r.stdout(0) == "client: 3 messages of 100 bytes ok\n"
     refused = r.syscalls(0).count("= -1 ECONNREFUSED")
-    # One refused connect per 10 ms of simulated time before the server came.
-    assert 295 <= refused <= 301, refused
+    # Each refused connect costs a round trip (SYN, RST), then the toy sleeps 10 ms: attempts start
+    # every rtt + 10 ms, and those started before the server listens are refused.
+    rtt = predict_sequence(TWO_HOSTS, "LV08", syn_synack("h2", "h1"))[-1]
+    period = rtt + 0.010
+    assert refused == math.ceil(late / period), (refused, period)
     assert r.end(0) > late
-    # Ending after the server's handshake and 3 round trips, started at the latest 10 ms after `late`.
+    # Ending after the server's handshake and 3 round trips, started at the latest one period after `late`.
     seq = predict_sequence(TWO_HOSTS, "LV08", syn_synack("h2", "h1") + [("h2", "h1", 100), ("h1", "h2", 100)] * 3)
-    assert late + seq[-1] - EPS <= r.end(0) <= late + 0.0101 + seq[-1]
+    assert late + seq[-1] - EPS <= r.end(0) <= late + period + seq[-1]
     # The 3 s of retries were not waited for real.
     assert r.procs[0]["wall"] < late
 
@@ -271,6 +296,60 @@ def test_connecting_to_a_closed_port_is_refused_and_to_an_unknown_address_unreac
         "h1 6005 connected",
         "udp 10.9.9.9 ENETUNREACH",
     ]
+
+
+REFUSED_CLIENT = """
+import errno, select, socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+name = lambda rc: errno.errorcode.get(rc, rc)
+t0 = time.monotonic()
+for i in range(n):
+    s = socket.socket()
+    try:
+        s.connect((host, port))
+        print("blocking connected")
+    except OSError as e:
+        print("blocking", name(e.errno), "SO_ERROR", s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+    s.close()
+t1 = time.monotonic()
+s = socket.socket()
+s.setblocking(False)
+print("nonblocking", name(s.connect_ex((host, port))))
+p = select.poll()
+p.register(s, select.POLLIN | select.POLLOUT)
+print("poll", [(fd == s.fileno(), rev) for fd, rev in p.poll(5000)])
+t2 = time.monotonic()
+print("SO_ERROR", name(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)),
+      name(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)))
+print("poll again", [rev for _, rev in p.poll(0)])
+print("connect again", name(s.connect_ex((host, port))))
+print("new attempt", name(s.connect_ex((host, port))))
+print("poll", [rev for _, rev in p.poll(5000)])
+for _ in range(2):
+    try:
+        print("recv", s.recv(10))
+    except OSError as e:
+        print("recv", name(e.errno))
+s.close()
+print(f"times {t1 - t0:.9f} {t2 - t1:.9f}", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("mode", MODES)
+def test_refused_connects_cost_a_round_trip_each_and_fail_as_on_linux(tmp_path, mode, model):
+    """connect(2) to a port nobody listens on: a SYN out, a reset back (tcp(7)), then ECONNREFUSED;
+    non-blocking: EINPROGRESS, then POLLOUT|POLLERR (and POLLIN|POLLHUP: the reset shut both
+    directions) and SO_ERROR = ECONNREFUSED once the round trip is over."""
+    n = 5
+    closed = free_port()
+    want = native([PYTHON, "-c", REFUSED_CLIENT, "127.0.0.1", closed, n])[0]
+    r = emulate(tmp_path, [py("h2", REFUSED_CLIENT, "h1", 6011, n, start_time=0.1)], mode, model=model).check_ok()
+    assert r.stdout(0) == want  # the same errors and poll bits as Linux
+    rtt = predict_sequence(TWO_HOSTS, model, syn_synack("h2", "h1"))[-1]
+    blocking, nonblocking = (float(t) for t in r.stderr(0).split()[1:])
+    assert blocking == pytest.approx(n * rtt, abs=EPS)     # N refused connects: N round trips
+    assert nonblocking == pytest.approx(rtt, abs=EPS)
 
 
 NAMES_SERVER = """
@@ -441,11 +520,10 @@ def test_a_reader_sees_eof_after_the_data_once_the_peer_closed(tmp_path, mode, m
     assert lines[1] == "again b''"
     length, head, date = lines[0].split()
     assert (length, head) == ("3000", "b'byebye'")
-    # EOF comes with the FIN, a 0-byte transfer after the data: the data went as soon as the SYN
-    # arrived (accept), concurrently with the SYN-ACK.
-    syn = predict_sequence(TWO_HOSTS, model, [("h2", "h1", 0)], start_time=0.1)[-1]
-    data_fin = predict_sequence(TWO_HOSTS, model, [("h1", "h2", 3000), ("h1", "h2", 0)], start_time=syn)
-    assert float(date) >= data_fin[-1] - EPS
+    # EOF comes with the last byte: the server's data (and its FIN right behind) left once the
+    # connection was established (the SYN-ACK reached the client); no latency is paid for the FIN.
+    data = predict_sequence(TWO_HOSTS, model, syn_synack("h2", "h1") + [("h1", "h2", 3000)], start_time=0.1)[-1]
+    assert float(date) == pytest.approx(data, abs=EPS)
 
 
 # -- a real-world pair ---------------------------------------------------------------------------
