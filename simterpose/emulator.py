@@ -23,6 +23,7 @@ from .net.pcap import Capture
 from .net.policy import SocketPolicy
 from .net.sockets import Network
 from .proc_policy import ProcPolicy
+from .randomness import DEFAULT_SEED, RandomnessPolicy
 from .scenario import ProcessSpec, Scenario, hosts_file_lines
 from .scheduler import Scheduler
 from .syscall_log import SyscallLog
@@ -46,6 +47,7 @@ class RunConfig:
     pcap_dir: Optional[Path] = None
     simgrid_config: dict = field(default_factory=dict)  # more --cfg=key:value for SimGrid
     simgrid_log: Optional[list] = None                  # SimGrid --log settings (None: sim.QUIET_LOGS)
+    seed: int = DEFAULT_SEED             # every random byte of the run derives from it (randomness.py)
 
     def __post_init__(self):
         if self.mediate not in ("address-translation", "full-mediation"):
@@ -118,9 +120,10 @@ class ScenarioProcess:
         self.net = (MediationPolicy if full else SocketPolicy)(self, emulation.network)
         self.timerfd = TimerFdPolicy(self)
         self.local = LocalPolicy(self)
+        self.random = RandomnessPolicy(self)
         self.modules = {syscall_table.TIME: self.time, syscall_table.TIMERFD: self.timerfd,
                         syscall_table.PROC: self.proc, syscall_table.NET: self.net,
-                        syscall_table.LOCAL: self.local}
+                        syscall_table.LOCAL: self.local, syscall_table.RANDOM: self.random}
         self.handlers: dict[int, object] = {}   # syscall number -> bound handler, filled lazily
         self.log: Optional[SyscallLog] = None
         self._files: list = []

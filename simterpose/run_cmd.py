@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", metavar="SETTING", action="append", default=[], type=_log,
                    help="a SimGrid log setting, as SimGrid's --log (e.g. root.thresh:info); repeatable. "
                         "Without it SimGrid says nothing but critical errors")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="every random byte the processes get (getrandom, /dev/urandom, /dev/random, AT_RANDOM) "
+                        "derives from this integer (default: the scenario's seed:, else 1)")
     p.add_argument("--data-dir", metavar="DIR",
                    help="Shadow-like outputs: DIR/hosts/HOST/PROGRAM.N.{stdout,stderr,syscalls} (N: the "
                         "process's rank in the scenario), DIR/hosts/HOST/eth0.pcap and DIR/results.json; "
@@ -52,6 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
+    from .randomness import DEFAULT_SEED
     from .scenario import ScenarioError, load_deployment, load_scenario
     from .time.clock import DEFAULT_EPOCH
 
@@ -95,7 +99,8 @@ def main(args) -> int:
                            cpu_model=args.cpu_model, reference_speed=ref_speed,
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
                            vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
-                           mediate=args.mediate, pcap_dir=pcap_dir)
+                           mediate=args.mediate, pcap_dir=pcap_dir,
+                           seed=_first(args.seed, scenario.seed, DEFAULT_SEED))
     except ValueError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
@@ -206,6 +211,19 @@ def _date(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"invalid date {text!r}: must be >= 0")
     return value
+
+
+def _seed(text: str) -> int:
+    from .randomness import parse_seed
+
+    try:
+        return parse_seed(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _first(*values):
+    return next(v for v in values if v is not None)
 
 
 def _cfg(text: str) -> tuple[str, str]:

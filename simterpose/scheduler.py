@@ -155,6 +155,9 @@ class Scheduler(Policy):
         for obj in task.blocked_on.on:
             obj.waiters.add(task)
 
+    def at_random(self, process: Process) -> bytes:
+        return process.owner.random.at_random(process)  # seeded (simterpose/randomness.py)
+
     def on_exec(self, process: Process) -> None:
         self.cpu.reset(process)
         process.data.pop("sigactions", None)  # handlers are reset by exec (ignored ones stay, harmless)

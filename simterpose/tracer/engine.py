@@ -44,7 +44,7 @@ NR_IO_URING_SETUP = names.number("io_uring_setup")
 NR_MMAP = names.number("mmap")
 PROT_READ, PROT_WRITE = 1, 2
 MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
-AT_NULL, AT_SYSINFO_EHDR = 0, 33
+AT_NULL, AT_RANDOM, AT_SYSINFO_EHDR = 0, 25, 33  # getauxval(3)
 # Registers identifying "the same syscall at the same place" (inject's re-stop vs a nested call).
 _SAME_CALL = (arch.NR, arch.IP, arch.SP, *arch.ARGS)
 
@@ -169,6 +169,11 @@ class Policy:
         return None
     def on_signal(self, task: Task, sig: int) -> int:
         return sig
+
+    def at_random(self, process: Process) -> Optional[bytes]:
+        """The 16 bytes the program `process` has just exec'd finds at getauxval(AT_RANDOM), or None
+        to keep the kernel's (random) ones. Called at the exec stop, before its first instruction."""
+        return None
 
 
 def status_to_exit_code(status: int) -> int:
@@ -545,16 +550,20 @@ class Tracer:
                 self.tasks.pop(tid, None)
         proc.mem.reopen()
         task.scratch = 0  # the new program's address space has no page of ours
-        if self.vdso == "disable":
-            self._hide_vdso(task)
+        self._patch_auxv(task, self.policy.at_random(proc))
         self.policy.on_exec(proc)
         self._resume(task)
 
-    def _hide_vdso(self, task: Task) -> None:
-        """Make libc fall back from the vDSO to real syscalls for its clocks: at the exec stop, set
-        the auxiliary vector's AT_SYSINFO_EHDR entry to 0, as if the kernel offered no vDSO (the
-        approach rr uses; works for static binaries too). The stack at exec holds
-        argc, argv[], NULL, envp[], NULL, auxv pairs, AT_NULL."""
+    def _patch_auxv(self, task: Task, at_random: Optional[bytes]) -> None:
+        """At the exec stop, before the new program runs, edit what the kernel handed it on its stack
+        (argc, argv[], NULL, envp[], NULL, auxv pairs, AT_NULL):
+          * vdso "disable": the auxiliary vector's AT_SYSINFO_EHDR entry set to 0, as if the kernel
+            offered no vDSO, so that libc falls back to real syscalls for its clocks (the approach
+            rr uses; works for static binaries too);
+          * `at_random` (16 bytes): written over the bytes AT_RANDOM points to (getauxval(3)), which
+            the kernel itself put in the new stack for this program."""
+        if self.vdso != "disable" and at_random is None:
+            return
         mem = task.process.mem
         pt.getregs(task.tid, self._regs)
         sp = getattr(self._regs, arch.SP)
@@ -568,9 +577,10 @@ class Tracer:
             key = words.get(i)
             if key == AT_NULL:
                 return
-            if key == AT_SYSINFO_EHDR:
+            if key == AT_SYSINFO_EHDR and self.vdso == "disable":
                 mem.write_u64(sp + 8 * (i + 1), 0)
-                return
+            elif key == AT_RANDOM and at_random is not None:
+                mem.write(words.get(i + 1), at_random[:16])
             i += 2
 
     def _on_signal(self, task: Task, sig: int) -> None:
