@@ -30,6 +30,9 @@ def main(argv=None) -> int:
         status = _main(argv)
         sys.stdout.flush()  # here, where a vanished reader is caught, rather than at interpreter exit
         return status
+    except KeyboardInterrupt:
+        # Ctrl-C before or after a run (during one, `simterpose run` stops it and reports): no traceback.
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # Our reader went away (`simterpose run ... | head`): stop quietly, as a command killed by
         # SIGPIPE would. Python would complain again at exit while flushing stdout: point it elsewhere.

@@ -34,6 +34,7 @@ from typing import Optional
 from . import sim, syscall_table, wait
 from .cpu_model import Burst, CpuModel
 from .procfs import lowest_signal, signal_state
+from .progress import POLL_EVERY
 from .tracer import names
 from .tracer.engine import BLOCKED, Policy, Process, Task, TraceeGone, Tracer
 from .tracer.memory import MemoryError_
@@ -60,6 +61,7 @@ class Scheduler(Policy):
         self.native_files = wait.Condition("native descriptors")  # pipes, unix sockets, eventfd
         self.handlers = self._build_handlers()
         self.tracer = Tracer(self, vdso=self.cfg.vdso, cpu=self.cfg.cpu, log=self._tracer_message)
+        self.tracer.new_process_group = self.cfg.own_process_group
         self.ready: set[Task] = set()
         wait.bind(self.ready)
         self.activities: list = []      # [(sim.Transfer, callback)] in flight
@@ -208,8 +210,19 @@ class Scheduler(Policy):
             self._shutdown()
 
     def _loop(self) -> None:
-        tracer = self.tracer
+        tracer, em = self.tracer, self.em
+        progress = em.progress if em.progress is not None and em.progress.enabled else None
+        iterations = 0
         while True:
+            if em.interrupted is not None:
+                self._stop_interrupted()
+                return
+            if progress is not None:
+                # The wall clock is read every POLL_EVERY iterations only, never per syscall.
+                iterations += 1
+                if iterations == POLL_EVERY:
+                    iterations = 0
+                    progress.poll(self.now_seen, len(em.processes), tracer.stops)
             if self.requests is not None and not self._poll_requests(block=False):
                 return
             now = self.now_seen = sim.now()
@@ -242,6 +255,8 @@ class Scheduler(Policy):
                     continue
                 self._deadlock()
                 continue
+            if em.interrupted is not None:
+                continue  # stop at this date: the clock must not move past the interruption
             self._advance(deadline)
 
     def _advance(self, deadline: Optional[float]) -> None:
@@ -314,6 +329,16 @@ class Scheduler(Policy):
         if self.tracer.tasks or self.requests is not None:
             return False
         return all(a.finished or (self.em.stopping and not a.started) for a in self.em.actors)
+
+    def _stop_interrupted(self) -> None:
+        """Ctrl-C or SIGTERM (`Emulation.interrupt`): every process still running is killed now, at
+        the date the loop had reached; those not started yet never start."""
+        for owner in self.em.actors:
+            if owner.started and not owner.finished:
+                self._kill(owner, stop=True)
+            elif not owner.started:
+                owner.note_error(f"not started: the run was interrupted at t={self.now_seen:.6f}")
+                owner.finish()
 
     def _next_deadline(self) -> Optional[float]:
         dates = []

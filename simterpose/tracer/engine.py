@@ -205,6 +205,8 @@ class Tracer:
         self._early: set[int] = set()      # new tids whose first stop came before the fork event
         self._wait_flags = pt.WALL | pt.WNOTHREAD
         self._spawned = 0
+        self.stops = 0                     # syscall stops handled by run_round (counted per round)
+        self.new_process_group = False     # spawn each tree in a process group of its own
 
     # -- starting ------------------------------------------------------------------------------
     def spawn(self, argv: list[str], env: Optional[dict] = None, cwd: Optional[str] = None,
@@ -235,8 +237,10 @@ class Tracer:
                     os.set_inheritable(fd, False)
                 except OSError:
                     pass
+        # A group of its own: a Ctrl-C at the terminal (SIGINT to the foreground group) then reaches
+        # the tracer alone, which decides what happens to the tracees.
         pid = os.posix_spawn(helper, [helper, *cwd_args, numbers, "--", prog, *argv], env,
-                             file_actions=file_actions)
+                             file_actions=file_actions, setpgroup=0 if self.new_process_group else None)
         _, status = os.waitpid(pid, pt.WALL)
         if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP):
             raise RuntimeError(f"launcher did not stop as expected (status {status:#x})")
@@ -315,6 +319,7 @@ class Tracer:
             else:
                 self._dispatch(tid, status)
         deferred.sort()
+        self.stops += len(deferred)
         for _, _, tid, status in deferred:
             task = self.tasks.get(tid)
             if task is not None and task.state == STOPPED:
