@@ -12,7 +12,7 @@ TOYS     := $(patsubst examples/toys/%.c,$(BUILD)/toys/%,$(TOYS_SRC))
 setup:
 	@bash scripts/setup.sh
 
-toys: $(TOYS) $(BUILD)/toys/time_probe_static
+toys: $(TOYS) $(BUILD)/toys/time_probe_static $(BUILD)/toys/random_probe_static
 
 $(BUILD)/toys/%: examples/toys/%.c examples/toys/toys.h
 	@mkdir -p $(dir $@)
@@ -20,6 +20,11 @@ $(BUILD)/toys/%: examples/toys/%.c examples/toys/toys.h
 
 # A statically linked time probe: its clock calls must be virtualised without any dynamic loader help.
 $(BUILD)/toys/time_probe_static: examples/toys/time_probe.c examples/toys/toys.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -static -o $@ $<
+
+# A statically linked random probe: its AT_RANDOM bytes are seeded without any dynamic loader.
+$(BUILD)/toys/random_probe_static: examples/toys/random_probe.c examples/toys/toys.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -static -o $@ $<
 

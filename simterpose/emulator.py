@@ -276,7 +276,7 @@ class Emulation:
         if self.interrupted is not None:
             return
         self.interrupted = signum
-        self.interrupted_at = self.scheduler.now_seen
+        self.interrupted_at = sim.now()  # the loop does not advance the clock past it (Scheduler._loop)
         for owner in self.actors:
             if owner.started and not owner.finished:
                 owner.record.interrupted = True

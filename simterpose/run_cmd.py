@@ -182,10 +182,16 @@ class Interruption:
         self.signum: int | None = None
         self._emulation = None
         self._previous: dict = {}
+        self._ignored: list = []
 
     def __enter__(self) -> "Interruption":
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._on_signal)
+            # An ignored signal stays ignored (`nohup`, or a shell script's `simterpose run &`,
+            # which must survive a Ctrl-C meant for the script's foreground job).
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                self._ignored.append(sig)
+            else:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -198,6 +204,8 @@ class Interruption:
         # the process with status 1): ours again.
         for sig in self._previous:
             signal.signal(sig, self._on_signal)
+        for sig in self._ignored:
+            signal.signal(sig, signal.SIG_IGN)
         if self.signum is not None:
             emulation.interrupt(self.signum)
 

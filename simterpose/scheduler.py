@@ -337,7 +337,7 @@ class Scheduler(Policy):
             if owner.started and not owner.finished:
                 self._kill(owner, stop=True)
             elif not owner.started:
-                owner.note_error(f"not started: the run was interrupted at t={self.now_seen:.6f}")
+                owner.note_error(f"not started: the run was interrupted at t={self.em.interrupted_at:.6f}")
                 owner.finish()
 
     def _next_deadline(self) -> Optional[float]:

@@ -27,7 +27,8 @@ from typing import Callable, Optional
 
 from . import arch, launcher, names
 from . import ptrace as pt
-from .memory import Memory
+from .memory import Memory, MemoryError_
+from .ptrace import TraceeGone
 from .results import Blocked, Errno, Native, Unsupported, Value
 
 _ARGS = arch.ARGS
@@ -47,10 +48,6 @@ MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
 AT_NULL, AT_RANDOM, AT_SYSINFO_EHDR = 0, 25, 33  # getauxval(3)
 # Registers identifying "the same syscall at the same place" (inject's re-stop vs a nested call).
 _SAME_CALL = (arch.NR, arch.IP, arch.SP, *arch.ARGS)
-
-
-class TraceeGone(Exception):
-    """The task died while we were operating on it (e.g. SIGKILL from outside)."""
 
 
 @dataclass(eq=False)
@@ -369,6 +366,10 @@ class Tracer:
                 self._on_signal(task, sig)
         except TraceeGone:
             pass  # its exit will be reported by waitpid
+        except MemoryError_:
+            if not _vanished(tid):
+                raise
+            # killed while we read or wrote its memory (e.g. the new stack at an exec): as above
 
     # -- syscall stops -------------------------------------------------------------------------
     def _on_seccomp(self, task: Task) -> None:
@@ -771,6 +772,15 @@ class Tracer:
                 pt.cont(task.tid, sig)
             else:
                 pt.cont(task.tid)
+
+
+def _vanished(tid: int) -> bool:
+    """Is a task we were handling a stop of no longer stopped (killed meanwhile)?"""
+    try:
+        pt.geteventmsg(tid)
+    except TraceeGone:
+        return True
+    return False
 
 
 def _no_exit_change(sc, ret):
