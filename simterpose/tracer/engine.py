@@ -236,8 +236,9 @@ class Tracer:
                     pass
         # A group of its own: a Ctrl-C at the terminal (SIGINT to the foreground group) then reaches
         # the tracer alone, which decides what happens to the tracees.
+        group = {"setpgroup": 0} if self.new_process_group else {}
         pid = os.posix_spawn(helper, [helper, *cwd_args, numbers, "--", prog, *argv], env,
-                             file_actions=file_actions, setpgroup=0 if self.new_process_group else None)
+                             file_actions=file_actions, **group)
         _, status = os.waitpid(pid, pt.WALL)
         if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP):
             raise RuntimeError(f"launcher did not stop as expected (status {status:#x})")
