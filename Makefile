@@ -14,7 +14,7 @@ GO_PROGS := $(patsubst examples/go/%.go,$(BUILD)/go/%,$(GO_SRC))
 setup:
 	@bash scripts/setup.sh
 
-toys: $(TOYS) $(BUILD)/toys/time_probe_static $(GO_PROGS)
+toys: $(TOYS) $(BUILD)/toys/time_probe_static $(BUILD)/toys/random_probe_static $(GO_PROGS)
 
 $(BUILD)/toys/%: examples/toys/%.c examples/toys/toys.h
 	@mkdir -p $(dir $@)
@@ -28,6 +28,11 @@ $(BUILD)/go/%: examples/go/%.go
 
 # A statically linked time probe: its clock calls must be virtualised without any dynamic loader help.
 $(BUILD)/toys/time_probe_static: examples/toys/time_probe.c examples/toys/toys.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -static -o $@ $<
+
+# A statically linked random probe: its AT_RANDOM bytes are seeded without any dynamic loader.
+$(BUILD)/toys/random_probe_static: examples/toys/random_probe.c examples/toys/toys.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -static -o $@ $<
 

@@ -33,6 +33,9 @@ def main(argv=None) -> int:
         if engine is not None and engine.hard_exit_needed():
             engine.exit_now(status)  # SimGrid's ns-3 model crashes in static destructors at exit
         return status
+    except KeyboardInterrupt:
+        # Ctrl-C before or after a run (during one, `simterpose run` stops it and reports): no traceback.
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # Our reader went away (`simterpose run ... | head`): stop quietly, as a command killed by
         # SIGPIPE would. Python would complain again at exit while flushing stdout: point it elsewhere.

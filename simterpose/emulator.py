@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from .net.pcap import Capture
 from .net.policy import SocketPolicy
 from .net.sockets import Network
 from .proc_policy import ProcPolicy
+from .progress import Progress
+from .randomness import DEFAULT_SEED, RandomnessPolicy
 from .scenario import ProcessSpec, Scenario, hosts_file_lines
 from .scheduler import Scheduler
 from .syscall_log import SyscallLog
@@ -50,6 +53,10 @@ class RunConfig:
     simgrid_config: dict = field(default_factory=dict)  # more --cfg=key:value for SimGrid
     simgrid_log: Optional[list] = None                  # SimGrid --log settings (None: sim.QUIET_LOGS)
     unblocked_syscall_latency: float = DEFAULT_LATENCY  # busy-wait steps' cost (busy_wait.py); 0: off
+    seed: int = DEFAULT_SEED             # every random byte of the run derives from it (randomness.py)
+    # Each scenario process in a process group of its own (`simterpose run`): a Ctrl-C at the
+    # terminal reaches simterpose only, which stops the run and reports the processes as running.
+    own_process_group: bool = False
 
     def __post_init__(self):
         if self.mediate not in ("address-translation", "full-mediation"):
@@ -81,6 +88,7 @@ class ProcessRecord:
     wall: Optional[float] = None
     error: Optional[str] = None
     pids: list = field(default_factory=list)
+    interrupted: bool = False            # still running when the run was interrupted (Ctrl-C, SIGTERM)
 
     @property
     def ok(self) -> bool:
@@ -126,10 +134,12 @@ class ScenarioProcess:
         self.timers = PosixTimerPolicy(self)
         self.local = LocalPolicy(self)
         self.epoll = EpollPolicy(self)
+        self.random = RandomnessPolicy(self)
         self.modules = {syscall_table.TIME: self.time, syscall_table.TIMERFD: self.timerfd,
                         syscall_table.PTIMER: self.timers,
                         syscall_table.PROC: self.proc, syscall_table.NET: self.net,
-                        syscall_table.LOCAL: self.local, syscall_table.EPOLL: self.epoll}
+                        syscall_table.LOCAL: self.local, syscall_table.EPOLL: self.epoll,
+                        syscall_table.RANDOM: self.random}
         self.handlers: dict[int, object] = {}   # syscall number -> bound handler, filled lazily
         self.log: Optional[SyscallLog] = None
         self._files: list = []
@@ -183,9 +193,15 @@ class ScenarioProcess:
         err_fd = err.fileno() if err else self.stderr_fd
         env = dict(os.environ)
         env.update(spec.env)
+        in_fd = None
+        if cfg.own_process_group and os.isatty(0):
+            # Out of the terminal's foreground group, a read of the terminal would stop the process
+            # (SIGTTIN) over and over; and a simulated process cannot wait for a person anyway.
+            self._files.append(open(os.devnull, "rb"))
+            in_fd = self._files[-1].fileno()
         self.wall0 = time.perf_counter()
         self.record.start = sim.now()
-        root = tracer.spawn(spec.argv, env=env, cwd=spec.cwd, path=spec.binary, stdout=out_fd,
+        root = tracer.spawn(spec.argv, env=env, cwd=spec.cwd, path=spec.binary, stdin=in_fd, stdout=out_fd,
                             stderr=err_fd, owner=self)
         self.record.pids.append(root.pid)
         self.emulation.processes[root.pid] = root
@@ -208,7 +224,7 @@ class ScenarioProcess:
         if self.finished:
             return
         self.finished = True
-        if self.record.end is None:
+        if self.record.end is None and self.started:  # a process that never ran has no end date
             self.record.end = sim.now()
         if self.started:
             self.record.wall = time.perf_counter() - self.wall0
@@ -247,6 +263,10 @@ class Emulation:
         self.futexes: dict = {}
         self.tracee_pipes: set = set()
         self.stopping = False
+        # Ctrl-C / SIGTERM (`interrupt`): the signal number, and the simulated date it stopped the run at
+        self.interrupted: Optional[int] = None
+        self.interrupted_at: Optional[float] = None
+        self.progress: Optional[Progress] = None  # progress line / heartbeat, polled by the scheduler
         self.actors = [ScenarioProcess(self, spec, i) for i, spec in enumerate(scenario.processes)]
         self.scheduler = Scheduler(self)
         self.final_time = 0.0
@@ -260,6 +280,24 @@ class Emulation:
         os.write(fd, ("\n".join(lines) + "\n").encode())
         os.close(fd)
         return path
+
+    def interrupt(self, signum: int) -> None:
+        """Stop the run now (called from a Python signal handler, between two bytecodes of the loop):
+        every process still running is marked as interrupted and SIGKILLed at once — so that even a
+        tracee computing without syscalls stops — and the loop ends at its next iteration, without
+        advancing the clock. Processes not started yet never start. Idempotent."""
+        if self.interrupted is not None:
+            return
+        self.interrupted = signum
+        self.interrupted_at = sim.now()  # the loop does not advance the clock past it (Scheduler._loop)
+        for owner in self.actors:
+            if owner.started and not owner.finished:
+                owner.record.interrupted = True
+        for tid in list(self.scheduler.tracer.tasks):
+            try:
+                os.kill(tid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def find_process(self, pid: int) -> Optional[Process]:
         return self.processes.get(pid)

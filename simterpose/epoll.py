@@ -159,6 +159,8 @@ class EpollPolicy:
         target = self._table(sc).get(fd)
         if isinstance(target, EpollSet) and not target.simulated:
             target = None     # a nested set the kernel can judge entirely: let it hold it
+        elif not isinstance(target, (SimulatedFile, EpollSet)):
+            target = None     # a real file the table follows for other reasons (/dev/urandom)
         if target is None:
             return self._ctl_native(sc, ep, op, fd)
         if fd == epfd or target is ep:

@@ -3,7 +3,8 @@
 Judged after the run from the emulator's :class:`~simterpose.emulator.ProcessRecord` and the
 scenario's :class:`~simterpose.scenario.ProcessSpec`, in Shadow's terms (``expected_final_state``):
 ``exited N``, ``signaled SIGNAME``, or ``running`` — still running when its ``kill_time`` (or the
-run's ``--stop-time``) came, and killed then by simterpose.
+run's ``--stop-time``) came, or when the run was interrupted (Ctrl-C, SIGTERM), and killed then by
+simterpose.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def _final_state(spec: ProcessSpec, record, stop_time: Optional[float]) -> Optio
     if record.exit_status is None:
         return None
     if record.signal is not None:
+        if record.signal == signal.SIGKILL and record.interrupted:
+            return FinalState("running")  # we killed it when the run was interrupted (Ctrl-C, SIGTERM)
         if record.signal == signal.SIGKILL and record.end is not None and any(
                 date is not None and abs(record.end - date) <= _SAME_DATE for date in (spec.kill_time, stop_time)):
             return FinalState("running")  # we killed it at its kill_time / the stop time: it was running

@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", metavar="SETTING", action="append", default=[], type=_log,
                    help="a SimGrid log setting, as SimGrid's --log (e.g. root.thresh:info); repeatable. "
                         "Without it SimGrid says nothing but critical errors")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help="every random byte the processes get (getrandom, /dev/urandom, /dev/random, AT_RANDOM) "
+                        "derives from this integer (default: the scenario's seed:, else 1)")
+    p.add_argument("--heartbeat", metavar="SECONDS", type=_period, default=None,
+                   help="print one progress line on stderr every SECONDS of wall time (simulated date, "
+                        "processes alive, syscalls/s), for logs; on a terminal a live line is shown anyway")
     p.add_argument("--data-dir", metavar="DIR",
                    help="Shadow-like outputs: DIR/hosts/HOST/PROGRAM.N.{stdout,stderr,syscalls} (N: the "
                         "process's rank in the scenario), DIR/hosts/HOST/eth0.pcap and DIR/results.json; "
@@ -68,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
+    from .randomness import DEFAULT_SEED
     from .scenario import ScenarioError, load_deployment, load_scenario
     from .time.clock import DEFAULT_EPOCH
 
@@ -94,7 +102,7 @@ def main(args) -> int:
     # SimGrid's own spelling of the network model wins over the scenario's, as --network-model does.
     network_model = simgrid_config.pop("network/model", None) or args.network_model or scenario.network_model \
         or DEFAULT_NETWORK_MODEL
-    from .emulator import Emulation, RunConfig
+    from .emulator import RunConfig
     from .sim import QUIET_LOGS
 
     data = None
@@ -119,28 +127,50 @@ def main(args) -> int:
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
                            vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
                            mediate=args.mediate, pcap_dir=pcap_dir,
+                           seed=_first(args.seed, scenario.seed, DEFAULT_SEED), own_process_group=True,
                            **({} if args.unblocked_syscall_latency is None else
                               {"unblocked_syscall_latency": args.unblocked_syscall_latency}))
     except ValueError as e:
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
+    with Interruption() as interruption:
+        status = _run(args, scenario, config, data, interruption)
+    return status
+
+
+def _run(args, scenario, config, data, interruption: "Interruption") -> int:
+    from .emulator import Emulation
+    from .progress import Progress
+    from .scenario import ScenarioError, signal_name
     from .sim import SimulationError
 
+    progress = Progress(sys.stderr, live=sys.stderr.isatty(), heartbeat=args.heartbeat)
     try:
         emulation = Emulation(scenario, config)
+        emulation.progress = progress
+        interruption.attach(emulation)
         records = emulation.run()
     except (SimulationError, ScenarioError) as e:
+        progress.close()
         print(f"simterpose run: {e}", file=sys.stderr)
         return 2
     finally:
         if data is not None:
             data.file_outputs(scenario)
+    progress.close()
 
     from .outcome import judge
 
+    stopped = None
+    if emulation.interrupted is not None:
+        stopped = {"signal": signal_name(emulation.interrupted), "simulated_time": emulation.interrupted_at}
+        running = sum(r.interrupted for r in records)
+        print(f"simterpose run: interrupted at t={emulation.interrupted_at:.6f} s ({stopped['signal']}): "
+              f"{running} process{'' if running == 1 else 'es'} still running, killed", file=sys.stderr)
     outcomes = [judge(spec, r, args.stop_time) for spec, r in zip(scenario.processes, records, strict=True)]
     if args.json:  # first: a reader that went away (`| head`) must not cost the results
         doc = {"simulated_time": emulation.final_time,
+               "interrupted": stopped,
                "hosts": {h.name: {"ip": h.ip, "alias": h.resolvable_name} for h in _scenario_hosts(scenario)},
                "processes": [_process_json(r, o) for r, o in zip(records, outcomes, strict=True)]}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
@@ -150,7 +180,7 @@ def main(args) -> int:
     for r, o in zip(records, outcomes, strict=True):
         status = "-" if r.exit_status is None else str(r.exit_status)
         if o.final_state is not None and o.final_state.kind == "running":
-            status += " (running at kill_time, killed)"
+            status += " (running when interrupted, killed)" if r.interrupted else " (running at kill_time, killed)"
         elif o.signal is not None:
             status += f" ({o.signal})"
         span = f"{_t(r.start)} -> {_t(r.end)}"
@@ -161,7 +191,54 @@ def main(args) -> int:
             print(f"{'':>12}  error: {o.error}")
         failed += not o.ok
     print(f"simulated time: {emulation.final_time:.9f} s")
+    if interruption.signum is not None:
+        return 128 + interruption.signum  # as a shell reports a command a signal ended: 130, 143
     return 1 if failed else 0
+
+
+class Interruption:
+    """Ctrl-C (SIGINT) and SIGTERM during `simterpose run`: instead of dying (tracees would die with
+    us, PTRACE_O_EXITKILL, and every result would be lost), stop the emulation where it is
+    (`Emulation.interrupt`), then report as usual and exit 128+N. Handlers are Python's: they run
+    between two bytecodes of the main thread, the one that runs the scheduler. A signal that comes
+    before the emulation exists is passed on once it does (the run then starts nothing)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._emulation = None
+        self._previous: dict = {}
+        self._ignored: list = []
+
+    def __enter__(self) -> "Interruption":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # An ignored signal stays ignored (`nohup`, or a shell script's `simterpose run &`,
+            # which must survive a Ctrl-C meant for the script's foreground job).
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                self._ignored.append(sig)
+            else:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def attach(self, emulation) -> None:
+        self._emulation = emulation
+        # SimGrid's Engine, created with the emulation, put its own SIGINT handler in place (it exits
+        # the process with status 1): ours again.
+        for sig in self._previous:
+            signal.signal(sig, self._on_signal)
+        for sig in self._ignored:
+            signal.signal(sig, signal.SIG_IGN)
+        if self.signum is not None:
+            emulation.interrupt(self.signum)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+            if self._emulation is not None:
+                self._emulation.interrupt(signum)
 
 
 @dataclass
@@ -230,6 +307,31 @@ def _date(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid date {text!r} (seconds, or e.g. 500ms, 2m)") from None
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"invalid date {text!r}: must be >= 0")
+    return value
+
+
+def _seed(text: str) -> int:
+    from .randomness import parse_seed
+
+    try:
+        return parse_seed(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _first(*values):
+    return next(v for v in values if v is not None)
+
+
+def _period(text: str) -> float:
+    from .scenario import parse_time
+
+    try:
+        value = parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid period {text!r} (seconds, or e.g. 500ms, 1m)") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid period {text!r}: must be > 0")
     return value
 
 

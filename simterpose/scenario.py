@@ -28,6 +28,8 @@ YAML scenario (:func:`load_yaml_scenario`), Shadow-like::
 
     platform: ../platforms/two_hosts.xml   # required; relative to this YAML file
     network_model: CM02                    # optional (LV08, CM02, ...); the runner's default otherwise
+    seed: 7                                # optional, integer >= 0: every random byte derives from it
+                                           # (simterpose.randomness; --seed wins; default 1)
     processes:                             # required, non-empty list
       - host: h1                           # required, a host of the platform
         path: /bin/sleep                   # the program ...
@@ -609,6 +611,7 @@ class Scenario:
     processes: list[ProcessSpec]
     network_model: str | None = None
     platform_info: PlatformInfo | None = None
+    seed: int | None = None  # the scenario's `seed:` (None: the runner's, simterpose.randomness)
 
 
 def _resolve_binary(program: str, base: Path, env: dict[str, str], err) -> str:
@@ -748,7 +751,7 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
 # YAML
 # --------------------------------------------------------------------------------------------------
 
-_TOP_KEYS = {"platform", "network_model", "processes"}
+_TOP_KEYS = {"platform", "network_model", "seed", "processes"}
 _PROC_KEYS = {"host", "path", "args", "env", "cwd", "start_time", "kill_time", "expected_exit",
               "expected_final_state"}
 
@@ -801,6 +804,15 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
     model = data.get("network_model")
     if model is not None and not isinstance(model, str):
         raise ScenarioError("'network_model' must be a string", path, _node_line(_mapping_get(node, "network_model")[1]))
+
+    seed = None
+    if "seed" in data:
+        from .randomness import parse_seed
+
+        try:
+            seed = parse_seed(data["seed"])
+        except ValueError as exc:
+            raise ScenarioError(f"'seed': {exc}", path, _node_line(_mapping_get(node, "seed")[1])) from None
 
     procs_node = _mapping_get(node, "processes")[1]
     procs = data["processes"]
@@ -863,7 +875,7 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
                                 expected=entry.get("expected_exit", 0), base=base, platform=info,
                                 source=f"{path}:{line}", err=field_err,
                                 final_state=entry.get("expected_final_state")))
-    return Scenario(path, info.path, specs, model, info)
+    return Scenario(path, info.path, specs, model, info, seed)
 
 
 def load_scenario(path: str | os.PathLike, platform: str | os.PathLike | None = None) -> Scenario:

@@ -37,6 +37,7 @@ from . import sim, syscall_table, wait
 from .busy_wait import BusyWait
 from .cpu_model import Burst, CpuModel
 from .procfs import lowest_signal, signal_state
+from .progress import POLL_EVERY
 from .tracer import names
 from .tracer.engine import BLOCKED, Policy, Process, Task, TraceeGone, Tracer
 from .tracer.memory import MemoryError_
@@ -65,6 +66,7 @@ class Scheduler(Policy):
         self.busy = BusyWait(self.cfg.unblocked_syscall_latency)
         self.handlers = self._build_handlers()
         self.tracer = Tracer(self, vdso=self.cfg.vdso, cpu=self.cfg.cpu, log=self._tracer_message)
+        self.tracer.new_process_group = self.cfg.own_process_group
         self.ready: set[Task] = set()
         wait.bind(self.ready)
         self.activities: list = []      # [(sim.Transfer, callback)] in flight
@@ -175,6 +177,9 @@ class Scheduler(Policy):
         for obj in task.blocked_on.on:
             obj.waiters.add(task)
 
+    def at_random(self, process: Process) -> bytes:
+        return process.owner.random.at_random(process)  # seeded (simterpose/randomness.py)
+
     def on_exec(self, process: Process) -> None:
         self.cpu.reset(process)
         process.data.pop("sigactions", None)  # handlers are reset by exec (ignored ones stay, harmless)
@@ -233,8 +238,19 @@ class Scheduler(Policy):
             self._shutdown()
 
     def _loop(self) -> None:
-        tracer = self.tracer
+        tracer, em = self.tracer, self.em
+        progress = em.progress if em.progress is not None and em.progress.enabled else None
+        iterations = 0
         while True:
+            if em.interrupted is not None:
+                self._stop_interrupted()
+                return
+            if progress is not None:
+                # The wall clock is read every POLL_EVERY iterations only, never per syscall.
+                iterations += 1
+                if iterations == POLL_EVERY:
+                    iterations = 0
+                    progress.poll(self.now_seen, len(em.processes), tracer.stops)
             if self.requests is not None and not self._poll_requests(block=False):
                 return
             now = self.now_seen = sim.now()
@@ -267,6 +283,8 @@ class Scheduler(Policy):
                     continue
                 self._deadlock()
                 continue
+            if em.interrupted is not None:
+                continue  # stop at this date: the clock must not move past the interruption
             self._advance(deadline)
 
     def _advance(self, deadline: Optional[float]) -> None:
@@ -345,6 +363,16 @@ class Scheduler(Policy):
         if self.tracer.tasks or self.requests is not None:
             return False
         return all(a.finished or (self.em.stopping and not a.started) for a in self.em.actors)
+
+    def _stop_interrupted(self) -> None:
+        """Ctrl-C or SIGTERM (`Emulation.interrupt`): every process still running is killed now, at
+        the date the loop had reached; those not started yet never start."""
+        for owner in self.em.actors:
+            if owner.started and not owner.finished:
+                self._kill(owner, stop=True)
+            elif not owner.started:
+                owner.note_error(f"not started: the run was interrupted at t={self.em.interrupted_at:.6f}")
+                owner.finish()
 
     def _next_deadline(self) -> Optional[float]:
         dates = []

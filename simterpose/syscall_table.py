@@ -11,14 +11,16 @@ itself answers ENOSYS (io_uring would do I/O without syscalls; programs fall bac
 Modules: `time`, `timerfd` and `posix_timer` (simterpose/time), `net` (simterpose/net, per mediation mode), `proc` (identity of
 the simulated host: uname, hostname), `local` (children, futexes, pipes and unix sockets between
 tracees: simterpose/local_files.py), `epoll` (epoll sets over simulated and real descriptors:
-simterpose/epoll.py).
+simterpose/epoll.py), `random` (seeded randomness: getrandom, and the reads of /dev/urandom and
+/dev/random that `net` does not see first: simterpose/randomness.py).
 """
 
 from __future__ import annotations
 
 from .tracer import names
 
-TIME, TIMERFD, PTIMER, NET, PROC, LOCAL, EPOLL = "time", "timerfd", "posix_timer", "net", "proc", "local", "epoll"
+TIME, TIMERFD, PTIMER, NET, PROC, LOCAL, EPOLL, RANDOM = ("time", "timerfd", "posix_timer", "net", "proc",
+                                                    "local", "epoll", "random")
 
 # name -> (module, method)
 HANDLED: dict[str, tuple[str, str]] = {
@@ -94,7 +96,7 @@ HANDLED: dict[str, tuple[str, str]] = {
     "dup3": (NET, "dup3"),
     "fcntl": (NET, "fcntl"),
     "ioctl": (NET, "ioctl"),
-    # name resolution: /etc/hosts is served with the platform's hosts
+    # name resolution: /etc/hosts is served with the platform's hosts; /dev/[u]random are recognised
     "open": (NET, "open"),
     "openat": (NET, "openat"),
     # the last CPU burst of a process is charged when it exits
@@ -116,6 +118,12 @@ HANDLED: dict[str, tuple[str, str]] = {
     "rt_tgsigqueueinfo": (LOCAL, "signalling"),
     "pidfd_send_signal": (LOCAL, "signalling"),
     "set_tid_address": (LOCAL, "set_tid_address"),
+    # seeded randomness (simterpose/randomness.py); read/readv/open of the random devices go through
+    # net's handlers above, which hand them over
+    "getrandom": (RANDOM, "getrandom"),
+    "pread64": (RANDOM, "pread64"),
+    "preadv": (RANDOM, "preadv"),
+    "preadv2": (RANDOM, "preadv2"),
     # identity of the simulated host
     "uname": (PROC, "uname"),
     "sethostname": (PROC, "denied"),

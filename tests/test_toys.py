@@ -273,6 +273,22 @@ def test_time_probe(toys, name):
     assert gap == pytest.approx(probes[1] - probes[0], abs=1e-6)
 
 
+@pytest.mark.parametrize("name", ["random_probe", "random_probe_static"])
+def test_random_probe(toys, name):
+    """random_probe: 16 random bytes from each kernel source; natively, new bytes every run."""
+    keys = ["at_random", "getrandom", "syscall", "urandom_read", "urandom_readv", "urandom_pread",
+            "random_read", "child_getrandom"]
+    runs = []
+    for _ in range(2):
+        out = ok(run(toys, name))
+        assert re.fullmatch(r"at_random=\w{32} getrandom=\w{32} syscall=\w{32}\n"
+                            r"urandom_read=\w{32} urandom_readv=\w{32} urandom_pread=\w{32} random_read=\w{32} "
+                            r"poll=POLLIN\nchild_getrandom=\w{32}\n", out), out
+        runs.append(dict(re.findall(r"(\w+)=([0-9a-f]{32})", out)))
+    assert sorted(runs[0]) == sorted(keys)
+    assert all(runs[0][k] != runs[1][k] for k in keys)
+
+
 def test_cpu_loop_is_deterministic(toys):
     """cpu_loop ITERATIONS hashes in a loop without syscalls; the result depends only on ITERATIONS."""
     assert ok(run(toys, "cpu_loop", "1M")) == "cpu_loop: 1000000 iterations result cef9701e\n"

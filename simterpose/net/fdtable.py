@@ -1,4 +1,5 @@
-"""Which of a process's file descriptors are simulated (sockets, timerfds, epoll sets watching them).
+"""Which of a process's file descriptors are simulated: sockets, timerfds, epoll sets watching them,
+descriptors open on /dev/random or /dev/urandom (`simterpose.randomness.RandomDevice`).
 
 The table follows the kernel's rules: dup'ed and inherited descriptors share one open file (here:
 one object with a reference count); fork copies the table; exec drops close-on-exec entries; exit

@@ -22,6 +22,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Optional
 
+from ..randomness import RandomDevice
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported, Value
@@ -714,7 +715,7 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             obj = self.table(sc.process).get(sc.iarg(0))
-            return obj.read(sc) if isinstance(obj, SimulatedFile) else self._local_io(sc, POLLIN)
+            return obj.read(sc) if isinstance(obj, (SimulatedFile, RandomDevice)) else self._local_io(sc, POLLIN)
         if s.is_stream:
             return self._recv_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
         return self._recv_dgram(sc, s, [(sc.arg(1), sc.arg(2))], 0, None)
@@ -730,7 +731,8 @@ class SocketPolicy:
     def readv(self, sc):
         s = self.sock(sc)
         if s is None:
-            return self._local_io(sc, POLLIN)
+            obj = self.table(sc.process).get(sc.iarg(0))
+            return obj.readv(sc) if isinstance(obj, RandomDevice) else self._local_io(sc, POLLIN)
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
             return self._recv_stream(sc, s, iov, 0, self._limit_iov(sc, 1, 2, iov))
@@ -843,8 +845,9 @@ class SocketPolicy:
 
     def sendfile(self, sc):
         """sendfile(2) from a file to a simulated TCP socket: what the window allows, as a write."""
-        if self.table(sc.process).get(sc.iarg(1)) is not None:
-            raise Unsupported("sendfile", "from a simulated socket")
+        source = self.table(sc.process).get(sc.iarg(1))
+        if source is not None:
+            raise Unsupported("sendfile", f"from {_what(source)}")
         s = self.sock(sc)
         if s is None:
             return Native()
@@ -855,8 +858,9 @@ class SocketPolicy:
 
     def splice(self, sc):
         t = self.table(sc.process)
-        if t.get(sc.iarg(0)) is not None or t.get(sc.iarg(2)) is not None:
-            raise Unsupported("splice", "with a simulated socket")
+        for obj in (t.get(sc.iarg(0)), t.get(sc.iarg(2))):
+            if obj is not None:
+                raise Unsupported("splice", f"with {_what(obj)}")
         return Native()
 
     def mmsg_unsupported(self, sc):
@@ -991,20 +995,29 @@ class SocketPolicy:
         return self._select_common(sc, _timeout_arg(sc, 4))
 
     # -- names ---------------------------------------------------------------------------------
-    def _hosts_redirect(self, sc, path_arg: int):
+    def _open(self, sc, path_arg: int):
+        """/etc/hosts is served with the platform's hosts; a path that may be /dev/random or
+        /dev/urandom is handed to the randomness policy (which checks what was really opened)."""
         try:
             path = sc.mem.read_cstring(sc.arg(path_arg), 64)
         except OSError:
             return Native()
         if path == b"/etc/hosts":
             sc.set_arg(path_arg, Scratch(sc, self.actor.tracer).put(os.fsencode(self.actor.emulation.hosts_file) + b"\0"))
+        elif path.endswith(b"random"):
+            return self.actor.random.open_device(sc, sc.iarg(path_arg + 1))
         return Native()
 
     def open(self, sc):
-        return self._hosts_redirect(sc, 0)
+        return self._open(sc, 0)
 
     def openat(self, sc):
-        return self._hosts_redirect(sc, 1)
+        return self._open(sc, 1)
+
+
+def _what(obj) -> str:
+    """A descriptor-table entry, in words, for error messages."""
+    return f"{obj.path} (seeded, random(4))" if isinstance(obj, RandomDevice) else "a simulated socket"
 
 
 class FileSource:

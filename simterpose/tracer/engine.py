@@ -27,7 +27,8 @@ from typing import Callable, Optional
 
 from . import arch, launcher, names
 from . import ptrace as pt
-from .memory import Memory
+from .memory import Memory, MemoryError_
+from .ptrace import TraceeGone
 from .results import Blocked, Errno, Native, Unsupported, Value
 
 _ARGS = arch.ARGS
@@ -44,13 +45,9 @@ NR_IO_URING_SETUP = names.number("io_uring_setup")
 NR_MMAP = names.number("mmap")
 PROT_READ, PROT_WRITE = 1, 2
 MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
-AT_NULL, AT_SYSINFO_EHDR = 0, 33
+AT_NULL, AT_RANDOM, AT_SYSINFO_EHDR = 0, 25, 33  # getauxval(3)
 # Registers identifying "the same syscall at the same place" (inject's re-stop vs a nested call).
 _SAME_CALL = (arch.NR, arch.IP, arch.SP, *arch.ARGS)
-
-
-class TraceeGone(Exception):
-    """The task died while we were operating on it (e.g. SIGKILL from outside)."""
 
 
 @dataclass(eq=False)
@@ -171,6 +168,11 @@ class Policy:
     def on_signal(self, task: Task, sig: int) -> int:
         return sig
 
+    def at_random(self, process: Process) -> Optional[bytes]:
+        """The 16 bytes the program `process` has just exec'd finds at getauxval(AT_RANDOM), or None
+        to keep the kernel's (random) ones. Called at the exec stop, before its first instruction."""
+        return None
+
 
 def status_to_exit_code(status: int) -> int:
     """A wait status as a shell reports it: the exit code, or 128+signal."""
@@ -201,6 +203,8 @@ class Tracer:
         self._early: set[int] = set()      # new tids whose first stop came before the fork event
         self._wait_flags = pt.WALL | pt.WNOTHREAD
         self._spawned = 0
+        self.stops = 0                     # syscall stops handled by run_round (counted per round)
+        self.new_process_group = False     # spawn each tree in a process group of its own
 
     # -- starting ------------------------------------------------------------------------------
     def spawn(self, argv: list[str], env: Optional[dict] = None, cwd: Optional[str] = None,
@@ -231,8 +235,11 @@ class Tracer:
                     os.set_inheritable(fd, False)
                 except OSError:
                     pass
+        # A group of its own: a Ctrl-C at the terminal (SIGINT to the foreground group) then reaches
+        # the tracer alone, which decides what happens to the tracees.
+        group = {"setpgroup": 0} if self.new_process_group else {}
         pid = os.posix_spawn(helper, [helper, *cwd_args, numbers, "--", prog, *argv], env,
-                             file_actions=file_actions)
+                             file_actions=file_actions, **group)
         _, status = os.waitpid(pid, pt.WALL)
         if not (os.WIFSTOPPED(status) and os.WSTOPSIG(status) == signal.SIGSTOP):
             raise RuntimeError(f"launcher did not stop as expected (status {status:#x})")
@@ -311,6 +318,7 @@ class Tracer:
             else:
                 self._dispatch(tid, status)
         deferred.sort()
+        self.stops += len(deferred)
         for _, _, tid, status in deferred:
             task = self.tasks.get(tid)
             if task is not None and task.state == STOPPED:
@@ -375,6 +383,10 @@ class Tracer:
                 self._on_signal(task, sig)
         except TraceeGone:
             pass  # its exit will be reported by waitpid
+        except MemoryError_:
+            if not _vanished(tid):
+                raise
+            # killed while we read or wrote its memory (e.g. the new stack at an exec): as above
 
     # -- syscall stops -------------------------------------------------------------------------
     def _on_seccomp(self, task: Task) -> None:
@@ -561,16 +573,20 @@ class Tracer:
                 self.tasks.pop(tid, None)
         proc.mem.reopen()
         task.scratch = 0  # the new program's address space has no page of ours
-        if self.vdso == "disable":
-            self._hide_vdso(task)
+        self._patch_auxv(task, self.policy.at_random(proc))
         self.policy.on_exec(proc)
         self._resume(task)
 
-    def _hide_vdso(self, task: Task) -> None:
-        """Make libc fall back from the vDSO to real syscalls for its clocks: at the exec stop, set
-        the auxiliary vector's AT_SYSINFO_EHDR entry to 0, as if the kernel offered no vDSO (the
-        approach rr uses; works for static binaries too). The stack at exec holds
-        argc, argv[], NULL, envp[], NULL, auxv pairs, AT_NULL."""
+    def _patch_auxv(self, task: Task, at_random: Optional[bytes]) -> None:
+        """At the exec stop, before the new program runs, edit what the kernel handed it on its stack
+        (argc, argv[], NULL, envp[], NULL, auxv pairs, AT_NULL):
+          * vdso "disable": the auxiliary vector's AT_SYSINFO_EHDR entry set to 0, as if the kernel
+            offered no vDSO, so that libc falls back to real syscalls for its clocks (the approach
+            rr uses; works for static binaries too);
+          * `at_random` (16 bytes): written over the bytes AT_RANDOM points to (getauxval(3)), which
+            the kernel itself put in the new stack for this program."""
+        if self.vdso != "disable" and at_random is None:
+            return
         mem = task.process.mem
         pt.getregs(task.tid, self._regs)
         sp = getattr(self._regs, arch.SP)
@@ -584,9 +600,10 @@ class Tracer:
             key = words.get(i)
             if key == AT_NULL:
                 return
-            if key == AT_SYSINFO_EHDR:
+            if key == AT_SYSINFO_EHDR and self.vdso == "disable":
                 mem.write_u64(sp + 8 * (i + 1), 0)
-                return
+            elif key == AT_RANDOM and at_random is not None:
+                mem.write(words.get(i + 1), at_random[:16])
             i += 2
 
     def _on_signal(self, task: Task, sig: int) -> None:
@@ -774,6 +791,15 @@ class Tracer:
                 pt.cont(task.tid, sig)
             else:
                 pt.cont(task.tid)
+
+
+def _vanished(tid: int) -> bool:
+    """Is a task we were handling a stop of no longer stopped (killed meanwhile)?"""
+    try:
+        pt.geteventmsg(tid)
+    except TraceeGone:
+        return True
+    return False
 
 
 def _no_exit_change(sc, ret):

@@ -52,15 +52,26 @@ _ptrace.argtypes = (ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_
 _ptrace.restype = ctypes.c_long
 
 
+class TraceeGone(Exception):
+    """The task died while we were operating on it (e.g. SIGKILL from outside)."""
+
+
 class PtraceError(OSError):
     pass
+
+
+class TaskVanished(PtraceError, TraceeGone):
+    """ptrace failed with ESRCH on a task we hold stopped: it was killed meanwhile (a SIGKILL from
+    outside, or ours when a run is interrupted). Both a PtraceError and a TraceeGone, so that every
+    operation on a vanished task ends as one (`Tracer._dispatch` forgets it; its exit follows)."""
 
 
 def _check(rc: int, what: str, tid: int) -> int:
     if rc == -1:
         e = ctypes.get_errno()
         if e:
-            raise PtraceError(e, f"ptrace({what}, {tid}): {os.strerror(e)}")
+            kind = TaskVanished if e == errno.ESRCH else PtraceError
+            raise kind(e, f"ptrace({what}, {tid}): {os.strerror(e)}")
     return rc
 
 

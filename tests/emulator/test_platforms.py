@@ -74,7 +74,7 @@ def test_without_a_route_connect_fails_with_ENETUNREACH_and_the_run_goes_on(run)
 
 
 EXAMPLES = ["cluster_pingpong", "cabinets_pingpong", "wifi_pingpong", "host_names_pingpong", "no_route",
-            "final_states"]
+            "final_states", "seeded_random"]
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -54,6 +54,10 @@ USAGE_ERRORS = {
     "--log bad level": (["--log", "root.thresh:loud"], "SimGrid refused a setting: Unknown priority name: loud"),
     "--epoch soon": (["--epoch", "soon"], "argument --epoch: invalid int value: 'soon'"),
     "unknown option": (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    "--seed -1": (["--seed=-1"], "argument --seed: invalid seed '-1': an integer between 0 and 2**64-1"),
+    "--seed abc": (["--seed", "abc"], "argument --seed: invalid seed 'abc': an integer >= 0"),
+    "--heartbeat 0": (["--heartbeat", "0"], "argument --heartbeat: invalid period '0': must be > 0"),
+    "--heartbeat often": (["--heartbeat", "often"], "argument --heartbeat: invalid period 'often'"),
 }
 
 

@@ -131,7 +131,8 @@ def test_a_process_killed_by_a_signal_is_reported_as_128_plus_the_signal(run):
 def test_the_json_results_have_the_documented_keys(run):
     r = run([{"host": "h2", "path": "/bin/sleep", "args": [0.5], "start_time": 1}], "--cpu-model", "none")
     assert r.rc == 0, r.stderr
-    assert set(r.doc) == {"simulated_time", "hosts", "processes"}
+    assert set(r.doc) == {"simulated_time", "interrupted", "hosts", "processes"}
+    assert r.doc["interrupted"] is None  # {"signal": "SIGINT", "simulated_time": T} after a Ctrl-C
     assert r.doc["hosts"] == {"h2": {"ip": "10.0.0.2", "alias": "h2"}}  # the scenario's hosts
     (p,) = r.procs
     assert set(p) == {"host", "argv", "exit_status", "start", "end", "error", "wall", "final_state", "signal", "ok"}

@@ -293,7 +293,21 @@ YAML_ERRORS = [
      "s.yaml:5: process #1: invalid expected_exit 'maybe'"),
     ("platform: plat.xml\nprocesses:\n  - host: h1\n   path: sleep\n", "s.yaml:4: malformed YAML"),
     ("- just\n- a list\n", "s.yaml:1: a scenario is a mapping"),
+    ("platform: plat.xml\nseed: lucky\nprocesses: [{host: h1, path: sleep}]\n",
+     "s.yaml:2: 'seed': invalid seed 'lucky': an integer >= 0"),
+    ("platform: plat.xml\nseed: -1\nprocesses: [{host: h1, path: sleep}]\n",
+     "s.yaml:2: 'seed': invalid seed -1: an integer between 0 and 2**64-1"),
+    ("platform: plat.xml\nseed: 1.5\nprocesses: [{host: h1, path: sleep}]\n",
+     "s.yaml:2: 'seed': invalid seed 1.5: an integer >= 0"),
 ]
+
+
+def test_yaml_seed(tmp_path):
+    shutil.copy(ROOT / "examples/platforms/two_hosts.xml", tmp_path / "plat.xml")
+    y = write(tmp_path / "s.yaml", "platform: plat.xml\nseed: 7\nprocesses: [{host: h1, path: sleep}]\n")
+    assert load_scenario(y).seed == 7
+    y.write_text("platform: plat.xml\nprocesses: [{host: h1, path: sleep}]\n")
+    assert load_scenario(y).seed is None  # the runner's: --seed, else 1
 
 
 @pytest.mark.parametrize("text,expected", YAML_ERRORS)
