@@ -31,12 +31,18 @@ def server(host: str, *argv, **extra) -> dict:
 
 # -- Go --------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("cpu_model", ["none", "measured"])
 @pytest.mark.parametrize("mode", MODES)
-def test_go_hello_sleep_and_ticker_at_their_simulated_dates(tmp_path, mode):
-    r = emulate(tmp_path, [prog("h1", GO / "hello")], mode).check_ok()
+def test_go_hello_sleep_and_ticker_at_their_simulated_dates(tmp_path, mode, cpu_model):
+    r = emulate(tmp_path, [prog("h1", GO / "hello")], mode, cpu_model=cpu_model).check_ok()
     # Started at date 0 (MONOTONIC must not read 0), a 100 ms sleep, then 4 ticks of 250 ms.
-    assert r.stdout(0).splitlines() == ["hello", "slept 100ms", "ticked 1.1s"]
-    assert r.end(0) == pytest.approx(1.1, abs=1e-6)
+    lines = r.stdout(0).splitlines()
+    if cpu_model == "none":
+        assert lines == ["hello", "slept 100ms", "ticked 1.1s"]
+        assert r.end(0) == pytest.approx(1.1, abs=1e-6)
+    else:   # the runtime's own computing is charged too: a little later
+        assert lines[0] == "hello" and lines[1].startswith("slept 10") and lines[2].startswith("ticked 1.1")
+        assert 1.1 <= r.end(0) < 1.2
 
 
 @pytest.mark.parametrize("cpu_model", ["none", "measured"])
@@ -157,9 +163,11 @@ def site(tmp_path_factory):
     return d, hashlib.md5(body).hexdigest()
 
 
-@pytest.mark.parametrize("master,sendfile", [("on", "on"), ("on", "off"), ("off", "on"), ("off", "off")])
+@pytest.mark.parametrize("master,sendfile,cpu_model", [("on", "on", "none"), ("on", "off", "none"),
+                                                      ("off", "on", "none"), ("off", "off", "none"),
+                                                      ("on", "on", "measured")])
 @pytest.mark.parametrize("mode", MODES)
-def test_nginx_serves_a_page_and_a_2MB_file_to_curl_and_wget(tmp_path, site, mode, master, sendfile):
+def test_nginx_serves_a_page_and_a_2MB_file_to_curl_and_wget(tmp_path, site, mode, master, sendfile, cpu_model):
     d, md5 = site
     conf = tmp_path / "nginx.conf"
     run_dir = tmp_path / "nginx"
@@ -169,7 +177,8 @@ def test_nginx_serves_a_page_and_a_2MB_file_to_curl_and_wget(tmp_path, site, mod
     client = ("curl -s http://h1:8080/; curl -s http://h1:8080/big.bin | md5sum; "
               "wget -q -O - http://h1:8080/big.bin | md5sum")
     r = emulate(tmp_path, [server("h1", "/usr/sbin/nginx", "-c", conf),
-                           prog("h2", "/bin/bash", "-c", client, start_time=0.5)], mode, model="CM02").check_ok()
+                           prog("h2", "/bin/bash", "-c", client, start_time=0.5)], mode, model="CM02",
+                cpu_model=cpu_model).check_ok()
     assert r.stdout(1) == f"<h1>hello from nginx</h1>\n{md5}  -\n{md5}  -\n"
     # Each 2 MiB download takes at least its size at 10 MB/s.
     assert r.end(1) - 0.5 > 2 * 2 * 1024 * 1024 / 10e6
@@ -178,14 +187,16 @@ def test_nginx_serves_a_page_and_a_2MB_file_to_curl_and_wget(tmp_path, site, mod
 
 # -- redis and memcached, default configurations ---------------------------------------------------
 
+@pytest.mark.parametrize("cpu_model", ["none", "measured"])
 @pytest.mark.parametrize("mode", MODES)
-def test_redis_with_its_default_configuration_serves_cli_and_benchmark(tmp_path, mode):
+def test_redis_with_its_default_configuration_serves_cli_and_benchmark(tmp_path, mode, cpu_model):
     # The default configuration listens on 0.0.0.0 and [::] (IPV6_V6ONLY) and starts jemalloc's
     # background thread; protected mode is Redis's own refusal of non-loopback clients.
     client = ("redis-cli -h h1 set k hello && redis-cli -h h1 get k && "
               "redis-benchmark -h h1 -n 200 -c 4 -t set,get -q --csv")
     r = emulate(tmp_path, [server("h1", "/usr/bin/redis-server", "--protected-mode", "no", cwd=str(tmp_path)),
-                           prog("h2", "/bin/bash", "-c", client, start_time=0.5)], mode, model="CM02").check_ok()
+                           prog("h2", "/bin/bash", "-c", client, start_time=0.5)], mode, model="CM02",
+                cpu_model=cpu_model).check_ok()
     lines = r.stdout(1).splitlines()
     assert lines[:2] == ["OK", "hello"]
     assert [line.split(",")[0] for line in lines[3:]] == ['"SET"', '"GET"']
@@ -194,15 +205,16 @@ def test_redis_with_its_default_configuration_serves_cli_and_benchmark(tmp_path,
         assert 150 < float(line.split(",")[1].strip('"')) < 210
 
 
+@pytest.mark.parametrize("cpu_model", ["none", "measured"])
 @pytest.mark.parametrize("mode", MODES)
-def test_memcached_with_its_default_configuration_serves_clients(tmp_path, mode):
+def test_memcached_with_its_default_configuration_serves_clients(tmp_path, mode, cpu_model):
     (tmp_path / "greeting").write_text("hello memcached\n")
     client = ("memccp --servers=h1 greeting && memccat --servers=h1 greeting && "
               "memcstat --servers=h1 | grep -E 'curr_items'")
     # Started as root, memcached requires -u to drop privileges (its own rule).
     r = emulate(tmp_path, [server("h1", "/usr/bin/memcached", "-u", "root"),
                            prog("h2", "/bin/bash", "-c", client, start_time=0.5, cwd=str(tmp_path))],
-                mode, model="CM02").check_ok()
+                mode, model="CM02", cpu_model=cpu_model).check_ok()
     assert r.stdout(1).split() == ["hello", "memcached", "curr_items:", "1"]
 
 
@@ -212,3 +224,21 @@ def test_the_programs_are_the_debian_ones():
         assert os.access(path, os.X_OK), path
     for name in ("hello", "httpd", "httpc"):
         assert (GO / name).is_file(), "run `make toys` (it builds examples/go/)"
+
+
+# -- iperf3 with --cpu-model none: its busy select loop must let time advance ------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_iperf3_sends_20MiB_with_no_cpu_model(tmp_path, mode):
+    # The client selects on an always-writable socket in a loop that never blocks: only the
+    # busy-wait latency (simterpose/busy_wait.py) lets the simulated clock move.
+    r = emulate(tmp_path, [prog("h1", "/usr/bin/iperf3", "-s", "-1", "-J", "-p", 5201),
+                           prog("h2", "/usr/bin/iperf3", "-c", "h1", "-p", 5201, "-n", "20M", "-J", start_time=0.5)],
+                mode, model="CM02").check_ok()
+    import json
+
+    sent = json.loads(r.stdout(1))["end"]["sum_sent"]
+    assert sent["bytes"] == 20 * 1024 * 1024
+    # 20 MiB over the 10 MB/s link: just over 2 s (CM02 carries ~97 % of the bandwidth).
+    assert 2.0 < r.end(1) - 0.5 < 2.6
+    assert 70e6 < sent["bits_per_second"] < 85e6
