@@ -235,6 +235,7 @@ class Scheduler(Policy):
         try:
             self._loop()
         finally:
+            sim.thaw_clock()
             self._shutdown()
 
     def _loop(self) -> None:
@@ -253,7 +254,7 @@ class Scheduler(Policy):
                     progress.poll(self.now_seen, len(em.processes), tracer.stops)
             if self.requests is not None and not self._poll_requests(block=False):
                 return
-            now = self.now_seen = sim.now()
+            now = self.now_seen = sim.freeze_clock()
             if now != self._last_now:
                 self._last_now = now
                 self._dates_reached(now)
@@ -288,6 +289,7 @@ class Scheduler(Policy):
             self._advance(deadline)
 
     def _advance(self, deadline: Optional[float]) -> None:
+        sim.thaw_clock()
         if self.activities:
             timeout = None if deadline is None else deadline - sim.now()
             i = sim.wait_any([t for t, _ in self.activities], timeout)
