@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from . import wait
-from .procfs import fd_flags, fd_target, signal_state
+from .procfs import fd_flags, fd_target, shared_mapping_key, signal_state
 from .time.clock import CLOCK_MONOTONIC, CLOCK_REALTIME, NS
 from .tracer.results import NATIVE, Blocked, Errno, Native, Value
 
@@ -213,8 +213,15 @@ class LocalPolicy:
         return NATIVE
 
     # -- futex ---------------------------------------------------------------------------------
-    def _queue(self, process, addr: int) -> FutexQueue:
-        key = (process.pid, addr)
+    def _queue(self, process, addr: int, op: int = FUTEX_PRIVATE_FLAG) -> FutexQueue:
+        # futex(2): a private futex is (process, address); a shared one (no FUTEX_PRIVATE_FLAG, e.g.
+        # a pshared semaphore in /dev/shm, multiprocessing's locks) is the memory itself, whichever
+        # process maps it where: the kernel keys it by inode and offset for shared mappings.
+        key = None
+        if not op & FUTEX_PRIVATE_FLAG:
+            key = shared_mapping_key(process.pid, addr)
+        if key is None:
+            key = (process.pid, addr)
         q = self.futexes.get(key)
         if q is None:
             q = self.futexes[key] = FutexQueue()
@@ -229,11 +236,11 @@ class LocalPolicy:
             bitset = sc.arg(5) & 0xFFFFFFFF if cmd == FUTEX_WAKE_BITSET else FUTEX_BITSET_MATCH_ANY
             if bitset == 0:
                 return Errno(errno.EINVAL)
-            return Value(self._wake(self._queue(sc.process, sc.arg(0)), sc.iarg(2), bitset))
+            return Value(self._wake(self._queue(sc.process, sc.arg(0), op), sc.iarg(2), bitset))
         if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
             if cmd == FUTEX_CMP_REQUEUE and sc.mem.read_u32(sc.arg(0)) != sc.arg(5) & 0xFFFFFFFF:
                 return Errno(errno.EAGAIN)
-            src, dst = self._queue(sc.process, sc.arg(0)), self._queue(sc.process, sc.arg(4))
+            src, dst = self._queue(sc.process, sc.arg(0), op), self._queue(sc.process, sc.arg(4), op)
             woken = self._wake(src, sc.iarg(2), FUTEX_BITSET_MATCH_ANY)
             moved = 0
             limit = sc.arg(3) & 0x7FFFFFFF
@@ -268,7 +275,7 @@ class LocalPolicy:
                     deadline = self.actor.emulation.clock.to_simulated(clock, sec * NS + nsec)
                 else:                         # relative
                     deadline = self.actor.now() + sec + nsec / NS
-            queue = self._queue(sc.process, sc.arg(0))
+            queue = self._queue(sc.process, sc.arg(0), op)
             st = sc.state = FutexWait(sc, bitset, deadline, queue)
             queue.waiting.append(st)
         if st.woken:
@@ -311,12 +318,13 @@ class LocalPolicy:
         old = sc.mem.read_u32(addr2)
         new = {0: oparg, 1: old + oparg, 2: old | oparg, 3: old & ~oparg, 4: old ^ oparg}.get(op, old)
         sc.mem.write(addr2, struct.pack("<I", new & 0xFFFFFFFF))
-        woken = self._wake(self._queue(sc.process, sc.arg(0)), sc.iarg(2), FUTEX_BITSET_MATCH_ANY)
+        op = sc.iarg(1)
+        woken = self._wake(self._queue(sc.process, sc.arg(0), op), sc.iarg(2), FUTEX_BITSET_MATCH_ANY)
         s_old = old - (1 << 32) if old >= 1 << 31 else old
         cond = {0: s_old == cmparg, 1: s_old != cmparg, 2: s_old < cmparg, 3: s_old <= cmparg,
                 4: s_old > cmparg, 5: s_old >= cmparg}.get(cmp, False)
         if cond:
-            woken += self._wake(self._queue(sc.process, addr2), sc.arg(3) & 0x7FFFFFFF, FUTEX_BITSET_MATCH_ANY)
+            woken += self._wake(self._queue(sc.process, addr2, op), sc.arg(3) & 0x7FFFFFFF, FUTEX_BITSET_MATCH_ANY)
         return woken
 
     # -- local descriptors ---------------------------------------------------------------------

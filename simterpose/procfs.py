@@ -60,3 +60,22 @@ def fd_flags(pid: int, fd: int) -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 0
+
+
+def shared_mapping_key(pid: int, addr: int) -> Optional[tuple]:
+    """If `addr` lies in a MAP_SHARED mapping of process `pid`, the identity of that byte whatever
+    process maps it: (device, inode, offset in the object); else None (a private mapping, or `addr`
+    unmapped). From /proc/PID/maps (proc(5)); anonymous shared memory is a shmem inode too."""
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            for line in f:
+                fields = line.split(None, 5)
+                start_s, _, end_s = fields[0].partition(b"-")
+                start, end = int(start_s, 16), int(end_s, 16)
+                if start <= addr < end:
+                    if fields[1][3:4] != b"s":
+                        return None
+                    return (fields[3].decode(), int(fields[4]), int(fields[2], 16) + addr - start)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

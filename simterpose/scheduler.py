@@ -258,10 +258,14 @@ class Scheduler(Policy):
             if now != self._last_now:
                 self._last_now = now
                 self._dates_reached(now)
-            if tracer.run_round():
-                continue
+            ran = tracer.run_round()
+            # Woken tasks are looked at after every round, not only once nothing runs: a thread
+            # that keeps running (a busy loop, a thread that just released a lock) must not starve
+            # the one it woke, which on Linux would run on another CPU meanwhile.
             if self.ready:
                 self._retry_ready()
+                continue
+            if ran:
                 continue
             if self.signal_check:
                 self.signal_check = False
