@@ -39,7 +39,7 @@ from .tracer.results import NATIVE, Blocked, Errno, Native, Value
 if TYPE_CHECKING:
     from .emulator import ScenarioProcess
 
-WNOHANG = 1
+WNOHANG, WNOWAIT = 1, 0x01000000
 P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
 O_NONBLOCK = 0o4000
 F_GETPIPE_SZ, FIONREAD, PIPE_BUF = 1032, 0x541B, 4096
@@ -131,12 +131,15 @@ class LocalPolicy:
     def child_exited(self, process) -> None:
         parent = process.parent
         if parent is not None and parent.alive:
+            # getrusage(RUSAGE_CHILDREN) counts the CPU of the children (and theirs) once reaped;
+            # counted at exit here, which is when a waiting parent reaps them.
+            parent.data["children_cpu_charged"] = (parent.data.get("children_cpu_charged", 0.0)
+                                                   + process.data.get("cpu_charged", 0.0)
+                                                   + process.data.get("children_cpu_charged", 0.0))
             parent.data.setdefault("zombies", []).append(process)
             self._children_cond(parent).notify()
 
     def _wait_children(self, sc, match, options: int):
-        if options & WNOHANG:
-            return NATIVE
         proc = sc.process
         # A zombie may already have been reaped behind our back: by a WNOHANG wait (bash's SIGCHLD
         # handler), a waitid, or SIGCHLD set to SIG_IGN. Trusting a stale entry would send a blocking
@@ -144,18 +147,30 @@ class LocalPolicy:
         proc.data["zombies"] = [z for z in proc.data.get("zombies", []) if _unreaped(z.pid)]
         zombies = [z for z in proc.data["zombies"] if match(z)]
         if zombies:
-            def reaped(sc_, ret):
-                z = proc.data.get("zombies", [])
-                proc.data["zombies"] = [p for p in z if p.pid != ret]
-                return None
+            # The kernel would reap whichever of its zombies it finds first, and it may hold one
+            # whose exit we have not processed yet: name ours (the first to exit, in the canonical
+            # order the loop processes exits) so that every run reaps the same child.
+            z = zombies[0]
             if sc.name == "waitid":
-                # waitid returns 0, not the pid: the zombie it reaps is the oldest match.
-                proc.data["zombies"] = [p for p in proc.data["zombies"] if p is not zombies[0]]
+                sc.set_arg(0, P_PID)
+                sc.set_arg(1, z.pid)
+                if not options & WNOWAIT:
+                    proc.data["zombies"] = [p for p in proc.data["zombies"] if p is not z]
                 return NATIVE
-            return Native(on_exit=reaped)
+            sc.set_arg(0, z.pid)
+            proc.data["zombies"] = [p for p in proc.data["zombies"] if p is not z]
+            return NATIVE
         live = [p for p in self.actor.emulation.processes.values() if p.parent is proc and match(p)]
         if not live:
             return NATIVE  # ECHILD (or a child we do not trace): the kernel answers at once
+        if options & WNOHANG:
+            # Nothing exited as far as the simulation knows (a child dying right now in the kernel
+            # is not reported yet): answer so, rather than let the kernel's timing decide.
+            if sc.name == "waitid":
+                if sc.arg(2):
+                    sc.mem.write(sc.arg(2), bytes(128))   # si_pid 0: nobody (waitid(2))
+                return Value(0)
+            return Value(0)
         return Blocked(f"{sc.name}", on=(self._children_cond(proc),), restart=True)
 
     def wait4(self, sc):

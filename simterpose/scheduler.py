@@ -63,6 +63,7 @@ class Scheduler(Policy):
         self.cfg = emulation.config
         self.cpu = CpuModel(self.cfg, emulation.sim.hosts)
         self.native_files = wait.Condition("native descriptors")  # pipes, unix sockets, eventfd
+        self.native_ran = False   # a native syscall was let run since the last round began
         self.busy = BusyWait(self.cfg.unblocked_syscall_latency)
         self.handlers = self._build_handlers()
         self.tracer = Tracer(self, vdso=self.cfg.vdso, cpu=self.cfg.cpu, log=self._tracer_message)
@@ -96,7 +97,6 @@ class Scheduler(Policy):
 
     def _handler(self, nr: int, name: str, module: str, method: str):
         cpu = self.cpu
-        native_files = self.native_files
         busy = self.busy
 
         def run(sc):
@@ -124,9 +124,10 @@ class Scheduler(Policy):
             if owner.log is not None:
                 owner.log.record(sim.now(), sc, result, not st.logged)
                 st.logged = True
-            # Whatever the kernel runs may change the readiness of pipes and unix sockets.
-            if native_files._waiters and isinstance(result, Native):
-                native_files.notify()
+            # Whatever the kernel runs may change the readiness of pipes and unix sockets — once
+            # it has run it: the task is resumed now and runs it during the next round.
+            if isinstance(result, Native):
+                self.native_ran = True
             return result
 
         return run
@@ -258,7 +259,13 @@ class Scheduler(Policy):
             if now != self._last_now:
                 self._last_now = now
                 self._dates_reached(now)
+            # Native calls resumed before this round have run once it returns (every running task
+            # stopped again, or none was running): only then may their effect wake anyone, or a
+            # waiter would see it or not depending on how fast the kernel ran them.
+            native_ran, self.native_ran = self.native_ran, False
             ran = tracer.run_round()
+            if native_ran:
+                self.native_files.notify()
             # Woken tasks are looked at after every round, not only once nothing runs: a thread
             # that keeps running (a busy loop, a thread that just released a lock) must not starve
             # the one it woke, which on Linux would run on another CPU meanwhile.

@@ -30,6 +30,7 @@ HANDLED: dict[str, tuple[str, str]] = {
     "gettimeofday": (TIME, "gettimeofday"),
     "time": (TIME, "time"),
     "times": (TIME, "times"),
+    "getrusage": (TIME, "getrusage"),
     "clock_settime": (TIME, "settime_denied"),
     "settimeofday": (TIME, "settime_denied"),
     "clock_adjtime": (TIME, "settime_denied"),

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 TIMER_ABSTIME = 1
 ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF = 0, 1, 2
 USER_HZ = 100  # clock ticks of times(2)
+RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
+RUSAGE_SIZE = 144  # struct rusage on x86_64: two timevals and 14 longs
 
 
 @dataclass
@@ -97,6 +99,21 @@ class TimePolicy:
         if sc.arg(0):
             sc.mem.write(sc.arg(0), struct.pack("<qqqq", cpu_ticks, 0, 0, 0))
         return Value(self.clock.monotonic_ns() * USER_HZ // NS)
+
+    def getrusage(self, sc):
+        """getrusage(2): CPU times are the CPU charged in simulated time (0 with --cpu-model none),
+        never the real ones, so that a run stays reproducible; every other field reads 0 (the real
+        values — page faults, context switches, max RSS — differ from run to run)."""
+        who = sc.iarg(0)
+        if who == RUSAGE_SELF or who == RUSAGE_THREAD:
+            ns = self.actor.cpu_charged_ns(sc.process)
+        elif who == RUSAGE_CHILDREN:
+            ns = to_ns(sc.process.data.get("children_cpu_charged", 0.0))
+        else:
+            return Errno(errno.EINVAL)
+        sec, nsec = split_ns(ns)
+        sc.mem.write(sc.arg(1), struct.pack("<qq", sec, nsec // 1000) + bytes(RUSAGE_SIZE - 16))
+        return Value(0)
 
     def settime_denied(self, sc):
         return Errno(errno.EPERM)  # the simulated clock is not the tracee's to set

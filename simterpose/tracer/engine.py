@@ -304,6 +304,7 @@ class Tracer:
         if not any(t.state == RUNNING for t in self.tasks.values()):
             return False
         deferred: list[tuple[tuple, int, int, int]] = []
+        exits: list[tuple[tuple, int, int, int]] = []
         while any(t.state == RUNNING for t in self.tasks.values()):
             try:
                 tid, status = os.waitpid(-1, self._wait_flags)
@@ -315,8 +316,16 @@ class Tracer:
                     (status >> 16) == pt.PTRACE_EVENT_SECCOMP or os.WSTOPSIG(status) == pt.SYSCALL_STOP_SIG):
                 task.state = STOPPED
                 deferred.append((task.rank, len(deferred), tid, status))
+            elif task is not None and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+                # Exits are processed in canonical order too: which child a parent's wait reaps,
+                # and the order of the zombies it sees, must not depend on which died first.
+                task.state = STOPPED
+                exits.append((task.rank, len(exits), tid, status))
             else:
                 self._dispatch(tid, status)
+        exits.sort()
+        for _, _, tid, status in exits:
+            self._dispatch(tid, status)
         deferred.sort()
         self.stops += len(deferred)
         for _, _, tid, status in deferred:

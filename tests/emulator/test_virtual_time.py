@@ -368,3 +368,21 @@ def test_vdso_keep_leaves_the_clocks_real(run):
     # ...while the sleep (a syscall) was still simulated: it took no real second.
     assert float(slept) < 0.5
     assert r.procs[0]["end"] == 1.0
+
+
+RUSAGE = r"""
+import resource, subprocess
+x = sum(range(2_000_000))          # real CPU work, charged nothing with --cpu-model none
+subprocess.run(["true"])
+print(resource.getrusage(resource.RUSAGE_SELF)[:3], resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+"""
+
+
+def test_getrusage_reports_the_charged_cpu_time_not_the_real_one(run):
+    # Real CPU times differ from run to run (and leaked into iperf3's JSON): they must not show.
+    outs = set()
+    for _ in range(2):
+        r = run([{"host": "h1", "path": "/usr/bin/python3", "args": ["-c", RUSAGE]}], "--cpu-model", "none")
+        assert r.rc == 0, r.stderr
+        outs.add(r.out(0))
+    assert outs == {"(0.0, 0.0, 0) (0.0, 0.0)\n"}
