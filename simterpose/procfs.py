@@ -79,3 +79,20 @@ def shared_mapping_key(pid: int, addr: int) -> Optional[tuple]:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def task_state(tid: int) -> tuple[Optional[str], Optional[int]]:
+    """(state letter from /proc/TID/stat — R running, S sleeping, D disk sleep, t traced...; the
+    number of the syscall it is blocked in, from /proc/TID/syscall, or None), (None, None) if the
+    task is gone. proc(5)."""
+    try:
+        with open(f"/proc/{tid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0].decode()
+        with open(f"/proc/{tid}/syscall", "rb") as f:
+            first = f.read().split()[0]
+    except (OSError, IndexError):
+        return None, None
+    try:
+        return state, int(first)
+    except ValueError:   # "running"
+        return state, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import shutil
@@ -118,8 +119,24 @@ def main(args) -> int:
         args.json = args.json or str(data.root / "results.json")
     log_dir = Path(args.log_dir) if args.log_dir else (data.staging_logs if data else None)
     pcap_dir = Path(args.pcap_dir) if args.pcap_dir else (data.staging_pcaps if data else None)
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+    # Outputs are checked before the run, not found unwritable after it (and its results lost).
+    for flag, d in (("--log-dir", log_dir), ("--pcap-dir", pcap_dir)):
+        if d is not None:
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                print(f"simterpose run: {flag} {d}: {e.strerror or e}", file=sys.stderr)
+                return 2
+    if args.json:
+        j = Path(args.json)
+        if j.is_dir() or not j.parent.is_dir() or not os.access(j.parent, os.W_OK):
+            why = "is a directory" if j.is_dir() else "its directory does not exist or is not writable"
+            print(f"simterpose run: --json {args.json}: {why}", file=sys.stderr)
+            return 2
+    if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
+        print(f"simterpose run: --cpu {args.cpu}: not a CPU this process may use "
+              f"({sorted(os.sched_getaffinity(0))})", file=sys.stderr)
+        return 2
     try:
         config = RunConfig(network_model=network_model, simgrid_config=simgrid_config,
                            simgrid_log=[QUIET_LOGS[0], *args.log] if args.log else None,

@@ -844,7 +844,10 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
             raise key_err("host", "'host' must be a string")
         args = entry.get("args")
         if isinstance(args, str):
-            args = shlex.split(args)
+            try:
+                args = shlex.split(args)
+            except ValueError as e:   # an unterminated quote
+                raise key_err("args", f"'args' cannot be split like a shell line: {e}") from None
         elif args is None:
             args = []
         elif isinstance(args, list) and all(isinstance(a, (str, int, float)) and not isinstance(a, bool)

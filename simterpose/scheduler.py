@@ -45,6 +45,9 @@ from .tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported
 from .tracer.sigqueue import queue_signal
 
 SA_RESTART = 0x10000000
+# Wall-clock seconds without any event from running tracees after which the tracer looks at them
+# (a task asleep in the kernel on something outside the simulation would hang the run forever).
+STALL_SECONDS = 10.0
 
 
 @dataclass
@@ -233,9 +236,11 @@ class Scheduler(Policy):
         from .emulator import disable_aslr_for_children
 
         disable_aslr_for_children()
+        self.tracer.watch_stalls(STALL_SECONDS)
         try:
             self._loop()
         finally:
+            self.tracer.stop_watching_stalls()
             sim.thaw_clock()
             self._shutdown()
 

@@ -22,9 +22,11 @@ import os
 import signal
 import struct
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ..procfs import task_state
 from . import arch, launcher, names
 from . import ptrace as pt
 from .memory import Memory, MemoryError_
@@ -93,6 +95,7 @@ class Task:
     vfork_parent: Optional["Task"] = None     # the parent waiting in vfork for this child to exec
     clear_child_tid: int = 0                  # CLONE_CHILD_CLEARTID / set_tid_address address
     scratch: int = 0                          # this task's own page in the tracee, mapped by us (0: none)
+    warned_busy: bool = False                 # the stall watchdog said it computes without syscalls
 
 
 class Syscall:
@@ -205,6 +208,9 @@ class Tracer:
         self._spawned = 0
         self.stops = 0                     # syscall stops handled by run_round (counted per round)
         self.new_process_group = False     # spawn each tree in a process group of its own
+        self._events = 0                   # waitpid results so far (the stall watchdog's clock)
+        self._stop_watch: Optional[threading.Event] = None
+        self._stall_notes: dict[int, str] = {}  # tid -> why the watchdog killed it
 
     # -- starting ------------------------------------------------------------------------------
     def spawn(self, argv: list[str], env: Optional[dict] = None, cwd: Optional[str] = None,
@@ -311,6 +317,7 @@ class Tracer:
             except ChildProcessError:
                 self._forget_all()
                 break
+            self._events += 1
             task = self.tasks.get(tid)
             if task is not None and os.WIFSTOPPED(status) and (
                     (status >> 16) == pt.PTRACE_EVENT_SECCOMP or os.WSTOPSIG(status) == pt.SYSCALL_STOP_SIG):
@@ -334,6 +341,47 @@ class Tracer:
                 task.state = RUNNING
                 self._dispatch(tid, status)
         return True
+
+    # -- the stall watchdog --------------------------------------------------------------------
+    def watch_stalls(self, seconds: float) -> None:
+        """Start a watchdog thread: when `seconds` of wall time pass without any event from the
+        tracees while some are running, it looks at them. One asleep in the kernel waits for
+        something the simulation cannot provide (a FIFO opened by path, a lock, a socket to the
+        outside): the run would hang forever, so the task is killed and its tree fails with a
+        message naming the syscall. One computing without syscalls is reported once and left to
+        run. The loop itself pays nothing: the thread only compares an event counter."""
+        def watch():
+            last = -1
+            while not self._stop_watch.wait(seconds):
+                events = self._events
+                if events == last:
+                    self._check_stalled()
+                last = events
+
+        self._stop_watch = threading.Event()
+        threading.Thread(target=watch, name="stall-watchdog", daemon=True).start()
+
+    def stop_watching_stalls(self) -> None:
+        if self._stop_watch is not None:
+            self._stop_watch.set()
+
+    def _check_stalled(self) -> None:
+        for task in list(self.tasks.values()):
+            if task.state != RUNNING or task.tid in self._stall_notes:
+                continue
+            state, nr = task_state(task.tid)
+            if state in ("S", "D") and nr is not None:
+                self._stall_notes[task.tid] = (
+                    f"process {task.process.pid} sleeps in the kernel in {names.name(nr)}(), waiting for "
+                    "something outside the simulation (e.g. a FIFO opened by path): unsupported, stopped")
+                try:
+                    os.kill(task.tid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            elif state == "R" and not task.warned_busy:
+                task.warned_busy = True
+                self.log(f"process {task.process.pid} computes without any syscall: the simulated clock "
+                         "waits for its next one (no preemption)")
 
     def kill_tree(self, owner: object) -> None:
         """SIGKILL every task of one owner; their exits come through `run_round`."""
@@ -632,6 +680,9 @@ class Tracer:
         self._early.discard(tid)
         if task is None:
             return
+        note = self._stall_notes.pop(tid, None)
+        if note is not None:
+            self._fail(task, note)
         del self.tasks[tid]
         self._release_vfork(task)
         proc = task.process

@@ -228,3 +228,17 @@ def test_two_processes_of_one_host_talk_over_a_unix_socket(tmp_path, mode):
                 mode).check_ok()
     assert r.stdout(0) == "server got ping\n"
     assert r.stdout(1) == "client got pong at 0.75\n"
+
+
+def test_a_task_asleep_in_the_kernel_on_something_outside_the_simulation_is_named_not_hung(tmp_path):
+    # Opening a FIFO by path blocks in the kernel until a writer opens it; the writer here sleeps
+    # in simulated time, which cannot pass while the reader is in the kernel. Instead of hanging,
+    # the watchdog (STALL_SECONDS of silence) names the syscall and stops that process; the other
+    # processes of the run finish normally.
+    script = "rm -f ff; mkfifo ff; (sleep 1; echo x > ff) & cat ff; wait"
+    r = emulate(tmp_path, [{"host": "h1", "path": "/bin/bash", "args": ["-c", script], "cwd": str(tmp_path)},
+                           {"host": "h2", "path": "/bin/sleep", "args": ["2"]}], "address-translation")
+    assert r.rc == 1
+    fifo, sleeper = r.procs
+    assert "sleeps in the kernel in openat()" in fifo["error"]
+    assert sleeper["ok"] and sleeper["end"] == 2.0
