@@ -136,6 +136,11 @@ def parse_speed(text: str) -> float:
     return value if unit == "" else _prefixed(value, unit, {"flops": 1.0, "f": 1.0}, text, "speed")
 
 
+# The routings SimGrid 3.32's platform parser accepts (routing="..." of <zone>/<AS>).
+# Checked against 3.32: "Star" and the "Cluster*" topologies are not zone routings there.
+ROUTINGS = frozenset({"Full", "Floyd", "Dijkstra", "DijkstraCache", "None", "Vivaldi", "Cluster", "Wifi"})
+
+
 def parse_bandwidth(text: str) -> float:
     """``"10MBps"`` → 1e7 bytes/s; ``"100Mbps"`` → 1.25e7 bytes/s; a bare number means bytes/s.
 
@@ -143,6 +148,9 @@ def parse_bandwidth(text: str) -> float:
     first value; every value must parse.
     """
     values = [_one_bandwidth(part, text) for part in str(text).split(",")]
+    if any(v <= 0 for v in values):
+        # SimGrid would load it and abort at the first transfer ("The Impossible Did Happen").
+        raise ValueError(f"invalid bandwidth {text!r}: must be > 0")
     return values[0]
 
 
@@ -339,6 +347,10 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
             if tag in ("zone", "AS"):
                 zones.append(need(child, "id"))
                 zone_routing[child.attrib["id"]] = child.attrib.get("routing", "")
+                if child.attrib.get("routing", "Full") not in ROUTINGS:
+                    # SimGrid only says "Not a valid model!", without the file or the line.
+                    raise ScenarioError(f"<{tag}> routing: unknown {child.attrib['routing']!r} (SimGrid knows "
+                                        f"{', '.join(sorted(ROUTINGS))})", path, child.line)
                 walk(child, child.attrib["id"])
             elif tag in ("host", "peer"):
                 props = {p.attrib.get("id", ""): p.attrib.get("value", "") for p in child.iter("prop")}

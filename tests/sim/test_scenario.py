@@ -105,6 +105,11 @@ def test_zones_clusters_and_auto_ips(tmp_path):
      '<route src="a" dst="b"><link_ctn id="nope"/></route></zone></platform>', 5, "unknown link 'nope'"),
     ('<platform version="4.1"><zone id="w" routing="Full">\n<host speed="1Gf"/></zone></platform>', 4,
      "<host> lacks the 'id' attribute"),
+    # SimGrid itself would say only "Not a valid model!", or load it and abort at the first transfer:
+    ('<platform version="4.1">\n<zone id="w" routing="Star">\n<host id="a" speed="1Gf"/></zone></platform>', 4,
+     "<zone> routing: unknown 'Star'"),
+    ('<platform version="4.1"><zone id="w" routing="Full">\n<link id="l" bandwidth="-5MBps" latency="1ms"/>'
+     '</zone></platform>', 4, "invalid bandwidth '-5MBps': must be > 0"),
 ])
 def test_platform_errors(tmp_path, body, line, message):
     plat = tmp_path / "plat.xml"
