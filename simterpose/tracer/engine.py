@@ -44,6 +44,7 @@ CLONE_CHILD_CLEARTID = 0x00200000
 NR_CLONE = names.number("clone")
 NR_CLONE3 = names.number("clone3")
 NR_IO_URING_SETUP = names.number("io_uring_setup")
+NR_EXIT_GROUP = names.number("exit_group")
 NR_MMAP = names.number("mmap")
 PROT_READ, PROT_WRITE = 1, 2
 MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
@@ -309,6 +310,43 @@ class Tracer:
         the round, which is why the policy must never leave such a syscall to the kernel."""
         if not any(t.state == RUNNING for t in self.tasks.values()):
             return False
+        deferred = self._exit_groups_first(self._collect())
+        self.stops += len(deferred)
+        for _, _, tid, status in deferred:
+            task = self.tasks.get(tid)
+            if task is not None and task.state == STOPPED:
+                task.state = RUNNING
+                self._dispatch(tid, status)
+        return True
+
+    def _exit_groups_first(self, deferred: list) -> list:
+        """Let the processes that stopped at exit_group die before any other task of the round is
+        resumed. The kernel signals a parent (SIGCHLD) when its child dies; resumed first, the
+        parent would take it at whatever point of its own code it had reached by then — a race.
+        Stopped, it takes it when resumed, at the end of its syscall: the same point every run."""
+        exiting, rest = [], []
+        for entry in deferred:
+            (exiting if self._syscall_nr(entry[2]) == NR_EXIT_GROUP else rest).append(entry)
+        if not exiting:
+            return deferred
+        for _, _, tid, status in exiting:
+            task = self.tasks.get(tid)
+            if task is not None and task.state == STOPPED:
+                task.state = RUNNING
+                self._dispatch(tid, status)
+        self.stops += len(exiting)
+        return sorted(rest + self._collect())
+
+    def _syscall_nr(self, tid: int) -> int:
+        try:
+            pt.getregs(tid, self._regs)
+        except pt.PtraceError:
+            return -1
+        return getattr(self._regs, arch.NR)
+
+    def _collect(self) -> list:
+        """Wait until no task runs; dispatch exits (in canonical order) and other events; return
+        the syscall stops, sorted, for the caller to handle."""
         deferred: list[tuple[tuple, int, int, int]] = []
         exits: list[tuple[tuple, int, int, int]] = []
         while any(t.state == RUNNING for t in self.tasks.values()):
@@ -334,13 +372,7 @@ class Tracer:
         for _, _, tid, status in exits:
             self._dispatch(tid, status)
         deferred.sort()
-        self.stops += len(deferred)
-        for _, _, tid, status in deferred:
-            task = self.tasks.get(tid)
-            if task is not None and task.state == STOPPED:
-                task.state = RUNNING
-                self._dispatch(tid, status)
-        return True
+        return deferred
 
     # -- the stall watchdog --------------------------------------------------------------------
     def watch_stalls(self, seconds: float) -> None:
