@@ -194,10 +194,13 @@ def _run(args, scenario, config, data, interruption: "Interruption") -> int:
     failed = 0
     for h in _aliased_hosts(scenario):
         print(f"alias: host '{h.name}' is {h.alias} to programs ({h.ip})")
-    for r, o in zip(records, outcomes, strict=True):
+    for spec, r, o in zip(scenario.processes, records, outcomes, strict=True):
         status = "-" if r.exit_status is None else str(r.exit_status)
         if o.final_state is not None and o.final_state.kind == "running":
-            status += " (running when interrupted, killed)" if r.interrupted else " (running at kill_time, killed)"
+            by_stop_time = args.stop_time is not None and r.end is not None and r.end >= args.stop_time and (
+                spec.kill_time is None or spec.kill_time > args.stop_time)
+            status += (" (running when interrupted, killed)" if r.interrupted else
+                       " (running at --stop-time, killed)" if by_stop_time else " (running at kill_time, killed)")
         elif o.signal is not None:
             status += f" ({o.signal})"
         span = f"{_t(r.start)} -> {_t(r.end)}"
