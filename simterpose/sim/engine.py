@@ -278,6 +278,10 @@ class Simulation:
         from simterpose.scenario import load_platform_info  # pure Python, no simgrid
 
         self.platform_info = load_platform_info(platform)
+        if network_model == "Constant" and self.platform_info.links:
+            # SimGrid aborts ("Refusing to create the link") on the first link it parses.
+            raise SimulationError(f"the Constant network model takes platforms without links (every transfer "
+                                  f"costs a constant time); {platform} has {len(self.platform_info.links)}")
         self.ns3: "ns3.Ns3Topology | None" = None
         if network_model == "ns-3":
             # What SimGrid's ns-3 binding cannot build aborts or hangs the process: refuse it first.

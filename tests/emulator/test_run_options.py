@@ -58,6 +58,12 @@ USAGE_ERRORS = {
     "--seed abc": (["--seed", "abc"], "argument --seed: invalid seed 'abc': an integer >= 0"),
     "--heartbeat 0": (["--heartbeat", "0"], "argument --heartbeat: invalid period '0': must be > 0"),
     "--heartbeat often": (["--heartbeat", "often"], "argument --heartbeat: invalid period 'often'"),
+    "--network-model Constant with links": (["--network-model", "Constant"],
+                                             "the Constant network model takes platforms without links"),
+    "--json in a missing directory": (["--json", "/nonexistent/r.json"], "--json /nonexistent/r.json: its directory"),
+    "--log-dir on a file": (["--log-dir", "/etc/hostname"], "--log-dir /etc/hostname: File exists"),
+    "--cpu 999": (["--cpu", "999"], "--cpu 999: not a CPU this process may use"),
+    "--unblocked-syscall-latency 2": (["--unblocked-syscall-latency", "2"], "--unblocked-syscall-latency must be"),
 }
 
 
