@@ -66,7 +66,6 @@ class Scheduler(Policy):
         self.cfg = emulation.config
         self.cpu = CpuModel(self.cfg, emulation.sim.hosts)
         self.native_files = wait.Condition("native descriptors")  # pipes, unix sockets, eventfd
-        self.native_ran = False   # a native syscall was let run since the last round began
         self.busy = BusyWait(self.cfg.unblocked_syscall_latency)
         self.handlers = self._build_handlers()
         self.tracer = Tracer(self, vdso=self.cfg.vdso, cpu=self.cfg.cpu, log=self._tracer_message)
@@ -100,6 +99,7 @@ class Scheduler(Policy):
 
     def _handler(self, nr: int, name: str, module: str, method: str):
         cpu = self.cpu
+        native_files = self.native_files
         busy = self.busy
 
         def run(sc):
@@ -127,10 +127,9 @@ class Scheduler(Policy):
             if owner.log is not None:
                 owner.log.record(sim.now(), sc, result, not st.logged)
                 st.logged = True
-            # Whatever the kernel runs may change the readiness of pipes and unix sockets — once
-            # it has run it: the task is resumed now and runs it during the next round.
-            if isinstance(result, Native):
-                self.native_ran = True
+            # Whatever the kernel runs may change the readiness of pipes and unix sockets.
+            if isinstance(result, Native) and native_files._waiters:
+                native_files.notify()
             return result
 
         return run
@@ -264,18 +263,13 @@ class Scheduler(Policy):
             if now != self._last_now:
                 self._last_now = now
                 self._dates_reached(now)
-            # Native calls resumed before this round have run once it returns (every running task
-            # stopped again, or none was running): only then may their effect wake anyone, or a
-            # waiter would see it or not depending on how fast the kernel ran them.
-            native_ran, self.native_ran = self.native_ran, False
             ran = tracer.run_round()
-            if native_ran:
-                self.native_files.notify()
             # Woken tasks are looked at after every round, not only once nothing runs: a thread
             # that keeps running (a busy loop, a thread that just released a lock) must not starve
-            # the one it woke, which on Linux would run on another CPU meanwhile.
-            if self.ready:
-                self._retry_ready()
+            # the one it woke, which on Linux would run on another CPU meanwhile. Except those
+            # whose answer the kernel gives (a pipe's readiness): tasks just resumed may be
+            # changing it right now, so they wait for a moment when nothing runs.
+            if self.ready and self._retry_ready(quiescent=not ran):
                 continue
             if ran:
                 continue
@@ -425,9 +419,14 @@ class Scheduler(Policy):
             if task.state == BLOCKED and task.blocked_on.deadline is not None and task.blocked_on.deadline <= now:
                 self.ready.add(task)
 
-    def _retry_ready(self) -> None:
+    def _retry_ready(self, quiescent: bool = True) -> bool:
+        """Look again at the woken tasks (in canonical order); False if none could be."""
         tasks = sorted(self.ready, key=_rank)
-        self.ready.clear()
+        if not quiescent:
+            tasks = [t for t in tasks if not (t.blocked_on is not None and self.native_files in t.blocked_on.on)]
+            if not tasks:
+                return False
+        self.ready.difference_update(tasks)
         for task in tasks:
             if task.state != BLOCKED or self.tracer.tasks.get(task.tid) is not task:
                 continue
@@ -436,6 +435,7 @@ class Scheduler(Policy):
                 self.tracer.retry(task)
             except TraceeGone:
                 pass
+        return True
 
     def _forget_wait(self, task: Task) -> None:
         self.ready.discard(task)
