@@ -1,0 +1,125 @@
+"""Socket semantics equal to Linux's, proven differentially (issue 13).
+
+Each program of progs/ prints one `key: value` line per behaviour it observes (an errno name, poll
+bits, a count, a comparison made inside the program: never a port or an address that differs
+between 127.0.0.1 and a simulated host, never a duration). The suite runs it natively on this
+machine (127.0.0.1; two processes when it needs a peer) and emulated under both mediation modes
+(one host, or a server on h1 and a client on h2 of two_hosts.xml), and requires the same lines.
+
+Behaviours simterpose does not reproduce yet are listed in XFAIL with the reason: their lines are
+left out of the main comparison and each is a strict xfail of its own (it fails the suite the day
+it starts to pass, so the list cannot go stale).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from net_helpers import PYTHON, emulate, free_port, native
+
+PROGS = Path(__file__).resolve().parent / "progs"
+MODES = ["address-translation", "full-mediation"]
+# one process on h1 (loopback behaviours)
+LOCAL = ["binds", "ipv6", "connect", "sockopts", "udp"]
+# a server on h1 and a client on h2
+PAIRS = {"tcp_pair": ("tcp_server", "tcp_client"), "udp_pair": ("udp_server", "udp_client")}
+
+# (program, key) -> why simterpose differs from Linux there (both modes unless a mode is named)
+XFAIL: dict[tuple[str, str], str] = {}
+XFAIL_MODE: dict[tuple[str, str, str], str] = {}
+
+
+def _lines(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(": ")
+        out[key] = value
+    return out
+
+
+_native: dict[str, dict[str, dict[str, str]]] = {}
+_emulated: dict[tuple[str, str], tuple[dict[str, dict[str, str]], str]] = {}
+
+
+def native_output(prog: str) -> dict[str, dict[str, str]]:
+    """{program file: {key: value}} of the run on this machine's kernel."""
+    if prog not in _native:
+        if prog in PAIRS:
+            server, client = PAIRS[prog]
+            port = free_port()
+            outs = native([PYTHON, PROGS / f"{server}.py", "0.0.0.0", port],
+                          [PYTHON, PROGS / f"{client}.py", "127.0.0.1", port])
+            _native[prog] = {server: _lines(outs[0]), client: _lines(outs[1])}
+        else:
+            _native[prog] = {prog: _lines(native([PYTHON, PROGS / f"{prog}.py"])[0])}
+    return _native[prog]
+
+
+def emulated_output(prog: str, mode: str, tmp_path_factory) -> tuple[dict[str, dict[str, str]], str]:
+    """The same under `simterpose run`, and a description of the run for failure messages."""
+    if (prog, mode) not in _emulated:
+        base = tmp_path_factory.mktemp(f"{prog}-{mode}")
+        if prog in PAIRS:
+            server, client = PAIRS[prog]
+            files = [server, client]
+            procs = [{"host": "h1", "path": PYTHON, "args": [str(PROGS / f"{server}.py"), "0.0.0.0", "5000"]},
+                     {"host": "h2", "path": PYTHON, "args": [str(PROGS / f"{client}.py"), "h1", "5000"],
+                      "start_time": 0.1}]
+        else:
+            files = [prog]
+            procs = [{"host": "h1", "path": PYTHON, "args": [str(PROGS / f"{prog}.py")]}]
+        r = emulate(base, procs, mode)
+        detail = f"simterpose run exited {r.rc}\n{r.output}"
+        outs = {}
+        for i, name in enumerate(files):
+            try:
+                outs[name] = _lines(r.stdout(i))
+                detail += f"\n--- {name} stderr:\n{r.stderr(i)}"
+            except (AssertionError, KeyError, IndexError):
+                outs[name] = {}
+        _emulated[(prog, mode)] = (outs, detail)
+    return _emulated[(prog, mode)]
+
+
+def _known(prog: str, mode: str, key: str) -> str | None:
+    return XFAIL.get((prog, key)) or XFAIL_MODE.get((prog, mode, key))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("prog", LOCAL + list(PAIRS))
+def test_same_answers_as_linux(prog, mode, tmp_path_factory):
+    nat = native_output(prog)
+    emu, detail = emulated_output(prog, mode, tmp_path_factory)
+    for name, lines in nat.items():
+        assert lines, f"{name} printed nothing natively"
+        got = emu.get(name, {})
+        diffs = [f"{k}: native {v!r}, emulated {got.get(k, '<missing>')!r}" for k, v in lines.items()
+                 if got.get(k) != v and not _known(prog, mode, k)]
+        extra = sorted(set(got) - set(lines))
+        assert not diffs and not extra, "\n".join(diffs + [f"unexpected line {k}" for k in extra]) + "\n" + detail
+
+
+def _xfail_cases():
+    cases = []
+    for (prog, key), reason in XFAIL.items():
+        for mode in MODES:
+            cases.append(pytest.param(prog, mode, key, id=f"{prog}-{mode}-{key}",
+                                      marks=pytest.mark.xfail(strict=True, reason=reason)))
+    for (prog, mode, key), reason in XFAIL_MODE.items():
+        cases.append(pytest.param(prog, mode, key, id=f"{prog}-{mode}-{key}",
+                                  marks=pytest.mark.xfail(strict=True, reason=reason)))
+    return cases or [pytest.param(None, None, None, id="none")]
+
+
+@pytest.mark.parametrize("prog,mode,key", _xfail_cases())
+def test_known_differences(prog, mode, key, tmp_path_factory):
+    if prog is None:
+        return  # no known difference left
+    nat = native_output(prog)
+    emu, _ = emulated_output(prog, mode, tmp_path_factory)
+    for name, lines in nat.items():
+        if key in lines:
+            assert emu.get(name, {}).get(key) == lines[key]
+            return
+    raise AssertionError(f"{prog} prints no line {key}")
