@@ -15,9 +15,11 @@ do what is already possible at once:
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import ipaddress
 import os
+import signal
 import socket
 import struct
 from typing import TYPE_CHECKING, Optional
@@ -27,20 +29,25 @@ from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported, Value
 from ..wait import Waitable
-from .addressing import LOOPBACK_V4, AddressError, sockaddr
+from .addressing import ANY_V4, LOOPBACK_V4, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
-from .sockets import VSocket
+from .sockets import TCP_MSS, OptionError, VSocket, get_option, set_option
 
 if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
 
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
+MSG_TRUNC, MSG_NOSIGNAL = 0x20, 0x4000
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
 O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
 FIONBIO, FIONREAD = 0x5421, 0x541B
 SOL_SOCKET, SO_REUSEADDR, SO_ERROR, SO_TYPE = 1, 2, 4, 3
 IP_BIND_ADDRESS_NO_PORT = 24
+SO_BINDTODEVICE = 25
+TCP_INFO = 11                           # IPPROTO_TCP (tcp(7))
+TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
+TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 IPPROTO_IPV6, IPV6_V6ONLY = 41, 26
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
@@ -168,15 +175,21 @@ class SocketPolicy:
             sc.mem.write_i32(lenptr, len(raw))
 
     def _implicit_bind(self, sc, s: VSocket, fd: int, toward_loopback: bool = False,
-                       outgoing: bool = False) -> Optional[int]:
+                       outgoing: bool = False, any_addr: bool = False) -> Optional[int]:
         """Bind an unbound socket to a virtual port of ours, in order, rather than a random one (runs
         are reproducible) and to the host's real address (the peer sees the right virtual source).
         Returns an errno or None. For an outgoing TCP connection the kernel picks the real port at
         connect time (IP_BIND_ADDRESS_NO_PORT), avoiding 4-tuples still in TIME_WAIT from an
-        earlier run; nobody needs to reach that real port."""
+        earlier run; nobody needs to reach that real port. `any_addr`: the wildcard address, as
+        listen(2) without bind(2) and a first sendto(2) on an unbound UDP socket do (ip(7), udp(7):
+        replies from any host reach it); otherwise the source address of the route (connect(2))."""
         port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
-        vip = LOOPBACK_V4 if toward_loopback else self.host.ip
-        real_ip = self.host.real_loopback if toward_loopback else self.host.real_ip
+        if any_addr:
+            vip, real_ip = ANY_V4, self.host.real_ip
+        else:
+            vip = LOOPBACK_V4 if toward_loopback else self.host.ip
+            real_ip = self.host.real_loopback if toward_loopback else self.host.real_ip
+        s.auto_port = True
         return self._kernel_bind(sc, s, fd, vip, real_ip, port, 0 if outgoing else port)
 
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
@@ -221,6 +234,7 @@ class SocketPolicy:
             vip = "::1" if vip == LOOPBACK_V4 else "::"
         if port == 0:
             port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
+            s.auto_port = True   # udp_disconnect releases it (no SOCK_BINDPORT_LOCK)
         if _bind_conflict(self.net.bound.get((self.host.name, s.kind, port), {}), vip, s):
             return Errno(errno.EADDRINUSE)
         if s.v6only:
@@ -238,10 +252,15 @@ class SocketPolicy:
         if not s.is_stream:
             return Errno(errno.EOPNOTSUPP)
         if s.local is None:
-            err = self._implicit_bind(sc, s, sc.iarg(0))
+            err = self._implicit_bind(sc, s, sc.iarg(0), any_addr=True)
             if err:
                 return Errno(err)
+        elif not s.listening and _bind_conflict(self.net.bound.get((self.host.name, s.kind, s.local[1]), {}),
+                                                s.local[0], s, listen=True):
+            return Errno(errno.EADDRINUSE)   # another socket listens there (SO_REUSEADDR allows no more)
+        return self._kernel_listen(sc, s)
 
+    def _kernel_listen(self, sc, s: VSocket):
         def listening(sc_, ret):
             if ret == 0:
                 s.listening = True
@@ -287,9 +306,14 @@ class SocketPolicy:
         if s.conn is not None:
             if not s.conn.established:
                 return Errno(errno.EALREADY)
+            if s.connect_pending:
+                # The first connect() after a non-blocking one completed reports the success
+                # (__inet_stream_connect: SS_CONNECTING becomes SS_CONNECTED); later ones EISCONN.
+                s.connect_pending = False
+                return Value(0)
             return Errno(errno.EISCONN)
         if s.listening:
-            return Errno(errno.EINVAL)
+            return Errno(errno.EISCONN)   # __inet_stream_connect: a socket not in TCP_CLOSE
         try:
             sa = self._read_addr(sc, 1, 2, s)
             if sa is None:
@@ -318,6 +342,7 @@ class SocketPolicy:
         s.peer = (dst_ip, sa[2])
         self.net.connect(s, listener, dst_ip)
         if s.nonblocking:
+            s.connect_pending = True
             return Errno(errno.EINPROGRESS)
         sc.state = {"connect": "handshake"}
         return self._connect_wait(sc, s)
@@ -406,11 +431,22 @@ class SocketPolicy:
         self._write_addr(sc, addr_ptr, len_ptr, new, new.peer)
 
     def shutdown(self, sc):
+        """shutdown(2). On a socket that is not connected Linux still records the shutdown (later
+        reads return 0, writes fail with EPIPE) and returns ENOTCONN (inet_shutdown)."""
         s = self.sock(sc)
         if s is None:
             return Native()
         how = sc.iarg(1)
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            return Errno(errno.EINVAL)
+        if s.is_stream and s.conn is None and not s.listening:
+            self._shut(s, how)
+            return Errno(errno.ENOTCONN)
+        if not s.is_stream and s.peer is None:
+            return Errno(errno.ENOTCONN)
+        return self._kernel_shutdown(sc, s, how)
 
+    def _kernel_shutdown(self, sc, s: VSocket, how: int):
         def done(sc_, ret):
             if ret == 0:
                 self._shut(s, how)
@@ -426,6 +462,8 @@ class SocketPolicy:
                 s.out.close()
         if how in (SHUT_RD, SHUT_RDWR):
             s.shut_rd = True
+        # A thread blocked on this socket (recv, send, poll) wakes up: its call now ends.
+        s.notify()
 
     # -- descriptors ---------------------------------------------------------------------------
     def close(self, sc):
@@ -517,6 +555,8 @@ class SocketPolicy:
         return Native()
 
     def setsockopt(self, sc):
+        """setsockopt(2): the socket object records what the model uses or must read back
+        (sockets.set_option); the kernel's socket (address translation) gets it too."""
         s = self.sock(sc)
         if s is None:
             return Native()
@@ -527,7 +567,7 @@ class SocketPolicy:
             if sc.iarg(4) < 4:
                 return Errno(errno.EINVAL)
             s.v6only = sc.mem.read_i32(sc.arg(3)) != 0
-            return Native()
+            return self._kernel_setsockopt(sc)
         if level == SOL_SOCKET and opt in (SO_RCVTIMEO, SO_SNDTIMEO) and sc.iarg(4) >= 16:
             sec, usec = sc.mem.read_timeval(sc.arg(3))
             value = None if (sec == 0 and usec == 0) else sec + usec / 1e6
@@ -536,20 +576,60 @@ class SocketPolicy:
             else:
                 s.sndtimeo = value
             return Value(0)  # timeouts run in simulated time; the kernel must never time out first
+        length = sc.iarg(4)
+        if length < 0:
+            return Errno(errno.EINVAL)
+        raw = sc.mem.read(sc.arg(3), min(length, 256)) if sc.arg(3) and length else b""
+        if level in (SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_TCP) and len(raw) < 4 and \
+                opt not in (SO_BINDTODEVICE,):
+            return Errno(errno.EINVAL)
+        try:
+            set_option(s, level, opt, raw)
+        except OptionError as e:
+            return Errno(e.errno)
+        return self._kernel_setsockopt(sc)
+
+    def _kernel_setsockopt(self, sc):
         return Native()
 
     def getsockopt(self, sc):
+        """getsockopt(2) as the socket object answers it (sockets.get_option); what it does not
+        model is left to the kernel's socket (address translation)."""
         s = self.sock(sc)
         if s is None:
             return Native()
         level, opt = sc.iarg(1), sc.iarg(2)
-        if level == SOL_SOCKET and opt == SO_ERROR:
-            err = s.connect_error
-            s.connect_error = 0
-            sc.mem.write_i32(sc.arg(3), err)
-            sc.mem.write_i32(sc.arg(4), 4)
-            return Value(0)
+        if level == socket.IPPROTO_TCP and opt == TCP_INFO and s.is_stream:
+            return self._tcp_info(sc, s)
+        try:
+            raw = get_option(s, level, opt)
+        except OptionError as e:
+            return Errno(e.errno)
+        if raw is None:
+            return self._kernel_getsockopt(sc, s)
+        return self._put_option(sc, raw)
+
+    def _kernel_getsockopt(self, sc, s: VSocket):
         return Native()
+
+    @staticmethod
+    def _put_option(sc, raw: bytes):
+        room = sc.mem.read_i32(sc.arg(4))
+        if room < 0:
+            return Errno(errno.EINVAL)
+        sc.mem.write(sc.arg(3), raw[:room])
+        sc.mem.write_i32(sc.arg(4), min(room, len(raw)))
+        return Value(0)
+
+    def _tcp_info(self, sc, s: VSocket):
+        """struct tcp_info (linux/tcp.h) with what the simulation knows: the state and the segment
+        sizes; counters the model has no notion of (retransmissions, cwnd, RTT) are 0. Zero-filled
+        to the caller's size rather than 4 bytes of an int (iperf3 reads it whole)."""
+        info = bytearray(TCP_INFO_SIZE)
+        info[0] = TCP_ESTABLISHED if s.conn is not None and s.conn.established else TCP_CLOSE
+        struct.pack_into("<II", info, 16, TCP_MSS, TCP_MSS)   # tcpi_snd_mss, tcpi_rcv_mss
+        struct.pack_into("<I", info, 84, TCP_MSS)             # tcpi_advmss
+        return self._put_option(sc, bytes(info))
 
     # -- data ----------------------------------------------------------------------------------
     def _timeout_deadline(self, sc, timeout: Optional[float]) -> Optional[float]:
@@ -581,7 +661,7 @@ class SocketPolicy:
             # answers that, with SIGPIPE)
             return _take_error(s) or Native()
         if s.conn is None:
-            return Errno(errno.ENOTCONN)
+            return self._epipe(sc, flags)   # tcp_sendmsg on a socket never connected (TCP_CLOSE)
         if s.shut_wr or s.out.reset:
             return Native()  # the kernel answers EPIPE (and SIGPIPE) itself
         if not (s.conn.established or s is s.conn.server):
@@ -609,13 +689,27 @@ class SocketPolicy:
 
         return Native(on_exit=sent)
 
+    @staticmethod
+    def _recv_unconnected(s: VSocket):
+        """tcp_recvmsg on a socket without a connection: ENOTCONN (a listener too), or end of
+        stream once shut down for reading."""
+        if s.shut_rd and not s.listening:
+            return Value(0)
+        return Errno(errno.ENOTCONN)
+
+    def _epipe(self, sc, flags: int):
+        """EPIPE, with the SIGPIPE the kernel sends the writing thread unless MSG_NOSIGNAL."""
+        if not flags & MSG_NOSIGNAL:
+            _tgkill(sc.pid, sc.tid, signal.SIGPIPE)
+        return Errno(errno.EPIPE)
+
     def _recv_stream(self, sc, s: VSocket, iov, flags: int, limit, addr=None):
         """A read on a TCP socket: only what has arrived in the simulation."""
         length = sum(n for _, n in iov)
         if s.refused:
             return _take_error(s) or Value(0)  # tcp_recvmsg: the reset's error, then end of stream
         if s.conn is None:
-            return Errno(errno.ENOTCONN) if not s.listening else Errno(errno.EINVAL)
+            return self._recv_unconnected(s)
         if not s.conn.established:
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         inq = s.inq
@@ -1068,19 +1162,34 @@ class FileSource:
             os.close(fd)
 
 
-def _bind_conflict(table: dict, vip: str, s: VSocket) -> bool:
-    """Would binding `s` to `vip` clash with the sockets already bound on that port (by address)?
-    IPv4 and dual-stack sockets share one space (ANY covers every IPv4 address); V6ONLY sockets
-    have their own ("::" covers "::1"); a dual-stack socket on ANY covers both (ipv6(7))."""
+def _overlap(addr: str, other: VSocket, vip: str, s: VSocket) -> bool:
+    """Do `s` on `vip` and `other` on `addr` claim the same (address, port)? IPv4 and dual-stack
+    sockets share one space (ANY covers every IPv4 address); V6ONLY sockets have their own ("::"
+    covers "::1"); a dual-stack socket on ANY covers both (ipv6(7))."""
     dual_any = s.family == socket.AF_INET6 and not s.v6only and vip == "0.0.0.0"
-    for addr, other in table.items():
-        if ":" in addr:                       # a V6ONLY socket
-            if (":" in vip and (addr == vip or "::" in (addr, vip))) or dual_any:
-                return True
-        elif ":" in vip:                      # s is V6ONLY: only a dual-stack ANY covers it
-            if addr == "0.0.0.0" and other.family == socket.AF_INET6 and not other.v6only:
-                return True
-        elif vip == "0.0.0.0" or addr == "0.0.0.0" or addr == vip:
+    if ":" in addr:                       # other is V6ONLY
+        return (":" in vip and (addr == vip or "::" in (addr, vip))) or dual_any
+    if ":" in vip:                        # s is V6ONLY: only a dual-stack ANY covers it
+        return addr == "0.0.0.0" and other.family == socket.AF_INET6 and not other.v6only
+    return vip == "0.0.0.0" or addr == "0.0.0.0" or addr == vip
+
+
+def _bind_conflict(table: dict, vip: str, s: VSocket, listen: bool = False) -> bool:
+    """Would `s` on `vip` clash with the sockets already bound on that port (socket(7))? Sharing is
+    allowed when both set SO_REUSEPORT, or both set SO_REUSEADDR and neither listens (TCP; UDP
+    sockets never listen). At listen(2) (`listen`), only other listeners count."""
+    for addr, others in table.items():
+        for other in others:
+            if other is s or not _overlap(addr, other, vip, s):
+                continue
+            if s.reuseport and other.reuseport:
+                continue
+            if listen:
+                if other.listening:
+                    return True
+                continue
+            if s.reuseaddr and other.reuseaddr and not other.listening:
+                continue
             return True
     return False
 
@@ -1109,3 +1218,11 @@ def _earliest(*dates: Optional[float]) -> Optional[float]:
 class _Fail(Exception):
     def __init__(self, errno_: int):
         self.errno = errno_
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_NR_TGKILL = NR("tgkill")
+
+
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    _libc.syscall(_NR_TGKILL, pid, tid, sig)
