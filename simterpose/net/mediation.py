@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 from typing import Optional
 
 from ..tracer.results import Errno, Native, Value
@@ -24,6 +25,7 @@ from .policy import (
     SOCK_CLOEXEC,
     SOCK_NONBLOCK,
     SocketPolicy,
+    _take_dgram_error,
     _take_error,
 )
 from .sockets import VSocket
@@ -32,6 +34,8 @@ UDP_MAX = 65507
 
 
 class MediationPolicy(SocketPolicy):
+    _truncated = False   # the last datagram read was cut (recvmsg's MSG_TRUNC)
+
     # -- placeholders and state changes without the kernel --------------------------------------
     def socket(self, sc):
         family, kind_flags = sc.iarg(0), sc.iarg(1)
@@ -57,6 +61,9 @@ class MediationPolicy(SocketPolicy):
         return None
 
     def _kernel_connect_udp(self, sc, target, dst_host, port: int):
+        return Value(0)
+
+    def _kernel_disconnect_udp(self, sc):
         return Value(0)
 
     def _accept(self, sc, flags: int):
@@ -144,6 +151,9 @@ class MediationPolicy(SocketPolicy):
         return Value(length)
 
     def _recv_dgram(self, sc, s: VSocket, iov, flags: int, addr_writer):
+        self._truncated = False
+        if s.dgram_error:
+            return _take_dgram_error(s)
         if not (s.dgrams and s.dgrams[0][0]):
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         head = s.dgrams[0]
@@ -154,12 +164,43 @@ class MediationPolicy(SocketPolicy):
             s.dgrams.popleft()
         if addr_writer is not None and head[1] is not None:
             addr_writer(sc, head[1])
+        # for recvmsg's msg_flags (the emulator handles one syscall at a time)
+        self._truncated = len(payload) > room
         return Value(len(payload) if flags & MSG_TRUNC else min(room, len(payload)))
+
+    def _dgram_carry(self, sc, s: VSocket, iov, raw_msg, flags: int, dst_host, dst_addr: tuple,
+                     target) -> int:
+        length = sum(n for _, n in iov)
+        if length > UDP_MAX:
+            return -errno.EMSGSIZE
+        self.net.send_datagram(s, target, length, sc.mem.gather(iov), dst_host, dst_addr)
+        return length
+
+    def _dgram_take(self, sc, s: VSocket, msg_addr: int, flags: int) -> int:
+        head = s.dgrams[0]
+        raw = sc.mem.read(msg_addr, 56)
+        name, namelen, iov_ptr, iovlen = struct.unpack_from("<QI4xQQ", raw)
+        iov = sc.mem.read_iovec(iov_ptr, min(iovlen, 1024)) if iovlen else []
+        payload = head[2] or b""
+        room = sum(n for _, n in iov)
+        sc.mem.scatter(iov, payload[:room])
+        if not flags & MSG_PEEK:
+            s.dgrams.popleft()
+        if name and head[1] is not None:
+            enc = self._virtual_sockaddr(s, head[1])
+            sc.mem.write(name, enc[:namelen])
+            sc.mem.write(msg_addr + 8, struct.pack("<I", len(enc)))
+        sc.mem.write(msg_addr + 40, b"\0" * 8)   # no ancillary data
+        sc.mem.write(msg_addr + 48, struct.pack("<I", MSG_TRUNC if len(payload) > room else 0))
+        return len(payload) if flags & MSG_TRUNC else min(room, len(payload))
 
     def recvmsg(self, sc):
         result = super().recvmsg(sc)
         if isinstance(result, Value):
-            # What the kernel would fill in: no ancillary data, no flags.
+            # What the kernel would fill in: no ancillary data; MSG_TRUNC if a datagram was cut
+            # to the buffers' size (recvmsg(2)).
+            s = self.sock(sc)
+            trunc = s is not None and not s.is_stream and self._truncated
             sc.mem.write(sc.arg(1) + 40, b"\0" * 8)
-            sc.mem.write(sc.arg(1) + 48, b"\0" * 4)
+            sc.mem.write(sc.arg(1) + 48, struct.pack("<I", MSG_TRUNC if trunc else 0))
         return result

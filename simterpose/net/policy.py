@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
 MSG_TRUNC, MSG_NOSIGNAL = 0x20, 0x4000
+UDP_MAX = 65507                         # udp(7): the largest IPv4 UDP payload
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
 O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
@@ -190,6 +191,7 @@ class SocketPolicy:
             vip = LOOPBACK_V4 if toward_loopback else self.host.ip
             real_ip = self.host.real_loopback if toward_loopback else self.host.real_ip
         s.auto_port = True
+        s.auto_addr = True
         return self._kernel_bind(sc, s, fd, vip, real_ip, port, 0 if outgoing else port)
 
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
@@ -273,7 +275,7 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             return Native()
-        local = s.local or ("0.0.0.0", 0)
+        local = s.local or (s.kept_addr, 0)
         self._write_addr(sc, sc.arg(1), sc.arg(2), s, local)
         return Value(0)
 
@@ -372,8 +374,7 @@ class SocketPolicy:
         try:
             sa = self._read_addr(sc, 1, 2, s)
             if sa is None:
-                s.peer = None
-                return Native()
+                return self._disconnect_udp(sc, s)
             dst_host, dst_ip = self.addressing.destination(self.host, sa[1])
         except _Fail as f:
             return Errno(f.errno)
@@ -388,6 +389,25 @@ class SocketPolicy:
         s.peer_host = dst_host
         target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2])
         return self._kernel_connect_udp(sc, target, dst_host, sa[2])
+
+    def _disconnect_udp(self, sc, s: VSocket):
+        """connect(2) with AF_UNSPEC: the socket forgets its peer; an address or a port it did not
+        choose itself is released too (udp_disconnect: no SOCK_BINDADDR_LOCK/SOCK_BINDPORT_LOCK)."""
+        s.peer = s.peer_host = None
+        s.dgram_error = 0
+        if s.local is not None and (s.auto_port or s.auto_addr):
+            ip = ANY_V4 if s.auto_addr else s.local[0]
+            if s.auto_port:
+                self.net.unbind(s)
+                s.local = None
+                s.kept_addr = ip
+            else:
+                self.net.unbind(s)
+                self.net.bind(s, ip, s.local[1])
+        return self._kernel_disconnect_udp(sc)
+
+    def _kernel_disconnect_udp(self, sc):
+        return Native()
 
     def _kernel_connect_udp(self, sc, target: Optional[VSocket], dst_host, port: int):
         s = self.sock(sc)
@@ -747,14 +767,27 @@ class SocketPolicy:
             port = dest[2]
         fd = sc.iarg(0)
         if s.local is None:
-            err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
+            # udp(7): an unbound socket is bound to the wildcard address and a free port at its
+            # first send, so that replies from anywhere (another host, loopback) reach it.
+            err = self._implicit_bind(sc, s, fd, any_addr=True)
             if err:
                 return Errno(err)
-        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port)
+        src_addr = self.net.source_address(s, dst_ip)
+        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port, src=src_addr)
         return self._dgram_out(sc, s, iov, target, dst_host, (dst_ip, port),
                                set_dest if dest is not None else None)
 
     def _dgram_out(self, sc, s: VSocket, iov, target: Optional[VSocket], dst_host, dst_addr: tuple, set_dest):
+        if target is None:
+            # Nobody receives it: the kernel is not asked to carry it (its real destination might
+            # be a socket the simulation filters out, and its ICMP error would reach the kernel's
+            # socket rather than the model's). The model sends it and answers the error, if any.
+            length = sum(n for _, n in iov)
+            if length > UDP_MAX:
+                return Errno(errno.EMSGSIZE)
+            payload = sc.mem.gather(iov, length) if self.net.capture is not None else None
+            self.net.send_datagram(s, None, length, payload, dst_host, dst_addr)
+            return Value(length)
         if set_dest is not None:
             real = target.real_local if target is not None else (dst_host.real_ip, dst_addr[1])
             set_dest(self._real_sockaddr(s, *real))
@@ -769,6 +802,8 @@ class SocketPolicy:
         return Native(on_exit=sent)
 
     def _recv_dgram(self, sc, s: VSocket, iov, flags: int, addr_writer):
+        if s.dgram_error:
+            return _take_dgram_error(s)
         if not (s.dgrams and s.dgrams[0][0]):
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         head = s.dgrams[0]
@@ -957,10 +992,128 @@ class SocketPolicy:
                 raise Unsupported("splice", f"with {_what(obj)}")
         return Native()
 
-    def mmsg_unsupported(self, sc):
-        if self.sock(sc) is not None:
-            raise Unsupported(sc.name, "on a simulated socket (use sendmsg/recvmsg)")
-        return Native()
+    # -- sendmmsg / recvmmsg: one datagram per struct mmsghdr {msghdr (56 bytes), msg_len} ------
+    MMSG_SIZE = 64
+    MSG_WAITFORONE = 0x10000
+
+    def sendmmsg(self, sc):
+        """sendmmsg(2) on a simulated UDP socket: each message is one datagram, sent as sendmsg
+        would send it; the count of messages sent (or the first message's error)."""
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if s.is_stream:
+            raise Unsupported("sendmmsg", "on a simulated TCP socket (use sendmsg)")
+        vec, vlen, flags = sc.arg(1), min(sc.iarg(2), 1024), sc.iarg(3)
+        sent = 0
+        for i in range(vlen):
+            addr = vec + i * self.MMSG_SIZE
+            raw = bytearray(sc.mem.read(addr, 56))
+            name, namelen, iov_ptr, iovlen = struct.unpack_from("<QI4xQQ", raw)
+            iov = sc.mem.read_iovec(iov_ptr, min(iovlen, 1024)) if iovlen else []
+            dest = decode_sockaddr(sc.mem.read(name, min(namelen, 128))) if name and namelen else None
+            route = self._dgram_route(sc, s, dest)
+            n = route if isinstance(route, int) else self._dgram_carry(sc, s, iov, raw, flags, *route)
+            if n < 0:
+                if sent == 0:
+                    return Errno(-n)
+                break
+            sc.mem.write(addr + 56, struct.pack("<I", n))
+            sent += 1
+        return Value(sent)
+
+    def recvmmsg(self, sc):
+        """recvmmsg(2) on a simulated UDP socket: the datagrams that have arrived, one per message;
+        a blocking call waits for `vlen` of them (or one with MSG_WAITFORONE). The timeout
+        argument is not modelled (see README's limits)."""
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if s.is_stream:
+            raise Unsupported("recvmmsg", "on a simulated TCP socket (use recvmsg)")
+        vec, vlen, flags = sc.arg(1), min(sc.iarg(2), 1024), sc.iarg(3)
+        if s.dgram_error:
+            return _take_dgram_error(s)
+        ready = 0
+        for entry in s.dgrams:
+            if not entry[0]:
+                break
+            ready += 1
+        wait_all = not (s.nonblocking or flags & (MSG_DONTWAIT | self.MSG_WAITFORONE))
+        if ready == 0 or (wait_all and ready < vlen):
+            return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
+        got = 0
+        for i in range(min(ready, vlen)):
+            addr = vec + i * self.MMSG_SIZE
+            n = self._dgram_take(sc, s, addr, flags & ~self.MSG_WAITFORONE)
+            if n < 0:
+                if got == 0:
+                    return Errno(-n)
+                break
+            sc.mem.write(addr + 56, struct.pack("<I", n))
+            got += 1
+        return Value(got)
+
+    def _dgram_route(self, sc, s: VSocket, dest):
+        """Where a datagram goes: (destination host, (ip, port), receiving socket or None), or a
+        negative errno. Binds an unbound socket first (udp(7))."""
+        if dest is None:
+            if s.peer is None:
+                return -errno.EDESTADDRREQ
+            dst_host, dst_ip, port = s.peer_host, s.peer[0], s.peer[1]
+        else:
+            try:
+                dst_host, dst_ip = self.addressing.destination(self.host, dest[1])
+            except AddressError as e:
+                return -e.errno
+            port = dest[2]
+        if s.local is None:
+            err = self._implicit_bind(sc, s, sc.iarg(0), any_addr=True)
+            if err:
+                return -err
+        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port,
+                                 src=self.net.source_address(s, dst_ip))
+        return dst_host, (dst_ip, port), target
+
+    def _dgram_carry(self, sc, s: VSocket, iov, raw_msg: bytearray, flags: int, dst_host,
+                     dst_addr: tuple, target: Optional[VSocket]) -> int:
+        """One datagram of a sendmmsg: the kernel sends it (injected sendmsg, real destination),
+        the model times it. Returns its size or a negative errno."""
+        length = sum(n for _, n in iov)
+        if length > UDP_MAX:
+            return -errno.EMSGSIZE
+        payload = sc.mem.gather(iov, length) if (target is None or self.net.capture is not None) else None
+        if target is not None:
+            scratch = Scratch(sc, self.actor.tracer)
+            msg = bytearray(raw_msg)
+            if s.peer is not None and dst_addr == s.peer:
+                struct.pack_into("<QI", msg, 0, 0, 0)   # the kernel's socket is connected there
+            else:
+                real = self._real_sockaddr(s, *target.real_local)
+                struct.pack_into("<QI", msg, 0, scratch.put(real), len(real))
+            rc = self.actor.tracer.inject(sc, NR("sendmsg"), sc.iarg(0), scratch.put(bytes(msg)),
+                                          flags | MSG_DONTWAIT)
+            if rc < 0:
+                return rc
+            length = rc
+        self.net.send_datagram(s, target, length, payload, dst_host, dst_addr)
+        return length
+
+    def _dgram_take(self, sc, s: VSocket, msg_addr: int, flags: int) -> int:
+        """One arrived datagram into the struct msghdr at msg_addr (recvmmsg): the kernel reads it
+        (injected recvmsg), the name it writes is replaced by the virtual source."""
+        head = s.dgrams[0]
+        rc = self.actor.tracer.inject(sc, NR("recvmsg"), sc.iarg(0), msg_addr, flags | MSG_DONTWAIT)
+        if rc < 0:
+            return rc
+        if not flags & MSG_PEEK:
+            s.dgrams.popleft()
+        name, namelen = struct.unpack_from("<QI", sc.mem.read(msg_addr, 12))
+        if name and head[1] is not None:
+            enc = self._virtual_sockaddr(s, head[1])
+            sc.mem.write(name, enc[:namelen])
+            sc.mem.write(msg_addr + 8, struct.pack("<I", len(enc)))
+        return rc
 
     # -- readiness -----------------------------------------------------------------------------
     def _native_revents(self, sc, pollfds: list[tuple[int, int]]) -> dict[int, int]:
@@ -1200,6 +1353,12 @@ def _timeout_arg(sc, i: int, micro: bool = False) -> Optional[float]:
         return None
     sec, frac = sc.mem.read_timeval(sc.arg(i)) if micro else sc.mem.read_timespec(sc.arg(i))
     return sec + frac / (1e6 if micro else 1e9)
+
+
+def _take_dgram_error(s: VSocket) -> Errno:
+    """udp(7): the ICMP error a connected socket received, reported by the next call, once."""
+    err, s.dgram_error = s.dgram_error, 0
+    return Errno(err)
 
 
 def _take_error(s: VSocket) -> Optional[Errno]:

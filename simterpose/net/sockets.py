@@ -342,6 +342,8 @@ class VSocket(SimulatedFile, Waitable):
         self.reuseaddr = False
         self.reuseport = False
         self.auto_port = False     # bind(2) with port 0 or an implicit bind: the port was ours to pick
+        self.auto_addr = False     # an implicit bind: the address too
+        self.kept_addr = "0.0.0.0"  # getsockname's address once a disconnect released the port
         # connect(2) on a non-blocking socket returned EINPROGRESS: the next connect() once the
         # handshake is done returns 0 (Linux's __inet_stream_connect moves SS_CONNECTING to
         # SS_CONNECTED), the ones after it EISCONN.
@@ -382,7 +384,7 @@ class VSocket(SimulatedFile, Waitable):
                 return False
             s = self.inq
             return (s is not None and s.available() > 0) or self.rcv_shutdown
-        return (bool(self.dgrams) and self.dgrams[0][0]) or bool(self.dgram_error)
+        return bool(self.dgrams) and self.dgrams[0][0]
 
     def writable(self) -> bool:
         if self.is_stream:
@@ -597,18 +599,50 @@ class Network:
             stream.flush()
 
     # -- datagrams -----------------------------------------------------------------------------
+    @staticmethod
+    def source_address(src: VSocket, dst_ip: str) -> tuple[str, int]:
+        """The source of a datagram `src` sends to dst_ip: a wildcard socket sends from the address
+        of the way out, as a kernel does (127.0.0.1 toward loopback, else the host's address)."""
+        ip, port = src.local
+        if ip == "0.0.0.0":
+            ip = "127.0.0.1" if dst_ip == "127.0.0.1" else src.host.ip
+        return ip, port
+
     def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
                       dst_host: Host, dst_addr: tuple) -> None:
-        """Queue one datagram; it is carried after the socket's previous ones (one pump per socket)."""
-        ip, port = src.local
-        if ip == "0.0.0.0":  # sent from a wildcard socket: the address of the way out, as a kernel does
-            ip = "127.0.0.1" if dst_addr[0] == "127.0.0.1" else src.host.ip
-        entry = [False, (ip, port), payload, size]
+        """Queue one datagram; it is carried after the socket's previous ones (one pump per socket).
+        Between two sockets of one host it is there at once: loopback delivers within the sending
+        call (udp(7): a datagram sent to loopback is readable with MSG_DONTWAIT right after)."""
+        entry = [False, self.source_address(src, dst_addr[0]), payload, size]
         if dst is not None:
             dst.dgrams.append(entry)
+        if dst_host is src.host:
+            self._datagram_arrived(src, dst, dst_host, dst_addr, entry, sim.now())
+            return
         src.dgram_out.append((entry, dst, dst_host, dst_addr))
         if not src.dgram_sending:
             self._next_datagram(src)
+
+    def _datagram_arrived(self, src: VSocket, dst: Optional[VSocket], dst_host: Host, dst_addr: tuple,
+                          entry: list, start: float) -> None:
+        if self.capture is not None:
+            self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
+                             entry[2] or b"")
+        entry[0] = True
+        if dst is not None:
+            dst.wake()
+        elif src.peer is not None:
+            # Nobody listens there: the destination answers with an ICMP port unreachable, which a
+            # connected socket reports as ECONNREFUSED at its next call (udp(7), "ERROR HANDLING";
+            # unconnected sockets are told nothing without IP_RECVERR).
+            def icmp_arrived() -> None:
+                if src.peer is not None:
+                    src.dgram_error = errno.ECONNREFUSED
+                    src.wake()
+            if dst_host is src.host:
+                icmp_arrived()
+            else:
+                self.control(dst_host.name, src.host.name, icmp_arrived)
 
     def _next_datagram(self, src: VSocket) -> None:
         """Put the socket's oldest queued datagram on the wire (one at a time, in send order)."""
@@ -620,12 +654,7 @@ class Network:
         start = sim.now()
 
         def arrived() -> None:
-            if self.capture is not None:
-                self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
-                                 entry[2] or b"")
-            entry[0] = True
-            if dst is not None:
-                dst.wake()
+            self._datagram_arrived(src, dst, dst_host, dst_addr, entry, start)
             self._next_datagram(src)
 
         self.watch(sim.transfer_async(src.host.name, dst_host.name, entry[3]), arrived)

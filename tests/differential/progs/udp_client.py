@@ -14,7 +14,7 @@ p = select.poll()
 p.register(c, select.POLLIN)
 for _ in range(50):
     c.sendto(b"hello", (server, port))
-    if p.poll(200):
+    if p.poll(2000):
         break
 data, src = c.recvfrom(100)
 out("reply", data)
