@@ -93,7 +93,13 @@ class MediationPolicy(SocketPolicy):
         return self._put_option(sc, b"\0" * 4)
 
     # -- data ----------------------------------------------------------------------------------
+    def _stream_push(self, sc, s: VSocket, data: bytes) -> int:
+        s.out.write(len(data), data)   # the stream holds the bytes until the reader takes them
+        return len(data)
+
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit, source=None):
+        if self._sending_all(sc):
+            return self._send_all(sc, s, iov, flags)
         if s.refused:  # tcp_sendmsg: the reset's error first, then EPIPE
             return _take_error(s) or self._epipe(sc, flags)
         if s.conn is None:
@@ -115,6 +121,8 @@ class MediationPolicy(SocketPolicy):
         room = s.out.room()
         if room == 0:
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
+        if length > room and source is None and not (s.nonblocking or flags & MSG_DONTWAIT):
+            return self._send_all(sc, s, iov, flags)
         n = min(length, room)
         data = source.read(n) if source is not None else sc.mem.gather(iov, n)
         if data:

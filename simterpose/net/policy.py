@@ -24,6 +24,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Optional
 
+from ..local_files import _skip
 from ..randomness import RandomDevice
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
@@ -672,9 +673,48 @@ class SocketPolicy:
         return Blocked(f"{what} fd {sc.iarg(0)}", _earliest(deadline, look_again), on=(s,),
                        restart=timeout is None)
 
+    def _send_all(self, sc, s: VSocket, iov, flags: int):
+        """A blocking send/write/writev larger than the free window returns once all of it is
+        written (write(2), send(2): short counts are for non-blocking sockets). It is carried out
+        here piece by piece (`_stream_push`), waiting in simulated time for the reader to make
+        room; `sc.state["sent"]` keeps the progress across the waits."""
+        total = sum(n for _, n in iov)
+        if not isinstance(sc.state, dict):
+            sc.state = {}
+        done = sc.state.setdefault("sent", 0)
+        while done < total and not (s.shut_wr or s.out.reset):
+            room = s.out.room()
+            if room == 0:
+                deadline = self._timeout_deadline(sc, s.sndtimeo)
+                if deadline is not None and self.actor.now() >= deadline:
+                    break   # SO_SNDTIMEO: the count written so far
+                return Blocked(f"{sc.name} fd {sc.iarg(0)}", deadline, on=(s,), restart=False)
+            n = self._stream_push(sc, s, sc.mem.gather(_skip(iov, done), min(room, total - done)))
+            if n <= 0:
+                break
+            done += n
+            sc.state["sent"] = done
+        if done == 0:
+            return self._epipe(sc, flags)
+        return Value(done)
+
+    def _stream_push(self, sc, s: VSocket, data: bytes) -> int:
+        """Address translation: the kernel carries the bytes; written through our duplicate of
+        the tracee's descriptor (the window is below what loopback absorbs: it never blocks)."""
+        n = self.actor.local._write_nowait(sc.process, sc.iarg(0), data)
+        if n > 0:
+            s.out.write(n, data[:n])
+        return n
+
+    @staticmethod
+    def _sending_all(sc) -> bool:
+        return isinstance(sc.state, dict) and "sent" in sc.state
+
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit, source=None):
         """A write on a TCP socket: let the kernel take at most the simulated window. `source`
         (sendfile) gives the bytes of a file instead of the iovec's memory: source(n) reads n."""
+        if self._sending_all(sc):
+            return self._send_all(sc, s, iov, flags)
         length = sum(n for _, n in iov)
         if s.refused:
             # tcp_sendmsg: the reset's error first, then EPIPE (the kernel's unconnected socket
@@ -691,6 +731,8 @@ class SocketPolicy:
         room = s.out.room()
         if room == 0:
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
+        if length > room and source is None and not (s.nonblocking or flags & MSG_DONTWAIT):
+            return self._send_all(sc, s, iov, flags)
         if length > room:
             limit(room)
         out = s.out

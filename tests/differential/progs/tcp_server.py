@@ -34,9 +34,9 @@ out("bulk_digest", h.hexdigest()[:16])
 # several iovecs on both sides
 data, anc, flags, src = c.recvmsg(6, 0, socket.MSG_WAITALL)
 out("sendmsg_iovecs_arrive", data)
+out("dontwait_nothing", call(c.recv, 10, socket.MSG_DONTWAIT))   # the client waits for our reply
 c.sendmsg([b"x", b"yz", b"uvw"])
 c.send(b"PEEKED-DATA")
-out("dontwait_nothing", call(c.recv, 10, socket.MSG_DONTWAIT))
 
 # half-close: EOF here, the other direction still open
 out("half_close_eof", c.recv(10))
