@@ -48,7 +48,7 @@ class MediationPolicy(SocketPolicy):
         return result
 
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
-                     real_port: int) -> Optional[int]:
+                     real_port: int, learn_port: bool = False) -> Optional[int]:
         self.net.bind(s, vip, port)
         return None
 

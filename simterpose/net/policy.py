@@ -30,7 +30,7 @@ from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported, Value
 from ..wait import Waitable
-from .addressing import ANY_V4, LOOPBACK_V4, AddressError, sockaddr
+from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
 from .sockets import TCP_MSS, OptionError, VSocket, get_option, set_option
 
@@ -196,19 +196,24 @@ class SocketPolicy:
         return self._kernel_bind(sc, s, fd, vip, real_ip, port, 0 if outgoing else port)
 
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
-                     real_port: int) -> Optional[int]:
+                     real_port: int, learn_port: bool = False) -> Optional[int]:
         scratch = Scratch(sc, self.actor.tracer)
         tr = self.actor.tracer
         # SO_REUSEADDR: a previous run's TIME_WAIT on the same real address must not fail our bind;
         # the simulated registry still refuses a second bind of a port, as a real host would.
         one = scratch.put(struct.pack("<i", 1))
         tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_REUSEADDR, one, 4)
-        if real_port == 0 and s.is_stream:
+        if real_port == 0 and s.is_stream and not learn_port:
             tr.inject(sc, NR("setsockopt"), fd, socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, one, 4)
         raw = self._real_sockaddr(s, real_ip, real_port)
         rc = tr.inject(sc, NR("bind"), fd, scratch.put(raw), len(raw))
         if rc < 0:
             return -rc
+        if learn_port:
+            # The kernel chose the real port: read it back (a V6ONLY listener's clients connect to it).
+            name, size = scratch.put(b"\0" * 28), scratch.put(struct.pack("<i", 28))
+            tr.inject(sc, NR("getsockname"), fd, name, size)
+            real_port = decode_sockaddr(sc.mem.read(name, 28))[2]
         self.net.bind(s, vip, port)
         s.real_local = (real_ip, real_port)
         return None
@@ -243,7 +248,7 @@ class SocketPolicy:
         if s.v6only:
             # Its real twin listens on [::1] at a port of the kernel's choice: no simulated peer
             # connects to it (the platform's hosts are IPv4), and it never collides with another's.
-            err = self._kernel_bind(sc, s, sc.iarg(0), vip, "::1", port, 0)
+            err = self._kernel_bind(sc, s, sc.iarg(0), vip, LOOPBACK_V6, port, 0, learn_port=True)
         else:
             err = self._kernel_bind(sc, s, sc.iarg(0), vip, self.addressing.real_for_bind(self.host, vip), port, port)
         return Errno(err) if err else Value(0)
@@ -326,6 +331,11 @@ class SocketPolicy:
             return Errno(f.errno)
         except AddressError as e:
             return Errno(e.errno)
+        # ipv6(7): "::1" is the IPv6 loopback: V6ONLY listeners on "::1" or "::" and dual-stack ones
+        # take it, IPv4 sockets do not; both ends then name each other "::1".
+        v6_loopback = s.family == socket.AF_INET6 and _is_v6_loopback(sa[1])
+        if v6_loopback:
+            dst_ip = LOOPBACK_V6
         listener = self.net.lookup(dst_host, socket.SOCK_STREAM, dst_ip, sa[2])
         if listener is None or not listener.listening:
             # Nobody listens there: the SYN goes out and a reset comes back, one round trip later.
@@ -335,7 +345,17 @@ class SocketPolicy:
             sc.state = {"connect": "refusing"}
             return self._connect_wait(sc, s)
         fd = sc.iarg(0)
-        if s.local is None:
+        if s.local is None and v6_loopback:
+            # The real connection follows the listener's real socket: IPv6 for a V6ONLY one,
+            # IPv4-mapped for a dual-stack one (tracees only ever see the virtual "::1").
+            port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
+            real = listener.real_local
+            real_ip = LOOPBACK_V6 if real is not None and ":" in real[0] else self.host.real_loopback
+            s.auto_port = s.auto_addr = True
+            err = self._kernel_bind(sc, s, fd, LOOPBACK_V6, real_ip, port, 0)
+            if err:
+                return Errno(err)
+        elif s.local is None:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4), outgoing=True)
             if err:
                 return Errno(err)
@@ -1395,6 +1415,11 @@ def _timeout_arg(sc, i: int, micro: bool = False) -> Optional[float]:
         return None
     sec, frac = sc.mem.read_timeval(sc.arg(i)) if micro else sc.mem.read_timespec(sc.arg(i))
     return sec + frac / (1e6 if micro else 1e9)
+
+
+def _is_v6_loopback(addr: str) -> bool:
+    """Is this the IPv6 loopback address "::1" (not an IPv4-mapped one)?"""
+    return ":" in addr and ipaddress.IPv6Address(addr) == ipaddress.IPv6Address(LOOPBACK_V6)
 
 
 def _take_dgram_error(s: VSocket) -> Errno:

@@ -490,6 +490,17 @@ class Network:
         table = self.bound.get((host.name, kind, port))
         if not table:
             return None
+        if ip == "::1":
+            # The IPv6 loopback: V6ONLY sockets ("::1", "::"), then dual-stack ones on the IPv4 side.
+            for addr in ("::1", "::"):
+                for s in table.get(addr, ()):
+                    if s.listening or kind != socket.SOCK_STREAM:
+                        return s
+            for addr in ("127.0.0.1", "0.0.0.0"):
+                for s in table.get(addr, ()):
+                    if s.family == socket.AF_INET6 and not s.v6only and (s.listening or kind != socket.SOCK_STREAM):
+                        return s
+            return None
         for addr in (ip, "0.0.0.0"):
             found = table.get(addr, ())
             if kind == socket.SOCK_STREAM:
