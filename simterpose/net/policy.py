@@ -129,11 +129,18 @@ class SocketPolicy:
         kind = kind_flags & 0xF
         if family not in INET_FAMILIES:
             return Native()  # unix, netlink...: local to the machine, left to the kernel
+        proto = sc.iarg(2)
+        if proto in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6) or kind == socket.SOCK_RAW:
+            # ping's sockets (icmp(7), raw(7)): the simulated network carries no ICMP; refusing
+            # with EACCES would let ping fall back to other sockets and fail obscurely.
+            what = "ICMPv6" if proto == socket.IPPROTO_ICMPV6 or family == socket.AF_INET6 else "ICMP"
+            kind_name = "raw socket (SOCK_RAW)" if kind == socket.SOCK_RAW else "datagram socket"
+            raise Unsupported("socket", f"{what} {kind_name}, protocol {proto}: the simulated network "
+                                        f"carries TCP and UDP only, no {what} (ping cannot run)")
         if kind not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             raise Unsupported("socket", f"socket type {kind} (only TCP and UDP are simulated)")
-        proto = sc.iarg(2)
         if proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
-            raise Unsupported("socket", f"protocol {proto}")
+            raise Unsupported("socket", f"protocol {proto} (only TCP and UDP are simulated)")
 
         def created(sc_, fd):
             if fd >= 0:

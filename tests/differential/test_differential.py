@@ -123,3 +123,26 @@ def test_known_differences(prog, mode, key, tmp_path_factory):
             assert emu.get(name, {}).get(key) == lines[key]
             return
     raise AssertionError(f"{prog} prints no line {key}")
+
+
+ICMP = r"""
+import socket, sys
+kind = {"dgram": socket.SOCK_DGRAM, "raw": socket.SOCK_RAW}[sys.argv[1]]
+try:
+    socket.socket(socket.AF_INET, kind, socket.IPPROTO_ICMP)
+    print("created")
+except OSError as e:
+    print("refused", e.errno)
+"""
+
+
+@pytest.mark.parametrize("kind", ["dgram", "raw"])
+@pytest.mark.parametrize("mode", MODES)
+def test_icmp_sockets_fail_the_run_with_a_message_naming_icmp(tmp_path, mode, kind):
+    """ping's sockets (icmp(7), raw(7)) are not simulated: the run fails, saying so, rather than a
+    program going on with a socket that can reach nobody."""
+    r = emulate(tmp_path, [{"host": "h1", "path": PYTHON, "args": ["-c", ICMP, kind]}], mode)
+    assert r.rc != 0
+    assert "ICMP" in r.output and "ping" in r.output, r.output
+    if kind == "raw":
+        assert "SOCK_RAW" in r.output, r.output
