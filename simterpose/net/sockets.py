@@ -152,19 +152,47 @@ class Stream(Waitable):
         free = WINDOW - (self.sent - self.consumed)
         return free if free >= MIN_ROOM else 0
 
+    @property
+    def loopback(self) -> bool:
+        """Both ends on one host: the kernel's loopback delivers within the sending call (tcp(7)
+        over lo: what send() returned is readable at once, FIONREAD counts it, MSG_DONTWAIT gets
+        it), so the bytes and the FIN take no simulated time and no SimGrid transfer."""
+        return self.src is self.dst
+
     def write(self, nbytes: int, payload: bytes | None = None) -> None:
         self.sent += nbytes
         if self.data is not None and payload is not None:
             self.data.append(payload)
         if self.pending_capture is not None and payload is not None:
             self.pending_capture.append([sim.now(), payload])
-        self._kick()
+        if self.loopback and not self.held:
+            self._deliver_now()
+        else:
+            self._kick()
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.close_date = sim.now()
-            self._kick()
+            if self.loopback and not self.held:
+                self._deliver_now()
+            else:
+                self._kick()
+
+    def _deliver_now(self) -> None:
+        """Loopback: what was written (and the FIN) has arrived (see `loopback`)."""
+        if self.sent > self.started and not self.flows:
+            self.delivered += self.sent - self.started
+            self.started = self.sent
+            if self.pending_capture is not None:
+                self.record()
+            self._wake(self.readers)
+        elif self.sent > self.started:
+            self._kick()   # flows from before are still in progress: keep the bytes in order
+            return
+        if self.closed and not self.fin_sent:
+            self.fin_sent = True
+            self._fin_arrived(sim.now())
 
     def _kick(self) -> None:
         # Flows start when the simulation is about to advance (Network.flush): everything written
@@ -176,6 +204,9 @@ class Stream(Waitable):
         rides with the flows still in progress (EOF when the last byte arrives), or goes alone."""
         if self.held:
             return  # released (and flushed) when the SYN-ACK arrives: nothing goes before it
+        if self.loopback and not self.flows:
+            self._deliver_now()
+            return
         if self.sent > self.started:
             flow = _Flow(self.sent - self.started, sim.now())
             self.started = self.sent

@@ -1,8 +1,11 @@
 """connect(2), accept4(2), poll(2) and shutdown(2) on TCP sockets of one host (tcp(7), socket(7))."""
 
 import errno
+import fcntl
 import os
 import socket
+import struct
+import termios
 import threading
 import time
 
@@ -103,6 +106,16 @@ t.join()
 out("after_shutdown_poll", poll_bits(a3.fileno()))
 out("after_shutdown_send", call(a3.send, b"x", socket.MSG_NOSIGNAL))
 out("peer_sees_eof", c3.recv(10))
+
+# data sent on loopback is there at once: FIONREAD, MSG_DONTWAIT, poll
+c.sendall(b"12345")
+out("loopback_fionread", struct.unpack("i", fcntl.ioctl(a.fileno(), termios.FIONREAD, b"\0" * 4))[0])
+out("loopback_poll", poll_bits(a.fileno()))
+out("loopback_dontwait", call(a.recv, 10, socket.MSG_DONTWAIT))
+# SO_RCVTIMEO: a recv with nothing to read fails with EAGAIN once the timeout expired
+a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("qq", 0, 100000))
+out("rcvtimeo_recv", call(a.recv, 10))
+a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("qq", 0, 0))
 
 # half-close: the other direction still works
 c.shutdown(socket.SHUT_WR)
