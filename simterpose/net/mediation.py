@@ -170,6 +170,7 @@ class MediationPolicy(SocketPolicy):
         sc.mem.scatter(iov, payload[:room])
         if not flags & MSG_PEEK:
             s.dgrams.popleft()
+        s.last_dgram = head
         if addr_writer is not None and head[1] is not None:
             addr_writer(sc, head[1])
         # for recvmsg's msg_flags (the emulator handles one syscall at a time)
@@ -209,6 +210,7 @@ class MediationPolicy(SocketPolicy):
             # to the buffers' size (recvmsg(2)).
             s = self.sock(sc)
             trunc = s is not None and not s.is_stream and self._truncated
-            sc.mem.write(sc.arg(1) + 40, b"\0" * 8)
+            if not self._control_written:
+                sc.mem.write(sc.arg(1) + 40, b"\0" * 8)
             sc.mem.write(sc.arg(1) + 48, struct.pack("<I", MSG_TRUNC if trunc else 0))
         return result

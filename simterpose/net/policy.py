@@ -46,6 +46,7 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 10
 FIONBIO, FIONREAD = 0x5421, 0x541B
 SOL_SOCKET, SO_REUSEADDR, SO_ERROR, SO_TYPE = 1, 2, 4, 3
 IP_BIND_ADDRESS_NO_PORT = 24
+IP_PKTINFO = 8
 SO_BINDTODEVICE = 25
 TCP_INFO = 11                           # IPPROTO_TCP (tcp(7))
 TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
@@ -83,6 +84,8 @@ _SCRATCH_SIZE = 8192
 
 class SocketPolicy:
     """Socket syscalls of one process tree (one actor)."""
+
+    _control_written = False   # recvmsg wrote control data (IP_PKTINFO) for this call
 
     def __init__(self, actor: "ScenarioProcess", network):
         self.actor = actor
@@ -882,6 +885,7 @@ class SocketPolicy:
             if ret >= 0:
                 if not peek and s.dgrams and s.dgrams[0] is head:
                     s.dgrams.popleft()
+                s.last_dgram = head
                 if addr_writer is not None and head[1] is not None:
                     addr_writer(sc_, head[1])
             return None
@@ -1031,15 +1035,35 @@ class SocketPolicy:
         flags = sc.iarg(2)
         msg_ptr = sc.arg(1)
 
+        self._control_written = False
+
         def write_name(sc_, addr):
             if name:
                 enc = self._virtual_sockaddr(s, addr)
                 sc_.mem.write(name, enc[:namelen])
                 sc_.mem.write(msg_ptr + 8, struct.pack("<I", len(enc)))
+            if s.options.get((socket.IPPROTO_IP, IP_PKTINFO), b"\0")[:1] != b"\0" and s.last_dgram is not None:
+                self._write_pktinfo(sc_, msg_ptr, s.last_dgram)
 
         if s.is_stream:
             return self._recv_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
         return self._recv_dgram(sc, s, iov, flags, write_name)
+
+    def _write_pktinfo(self, sc, msg_ptr: int, entry: list) -> None:
+        """ip(7) IP_PKTINFO: one control message with the datagram's virtual destination (the
+        kernel's, in address translation, names real loopback addresses): struct in_pktinfo
+        {ifindex: 1 (lo) from this host, 2 (the host's interface) from another; spec_dst and addr:
+        the address it was sent to}."""
+        control, room = struct.unpack("<QQ", sc.mem.read(msg_ptr + 32, 16))
+        space = 32   # CMSG_SPACE(sizeof(struct in_pktinfo))
+        if not control or room < space:
+            return
+        src_host, dst_ip = entry[4], entry[5]
+        ifindex = 1 if src_host is self.host else 2
+        dst = socket.inet_aton(dst_ip if ":" not in dst_ip else "0.0.0.0")
+        sc.mem.write(control, struct.pack("<QiiI4s4s4x", 28, socket.IPPROTO_IP, IP_PKTINFO, ifindex, dst, dst))
+        sc.mem.write(msg_ptr + 40, struct.pack("<Q", space))
+        self._control_written = True
 
     def sendfile(self, sc):
         """sendfile(2) from a file to a simulated TCP socket: what the window allows, as a write."""

@@ -382,8 +382,9 @@ class VSocket(SimulatedFile, Waitable):
         # Options the simulation has no use for but must read back as set: {(level, name): bytes}.
         self.options: dict[tuple[int, int], bytes] = {}
         # datagrams
-        self.dgrams: deque = deque()    # [arrived: bool, src (ip, port), payload or None, size]
+        self.dgrams: deque = deque()    # entries of Network.send_datagram
         self.dgram_error = 0            # udp(7): an ICMP error for a connected socket, reported once
+        self.last_dgram: Optional[list] = None   # the datagram the last recv read (its IP_PKTINFO)
         self.dgram_out: deque = deque()
         self.dgram_sending = False      # a datagram of this socket is on the wire
 
@@ -655,7 +656,8 @@ class Network:
         """Queue one datagram; it is carried after the socket's previous ones (one pump per socket).
         Between two sockets of one host it is there at once: loopback delivers within the sending
         call (udp(7): a datagram sent to loopback is readable with MSG_DONTWAIT right after)."""
-        entry = [False, self.source_address(src, dst_addr[0]), payload, size]
+        # [arrived, source (ip, port), payload, size, source host, destination ip (IP_PKTINFO)]
+        entry = [False, self.source_address(src, dst_addr[0]), payload, size, src.host, dst_addr[0]]
         if dst is not None:
             dst.dgrams.append(entry)
         if dst_host is src.host:

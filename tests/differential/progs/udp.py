@@ -3,6 +3,7 @@ sockets, ICMP port unreachable as ECONNREFUSED, MSG_TRUNC, MSG_PEEK, MSG_DONTWAI
 
 import ctypes
 import socket
+import struct
 
 from common import call, disconnect, libc, out, poll_bits
 
@@ -136,3 +137,11 @@ for i in range(4):
 n = libc.recvmmsg(b.fileno(), rvec, 4, DW, None)
 out("recvmmsg", n)
 out("recvmmsg_data", [(bufs[i].raw[:rvec[i].len], rvec[i].len, bool(rvec[i].hdr.flags & TRUNC)) for i in range(max(n, 0))])
+
+# IP_PKTINFO: the address a datagram was sent to, and the interface (lo)
+p = udp()
+p.setsockopt(socket.IPPROTO_IP, 8, 1)   # IP_PKTINFO (ip(7))
+a.sendto(b"pkt", p.getsockname())
+data, anc, flags, src = p.recvmsg(10, socket.CMSG_SPACE(12))
+info = [(lvl, typ, struct.unpack("I4s4s", d)) for lvl, typ, d in anc]
+out("ip_pktinfo", [(lvl, typ, i, socket.inet_ntoa(s), socket.inet_ntoa(d)) for lvl, typ, (i, s, d) in info])
