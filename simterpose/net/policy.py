@@ -24,6 +24,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Optional
 
+from .. import sim
 from ..local_files import _skip
 from ..randomness import RandomDevice
 from ..tracer import names
@@ -32,7 +33,7 @@ from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported,
 from ..wait import Waitable
 from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
-from .sockets import TCP_MSS, OptionError, VSocket, get_option, set_option
+from .sockets import TCP_MSS, WINDOW, OptionError, VSocket, get_option, set_option
 
 if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
@@ -673,13 +674,29 @@ class SocketPolicy:
         return Value(0)
 
     def _tcp_info(self, sc, s: VSocket):
-        """struct tcp_info (linux/tcp.h) with what the simulation knows: the state and the segment
-        sizes; counters the model has no notion of (retransmissions, cwnd, RTT) are 0. Zero-filled
-        to the caller's size rather than 4 bytes of an int (iperf3 reads it whole)."""
+        """TCP_INFO (tcp(7), struct tcp_info of linux/tcp.h, 232 bytes on Linux 6.x) filled from the
+        model, alike in both modes: the state, the segment sizes, the round trip of the route
+        (twice its one-way latency), a congestion window of the flow-control window (the model's
+        only limit on what is in flight), RTO as Linux's minimum plus the RTT, and the byte
+        counters of the streams. Retransmissions and losses: 0, the model has none. Written to
+        the caller's size (iperf3 reads it whole)."""
         info = bytearray(TCP_INFO_SIZE)
-        info[0] = TCP_ESTABLISHED if s.conn is not None and s.conn.established else TCP_CLOSE
-        struct.pack_into("<II", info, 16, TCP_MSS, TCP_MSS)   # tcpi_snd_mss, tcpi_rcv_mss
-        struct.pack_into("<I", info, 84, TCP_MSS)             # tcpi_advmss
+        established = s.conn is not None and s.conn.established
+        info[0] = TCP_ESTABLISHED if established else TCP_CLOSE
+        rtt_us = 0
+        if s.conn is not None:
+            src, dst = s.conn.client.host.name, s.conn.listener.host.name
+            rtt_us = round(2e6 * sim.current().path_latency(src, dst)) if src != dst else 0
+        mss = TCP_MSS if established else 536
+        struct.pack_into("<II", info, 8, 200000 + rtt_us, 40000)           # tcpi_rto, tcpi_ato (us)
+        struct.pack_into("<II", info, 16, mss, mss)                        # tcpi_snd_mss, tcpi_rcv_mss
+        struct.pack_into("<I", info, 60, 1500)                             # tcpi_pmtu
+        struct.pack_into("<IIIII", info, 68, rtt_us, rtt_us // 2,          # tcpi_rtt, tcpi_rttvar,
+                         0x7FFFFFFF, WINDOW // TCP_MSS, TCP_MSS)           # ssthresh, snd_cwnd, advmss
+        if s.out is not None and s.inq is not None:
+            struct.pack_into("<QQ", info, 120, s.out.consumed, s.inq.consumed)   # bytes_acked, _received
+            struct.pack_into("<I", info, 148, rtt_us)                            # tcpi_min_rtt
+            struct.pack_into("<Q", info, 200, s.out.sent)                        # tcpi_bytes_sent
         return self._put_option(sc, bytes(info))
 
     # -- data ----------------------------------------------------------------------------------
