@@ -250,7 +250,7 @@ class SocketPolicy:
             # "::1"), beside IPv4 and dual-stack sockets (redis and memcached bind both by default).
             if ":" not in sa[1] or ipaddress.IPv6Address(sa[1]).ipv4_mapped is not None:
                 return Errno(errno.EINVAL)   # ipv6(7): a V6ONLY socket cannot take an IPv4 address
-            vip = "::1" if vip == LOOPBACK_V4 else "::"
+            vip = LOOPBACK_V6 if vip == LOOPBACK_V4 else ("::" if vip == ANY_V4 else vip)
         if port == 0:
             port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
             s.auto_port = True   # udp_disconnect releases it (no SOCK_BINDPORT_LOCK)
@@ -342,10 +342,10 @@ class SocketPolicy:
             return Errno(f.errno)
         except AddressError as e:
             return Errno(e.errno)
-        # ipv6(7): "::1" is the IPv6 loopback: V6ONLY listeners on "::1" or "::" and dual-stack ones
-        # take it, IPv4 sockets do not; both ends then name each other "::1".
-        v6_loopback = s.family == socket.AF_INET6 and _is_v6_loopback(sa[1])
-        if v6_loopback:
+        # ipv6(7): an IPv6 destination ("::1", or a host's `ip6`) reaches V6ONLY listeners and
+        # dual-stack ones, never IPv4 sockets; both ends then name each other by IPv6 addresses.
+        v6 = s.family == socket.AF_INET6 and _is_v6(sa[1])
+        if v6 and _is_v6_loopback(sa[1]):
             dst_ip = LOOPBACK_V6
         listener = self.net.lookup(dst_host, socket.SOCK_STREAM, dst_ip, sa[2])
         if listener is None or not listener.listening:
@@ -356,14 +356,22 @@ class SocketPolicy:
             sc.state = {"connect": "refusing"}
             return self._connect_wait(sc, s)
         fd = sc.iarg(0)
-        if s.local is None and v6_loopback:
-            # The real connection follows the listener's real socket: IPv6 for a V6ONLY one,
-            # IPv4-mapped for a dual-stack one (tracees only ever see the virtual "::1").
+        if s.local is None and v6:
+            # The source is this host's IPv6 address of the same kind ("::1", or its ip6). The real
+            # connection follows the listener's real socket: IPv6 for a V6ONLY one, IPv4-mapped
+            # for a dual-stack one (tracees only ever see the virtual addresses).
+            loop = dst_ip == LOOPBACK_V6
+            vip = LOOPBACK_V6 if loop else self.host.ip6
+            if vip is None:
+                return Errno(errno.ENETUNREACH)   # this host has no IPv6 address to send from
             port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
             real = listener.real_local
-            real_ip = LOOPBACK_V6 if real is not None and ":" in real[0] else self.host.real_loopback
+            if real is not None and ":" in real[0]:
+                real_ip = LOOPBACK_V6
+            else:
+                real_ip = self.host.real_loopback if loop else self.host.real_ip
             s.auto_port = s.auto_addr = True
-            err = self._kernel_bind(sc, s, fd, LOOPBACK_V6, real_ip, port, 0)
+            err = self._kernel_bind(sc, s, fd, vip, real_ip, port, 0)
             if err:
                 return Errno(err)
         elif s.local is None:
@@ -1463,6 +1471,14 @@ def _timeout_arg(sc, i: int, micro: bool = False) -> Optional[float]:
         return None
     sec, frac = sc.mem.read_timeval(sc.arg(i)) if micro else sc.mem.read_timespec(sc.arg(i))
     return sec + frac / (1e6 if micro else 1e9)
+
+
+def _is_v6(addr: str) -> bool:
+    """A true IPv6 address (not IPv4-mapped, not the wildcard "::" that means any host here)?"""
+    if ":" not in addr:
+        return False
+    ip = ipaddress.IPv6Address(addr)
+    return ip.ipv4_mapped is None and not ip.is_unspecified
 
 
 def _is_v6_loopback(addr: str) -> bool:

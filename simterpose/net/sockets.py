@@ -522,13 +522,15 @@ class Network:
         table = self.bound.get((host.name, kind, port))
         if not table:
             return None
-        if ip == "::1":
-            # The IPv6 loopback: V6ONLY sockets ("::1", "::"), then dual-stack ones on the IPv4 side.
-            for addr in ("::1", "::"):
+        if ":" in ip:
+            # An IPv6 destination ("::1" or the host's ip6): sockets bound to it or to "::" with
+            # V6ONLY, then dual-stack ones bound to its IPv4 twin or to ANY (ipv6(7)).
+            for addr in (ip, "::"):
                 for s in table.get(addr, ()):
                     if s.listening or kind != socket.SOCK_STREAM:
                         return s
-            for addr in ("127.0.0.1", "0.0.0.0"):
+            twin = "127.0.0.1" if ip == "::1" else host.ip
+            for addr in (twin, "0.0.0.0"):
                 for s in table.get(addr, ()):
                     if s.family == socket.AF_INET6 and not s.v6only and (s.listening or kind != socket.SOCK_STREAM):
                         return s
@@ -647,7 +649,9 @@ class Network:
         """The source of a datagram `src` sends to dst_ip: a wildcard socket sends from the address
         of the way out, as a kernel does (127.0.0.1 toward loopback, else the host's address)."""
         ip, port = src.local
-        if ip == "0.0.0.0":
+        if ip == "0.0.0.0" and ":" in dst_ip:
+            ip = "::1" if dst_ip == "::1" else (src.host.ip6 or "::1")
+        elif ip == "0.0.0.0":
             ip = "127.0.0.1" if dst_ip == "127.0.0.1" else src.host.ip
         return ip, port
 
