@@ -486,6 +486,12 @@ class SocketPolicy:
     def _accepted(self, sc, listener: VSocket, fd: int, flags: int, addr_ptr: int, len_ptr: int) -> None:
         new = VSocket(self.net, self.host, listener.family, listener.kind, listener.protocol)
         new.nonblocking = bool(flags & SOCK_NONBLOCK)
+        # The kernel clones the listener's socket (sk_clone_lock): its options come along
+        # (TCP_NODELAY, SO_KEEPALIVE, buffer sizes, SO_REUSEADDR, the timeouts), not O_NONBLOCK.
+        new.options = dict(listener.options)
+        new.reuseaddr, new.reuseport = listener.reuseaddr, listener.reuseport
+        new.rcvtimeo, new.sndtimeo = listener.rcvtimeo, listener.sndtimeo
+        new.v6only = listener.v6only
         self.net.accept(listener, new)
         self.table(sc.process).add(fd, new, bool(flags & SOCK_CLOEXEC))
         self._write_addr(sc, addr_ptr, len_ptr, new, new.peer)
@@ -640,8 +646,8 @@ class SocketPolicy:
         if length < 0:
             return Errno(errno.EINVAL)
         raw = sc.mem.read(sc.arg(3), min(length, 256)) if sc.arg(3) and length else b""
-        if level in (SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_TCP) and len(raw) < 4 and \
-                opt not in (SO_BINDTODEVICE,):
+        # socket(7) and tcp(7) options take an int (ip(7) ones may be one byte)
+        if level in (SOL_SOCKET, socket.IPPROTO_TCP) and len(raw) < 4 and opt != SO_BINDTODEVICE:
             return Errno(errno.EINVAL)
         try:
             set_option(s, level, opt, raw)
