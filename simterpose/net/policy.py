@@ -300,7 +300,8 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             return Native()
-        if s.peer is None or (s.is_stream and (s.conn is None or s.connect_error)):
+        # inet_getname: no peer, or a TCP socket closed or still in SYN_SENT
+        if s.peer is None or (s.is_stream and (s.conn is None or s.connect_error or s.syn_sent)):
             return Errno(errno.ENOTCONN)
         self._write_addr(sc, sc.arg(1), sc.arg(2), s, s.peer)
         return Value(0)
