@@ -483,7 +483,12 @@ class Network:
     def control(self, src: str, dst: str, callback: Callable[[], None]) -> None:
         """A control segment (SYN, SYN-ACK, RST, a lone FIN) from host src to host dst: callback()
         when it arrives. Under the flow-level models, a 0-byte SimGrid transfer (the model's latency,
-        e.g. 13.01 x the route's latency under LV08); under ns-3, the route's latency."""
+        e.g. 13.01 x the route's latency under LV08); under ns-3, the route's latency. Between two
+        sockets of one host it arrives at once: Linux's loopback runs the handshake (or the reset)
+        inside connect(2) itself, so a loopback connect is done when the call returns."""
+        if src == dst:
+            callback()
+            return
         if self.control_by_timer:
             self.timer(sim.now() + sim.current().path_latency(src, dst), callback)
         else:

@@ -127,3 +127,10 @@ a.close()
 out("closed_peer_eof", c.recv(10))
 out("closed_peer_poll", poll_bits(c.fileno()))
 os.close(c2.detach())
+
+# a loopback connect is done when connect() returns, even a non-blocking one
+n = socket.socket()
+n.setblocking(False)
+out("loopback_nonblocking_connect", call(n.connect, ("127.0.0.1", port)))
+out("loopback_connected_at_once", (call(n.getpeername) == ("127.0.0.1", port), n.getsockopt(socket.SOL_SOCKET, SO_ERROR)))
+out("loopback_listener_ready_at_once", poll_bits(lst.fileno()))
