@@ -33,7 +33,17 @@ from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported,
 from ..wait import Waitable
 from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
-from .sockets import TCP_MSS, WINDOW, OptionError, VSocket, get_option, set_option
+from .sockets import (
+    SO_TIMESTAMP,
+    SO_TIMESTAMPNS,
+    TCP_MSS,
+    WINDOW,
+    OptionError,
+    VSocket,
+    get_option,
+    option_on,
+    set_option,
+)
 
 if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
@@ -1074,27 +1084,44 @@ class SocketPolicy:
                 enc = self._virtual_sockaddr(s, addr)
                 sc_.mem.write(name, enc[:namelen])
                 sc_.mem.write(msg_ptr + 8, struct.pack("<I", len(enc)))
-            if s.options.get((socket.IPPROTO_IP, IP_PKTINFO), b"\0")[:1] != b"\0" and s.last_dgram is not None:
-                self._write_pktinfo(sc_, msg_ptr, s.last_dgram)
+            if s.last_dgram is not None:
+                self._write_control(sc_, msg_ptr, s, s.last_dgram)
 
         if s.is_stream:
             return self._recv_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
         return self._recv_dgram(sc, s, iov, flags, write_name)
 
-    def _write_pktinfo(self, sc, msg_ptr: int, entry: list) -> None:
-        """ip(7) IP_PKTINFO: one control message with the datagram's virtual destination (the
-        kernel's, in address translation, names real loopback addresses): struct in_pktinfo
-        {ifindex: 1 (lo) from this host, 2 (the host's interface) from another; spec_dst and addr:
-        the address it was sent to}."""
-        control, room = struct.unpack("<QQ", sc.mem.read(msg_ptr + 32, 16))
-        space = 32   # CMSG_SPACE(sizeof(struct in_pktinfo))
-        if not control or room < space:
+    def _write_control(self, sc, msg_ptr: int, s: VSocket, entry: list) -> None:
+        """The control messages recvmsg(2) returns with a datagram, written by the model in both
+        modes (in address translation the kernel's would name real addresses and the wall clock):
+        SO_TIMESTAMPNS / SO_TIMESTAMP (socket(7)): the virtual CLOCK_REALTIME of its arrival;
+        IP_PKTINFO (ip(7)): struct in_pktinfo {ifindex: 1 (lo) from this host, 2 (the host's
+        interface) from another; spec_dst and addr: the address it was sent to}. Linux's order:
+        the timestamp first (sock_recv_cmsgs), then IP options (ip_cmsg_recv_offset)."""
+        cmsgs = []
+        if option_on(s, SOL_SOCKET, SO_TIMESTAMPNS) or option_on(s, SOL_SOCKET, SO_TIMESTAMP):
+            ns = self.actor.emulation.clock.epoch_ns + round((entry[6] or 0.0) * 1e9)
+            sec, frac = divmod(ns, 1_000_000_000)
+            if option_on(s, SOL_SOCKET, SO_TIMESTAMPNS):
+                cmsgs.append((SOL_SOCKET, SO_TIMESTAMPNS, struct.pack("<qq", sec, frac)))
+            else:
+                cmsgs.append((SOL_SOCKET, SO_TIMESTAMP, struct.pack("<qq", sec, frac // 1000)))
+        if option_on(s, socket.IPPROTO_IP, IP_PKTINFO) and ":" not in entry[5]:
+            dst = socket.inet_aton(entry[5])
+            ifindex = 1 if entry[4] is self.host else 2
+            cmsgs.append((socket.IPPROTO_IP, IP_PKTINFO, struct.pack("<I4s4s", ifindex, dst, dst)))
+        if not cmsgs:
             return
-        src_host, dst_ip = entry[4], entry[5]
-        ifindex = 1 if src_host is self.host else 2
-        dst = socket.inet_aton(dst_ip if ":" not in dst_ip else "0.0.0.0")
-        sc.mem.write(control, struct.pack("<QiiI4s4s4x", 28, socket.IPPROTO_IP, IP_PKTINFO, ifindex, dst, dst))
-        sc.mem.write(msg_ptr + 40, struct.pack("<Q", space))
+        control, room = struct.unpack("<QQ", sc.mem.read(msg_ptr + 32, 16))
+        out = b""
+        for level, kind, data in cmsgs:
+            space = 16 + ((len(data) + 7) & ~7)   # CMSG_SPACE
+            if not control or len(out) + space > room:
+                break   # what does not fit is left out (the kernel sets MSG_CTRUNC)
+            out += struct.pack("<Qii", 16 + len(data), level, kind) + data.ljust(space - 16, b"\0")
+        if out:
+            sc.mem.write(control, out)
+        sc.mem.write(msg_ptr + 40, struct.pack("<Q", len(out)))
         self._control_written = True
 
     def sendfile(self, sc):

@@ -665,8 +665,9 @@ class Network:
         """Queue one datagram; it is carried after the socket's previous ones (one pump per socket).
         Between two sockets of one host it is there at once: loopback delivers within the sending
         call (udp(7): a datagram sent to loopback is readable with MSG_DONTWAIT right after)."""
-        # [arrived, source (ip, port), payload, size, source host, destination ip (IP_PKTINFO)]
-        entry = [False, self.source_address(src, dst_addr[0]), payload, size, src.host, dst_addr[0]]
+        # [arrived, source (ip, port), payload, size, source host, destination ip (IP_PKTINFO),
+        #  arrival date (SO_TIMESTAMP*)]
+        entry = [False, self.source_address(src, dst_addr[0]), payload, size, src.host, dst_addr[0], None]
         if dst is not None:
             dst.dgrams.append(entry)
         if dst_host is src.host:
@@ -682,6 +683,7 @@ class Network:
             self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
                              entry[2] or b"")
         entry[0] = True
+        entry[6] = sim.now()
         if dst is not None:
             dst.wake()
         elif src.peer is not None:
@@ -718,6 +720,8 @@ SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP, IPPROTO_IPV6 = 1, 0, 6, 41
 SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_BROADCAST, SO_SNDBUF, SO_RCVBUF = 2, 3, 4, 6, 7, 8
 SO_KEEPALIVE, SO_REUSEPORT, SO_RCVTIMEO, SO_SNDTIMEO = 9, 15, 20, 21
 SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 30, 38, 39
+SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35     # the _OLD (64-bit time_t on x86_64) numbers
+IP_PKTINFO = 8
 IP_TTL, TCP_NODELAY, TCP_MAXSEG, IPV6_V6ONLY = 2, 1, 2, 26
 # The highest SOL_SOCKET option number Linux 6.x knows (SO_PASSPIDFD is 76...): above it, ENOPROTOOPT.
 SO_LAST = 80
@@ -771,12 +775,20 @@ def set_option(s: VSocket, level: int, name: int, raw: bytes) -> None:
         s.reuseaddr = value != 0
     elif level == SOL_SOCKET and name == SO_REUSEPORT:
         s.reuseport = value != 0
+    elif level == SOL_SOCKET and name in (SO_TIMESTAMP, SO_TIMESTAMPNS) and value:
+        # socket(7): the last of the two set decides the format (sock_set_timestamp)
+        s.options.pop((SOL_SOCKET, SO_TIMESTAMPNS if name == SO_TIMESTAMP else SO_TIMESTAMP), None)
     elif level == SOL_SOCKET and name in (SO_SNDBUF, SO_RCVBUF):
         o = Options.get()
         limit = o.wmem_max if name == SO_SNDBUF else o.rmem_max
         floor = 4608 if name == SO_SNDBUF else 2304   # SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF (x86_64)
         raw = max(floor, 2 * min(max(value, 0), limit)).to_bytes(4, "little")
     s.options[(level, name)] = raw
+
+
+def option_on(s: VSocket, level: int, name: int) -> bool:
+    """Was an integer option set to a non-zero value?"""
+    return any(s.options.get((level, name), b"\0"))
 
 
 def get_option(s: VSocket, level: int, name: int) -> Optional[bytes]:

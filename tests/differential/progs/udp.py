@@ -4,6 +4,7 @@ sockets, ICMP port unreachable as ECONNREFUSED, MSG_TRUNC, MSG_PEEK, MSG_DONTWAI
 import ctypes
 import socket
 import struct
+import time
 
 from common import call, disconnect, libc, out, poll_bits
 
@@ -145,3 +146,16 @@ a.sendto(b"pkt", p.getsockname())
 data, anc, flags, src = p.recvmsg(10, socket.CMSG_SPACE(12))
 info = [(lvl, typ, struct.unpack("I4s4s", d)) for lvl, typ, d in anc]
 out("ip_pktinfo", [(lvl, typ, i, socket.inet_ntoa(s), socket.inet_ntoa(d)) for lvl, typ, (i, s, d) in info])
+
+# SO_TIMESTAMPNS / SO_TIMESTAMP: the arrival date on CLOCK_REALTIME, between the send and the read;
+# with IP_PKTINFO too, the timestamp comes first
+for name, opt, scale in (("so_timestampns", 35, 1), ("so_timestamp", 29, 1000)):
+    t = udp()
+    t.setsockopt(socket.SOL_SOCKET, opt, 1)
+    t.setsockopt(socket.IPPROTO_IP, 8, 1)
+    before = time.time_ns()
+    a.sendto(b"ts", t.getsockname())
+    data, anc, flags, src = t.recvmsg(10, 256)
+    after = time.time_ns()
+    sec, frac = struct.unpack("qq", anc[0][2])
+    out(name, ([(lvl, typ) for lvl, typ, _ in anc], before // 1000 * 1000 <= sec * 10**9 + frac * scale <= after))
