@@ -1057,6 +1057,11 @@ class SocketPolicy:
         flags = sc.iarg(2)
         if s.is_stream:
             return self._send_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
+        if struct.unpack_from("<Q", raw, 40)[0]:
+            # Ancillary data (IP_PKTINFO's source address...) names virtual addresses the kernel's
+            # socket does not have: the model decides the source, the kernel gets none of it.
+            struct.pack_into("<QQ", raw, 32, 0, 0)
+            sc.set_arg(1, Scratch(sc, self.actor.tracer).put(bytes(raw)))
         dest = None
         if name and namelen:
             dest = decode_sockaddr(sc.mem.read(name, min(namelen, 128)))

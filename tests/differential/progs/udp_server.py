@@ -1,6 +1,7 @@
 """The server half of udp_client.py (two hosts)."""
 
 import socket
+import struct
 
 from common import args, out
 
@@ -19,3 +20,11 @@ out("client_source_port_stable", s.recvfrom(100) == (b"again", client))
 other.sendto(b"intruder", client)
 s.sendto(b"from-peer", client)
 out("server_done", s.recvfrom(100)[0])
+
+# a reply from the address the request was sent to (ip(7) IP_PKTINFO, as DNS servers do)
+s.setsockopt(socket.IPPROTO_IP, 8, 1)   # IP_PKTINFO
+data, anc, flags, src = s.recvmsg(100, 256)
+ifindex, spec, addr = struct.unpack("I4s4s", anc[0][2])
+out("pktinfo_request", (data, [(lvl, typ) for lvl, typ, _ in anc]))
+out("pktinfo_reply", s.sendmsg([b"pkt-reply"], [(socket.IPPROTO_IP, 8, struct.pack("I4s4s", 0, addr, bytes(4)))],
+                               0, src))
