@@ -1181,8 +1181,9 @@ class SocketPolicy:
 
     def recvmmsg(self, sc):
         """recvmmsg(2) on a simulated UDP socket: the datagrams that have arrived, one per message;
-        a blocking call waits for `vlen` of them (or one with MSG_WAITFORONE). The timeout
-        argument is not modelled (see README's limits)."""
+        a blocking call waits for `vlen` of them (or one with MSG_WAITFORONE). Its timeout is, as on
+        Linux, only looked at after each datagram received (recvmmsg(2), BUGS): the call returns
+        at the first datagram arriving after the timeout expired, and waits forever without one."""
         s = self.sock(sc)
         if s is None:
             return Native()
@@ -1197,8 +1198,16 @@ class SocketPolicy:
                 break
             ready += 1
         wait_all = not (s.nonblocking or flags & (MSG_DONTWAIT | self.MSG_WAITFORONE))
-        if ready == 0 or (wait_all and ready < vlen):
+        if ready == 0:
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
+        if wait_all and ready < vlen:
+            timeout = _timeout_arg(sc, 4)
+            if not isinstance(sc.state, dict):
+                sc.state = {}
+            deadline = sc.state.setdefault("mmsg_deadline", None if timeout is None else self.actor.now() + timeout)
+            # datagrams already queued are received when the call starts; later ones on arrival
+            if deadline is None or s.dgrams[ready - 1][6] < deadline:
+                return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         got = 0
         for i in range(min(ready, vlen)):
             addr = vec + i * self.MMSG_SIZE

@@ -4,6 +4,7 @@ sockets, ICMP port unreachable as ECONNREFUSED, MSG_TRUNC, MSG_PEEK, MSG_DONTWAI
 import ctypes
 import socket
 import struct
+import threading
 import time
 
 from common import call, disconnect, libc, out, poll_bits
@@ -138,6 +139,19 @@ for i in range(4):
 n = libc.recvmmsg(b.fileno(), rvec, 4, DW, None)
 out("recvmmsg", n)
 out("recvmmsg_data", [(bufs[i].raw[:rvec[i].len], rvec[i].len, bool(rvec[i].hdr.flags & TRUNC)) for i in range(max(n, 0))])
+# a blocking recvmmsg with a timeout: the timeout is looked at after each datagram received
+# (recvmmsg(2), BUGS), so it returns with the first one arriving after 100 ms
+g.send(b"first")
+g.send(b"second")
+threading.Timer(0.3, lambda: g.send(b"third")).start()
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = [("sec", ctypes.c_long), ("nsec", ctypes.c_long)]
+
+
+n = libc.recvmmsg(b.fileno(), rvec, 4, 0, ctypes.byref(Timespec(0, 100_000_000)))
+out("recvmmsg_timeout", (n, [bufs[i].raw[:rvec[i].len] for i in range(max(n, 0))]))
 
 # IP_PKTINFO: the address a datagram was sent to, and the interface (lo)
 p = udp()
