@@ -107,7 +107,9 @@ class Mediator:
             return set()
         out = set()
         for (host, kind, port), table in list(bound.items()):
-            if kind == socket.SOCK_STREAM and any(getattr(s, "listening", False) for s in list(table.values())):
+            # the table holds a list of sockets per address (SO_REUSEADDR / SO_REUSEPORT share one)
+            if kind == socket.SOCK_STREAM and any(getattr(s, "listening", False)
+                                                  for sockets in list(table.values()) for s in list(sockets)):
                 out.add((host, port))
         return out
 

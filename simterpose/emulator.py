@@ -252,11 +252,15 @@ class Emulation:
         self.sim.require_connected([p.host for p in scenario.processes] or self.sim.host_names)
         self.clock = VirtualClock(sim.now, config.epoch)
         hosts = [(h.name, h.ip) for h in self.sim.platform_info.hosts]
-        self.network = Network(Addressing(hosts), keep_data=config.mediate == "full-mediation")
+        # IPv6 addresses: only where the platform gives one (`<prop id="ip6">`), so that name
+        # lookups of IPv4-only platforms (AF_UNSPEC: IPv6 first) stay as they are.
+        ip6 = {h.name: h.props["ip6"] for h in self.sim.platform_info.hosts if h.props.get("ip6")}
+        self.network = Network(Addressing(hosts, ip6=ip6), keep_data=config.mediate == "full-mediation")
         self.network.control_by_timer = config.network_model == "ns-3"
         if config.pcap_dir is not None:
             self.network.capture = Capture(config.pcap_dir, [name for name, _ in hosts])
-        self.hosts_file = self._write_hosts_file(hosts)
+        self.hosts_file = self._write_hosts_file(hosts, {name: self.network.addressing.hosts[name].ip6
+                                                         for name in ip6})
         self.processes: dict[int, Process] = {}
         # The local waits of the run (simterpose/local_files.py): futex queues by (pid, address),
         # and the pipes tracees created ("pipe:[inode]"), the only ones whose waits are ours.
@@ -272,11 +276,15 @@ class Emulation:
         self.final_time = 0.0
 
     @staticmethod
-    def _write_hosts_file(hosts) -> str:
-        """What tracees read instead of /etc/hosts: the platform's host names."""
+    def _write_hosts_file(hosts, ip6: dict) -> str:
+        """What tracees read instead of /etc/hosts: the platform's host names, with an AAAA entry
+        (an IPv6 line, same names) for each host that has an IPv6 address."""
         fd, path = tempfile.mkstemp(prefix="simterpose-hosts-")
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-        lines += hosts_file_lines(hosts)  # aliases for names programs cannot resolve
+        v4_lines = hosts_file_lines(hosts)  # aliases for names programs cannot resolve
+        lines += v4_lines
+        lines += [ip6[name] + line[len(ip):] for (name, ip), line in zip(hosts, v4_lines, strict=True)
+                  if name in ip6]
         os.write(fd, ("\n".join(lines) + "\n").encode())
         os.close(fd)
         return path

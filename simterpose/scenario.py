@@ -415,6 +415,20 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
             if ip in declared:
                 raise ScenarioError(f"host '{name}': ip {ip} already belongs to host '{declared[ip]}'", path, line)
             declared[ip] = name
+        ip6 = host_props.get(name, {}).get("ip6")
+        if ip6:
+            # ipv6(7): a host's own IPv6 address (AAAA in the hosts file); not mapped, loopback or ANY
+            try:
+                addr = ipaddress.IPv6Address(ip6)
+            except ValueError:
+                addr = None
+            if addr is None or addr.ipv4_mapped is not None or addr.is_loopback or addr.is_unspecified:
+                raise ScenarioError(f"host '{name}': invalid ip6 property {ip6!r} (a plain IPv6 address, "
+                                    f"e.g. fd00::1)", path, line)
+            if str(addr) in declared:
+                raise ScenarioError(f"host '{name}': ip6 {ip6} already belongs to host "
+                                    f"'{declared[str(addr)]}'", path, line)
+            declared[str(addr)] = name
 
     link_names = {link.name for link in links}
     for route in routes:

@@ -81,8 +81,8 @@ HANDLED: dict[str, tuple[str, str]] = {
     "recvfrom": (NET, "recvfrom"),
     "sendmsg": (NET, "sendmsg"),
     "recvmsg": (NET, "recvmsg"),
-    "sendmmsg": (NET, "mmsg_unsupported"),
-    "recvmmsg": (NET, "mmsg_unsupported"),
+    "sendmmsg": (NET, "sendmmsg"),
+    "recvmmsg": (NET, "recvmmsg"),
     "sendfile": (NET, "sendfile"),
     "splice": (NET, "splice"),
     # a socket can be used through any descriptor call: these stop to check whether it is one

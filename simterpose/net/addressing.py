@@ -36,10 +36,11 @@ class AddressError(Exception):
 class Host:
     """A simulated host as the network sees it."""
 
-    def __init__(self, index: int, name: str, ip: str, run_octet: int = 1):
+    def __init__(self, index: int, name: str, ip: str, run_octet: int = 1, ip6: str | None = None):
         self.index = index
         self.name = name
         self.ip = ip
+        self.ip6 = ip6   # its IPv6 address (`<prop id="ip6">`), if the platform gives one
         n = index + 1
         self.real_ip = f"127.{run_octet}.{n >> 8}.{n & 255}"
         self.real_loopback = f"127.{run_octet + 1}.{n >> 8}.{n & 255}"
@@ -86,16 +87,26 @@ class Addressing:
     #: Simulation (:func:`simterpose.sim.reachable`), or say yes when there is none (unit tests).
     reachable: Callable[[str, str], bool] | None = None
 
-    def __init__(self, hosts: list[tuple[str, str]], run_octet: int | None = None):
+    def __init__(self, hosts: list[tuple[str, str]], run_octet: int | None = None,
+                 ip6: dict[str, str] | None = None):
         if run_octet is None:
             run_octet = random.SystemRandom().randrange(2, 254, 2)
         self.hosts: dict[str, Host] = {}
         self.by_ip: dict[str, Host] = {}
+        self.by_ip6: dict[str, Host] = {}
         self.by_real: dict[str, tuple[Host, str]] = {}
         for i, (name, ip) in enumerate(hosts):
-            h = Host(i, name, ip, run_octet)
+            v6 = (ip6 or {}).get(name)
+            if v6 is not None:
+                addr = ipaddress.IPv6Address(v6)   # ValueError: the platform's ip6 is not an address
+                if addr.ipv4_mapped is not None or addr.is_loopback or addr.is_unspecified:
+                    raise ValueError(f"host {name}: ip6 {v6} must be a plain IPv6 address")
+                v6 = str(addr)
+            h = Host(i, name, ip, run_octet, v6)
             self.hosts[name] = h
             self.by_ip[ip] = h
+            if v6 is not None:
+                self.by_ip6[v6] = h
             self.by_real[h.real_ip] = (h, h.ip)
             self.by_real[h.real_loopback] = (h, LOOPBACK_V4)
 
@@ -107,6 +118,8 @@ class Addressing:
         v4 = unmap_v4(vaddr)
         if v4 in (ANY_V4, host.ip) or v4.startswith("127."):
             return LOOPBACK_V4 if v4.startswith("127.") else v4
+        if host.ip6 is not None and ":" in v4 and ipaddress.IPv6Address(v4) == ipaddress.IPv6Address(host.ip6):
+            return host.ip6   # its own IPv6 address: a socket bound there hears IPv6 peers only
         raise AddressError(99, f"cannot bind {vaddr} on host {host.name} (its address is {host.ip})")
 
     def real_for_bind(self, host: Host, v4: str) -> str:
@@ -120,6 +133,13 @@ class Addressing:
             return src, LOOPBACK_V4
         if v4 == ANY_V4:  # connect(0.0.0.0) reaches the local host, as on Linux
             return src, LOOPBACK_V4
+        if ":" in v4:
+            h6 = self.by_ip6.get(str(ipaddress.IPv6Address(v4)))
+            if h6 is None:
+                raise AddressError(101, f"no simulated host has address {vaddr}")  # ENETUNREACH
+            if h6 is not src and not self._reachable(src.name, h6.name):
+                raise AddressError(101, f"the platform has no route from {src.name} to {h6.name}")
+            return h6, h6.ip6
         h = self.by_ip.get(v4)
         if h is None:
             raise AddressError(101, f"no simulated host has address {vaddr}")  # ENETUNREACH

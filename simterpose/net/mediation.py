@@ -10,42 +10,32 @@ address translation: sockets.py), and are written into the receiver's memory whe
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import signal
 import socket
 import struct
 from typing import Optional
 
 from ..tracer.results import Errno, Native, Value
 from .policy import (
-    IPPROTO_IPV6,
-    IPV6_V6ONLY,
     MSG_DONTWAIT,
     MSG_PEEK,
+    MSG_TRUNC,
     MSG_WAITALL,
     NR,
-    SO_ERROR,
-    SO_RCVTIMEO,
-    SO_SNDTIMEO,
-    SO_TYPE,
     SOCK_CLOEXEC,
     SOCK_NONBLOCK,
-    SOL_SOCKET,
     SocketPolicy,
+    _take_dgram_error,
     _take_error,
 )
-from .sockets import WINDOW, VSocket
+from .sockets import VSocket
 
-MSG_TRUNC, MSG_NOSIGNAL = 0x20, 0x4000
-TCP_MAXSEG, TCP_INFO = 2, 11            # IPPROTO_TCP options (tcp(7))
-TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
-TCP_ESTABLISHED, TCP_CLOSE = 1, 7
-TCP_MSS = 1448                          # Ethernet MTU 1500 - IPv4 20 - TCP 20 - timestamps 12
 UDP_MAX = 65507
 
 
 class MediationPolicy(SocketPolicy):
+    _truncated = False   # the last datagram read was cut (recvmsg's MSG_TRUNC)
+
     # -- placeholders and state changes without the kernel --------------------------------------
     def socket(self, sc):
         family, kind_flags = sc.iarg(0), sc.iarg(1)
@@ -58,18 +48,11 @@ class MediationPolicy(SocketPolicy):
         return result
 
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
-                     real_port: int) -> Optional[int]:
+                     real_port: int, learn_port: bool = False) -> Optional[int]:
         self.net.bind(s, vip, port)
         return None
 
-    def listen(self, sc):
-        s = self.sock(sc)
-        if s is None:
-            return Native()
-        if not s.is_stream:
-            return Errno(errno.EOPNOTSUPP)
-        if s.local is None:
-            self._implicit_bind(sc, s, sc.iarg(0))
+    def _kernel_listen(self, sc, s: VSocket):
         s.listening = True
         self.net.listening(s)
         return Value(0)
@@ -78,6 +61,9 @@ class MediationPolicy(SocketPolicy):
         return None
 
     def _kernel_connect_udp(self, sc, target, dst_host, port: int):
+        return Value(0)
+
+    def _kernel_disconnect_udp(self, sc):
         return Value(0)
 
     def _accept(self, sc, flags: int):
@@ -95,76 +81,29 @@ class MediationPolicy(SocketPolicy):
         self._accepted(sc, s, fd, flags, sc.arg(1), sc.arg(2))
         return Value(fd)
 
-    def shutdown(self, sc):
-        s = self.sock(sc)
-        if s is None:
-            return Native()
-        how = sc.iarg(1)
-        if how not in (0, 1, 2):
-            return Errno(errno.EINVAL)
-        if s.conn is None:
-            return Errno(errno.ENOTCONN)
+    def _kernel_shutdown(self, sc, s: VSocket, how: int):
         self._shut(s, how)
         return Value(0)
 
-    def setsockopt(self, sc):
-        s = self.sock(sc)
-        if s is None:
-            return Native()
-        result = super().setsockopt(sc)
-        # Options have no kernel socket to act on; the simulation models none of them (except the
-        # timeouts, recorded above), so they are accepted as a real socket would accept them.
-        return result if isinstance(result, (Value, Errno)) else Value(0)
+    def _kernel_setsockopt(self, sc):
+        return Value(0)   # no kernel socket: the socket object holds the option (sockets.set_option)
 
-    def getsockopt(self, sc):
-        s = self.sock(sc)
-        if s is None:
-            return Native()
-        level, opt = sc.iarg(1), sc.iarg(2)
-        if level == SOL_SOCKET and opt == SO_ERROR:
-            return super().getsockopt(sc)
-        if level == socket.IPPROTO_TCP and opt == TCP_INFO:
-            # struct tcp_info (linux/tcp.h) with what the simulation knows: the state and the
-            # segment sizes; counters the model has no notion of (retransmissions, cwnd, RTT) are 0.
-            # Zero-filled to the caller's size rather than 4 bytes of an int (iperf3 reads it whole).
-            room = max(0, min(sc.mem.read_i32(sc.arg(4)), TCP_INFO_SIZE))
-            info = bytearray(TCP_INFO_SIZE)
-            info[0] = TCP_ESTABLISHED if s.conn is not None and s.conn.established else TCP_CLOSE
-            struct.pack_into("<II", info, 16, TCP_MSS, TCP_MSS)   # tcpi_snd_mss, tcpi_rcv_mss
-            struct.pack_into("<I", info, 84, TCP_MSS)             # tcpi_advmss
-            sc.mem.write(sc.arg(3), bytes(info[:room]))
-            sc.mem.write_i32(sc.arg(4), room)
-            return Value(0)
-        value = 0
-        if level == socket.IPPROTO_TCP and opt == TCP_MAXSEG:
-            value = TCP_MSS
-        elif level == SOL_SOCKET and opt == SO_TYPE:
-            value = s.kind
-        elif level == SOL_SOCKET and opt in (7, 8):  # SO_SNDBUF, SO_RCVBUF
-            value = WINDOW
-        elif level == IPPROTO_IPV6 and opt == IPV6_V6ONLY and s.family == socket.AF_INET6:
-            value = int(s.v6only)
-        elif level == SOL_SOCKET and opt in (SO_RCVTIMEO, SO_SNDTIMEO):
-            t = s.rcvtimeo if opt == SO_RCVTIMEO else s.sndtimeo
-            sec = int(t or 0)
-            sc.mem.write(sc.arg(3), struct.pack("<qq", sec, int(((t or 0) - sec) * 1e6)))
-            sc.mem.write_i32(sc.arg(4), 16)
-            return Value(0)
-        sc.mem.write_i32(sc.arg(3), value)
-        sc.mem.write_i32(sc.arg(4), 4)
-        return Value(0)
+    def _kernel_getsockopt(self, sc, s: VSocket):
+        # An option the model does not know: 0, as an unset integer option reads on Linux.
+        return self._put_option(sc, b"\0" * 4)
 
     # -- data ----------------------------------------------------------------------------------
-    def _epipe(self, sc, flags: int):
-        if not flags & MSG_NOSIGNAL:
-            _tgkill(sc.pid, sc.tid, signal.SIGPIPE)  # as the kernel does: to the writing thread
-        return Errno(errno.EPIPE)
+    def _stream_push(self, sc, s: VSocket, data: bytes) -> int:
+        s.out.write(len(data), data)   # the stream holds the bytes until the reader takes them
+        return len(data)
 
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit, source=None):
+        if self._sending_all(sc):
+            return self._send_all(sc, s, iov, flags)
         if s.refused:  # tcp_sendmsg: the reset's error first, then EPIPE
             return _take_error(s) or self._epipe(sc, flags)
         if s.conn is None:
-            return Errno(errno.ENOTCONN)
+            return self._epipe(sc, flags)   # tcp_sendmsg on a socket never connected (TCP_CLOSE)
         if s.shut_wr:
             return self._epipe(sc, flags)
         length = sum(n for _, n in iov)
@@ -182,6 +121,8 @@ class MediationPolicy(SocketPolicy):
         room = s.out.room()
         if room == 0:
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
+        if length > room and source is None and not (s.nonblocking or flags & MSG_DONTWAIT):
+            return self._send_all(sc, s, iov, flags)
         n = min(length, room)
         data = source.read(n) if source is not None else sc.mem.gather(iov, n)
         if data:
@@ -192,7 +133,7 @@ class MediationPolicy(SocketPolicy):
         if s.refused:
             return _take_error(s) or Value(0)  # tcp_recvmsg: the reset's error, then end of stream
         if s.conn is None:
-            return Errno(errno.ENOTCONN) if not s.listening else Errno(errno.EINVAL)
+            return self._recv_unconnected(s)
         if not s.conn.established:
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         length = sum(n for _, n in iov)
@@ -218,6 +159,9 @@ class MediationPolicy(SocketPolicy):
         return Value(length)
 
     def _recv_dgram(self, sc, s: VSocket, iov, flags: int, addr_writer):
+        self._truncated = False
+        if s.dgram_error:
+            return _take_dgram_error(s)
         if not (s.dgrams and s.dgrams[0][0]):
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         head = s.dgrams[0]
@@ -226,22 +170,47 @@ class MediationPolicy(SocketPolicy):
         sc.mem.scatter(iov, payload[:room])
         if not flags & MSG_PEEK:
             s.dgrams.popleft()
+        s.last_dgram = head
         if addr_writer is not None and head[1] is not None:
             addr_writer(sc, head[1])
+        # for recvmsg's msg_flags (the emulator handles one syscall at a time)
+        self._truncated = len(payload) > room
         return Value(len(payload) if flags & MSG_TRUNC else min(room, len(payload)))
+
+    def _dgram_carry(self, sc, s: VSocket, iov, raw_msg, flags: int, dst_host, dst_addr: tuple,
+                     target) -> int:
+        length = sum(n for _, n in iov)
+        if length > UDP_MAX:
+            return -errno.EMSGSIZE
+        self.net.send_datagram(s, target, length, sc.mem.gather(iov), dst_host, dst_addr)
+        return length
+
+    def _dgram_take(self, sc, s: VSocket, msg_addr: int, flags: int) -> int:
+        head = s.dgrams[0]
+        raw = sc.mem.read(msg_addr, 56)
+        name, namelen, iov_ptr, iovlen = struct.unpack_from("<QI4xQQ", raw)
+        iov = sc.mem.read_iovec(iov_ptr, min(iovlen, 1024)) if iovlen else []
+        payload = head[2] or b""
+        room = sum(n for _, n in iov)
+        sc.mem.scatter(iov, payload[:room])
+        if not flags & MSG_PEEK:
+            s.dgrams.popleft()
+        if name and head[1] is not None:
+            enc = self._virtual_sockaddr(s, head[1])
+            sc.mem.write(name, enc[:namelen])
+            sc.mem.write(msg_addr + 8, struct.pack("<I", len(enc)))
+        sc.mem.write(msg_addr + 40, b"\0" * 8)   # no ancillary data
+        sc.mem.write(msg_addr + 48, struct.pack("<I", MSG_TRUNC if len(payload) > room else 0))
+        return len(payload) if flags & MSG_TRUNC else min(room, len(payload))
 
     def recvmsg(self, sc):
         result = super().recvmsg(sc)
         if isinstance(result, Value):
-            # What the kernel would fill in: no ancillary data, no flags.
-            sc.mem.write(sc.arg(1) + 40, b"\0" * 8)
-            sc.mem.write(sc.arg(1) + 48, b"\0" * 4)
+            # What the kernel would fill in: no ancillary data; MSG_TRUNC if a datagram was cut
+            # to the buffers' size (recvmsg(2)).
+            s = self.sock(sc)
+            trunc = s is not None and not s.is_stream and self._truncated
+            if not self._control_written:
+                sc.mem.write(sc.arg(1) + 40, b"\0" * 8)
+            sc.mem.write(sc.arg(1) + 48, struct.pack("<I", MSG_TRUNC if trunc else 0))
         return result
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_NR_TGKILL = NR("tgkill")
-
-
-def _tgkill(pid: int, tid: int, sig: int) -> None:
-    _libc.syscall(_NR_TGKILL, pid, tid, sig)

@@ -32,7 +32,16 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _ipv6(src: str, dst: str, proto: int, payload: bytes) -> bytes:
+    """An IPv6 header (LINKTYPE_RAW carries both versions); an IPv4 end is written mapped."""
+    def raw(addr: str) -> bytes:
+        return socket.inet_pton(socket.AF_INET6, addr if ":" in addr else f"::ffff:{addr}")
+    return struct.pack("!IHBB16s16s", 6 << 28, len(payload), proto, 64, raw(src), raw(dst)) + payload
+
+
 def _ipv4(src: str, dst: str, proto: int, payload: bytes, ident: int) -> bytes:
+    if ":" in src or ":" in dst:
+        return _ipv6(src, dst, proto, payload)
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident & 0xFFFF, 0x4000, 64, proto, 0,
                          socket.inet_aton(src), socket.inet_aton(dst))
     header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]

@@ -15,32 +15,53 @@ do what is already possible at once:
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import ipaddress
 import os
+import signal
 import socket
 import struct
 from typing import TYPE_CHECKING, Optional
 
+from .. import sim
+from ..local_files import _skip
 from ..randomness import RandomDevice
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported, Value
 from ..wait import Waitable
-from .addressing import LOOPBACK_V4, AddressError, sockaddr
+from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
-from .sockets import VSocket
+from .sockets import (
+    SO_TIMESTAMP,
+    SO_TIMESTAMPNS,
+    TCP_MSS,
+    WINDOW,
+    OptionError,
+    VSocket,
+    get_option,
+    option_on,
+    set_option,
+)
 
 if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
 
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
+MSG_TRUNC, MSG_NOSIGNAL = 0x20, 0x4000
+UDP_MAX = 65507                         # udp(7): the largest IPv4 UDP payload
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
 O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
 FIONBIO, FIONREAD = 0x5421, 0x541B
 SOL_SOCKET, SO_REUSEADDR, SO_ERROR, SO_TYPE = 1, 2, 4, 3
 IP_BIND_ADDRESS_NO_PORT = 24
+IP_PKTINFO = 8
+SO_BINDTODEVICE = 25
+TCP_INFO = 11                           # IPPROTO_TCP (tcp(7))
+TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
+TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 IPPROTO_IPV6, IPV6_V6ONLY = 41, 26
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
@@ -74,6 +95,8 @@ _SCRATCH_SIZE = 8192
 
 class SocketPolicy:
     """Socket syscalls of one process tree (one actor)."""
+
+    _control_written = False   # recvmsg wrote control data (IP_PKTINFO) for this call
 
     def __init__(self, actor: "ScenarioProcess", network):
         self.actor = actor
@@ -120,11 +143,18 @@ class SocketPolicy:
         kind = kind_flags & 0xF
         if family not in INET_FAMILIES:
             return Native()  # unix, netlink...: local to the machine, left to the kernel
+        proto = sc.iarg(2)
+        if proto in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6) or kind == socket.SOCK_RAW:
+            # ping's sockets (icmp(7), raw(7)): the simulated network carries no ICMP; refusing
+            # with EACCES would let ping fall back to other sockets and fail obscurely.
+            what = "ICMPv6" if proto == socket.IPPROTO_ICMPV6 or family == socket.AF_INET6 else "ICMP"
+            kind_name = "raw socket (SOCK_RAW)" if kind == socket.SOCK_RAW else "datagram socket"
+            raise Unsupported("socket", f"{what} {kind_name}, protocol {proto}: the simulated network "
+                                        f"carries TCP and UDP only, no {what} (ping cannot run)")
         if kind not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
             raise Unsupported("socket", f"socket type {kind} (only TCP and UDP are simulated)")
-        proto = sc.iarg(2)
         if proto not in (0, socket.IPPROTO_TCP, socket.IPPROTO_UDP):
-            raise Unsupported("socket", f"protocol {proto}")
+            raise Unsupported("socket", f"protocol {proto} (only TCP and UDP are simulated)")
 
         def created(sc_, fd):
             if fd >= 0:
@@ -168,31 +198,43 @@ class SocketPolicy:
             sc.mem.write_i32(lenptr, len(raw))
 
     def _implicit_bind(self, sc, s: VSocket, fd: int, toward_loopback: bool = False,
-                       outgoing: bool = False) -> Optional[int]:
+                       outgoing: bool = False, any_addr: bool = False) -> Optional[int]:
         """Bind an unbound socket to a virtual port of ours, in order, rather than a random one (runs
         are reproducible) and to the host's real address (the peer sees the right virtual source).
         Returns an errno or None. For an outgoing TCP connection the kernel picks the real port at
         connect time (IP_BIND_ADDRESS_NO_PORT), avoiding 4-tuples still in TIME_WAIT from an
-        earlier run; nobody needs to reach that real port."""
+        earlier run; nobody needs to reach that real port. `any_addr`: the wildcard address, as
+        listen(2) without bind(2) and a first sendto(2) on an unbound UDP socket do (ip(7), udp(7):
+        replies from any host reach it); otherwise the source address of the route (connect(2))."""
         port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
-        vip = LOOPBACK_V4 if toward_loopback else self.host.ip
-        real_ip = self.host.real_loopback if toward_loopback else self.host.real_ip
+        if any_addr:
+            vip, real_ip = ANY_V4, self.host.real_ip
+        else:
+            vip = LOOPBACK_V4 if toward_loopback else self.host.ip
+            real_ip = self.host.real_loopback if toward_loopback else self.host.real_ip
+        s.auto_port = True
+        s.auto_addr = True
         return self._kernel_bind(sc, s, fd, vip, real_ip, port, 0 if outgoing else port)
 
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
-                     real_port: int) -> Optional[int]:
+                     real_port: int, learn_port: bool = False) -> Optional[int]:
         scratch = Scratch(sc, self.actor.tracer)
         tr = self.actor.tracer
         # SO_REUSEADDR: a previous run's TIME_WAIT on the same real address must not fail our bind;
         # the simulated registry still refuses a second bind of a port, as a real host would.
         one = scratch.put(struct.pack("<i", 1))
         tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_REUSEADDR, one, 4)
-        if real_port == 0 and s.is_stream:
+        if real_port == 0 and s.is_stream and not learn_port:
             tr.inject(sc, NR("setsockopt"), fd, socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, one, 4)
         raw = self._real_sockaddr(s, real_ip, real_port)
         rc = tr.inject(sc, NR("bind"), fd, scratch.put(raw), len(raw))
         if rc < 0:
             return -rc
+        if learn_port:
+            # The kernel chose the real port: read it back (a V6ONLY listener's clients connect to it).
+            name, size = scratch.put(b"\0" * 28), scratch.put(struct.pack("<i", 28))
+            tr.inject(sc, NR("getsockname"), fd, name, size)
+            real_port = decode_sockaddr(sc.mem.read(name, 28))[2]
         self.net.bind(s, vip, port)
         s.real_local = (real_ip, real_port)
         return None
@@ -218,15 +260,16 @@ class SocketPolicy:
             # "::1"), beside IPv4 and dual-stack sockets (redis and memcached bind both by default).
             if ":" not in sa[1] or ipaddress.IPv6Address(sa[1]).ipv4_mapped is not None:
                 return Errno(errno.EINVAL)   # ipv6(7): a V6ONLY socket cannot take an IPv4 address
-            vip = "::1" if vip == LOOPBACK_V4 else "::"
+            vip = LOOPBACK_V6 if vip == LOOPBACK_V4 else ("::" if vip == ANY_V4 else vip)
         if port == 0:
             port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
+            s.auto_port = True   # udp_disconnect releases it (no SOCK_BINDPORT_LOCK)
         if _bind_conflict(self.net.bound.get((self.host.name, s.kind, port), {}), vip, s):
             return Errno(errno.EADDRINUSE)
         if s.v6only:
             # Its real twin listens on [::1] at a port of the kernel's choice: no simulated peer
             # connects to it (the platform's hosts are IPv4), and it never collides with another's.
-            err = self._kernel_bind(sc, s, sc.iarg(0), vip, "::1", port, 0)
+            err = self._kernel_bind(sc, s, sc.iarg(0), vip, LOOPBACK_V6, port, 0, learn_port=True)
         else:
             err = self._kernel_bind(sc, s, sc.iarg(0), vip, self.addressing.real_for_bind(self.host, vip), port, port)
         return Errno(err) if err else Value(0)
@@ -238,10 +281,15 @@ class SocketPolicy:
         if not s.is_stream:
             return Errno(errno.EOPNOTSUPP)
         if s.local is None:
-            err = self._implicit_bind(sc, s, sc.iarg(0))
+            err = self._implicit_bind(sc, s, sc.iarg(0), any_addr=True)
             if err:
                 return Errno(err)
+        elif not s.listening and _bind_conflict(self.net.bound.get((self.host.name, s.kind, s.local[1]), {}),
+                                                s.local[0], s, listen=True):
+            return Errno(errno.EADDRINUSE)   # another socket listens there (SO_REUSEADDR allows no more)
+        return self._kernel_listen(sc, s)
 
+    def _kernel_listen(self, sc, s: VSocket):
         def listening(sc_, ret):
             if ret == 0:
                 s.listening = True
@@ -254,7 +302,7 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             return Native()
-        local = s.local or ("0.0.0.0", 0)
+        local = s.local or (s.kept_addr, 0)
         self._write_addr(sc, sc.arg(1), sc.arg(2), s, local)
         return Value(0)
 
@@ -262,7 +310,8 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             return Native()
-        if s.peer is None or (s.is_stream and (s.conn is None or s.connect_error)):
+        # inet_getname: no peer, or a TCP socket closed or still in SYN_SENT
+        if s.peer is None or (s.is_stream and (s.conn is None or s.connect_error or s.syn_sent)):
             return Errno(errno.ENOTCONN)
         self._write_addr(sc, sc.arg(1), sc.arg(2), s, s.peer)
         return Value(0)
@@ -287,9 +336,14 @@ class SocketPolicy:
         if s.conn is not None:
             if not s.conn.established:
                 return Errno(errno.EALREADY)
+            if s.connect_pending:
+                # The first connect() after a non-blocking one completed reports the success
+                # (__inet_stream_connect: SS_CONNECTING becomes SS_CONNECTED); later ones EISCONN.
+                s.connect_pending = False
+                return Value(0)
             return Errno(errno.EISCONN)
         if s.listening:
-            return Errno(errno.EINVAL)
+            return Errno(errno.EISCONN)   # __inet_stream_connect: a socket not in TCP_CLOSE
         try:
             sa = self._read_addr(sc, 1, 2, s)
             if sa is None:
@@ -299,6 +353,11 @@ class SocketPolicy:
             return Errno(f.errno)
         except AddressError as e:
             return Errno(e.errno)
+        # ipv6(7): an IPv6 destination ("::1", or a host's `ip6`) reaches V6ONLY listeners and
+        # dual-stack ones, never IPv4 sockets; both ends then name each other by IPv6 addresses.
+        v6 = s.family == socket.AF_INET6 and _is_v6(sa[1])
+        if v6 and _is_v6_loopback(sa[1]):
+            dst_ip = LOOPBACK_V6
         listener = self.net.lookup(dst_host, socket.SOCK_STREAM, dst_ip, sa[2])
         if listener is None or not listener.listening:
             # Nobody listens there: the SYN goes out and a reset comes back, one round trip later.
@@ -308,7 +367,25 @@ class SocketPolicy:
             sc.state = {"connect": "refusing"}
             return self._connect_wait(sc, s)
         fd = sc.iarg(0)
-        if s.local is None:
+        if s.local is None and v6:
+            # The source is this host's IPv6 address of the same kind ("::1", or its ip6). The real
+            # connection follows the listener's real socket: IPv6 for a V6ONLY one, IPv4-mapped
+            # for a dual-stack one (tracees only ever see the virtual addresses).
+            loop = dst_ip == LOOPBACK_V6
+            vip = LOOPBACK_V6 if loop else self.host.ip6
+            if vip is None:
+                return Errno(errno.ENETUNREACH)   # this host has no IPv6 address to send from
+            port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
+            real = listener.real_local
+            if real is not None and ":" in real[0]:
+                real_ip = LOOPBACK_V6
+            else:
+                real_ip = self.host.real_loopback if loop else self.host.real_ip
+            s.auto_port = s.auto_addr = True
+            err = self._kernel_bind(sc, s, fd, vip, real_ip, port, 0)
+            if err:
+                return Errno(err)
+        elif s.local is None:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4), outgoing=True)
             if err:
                 return Errno(err)
@@ -318,6 +395,7 @@ class SocketPolicy:
         s.peer = (dst_ip, sa[2])
         self.net.connect(s, listener, dst_ip)
         if s.nonblocking:
+            s.connect_pending = True
             return Errno(errno.EINPROGRESS)
         sc.state = {"connect": "handshake"}
         return self._connect_wait(sc, s)
@@ -347,8 +425,7 @@ class SocketPolicy:
         try:
             sa = self._read_addr(sc, 1, 2, s)
             if sa is None:
-                s.peer = None
-                return Native()
+                return self._disconnect_udp(sc, s)
             dst_host, dst_ip = self.addressing.destination(self.host, sa[1])
         except _Fail as f:
             return Errno(f.errno)
@@ -363,6 +440,25 @@ class SocketPolicy:
         s.peer_host = dst_host
         target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2])
         return self._kernel_connect_udp(sc, target, dst_host, sa[2])
+
+    def _disconnect_udp(self, sc, s: VSocket):
+        """connect(2) with AF_UNSPEC: the socket forgets its peer; an address or a port it did not
+        choose itself is released too (udp_disconnect: no SOCK_BINDADDR_LOCK/SOCK_BINDPORT_LOCK)."""
+        s.peer = s.peer_host = None
+        s.dgram_error = 0
+        if s.local is not None and (s.auto_port or s.auto_addr):
+            ip = ANY_V4 if s.auto_addr else s.local[0]
+            if s.auto_port:
+                self.net.unbind(s)
+                s.local = None
+                s.kept_addr = ip
+            else:
+                self.net.unbind(s)
+                self.net.bind(s, ip, s.local[1])
+        return self._kernel_disconnect_udp(sc)
+
+    def _kernel_disconnect_udp(self, sc):
+        return Native()
 
     def _kernel_connect_udp(self, sc, target: Optional[VSocket], dst_host, port: int):
         s = self.sock(sc)
@@ -401,16 +497,33 @@ class SocketPolicy:
     def _accepted(self, sc, listener: VSocket, fd: int, flags: int, addr_ptr: int, len_ptr: int) -> None:
         new = VSocket(self.net, self.host, listener.family, listener.kind, listener.protocol)
         new.nonblocking = bool(flags & SOCK_NONBLOCK)
+        # The kernel clones the listener's socket (sk_clone_lock): its options come along
+        # (TCP_NODELAY, SO_KEEPALIVE, buffer sizes, SO_REUSEADDR, the timeouts), not O_NONBLOCK.
+        new.options = dict(listener.options)
+        new.reuseaddr, new.reuseport = listener.reuseaddr, listener.reuseport
+        new.rcvtimeo, new.sndtimeo = listener.rcvtimeo, listener.sndtimeo
+        new.v6only = listener.v6only
         self.net.accept(listener, new)
         self.table(sc.process).add(fd, new, bool(flags & SOCK_CLOEXEC))
         self._write_addr(sc, addr_ptr, len_ptr, new, new.peer)
 
     def shutdown(self, sc):
+        """shutdown(2). On a socket that is not connected Linux still records the shutdown (later
+        reads return 0, writes fail with EPIPE) and returns ENOTCONN (inet_shutdown)."""
         s = self.sock(sc)
         if s is None:
             return Native()
         how = sc.iarg(1)
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            return Errno(errno.EINVAL)
+        if s.is_stream and s.conn is None and not s.listening:
+            self._shut(s, how)
+            return Errno(errno.ENOTCONN)
+        if not s.is_stream and s.peer is None:
+            return Errno(errno.ENOTCONN)
+        return self._kernel_shutdown(sc, s, how)
 
+    def _kernel_shutdown(self, sc, s: VSocket, how: int):
         def done(sc_, ret):
             if ret == 0:
                 self._shut(s, how)
@@ -426,6 +539,8 @@ class SocketPolicy:
                 s.out.close()
         if how in (SHUT_RD, SHUT_RDWR):
             s.shut_rd = True
+        # A thread blocked on this socket (recv, send, poll) wakes up: its call now ends.
+        s.notify()
 
     # -- descriptors ---------------------------------------------------------------------------
     def close(self, sc):
@@ -517,6 +632,8 @@ class SocketPolicy:
         return Native()
 
     def setsockopt(self, sc):
+        """setsockopt(2): the socket object records what the model uses or must read back
+        (sockets.set_option); the kernel's socket (address translation) gets it too."""
         s = self.sock(sc)
         if s is None:
             return Native()
@@ -527,7 +644,7 @@ class SocketPolicy:
             if sc.iarg(4) < 4:
                 return Errno(errno.EINVAL)
             s.v6only = sc.mem.read_i32(sc.arg(3)) != 0
-            return Native()
+            return self._kernel_setsockopt(sc)
         if level == SOL_SOCKET and opt in (SO_RCVTIMEO, SO_SNDTIMEO) and sc.iarg(4) >= 16:
             sec, usec = sc.mem.read_timeval(sc.arg(3))
             value = None if (sec == 0 and usec == 0) else sec + usec / 1e6
@@ -536,20 +653,76 @@ class SocketPolicy:
             else:
                 s.sndtimeo = value
             return Value(0)  # timeouts run in simulated time; the kernel must never time out first
+        length = sc.iarg(4)
+        if length < 0:
+            return Errno(errno.EINVAL)
+        raw = sc.mem.read(sc.arg(3), min(length, 256)) if sc.arg(3) and length else b""
+        # socket(7) and tcp(7) options take an int (ip(7) ones may be one byte)
+        if level in (SOL_SOCKET, socket.IPPROTO_TCP) and len(raw) < 4 and opt != SO_BINDTODEVICE:
+            return Errno(errno.EINVAL)
+        try:
+            set_option(s, level, opt, raw)
+        except OptionError as e:
+            return Errno(e.errno)
+        return self._kernel_setsockopt(sc)
+
+    def _kernel_setsockopt(self, sc):
         return Native()
 
     def getsockopt(self, sc):
+        """getsockopt(2) as the socket object answers it (sockets.get_option); what it does not
+        model is left to the kernel's socket (address translation)."""
         s = self.sock(sc)
         if s is None:
             return Native()
         level, opt = sc.iarg(1), sc.iarg(2)
-        if level == SOL_SOCKET and opt == SO_ERROR:
-            err = s.connect_error
-            s.connect_error = 0
-            sc.mem.write_i32(sc.arg(3), err)
-            sc.mem.write_i32(sc.arg(4), 4)
-            return Value(0)
+        if level == socket.IPPROTO_TCP and opt == TCP_INFO and s.is_stream:
+            return self._tcp_info(sc, s)
+        try:
+            raw = get_option(s, level, opt)
+        except OptionError as e:
+            return Errno(e.errno)
+        if raw is None:
+            return self._kernel_getsockopt(sc, s)
+        return self._put_option(sc, raw)
+
+    def _kernel_getsockopt(self, sc, s: VSocket):
         return Native()
+
+    @staticmethod
+    def _put_option(sc, raw: bytes):
+        room = sc.mem.read_i32(sc.arg(4))
+        if room < 0:
+            return Errno(errno.EINVAL)
+        sc.mem.write(sc.arg(3), raw[:room])
+        sc.mem.write_i32(sc.arg(4), min(room, len(raw)))
+        return Value(0)
+
+    def _tcp_info(self, sc, s: VSocket):
+        """TCP_INFO (tcp(7), struct tcp_info of linux/tcp.h, 232 bytes on Linux 6.x) filled from the
+        model, alike in both modes: the state, the segment sizes, the round trip of the route
+        (twice its one-way latency), a congestion window of the flow-control window (the model's
+        only limit on what is in flight), RTO as Linux's minimum plus the RTT, and the byte
+        counters of the streams. Retransmissions and losses: 0, the model has none. Written to
+        the caller's size (iperf3 reads it whole)."""
+        info = bytearray(TCP_INFO_SIZE)
+        established = s.conn is not None and s.conn.established
+        info[0] = TCP_ESTABLISHED if established else TCP_CLOSE
+        rtt_us = 0
+        if s.conn is not None:
+            src, dst = s.conn.client.host.name, s.conn.listener.host.name
+            rtt_us = round(2e6 * sim.current().path_latency(src, dst)) if src != dst else 0
+        mss = TCP_MSS if established else 536
+        struct.pack_into("<II", info, 8, 200000 + rtt_us, 40000)           # tcpi_rto, tcpi_ato (us)
+        struct.pack_into("<II", info, 16, mss, mss)                        # tcpi_snd_mss, tcpi_rcv_mss
+        struct.pack_into("<I", info, 60, 1500)                             # tcpi_pmtu
+        struct.pack_into("<IIIII", info, 68, rtt_us, rtt_us // 2,          # tcpi_rtt, tcpi_rttvar,
+                         0x7FFFFFFF, WINDOW // TCP_MSS, TCP_MSS)           # ssthresh, snd_cwnd, advmss
+        if s.out is not None and s.inq is not None:
+            struct.pack_into("<QQ", info, 120, s.out.consumed, s.inq.consumed)   # bytes_acked, _received
+            struct.pack_into("<I", info, 148, rtt_us)                            # tcpi_min_rtt
+            struct.pack_into("<Q", info, 200, s.out.sent)                        # tcpi_bytes_sent
+        return self._put_option(sc, bytes(info))
 
     # -- data ----------------------------------------------------------------------------------
     def _timeout_deadline(self, sc, timeout: Optional[float]) -> Optional[float]:
@@ -572,16 +745,55 @@ class SocketPolicy:
         return Blocked(f"{what} fd {sc.iarg(0)}", _earliest(deadline, look_again), on=(s,),
                        restart=timeout is None)
 
+    def _send_all(self, sc, s: VSocket, iov, flags: int):
+        """A blocking send/write/writev larger than the free window returns once all of it is
+        written (write(2), send(2): short counts are for non-blocking sockets). It is carried out
+        here piece by piece (`_stream_push`), waiting in simulated time for the reader to make
+        room; `sc.state["sent"]` keeps the progress across the waits."""
+        total = sum(n for _, n in iov)
+        if not isinstance(sc.state, dict):
+            sc.state = {}
+        done = sc.state.setdefault("sent", 0)
+        while done < total and not (s.shut_wr or s.out.reset):
+            room = s.out.room()
+            if room == 0:
+                deadline = self._timeout_deadline(sc, s.sndtimeo)
+                if deadline is not None and self.actor.now() >= deadline:
+                    break   # SO_SNDTIMEO: the count written so far
+                return Blocked(f"{sc.name} fd {sc.iarg(0)}", deadline, on=(s,), restart=False)
+            n = self._stream_push(sc, s, sc.mem.gather(_skip(iov, done), min(room, total - done)))
+            if n <= 0:
+                break
+            done += n
+            sc.state["sent"] = done
+        if done == 0:
+            return self._epipe(sc, flags)
+        return Value(done)
+
+    def _stream_push(self, sc, s: VSocket, data: bytes) -> int:
+        """Address translation: the kernel carries the bytes; written through our duplicate of
+        the tracee's descriptor (the window is below what loopback absorbs: it never blocks)."""
+        n = self.actor.local._write_nowait(sc.process, sc.iarg(0), data)
+        if n > 0:
+            s.out.write(n, data[:n])
+        return n
+
+    @staticmethod
+    def _sending_all(sc) -> bool:
+        return isinstance(sc.state, dict) and "sent" in sc.state
+
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit, source=None):
         """A write on a TCP socket: let the kernel take at most the simulated window. `source`
         (sendfile) gives the bytes of a file instead of the iovec's memory: source(n) reads n."""
+        if self._sending_all(sc):
+            return self._send_all(sc, s, iov, flags)
         length = sum(n for _, n in iov)
         if s.refused:
             # tcp_sendmsg: the reset's error first, then EPIPE (the kernel's unconnected socket
             # answers that, with SIGPIPE)
             return _take_error(s) or Native()
         if s.conn is None:
-            return Errno(errno.ENOTCONN)
+            return self._epipe(sc, flags)   # tcp_sendmsg on a socket never connected (TCP_CLOSE)
         if s.shut_wr or s.out.reset:
             return Native()  # the kernel answers EPIPE (and SIGPIPE) itself
         if not (s.conn.established or s is s.conn.server):
@@ -591,6 +803,8 @@ class SocketPolicy:
         room = s.out.room()
         if room == 0:
             return self._would_block(sc, s, flags, s.sndtimeo, "send")
+        if length > room and source is None and not (s.nonblocking or flags & MSG_DONTWAIT):
+            return self._send_all(sc, s, iov, flags)
         if length > room:
             limit(room)
         out = s.out
@@ -609,13 +823,27 @@ class SocketPolicy:
 
         return Native(on_exit=sent)
 
+    @staticmethod
+    def _recv_unconnected(s: VSocket):
+        """tcp_recvmsg on a socket without a connection: ENOTCONN (a listener too), or end of
+        stream once shut down for reading."""
+        if s.shut_rd and not s.listening:
+            return Value(0)
+        return Errno(errno.ENOTCONN)
+
+    def _epipe(self, sc, flags: int):
+        """EPIPE, with the SIGPIPE the kernel sends the writing thread unless MSG_NOSIGNAL."""
+        if not flags & MSG_NOSIGNAL:
+            _tgkill(sc.pid, sc.tid, signal.SIGPIPE)
+        return Errno(errno.EPIPE)
+
     def _recv_stream(self, sc, s: VSocket, iov, flags: int, limit, addr=None):
         """A read on a TCP socket: only what has arrived in the simulation."""
         length = sum(n for _, n in iov)
         if s.refused:
             return _take_error(s) or Value(0)  # tcp_recvmsg: the reset's error, then end of stream
         if s.conn is None:
-            return Errno(errno.ENOTCONN) if not s.listening else Errno(errno.EINVAL)
+            return self._recv_unconnected(s)
         if not s.conn.established:
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         inq = s.inq
@@ -653,14 +881,27 @@ class SocketPolicy:
             port = dest[2]
         fd = sc.iarg(0)
         if s.local is None:
-            err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
+            # udp(7): an unbound socket is bound to the wildcard address and a free port at its
+            # first send, so that replies from anywhere (another host, loopback) reach it.
+            err = self._implicit_bind(sc, s, fd, any_addr=True)
             if err:
                 return Errno(err)
-        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port)
+        src_addr = self.net.source_address(s, dst_ip)
+        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port, src=src_addr)
         return self._dgram_out(sc, s, iov, target, dst_host, (dst_ip, port),
                                set_dest if dest is not None else None)
 
     def _dgram_out(self, sc, s: VSocket, iov, target: Optional[VSocket], dst_host, dst_addr: tuple, set_dest):
+        if target is None:
+            # Nobody receives it: the kernel is not asked to carry it (its real destination might
+            # be a socket the simulation filters out, and its ICMP error would reach the kernel's
+            # socket rather than the model's). The model sends it and answers the error, if any.
+            length = sum(n for _, n in iov)
+            if length > UDP_MAX:
+                return Errno(errno.EMSGSIZE)
+            payload = sc.mem.gather(iov, length) if self.net.capture is not None else None
+            self.net.send_datagram(s, None, length, payload, dst_host, dst_addr)
+            return Value(length)
         if set_dest is not None:
             real = target.real_local if target is not None else (dst_host.real_ip, dst_addr[1])
             set_dest(self._real_sockaddr(s, *real))
@@ -675,6 +916,8 @@ class SocketPolicy:
         return Native(on_exit=sent)
 
     def _recv_dgram(self, sc, s: VSocket, iov, flags: int, addr_writer):
+        if s.dgram_error:
+            return _take_dgram_error(s)
         if not (s.dgrams and s.dgrams[0][0]):
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         head = s.dgrams[0]
@@ -684,6 +927,7 @@ class SocketPolicy:
             if ret >= 0:
                 if not peek and s.dgrams and s.dgrams[0] is head:
                     s.dgrams.popleft()
+                s.last_dgram = head
                 if addr_writer is not None and head[1] is not None:
                     addr_writer(sc_, head[1])
             return None
@@ -813,6 +1057,11 @@ class SocketPolicy:
         flags = sc.iarg(2)
         if s.is_stream:
             return self._send_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
+        if struct.unpack_from("<Q", raw, 40)[0]:
+            # Ancillary data (IP_PKTINFO's source address...) names virtual addresses the kernel's
+            # socket does not have: the model decides the source, the kernel gets none of it.
+            struct.pack_into("<QQ", raw, 32, 0, 0)
+            sc.set_arg(1, Scratch(sc, self.actor.tracer).put(bytes(raw)))
         dest = None
         if name and namelen:
             dest = decode_sockaddr(sc.mem.read(name, min(namelen, 128)))
@@ -833,15 +1082,52 @@ class SocketPolicy:
         flags = sc.iarg(2)
         msg_ptr = sc.arg(1)
 
+        self._control_written = False
+
         def write_name(sc_, addr):
             if name:
                 enc = self._virtual_sockaddr(s, addr)
                 sc_.mem.write(name, enc[:namelen])
                 sc_.mem.write(msg_ptr + 8, struct.pack("<I", len(enc)))
+            if s.last_dgram is not None:
+                self._write_control(sc_, msg_ptr, s, s.last_dgram)
 
         if s.is_stream:
             return self._recv_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
         return self._recv_dgram(sc, s, iov, flags, write_name)
+
+    def _write_control(self, sc, msg_ptr: int, s: VSocket, entry: list) -> None:
+        """The control messages recvmsg(2) returns with a datagram, written by the model in both
+        modes (in address translation the kernel's would name real addresses and the wall clock):
+        SO_TIMESTAMPNS / SO_TIMESTAMP (socket(7)): the virtual CLOCK_REALTIME of its arrival;
+        IP_PKTINFO (ip(7)): struct in_pktinfo {ifindex: 1 (lo) from this host, 2 (the host's
+        interface) from another; spec_dst and addr: the address it was sent to}. Linux's order:
+        the timestamp first (sock_recv_cmsgs), then IP options (ip_cmsg_recv_offset)."""
+        cmsgs = []
+        if option_on(s, SOL_SOCKET, SO_TIMESTAMPNS) or option_on(s, SOL_SOCKET, SO_TIMESTAMP):
+            ns = self.actor.emulation.clock.epoch_ns + round((entry[6] or 0.0) * 1e9)
+            sec, frac = divmod(ns, 1_000_000_000)
+            if option_on(s, SOL_SOCKET, SO_TIMESTAMPNS):
+                cmsgs.append((SOL_SOCKET, SO_TIMESTAMPNS, struct.pack("<qq", sec, frac)))
+            else:
+                cmsgs.append((SOL_SOCKET, SO_TIMESTAMP, struct.pack("<qq", sec, frac // 1000)))
+        if option_on(s, socket.IPPROTO_IP, IP_PKTINFO) and ":" not in entry[5]:
+            dst = socket.inet_aton(entry[5])
+            ifindex = 1 if entry[4] is self.host else 2
+            cmsgs.append((socket.IPPROTO_IP, IP_PKTINFO, struct.pack("<I4s4s", ifindex, dst, dst)))
+        if not cmsgs:
+            return
+        control, room = struct.unpack("<QQ", sc.mem.read(msg_ptr + 32, 16))
+        out = b""
+        for level, kind, data in cmsgs:
+            space = 16 + ((len(data) + 7) & ~7)   # CMSG_SPACE
+            if not control or len(out) + space > room:
+                break   # what does not fit is left out (the kernel sets MSG_CTRUNC)
+            out += struct.pack("<Qii", 16 + len(data), level, kind) + data.ljust(space - 16, b"\0")
+        if out:
+            sc.mem.write(control, out)
+        sc.mem.write(msg_ptr + 40, struct.pack("<Q", len(out)))
+        self._control_written = True
 
     def sendfile(self, sc):
         """sendfile(2) from a file to a simulated TCP socket: what the window allows, as a write."""
@@ -863,10 +1149,137 @@ class SocketPolicy:
                 raise Unsupported("splice", f"with {_what(obj)}")
         return Native()
 
-    def mmsg_unsupported(self, sc):
-        if self.sock(sc) is not None:
-            raise Unsupported(sc.name, "on a simulated socket (use sendmsg/recvmsg)")
-        return Native()
+    # -- sendmmsg / recvmmsg: one datagram per struct mmsghdr {msghdr (56 bytes), msg_len} ------
+    MMSG_SIZE = 64
+    MSG_WAITFORONE = 0x10000
+
+    def sendmmsg(self, sc):
+        """sendmmsg(2) on a simulated UDP socket: each message is one datagram, sent as sendmsg
+        would send it; the count of messages sent (or the first message's error)."""
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if s.is_stream:
+            raise Unsupported("sendmmsg", "on a simulated TCP socket (use sendmsg)")
+        vec, vlen, flags = sc.arg(1), min(sc.iarg(2), 1024), sc.iarg(3)
+        sent = 0
+        for i in range(vlen):
+            addr = vec + i * self.MMSG_SIZE
+            raw = bytearray(sc.mem.read(addr, 56))
+            name, namelen, iov_ptr, iovlen = struct.unpack_from("<QI4xQQ", raw)
+            iov = sc.mem.read_iovec(iov_ptr, min(iovlen, 1024)) if iovlen else []
+            dest = decode_sockaddr(sc.mem.read(name, min(namelen, 128))) if name and namelen else None
+            route = self._dgram_route(sc, s, dest)
+            n = route if isinstance(route, int) else self._dgram_carry(sc, s, iov, raw, flags, *route)
+            if n < 0:
+                if sent == 0:
+                    return Errno(-n)
+                break
+            sc.mem.write(addr + 56, struct.pack("<I", n))
+            sent += 1
+        return Value(sent)
+
+    def recvmmsg(self, sc):
+        """recvmmsg(2) on a simulated UDP socket: the datagrams that have arrived, one per message;
+        a blocking call waits for `vlen` of them (or one with MSG_WAITFORONE). Its timeout is, as on
+        Linux, only looked at after each datagram received (recvmmsg(2), BUGS): the call returns
+        at the first datagram arriving after the timeout expired, and waits forever without one."""
+        s = self.sock(sc)
+        if s is None:
+            return Native()
+        if s.is_stream:
+            raise Unsupported("recvmmsg", "on a simulated TCP socket (use recvmsg)")
+        vec, vlen, flags = sc.arg(1), min(sc.iarg(2), 1024), sc.iarg(3)
+        if s.dgram_error:
+            return _take_dgram_error(s)
+        ready = 0
+        for entry in s.dgrams:
+            if not entry[0]:
+                break
+            ready += 1
+        wait_all = not (s.nonblocking or flags & (MSG_DONTWAIT | self.MSG_WAITFORONE))
+        if ready == 0:
+            return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
+        if wait_all and ready < vlen:
+            timeout = _timeout_arg(sc, 4)
+            if not isinstance(sc.state, dict):
+                sc.state = {}
+            deadline = sc.state.setdefault("mmsg_deadline", None if timeout is None else self.actor.now() + timeout)
+            # datagrams already queued are received when the call starts; later ones on arrival
+            if deadline is None or s.dgrams[ready - 1][6] < deadline:
+                return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
+        got = 0
+        for i in range(min(ready, vlen)):
+            addr = vec + i * self.MMSG_SIZE
+            n = self._dgram_take(sc, s, addr, flags & ~self.MSG_WAITFORONE)
+            if n < 0:
+                if got == 0:
+                    return Errno(-n)
+                break
+            sc.mem.write(addr + 56, struct.pack("<I", n))
+            got += 1
+        return Value(got)
+
+    def _dgram_route(self, sc, s: VSocket, dest):
+        """Where a datagram goes: (destination host, (ip, port), receiving socket or None), or a
+        negative errno. Binds an unbound socket first (udp(7))."""
+        if dest is None:
+            if s.peer is None:
+                return -errno.EDESTADDRREQ
+            dst_host, dst_ip, port = s.peer_host, s.peer[0], s.peer[1]
+        else:
+            try:
+                dst_host, dst_ip = self.addressing.destination(self.host, dest[1])
+            except AddressError as e:
+                return -e.errno
+            port = dest[2]
+        if s.local is None:
+            err = self._implicit_bind(sc, s, sc.iarg(0), any_addr=True)
+            if err:
+                return -err
+        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, port,
+                                 src=self.net.source_address(s, dst_ip))
+        return dst_host, (dst_ip, port), target
+
+    def _dgram_carry(self, sc, s: VSocket, iov, raw_msg: bytearray, flags: int, dst_host,
+                     dst_addr: tuple, target: Optional[VSocket]) -> int:
+        """One datagram of a sendmmsg: the kernel sends it (injected sendmsg, real destination),
+        the model times it. Returns its size or a negative errno."""
+        length = sum(n for _, n in iov)
+        if length > UDP_MAX:
+            return -errno.EMSGSIZE
+        payload = sc.mem.gather(iov, length) if (target is None or self.net.capture is not None) else None
+        if target is not None:
+            scratch = Scratch(sc, self.actor.tracer)
+            msg = bytearray(raw_msg)
+            if s.peer is not None and dst_addr == s.peer:
+                struct.pack_into("<QI", msg, 0, 0, 0)   # the kernel's socket is connected there
+            else:
+                real = self._real_sockaddr(s, *target.real_local)
+                struct.pack_into("<QI", msg, 0, scratch.put(real), len(real))
+            rc = self.actor.tracer.inject(sc, NR("sendmsg"), sc.iarg(0), scratch.put(bytes(msg)),
+                                          flags | MSG_DONTWAIT)
+            if rc < 0:
+                return rc
+            length = rc
+        self.net.send_datagram(s, target, length, payload, dst_host, dst_addr)
+        return length
+
+    def _dgram_take(self, sc, s: VSocket, msg_addr: int, flags: int) -> int:
+        """One arrived datagram into the struct msghdr at msg_addr (recvmmsg): the kernel reads it
+        (injected recvmsg), the name it writes is replaced by the virtual source."""
+        head = s.dgrams[0]
+        rc = self.actor.tracer.inject(sc, NR("recvmsg"), sc.iarg(0), msg_addr, flags | MSG_DONTWAIT)
+        if rc < 0:
+            return rc
+        if not flags & MSG_PEEK:
+            s.dgrams.popleft()
+        name, namelen = struct.unpack_from("<QI", sc.mem.read(msg_addr, 12))
+        if name and head[1] is not None:
+            enc = self._virtual_sockaddr(s, head[1])
+            sc.mem.write(name, enc[:namelen])
+            sc.mem.write(msg_addr + 8, struct.pack("<I", len(enc)))
+        return rc
 
     # -- readiness -----------------------------------------------------------------------------
     def _native_revents(self, sc, pollfds: list[tuple[int, int]]) -> dict[int, int]:
@@ -1068,19 +1481,34 @@ class FileSource:
             os.close(fd)
 
 
-def _bind_conflict(table: dict, vip: str, s: VSocket) -> bool:
-    """Would binding `s` to `vip` clash with the sockets already bound on that port (by address)?
-    IPv4 and dual-stack sockets share one space (ANY covers every IPv4 address); V6ONLY sockets
-    have their own ("::" covers "::1"); a dual-stack socket on ANY covers both (ipv6(7))."""
+def _overlap(addr: str, other: VSocket, vip: str, s: VSocket) -> bool:
+    """Do `s` on `vip` and `other` on `addr` claim the same (address, port)? IPv4 and dual-stack
+    sockets share one space (ANY covers every IPv4 address); V6ONLY sockets have their own ("::"
+    covers "::1"); a dual-stack socket on ANY covers both (ipv6(7))."""
     dual_any = s.family == socket.AF_INET6 and not s.v6only and vip == "0.0.0.0"
-    for addr, other in table.items():
-        if ":" in addr:                       # a V6ONLY socket
-            if (":" in vip and (addr == vip or "::" in (addr, vip))) or dual_any:
-                return True
-        elif ":" in vip:                      # s is V6ONLY: only a dual-stack ANY covers it
-            if addr == "0.0.0.0" and other.family == socket.AF_INET6 and not other.v6only:
-                return True
-        elif vip == "0.0.0.0" or addr == "0.0.0.0" or addr == vip:
+    if ":" in addr:                       # other is V6ONLY
+        return (":" in vip and (addr == vip or "::" in (addr, vip))) or dual_any
+    if ":" in vip:                        # s is V6ONLY: only a dual-stack ANY covers it
+        return addr == "0.0.0.0" and other.family == socket.AF_INET6 and not other.v6only
+    return vip == "0.0.0.0" or addr == "0.0.0.0" or addr == vip
+
+
+def _bind_conflict(table: dict, vip: str, s: VSocket, listen: bool = False) -> bool:
+    """Would `s` on `vip` clash with the sockets already bound on that port (socket(7))? Sharing is
+    allowed when both set SO_REUSEPORT, or both set SO_REUSEADDR and neither listens (TCP; UDP
+    sockets never listen). At listen(2) (`listen`), only other listeners count."""
+    for addr, others in table.items():
+        for other in others:
+            if other is s or not _overlap(addr, other, vip, s):
+                continue
+            if s.reuseport and other.reuseport:
+                continue
+            if listen:
+                if other.listening:
+                    return True
+                continue
+            if s.reuseaddr and other.reuseaddr and not other.listening:
+                continue
             return True
     return False
 
@@ -1091,6 +1519,25 @@ def _timeout_arg(sc, i: int, micro: bool = False) -> Optional[float]:
         return None
     sec, frac = sc.mem.read_timeval(sc.arg(i)) if micro else sc.mem.read_timespec(sc.arg(i))
     return sec + frac / (1e6 if micro else 1e9)
+
+
+def _is_v6(addr: str) -> bool:
+    """A true IPv6 address (not IPv4-mapped, not the wildcard "::" that means any host here)?"""
+    if ":" not in addr:
+        return False
+    ip = ipaddress.IPv6Address(addr)
+    return ip.ipv4_mapped is None and not ip.is_unspecified
+
+
+def _is_v6_loopback(addr: str) -> bool:
+    """Is this the IPv6 loopback address "::1" (not an IPv4-mapped one)?"""
+    return ":" in addr and ipaddress.IPv6Address(addr) == ipaddress.IPv6Address(LOOPBACK_V6)
+
+
+def _take_dgram_error(s: VSocket) -> Errno:
+    """udp(7): the ICMP error a connected socket received, reported by the next call, once."""
+    err, s.dgram_error = s.dgram_error, 0
+    return Errno(err)
 
 
 def _take_error(s: VSocket) -> Optional[Errno]:
@@ -1109,3 +1556,11 @@ def _earliest(*dates: Optional[float]) -> Optional[float]:
 class _Fail(Exception):
     def __init__(self, errno_: int):
         self.errno = errno_
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_NR_TGKILL = NR("tgkill")
+
+
+def _tgkill(pid: int, tid: int, sig: int) -> None:
+    _libc.syscall(_NR_TGKILL, pid, tid, sig)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 from collections import deque
 from typing import Callable, Optional
 
@@ -151,19 +152,47 @@ class Stream(Waitable):
         free = WINDOW - (self.sent - self.consumed)
         return free if free >= MIN_ROOM else 0
 
+    @property
+    def loopback(self) -> bool:
+        """Both ends on one host: the kernel's loopback delivers within the sending call (tcp(7)
+        over lo: what send() returned is readable at once, FIONREAD counts it, MSG_DONTWAIT gets
+        it), so the bytes and the FIN take no simulated time and no SimGrid transfer."""
+        return self.src is self.dst
+
     def write(self, nbytes: int, payload: bytes | None = None) -> None:
         self.sent += nbytes
         if self.data is not None and payload is not None:
             self.data.append(payload)
         if self.pending_capture is not None and payload is not None:
             self.pending_capture.append([sim.now(), payload])
-        self._kick()
+        if self.loopback and not self.held:
+            self._deliver_now()
+        else:
+            self._kick()
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             self.close_date = sim.now()
-            self._kick()
+            if self.loopback and not self.held:
+                self._deliver_now()
+            else:
+                self._kick()
+
+    def _deliver_now(self) -> None:
+        """Loopback: what was written (and the FIN) has arrived (see `loopback`)."""
+        if self.sent > self.started and not self.flows:
+            self.delivered += self.sent - self.started
+            self.started = self.sent
+            if self.pending_capture is not None:
+                self.record()
+            self._wake(self.readers)
+        elif self.sent > self.started:
+            self._kick()   # flows from before are still in progress: keep the bytes in order
+            return
+        if self.closed and not self.fin_sent:
+            self.fin_sent = True
+            self._fin_arrived(sim.now())
 
     def _kick(self) -> None:
         # Flows start when the simulation is about to advance (Network.flush): everything written
@@ -175,6 +204,9 @@ class Stream(Waitable):
         rides with the flows still in progress (EOF when the last byte arrives), or goes alone."""
         if self.held:
             return  # released (and flushed) when the SYN-ACK arrives: nothing goes before it
+        if self.loopback and not self.flows:
+            self._deliver_now()
+            return
         if self.sent > self.started:
             flow = _Flow(self.sent - self.started, sim.now())
             self.started = self.sent
@@ -336,8 +368,23 @@ class VSocket(SimulatedFile, Waitable):
         self.shut_rd = False
         self.shut_wr = False
         self.v6only = False   # IPV6_V6ONLY (ipv6(7)): an AF_INET6 socket that IPv4 peers never reach
+        # socket(7): SO_REUSEADDR lets sockets share a port while none of them listens; SO_REUSEPORT
+        # lets sockets that all set it share it, listening too.
+        self.reuseaddr = False
+        self.reuseport = False
+        self.auto_port = False     # bind(2) with port 0 or an implicit bind: the port was ours to pick
+        self.auto_addr = False     # an implicit bind: the address too
+        self.kept_addr = "0.0.0.0"  # getsockname's address once a disconnect released the port
+        # connect(2) on a non-blocking socket returned EINPROGRESS: the next connect() once the
+        # handshake is done returns 0 (Linux's __inet_stream_connect moves SS_CONNECTING to
+        # SS_CONNECTED), the ones after it EISCONN.
+        self.connect_pending = False
+        # Options the simulation has no use for but must read back as set: {(level, name): bytes}.
+        self.options: dict[tuple[int, int], bytes] = {}
         # datagrams
-        self.dgrams: deque = deque()    # (arrived: bool, src (ip, port), payload or None, size)
+        self.dgrams: deque = deque()    # entries of Network.send_datagram
+        self.dgram_error = 0            # udp(7): an ICMP error for a connected socket, reported once
+        self.last_dgram: Optional[list] = None   # the datagram the last recv read (its IP_PKTINFO)
         self.dgram_out: deque = deque()
         self.dgram_sending = False      # a datagram of this socket is on the wire
 
@@ -349,34 +396,47 @@ class VSocket(SimulatedFile, Waitable):
         self.notify()
 
     # -- readiness (poll/select/epoll) ---------------------------------------------------------
+    @property
+    def syn_sent(self) -> bool:
+        """A connection attempt is on its way (TCP_SYN_SENT): neither readable nor writable."""
+        if self.connecting:
+            return True
+        return self.conn is not None and not self.conn.established and self is not self.conn.server
+
+    @property
+    def rcv_shutdown(self) -> bool:
+        """Nothing more will arrive (Linux's RCV_SHUTDOWN): shut down here, the peer's FIN, a reset."""
+        return self.shut_rd or self.refused or (self.inq is not None and self.inq.eof_arrived)
+
     def readable(self) -> bool:
         if self.listening:
             return bool(self.backlog) and self.backlog[0].syn_arrived
         if self.is_stream:
-            if self.refused:
-                return True
+            if self.syn_sent:
+                return False
             s = self.inq
-            return s is not None and (s.available() > 0 or s.eof_arrived or self.shut_rd)
+            return (s is not None and s.available() > 0) or self.rcv_shutdown
         return bool(self.dgrams) and self.dgrams[0][0]
 
     def writable(self) -> bool:
         if self.is_stream:
-            if self.refused:
-                return True
-            if self.conn is None or not (self.conn.established or self is self.conn.server):
+            if self.listening or self.syn_sent:
                 return False
+            if self.conn is None or self.shut_wr or self.refused:
+                return True   # tcp_poll: a closed or write-shut socket "may write" (and fails at once)
             return self.out is not None and (self.out.room() > 0 or self.out.reset)
         return True
 
     def revents(self, events: int) -> int:
+        """What poll(2) reports, as tcp_poll() and udp_poll() compute it."""
         rev = 0
         if events & (POLLIN | POLLRDNORM) and self.readable():
             rev |= events & (POLLIN | POLLRDNORM)
         if events & (POLLOUT | POLLWRNORM) and self.writable():
             rev |= events & (POLLOUT | POLLWRNORM)
-        if self.is_stream and events & POLLRDHUP and (self.refused or (self.inq is not None and self.inq.eof_arrived)):
+        if self.is_stream and not self.listening and events & POLLRDHUP and self.rcv_shutdown:
             rev |= POLLRDHUP
-        if self.connect_error:
+        if self.connect_error or self.dgram_error:
             rev |= POLLERR
         if self.hung_up():
             rev |= POLLHUP
@@ -390,13 +450,13 @@ class VSocket(SimulatedFile, Waitable):
         return (self.notified, self.inq.arrived if self.inq is not None else 0)
 
     def hung_up(self) -> bool:
-        # Linux reports POLLHUP once both directions are shut: the peer's FIN arrived and ours is sent
-        # (or a reset closed both, as after a refused connect).
-        if self.refused:
-            return True
-        if not self.is_stream or self.inq is None:
+        # tcp_poll: POLLHUP once both directions are shut (the peer's FIN arrived and ours is sent,
+        # or a reset closed both), and on a socket in TCP_CLOSE: never connected, or refused.
+        if not self.is_stream or self.listening:
             return False
-        return self.inq.eof_arrived and self.shut_wr
+        if self.refused or (self.conn is None and not self.connecting):
+            return True
+        return self.rcv_shutdown and self.shut_wr
 
 
 class Network:
@@ -405,8 +465,9 @@ class Network:
     def __init__(self, addressing, keep_data: bool):
         self.addressing = addressing
         self.keep_data = keep_data
-        # (host name, kind, port) -> {virtual ip or '0.0.0.0': socket}
-        self.bound: dict[tuple[str, int, int], dict[str, VSocket]] = {}
+        # (host name, kind, port) -> {virtual ip or '0.0.0.0': [sockets, in bind order]} (several
+        # with SO_REUSEADDR / SO_REUSEPORT)
+        self.bound: dict[tuple[str, int, int], dict[str, list[VSocket]]] = {}
         self.capture = None  # a pcap.Capture when --pcap-dir is given
         self.streams: list[Stream] = []  # with a capture: every stream, to complete it at the end
         # streams written to since the last flush, in order (a dict: deterministic flush order)
@@ -422,7 +483,12 @@ class Network:
     def control(self, src: str, dst: str, callback: Callable[[], None]) -> None:
         """A control segment (SYN, SYN-ACK, RST, a lone FIN) from host src to host dst: callback()
         when it arrives. Under the flow-level models, a 0-byte SimGrid transfer (the model's latency,
-        e.g. 13.01 x the route's latency under LV08); under ns-3, the route's latency."""
+        e.g. 13.01 x the route's latency under LV08); under ns-3, the route's latency. Between two
+        sockets of one host it arrives at once: Linux's loopback runs the handshake (or the reset)
+        inside connect(2) itself, so a loopback connect is done when the call returns."""
+        if src == dst:
+            callback()
+            return
         if self.control_by_timer:
             self.timer(sim.now() + sim.current().path_latency(src, dst), callback)
         else:
@@ -438,7 +504,7 @@ class Network:
 
     def bind(self, s: VSocket, ip: str, port: int) -> None:
         table = self.bound.setdefault((s.host.name, s.kind, port), {})
-        table[ip] = s
+        table.setdefault(ip, []).append(s)
         s.local = (ip, port)
 
     def unbind(self, s: VSocket) -> None:
@@ -446,22 +512,50 @@ class Network:
             return
         key = (s.host.name, s.kind, s.local[1])
         table = self.bound.get(key)
-        if table is not None and table.get(s.local[0]) is s:
-            del table[s.local[0]]
+        if table is not None and s in table.get(s.local[0], ()):
+            table[s.local[0]].remove(s)
+            if not table[s.local[0]]:
+                del table[s.local[0]]
             if not table:
                 del self.bound[key]
 
-    def lookup(self, host: Host, kind: int, ip: str, port: int) -> Optional[VSocket]:
-        """The socket bound on `host` that receives for (ip, port): exact address first, then ANY."""
+    def lookup(self, host: Host, kind: int, ip: str, port: int,
+               src: Optional[tuple[str, int]] = None) -> Optional[VSocket]:
+        """The socket bound on `host` that receives for (ip, port): exact address first, then ANY;
+        among sockets sharing an address, a listener (TCP) or, for UDP, one connected to `src` first,
+        then an unconnected one (udp(7): a connected socket receives from its peer only)."""
         table = self.bound.get((host.name, kind, port))
         if not table:
             return None
-        s = table.get(ip)
-        if s is None and ip != "127.0.0.1":
-            s = table.get("0.0.0.0")
-        elif s is None:
-            s = table.get("0.0.0.0")
-        return s
+        if ":" in ip:
+            # An IPv6 destination ("::1" or the host's ip6): sockets bound to it or to "::" with
+            # V6ONLY, then dual-stack ones bound to its IPv4 twin or to ANY (ipv6(7)).
+            for addr in (ip, "::"):
+                for s in table.get(addr, ()):
+                    if s.listening or kind != socket.SOCK_STREAM:
+                        return s
+            twin = "127.0.0.1" if ip == "::1" else host.ip
+            for addr in (twin, "0.0.0.0"):
+                for s in table.get(addr, ()):
+                    if s.family == socket.AF_INET6 and not s.v6only and (s.listening or kind != socket.SOCK_STREAM):
+                        return s
+            return None
+        for addr in (ip, "0.0.0.0"):
+            found = table.get(addr, ())
+            if kind == socket.SOCK_STREAM:
+                for s in found:
+                    if s.listening:
+                        return s
+                if found:
+                    return found[0]
+            else:
+                exact = [s for s in found if s.peer is not None and s.peer == src]
+                if exact:
+                    return exact[0]
+                free = [s for s in found if s.peer is None]
+                if free:
+                    return free[0]
+        return None
 
     # -- connections ---------------------------------------------------------------------------
     def connect(self, client: VSocket, listener: VSocket, dst_ip: str) -> Connection:
@@ -555,18 +649,55 @@ class Network:
             stream.flush()
 
     # -- datagrams -----------------------------------------------------------------------------
+    @staticmethod
+    def source_address(src: VSocket, dst_ip: str) -> tuple[str, int]:
+        """The source of a datagram `src` sends to dst_ip: a wildcard socket sends from the address
+        of the way out, as a kernel does (127.0.0.1 toward loopback, else the host's address)."""
+        ip, port = src.local
+        if ip == "0.0.0.0" and ":" in dst_ip:
+            ip = "::1" if dst_ip == "::1" else (src.host.ip6 or "::1")
+        elif ip == "0.0.0.0":
+            ip = "127.0.0.1" if dst_ip == "127.0.0.1" else src.host.ip
+        return ip, port
+
     def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
                       dst_host: Host, dst_addr: tuple) -> None:
-        """Queue one datagram; it is carried after the socket's previous ones (one pump per socket)."""
-        ip, port = src.local
-        if ip == "0.0.0.0":  # sent from a wildcard socket: the address of the way out, as a kernel does
-            ip = "127.0.0.1" if dst_addr[0] == "127.0.0.1" else src.host.ip
-        entry = [False, (ip, port), payload, size]
+        """Queue one datagram; it is carried after the socket's previous ones (one pump per socket).
+        Between two sockets of one host it is there at once: loopback delivers within the sending
+        call (udp(7): a datagram sent to loopback is readable with MSG_DONTWAIT right after)."""
+        # [arrived, source (ip, port), payload, size, source host, destination ip (IP_PKTINFO),
+        #  arrival date (SO_TIMESTAMP*)]
+        entry = [False, self.source_address(src, dst_addr[0]), payload, size, src.host, dst_addr[0], None]
         if dst is not None:
             dst.dgrams.append(entry)
+        if dst_host is src.host:
+            self._datagram_arrived(src, dst, dst_host, dst_addr, entry, sim.now())
+            return
         src.dgram_out.append((entry, dst, dst_host, dst_addr))
         if not src.dgram_sending:
             self._next_datagram(src)
+
+    def _datagram_arrived(self, src: VSocket, dst: Optional[VSocket], dst_host: Host, dst_addr: tuple,
+                          entry: list, start: float) -> None:
+        if self.capture is not None:
+            self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
+                             entry[2] or b"")
+        entry[0] = True
+        entry[6] = sim.now()
+        if dst is not None:
+            dst.wake()
+        elif src.peer is not None:
+            # Nobody listens there: the destination answers with an ICMP port unreachable, which a
+            # connected socket reports as ECONNREFUSED at its next call (udp(7), "ERROR HANDLING";
+            # unconnected sockets are told nothing without IP_RECVERR).
+            def icmp_arrived() -> None:
+                if src.peer is not None:
+                    src.dgram_error = errno.ECONNREFUSED
+                    src.wake()
+            if dst_host is src.host:
+                icmp_arrived()
+            else:
+                self.control(dst_host.name, src.host.name, icmp_arrived)
 
     def _next_datagram(self, src: VSocket) -> None:
         """Put the socket's oldest queued datagram on the wire (one at a time, in send order)."""
@@ -578,12 +709,131 @@ class Network:
         start = sim.now()
 
         def arrived() -> None:
-            if self.capture is not None:
-                self.capture.udp(src.host.name, dst_host.name, start, sim.now(), entry[1], dst_addr,
-                                 entry[2] or b"")
-            entry[0] = True
-            if dst is not None:
-                dst.wake()
+            self._datagram_arrived(src, dst, dst_host, dst_addr, entry, start)
             self._next_datagram(src)
 
         self.watch(sim.transfer_async(src.host.name, dst_host.name, entry[3]), arrived)
+
+
+# -- socket options (socket(7), ip(7), ipv6(7), tcp(7), udp(7)) -----------------------------------
+SOL_SOCKET, IPPROTO_IP, IPPROTO_TCP, IPPROTO_IPV6 = 1, 0, 6, 41
+SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_BROADCAST, SO_SNDBUF, SO_RCVBUF = 2, 3, 4, 6, 7, 8
+SO_KEEPALIVE, SO_REUSEPORT, SO_RCVTIMEO, SO_SNDTIMEO = 9, 15, 20, 21
+SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 30, 38, 39
+SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35     # the _OLD (64-bit time_t on x86_64) numbers
+IP_PKTINFO = 8
+IP_TTL, TCP_NODELAY, TCP_MAXSEG, IPV6_V6ONLY = 2, 1, 2, 26
+# The highest SOL_SOCKET option number Linux 6.x knows (SO_PASSPIDFD is 76...): above it, ENOPROTOOPT.
+SO_LAST = 80
+TCP_MSS = 1448       # Ethernet MTU 1500 - IPv4 20 - TCP 20 - timestamps 12
+TCP_MSS_UNCONNECTED = 536   # tcp(7): TCP_MAXSEG before a connection is RFC 879's default
+
+
+def _sysctl(path: str, field: int, default: int) -> int:
+    """A value of this machine's network sysctls: the option defaults and limits a program would
+    read on the real kernel of this machine (socket(7), tcp(7))."""
+    try:
+        with open(f"/proc/sys/net/{path}") as f:
+            return int(f.read().split()[field])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+class Options:
+    """The defaults and limits of socket buffer sizes, read once (they are the kernel's)."""
+
+    _cache: Optional["Options"] = None
+
+    def __init__(self) -> None:
+        self.wmem_max = _sysctl("core/wmem_max", 0, 212992)
+        self.rmem_max = _sysctl("core/rmem_max", 0, 212992)
+        self.wmem_default = _sysctl("core/wmem_default", 0, 212992)
+        self.rmem_default = _sysctl("core/rmem_default", 0, 212992)
+        self.tcp_wmem = _sysctl("ipv4/tcp_wmem", 1, 16384)
+        self.tcp_rmem = _sysctl("ipv4/tcp_rmem", 1, 131072)
+        self.ttl = _sysctl("ipv4/ip_default_ttl", 0, 64)
+
+    @classmethod
+    def get(cls) -> "Options":
+        if cls._cache is None:
+            cls._cache = cls()
+        return cls._cache
+
+
+class OptionError(Exception):
+    def __init__(self, errno_: int):
+        self.errno = errno_
+
+
+def set_option(s: VSocket, level: int, name: int, raw: bytes) -> None:
+    """setsockopt(2) on the socket object: what the model uses (reuse flags) and what must read
+    back as Linux would (buffer sizes are doubled and clamped: socket(7) SO_SNDBUF/SO_RCVBUF)."""
+    if level == IPPROTO_TCP and not s.is_stream:
+        raise OptionError(errno.EOPNOTSUPP)
+    value = int.from_bytes(raw[:4].ljust(4, b"\0"), "little", signed=True)
+    if level == SOL_SOCKET and name == SO_REUSEADDR:
+        s.reuseaddr = value != 0
+    elif level == SOL_SOCKET and name == SO_REUSEPORT:
+        s.reuseport = value != 0
+    elif level == SOL_SOCKET and name in (SO_TIMESTAMP, SO_TIMESTAMPNS) and value:
+        # socket(7): the last of the two set decides the format (sock_set_timestamp)
+        s.options.pop((SOL_SOCKET, SO_TIMESTAMPNS if name == SO_TIMESTAMP else SO_TIMESTAMP), None)
+    elif level == SOL_SOCKET and name in (SO_SNDBUF, SO_RCVBUF):
+        o = Options.get()
+        limit = o.wmem_max if name == SO_SNDBUF else o.rmem_max
+        floor = 4608 if name == SO_SNDBUF else 2304   # SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF (x86_64)
+        raw = max(floor, 2 * min(max(value, 0), limit)).to_bytes(4, "little")
+    s.options[(level, name)] = raw
+
+
+def option_on(s: VSocket, level: int, name: int) -> bool:
+    """Was an integer option set to a non-zero value?"""
+    return any(s.options.get((level, name), b"\0"))
+
+
+def get_option(s: VSocket, level: int, name: int) -> Optional[bytes]:
+    """getsockopt(2) as the socket object answers it; None: the model has no answer (address
+    translation asks the kernel, full mediation answers 0)."""
+    def i32(v: int) -> bytes:
+        return v.to_bytes(4, "little", signed=True)
+
+    if level == IPPROTO_TCP and not s.is_stream:
+        raise OptionError(errno.EOPNOTSUPP)
+    if level == SOL_SOCKET:
+        if name == SO_ERROR:
+            err = s.connect_error or s.dgram_error
+            s.connect_error = s.dgram_error = 0
+            return i32(err)
+        if name == SO_TYPE:
+            return i32(s.kind)
+        if name == SO_DOMAIN:
+            return i32(s.family)
+        if name == SO_PROTOCOL:
+            return i32(s.protocol or (socket.IPPROTO_TCP if s.is_stream else socket.IPPROTO_UDP))
+        if name == SO_ACCEPTCONN:
+            return i32(int(s.listening))
+        if name == SO_REUSEADDR:
+            return i32(int(s.reuseaddr))
+        if name == SO_REUSEPORT:
+            return i32(int(s.reuseport))
+        if name in (SO_RCVTIMEO, SO_SNDTIMEO):
+            t = (s.rcvtimeo if name == SO_RCVTIMEO else s.sndtimeo) or 0.0
+            sec = int(t)
+            return struct.pack("<qq", sec, round((t - sec) * 1e6))
+        if name in (SO_SNDBUF, SO_RCVBUF) and (level, name) not in s.options:
+            o = Options.get()
+            if name == SO_SNDBUF:
+                return i32(o.tcp_wmem if s.is_stream else o.wmem_default)
+            return i32(o.tcp_rmem if s.is_stream else o.rmem_default)
+        if name > SO_LAST:
+            raise OptionError(errno.ENOPROTOOPT)
+    elif level == IPPROTO_IPV6 and name == IPV6_V6ONLY:
+        if s.family != socket.AF_INET6:
+            raise OptionError(errno.ENOPROTOOPT)
+        return i32(int(s.v6only))
+    elif level == IPPROTO_IP and name == IP_TTL and (level, name) not in s.options:
+        return i32(Options.get().ttl)
+    elif level == IPPROTO_TCP and name == TCP_MAXSEG and (level, name) not in s.options:
+        established = s.conn is not None and s.conn.established
+        return i32(TCP_MSS if established else TCP_MSS_UNCONNECTED)
+    return s.options.get((level, name))

@@ -9,8 +9,8 @@ arriving at one instant).
 The CPU model is `per-syscall=1us`: iperf3's client selects on its always-writable data socket in a
 loop that never blocks, so with a zero-cost CPU model the clock would never move; a fixed cost per
 syscall (as Shadow's model_unblocked_syscall_latency) lets it advance and keeps the run
-deterministic. TCP_INFO (the Retr and Cwnd columns) comes from the loopback kernel socket in
-address translation and is mostly zeros in full mediation: the model has no congestion window.
+deterministic. TCP_INFO (the Retr and Cwnd columns, the RTT) comes from the model in both modes
+(policy.py `_tcp_info`): the route's round trip, a window of WINDOW bytes in 1448-byte segments.
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ def test_iperf3_reports_the_link_rate_every_second_and_the_pcap_has_every_byte(t
         assert len(full) == 5, side["intervals"]
         for interval in full:
             assert interval["bits_per_second"] == pytest.approx(8 * LINK_RATE, rel=0.10), interval
+    # TCP_INFO, alike in both modes: the 10 ms link's round trip, the flow-control window as cwnd
+    stats = sent["end"]["streams"][0]["sender"]
+    assert (stats["min_rtt"], stats["max_rtt"]) == (20000, 20000), stats
+    assert stats["max_snd_cwnd"] == (2 * 1024 * 1024 // 1448) * 1448, stats
     total_sent = sent["end"]["sum_sent"]["bytes"]
     assert total_sent > 4 * LINK_RATE
 
