@@ -402,7 +402,7 @@ class Tracer:
             if task.state != RUNNING or task.tid in self._stall_notes:
                 continue
             state, nr = task_state(task.tid)
-            if state in ("S", "D") and nr is not None:
+            if state == "S" and nr is not None:   # not "D": slow disk I/O ends by itself
                 self._stall_notes[task.tid] = (
                     f"process {task.process.pid} sleeps in the kernel in {names.name(nr)}(), waiting for "
                     "something outside the simulation (e.g. a FIFO opened by path): unsupported, stopped")
