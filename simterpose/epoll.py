@@ -254,7 +254,7 @@ class EpollPolicy:
             return Value(0)
         on = [ep]
         for e in entries:
-            on.extend(e.file.sources() if isinstance(e.file, EpollSet) else
+            on.extend([*e.file.sources(), e.file] if isinstance(e.file, EpollSet) else
                       [e.file] if isinstance(e.file, Waitable) else [])
         if ep.native or any(isinstance(e.file, EpollSet) and e.file.native for e in entries):
             on.append(self.owner.emulation.scheduler.native_files)
