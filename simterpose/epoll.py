@@ -273,5 +273,3 @@ class EpollPolicy:
         ready = self.owner.net._native_revents(sc, [(e.fd, EPOLLIN)])
         return ready.get(e.fd, 0) & EPOLLIN
 
-
-__all__ = ["EpollPolicy", "EpollSet", "EpollEntry", "SimulatedFile"]

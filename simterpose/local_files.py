@@ -165,10 +165,8 @@ class LocalPolicy:
         if options & WNOHANG:
             # Nothing exited as far as the simulation knows (a child dying right now in the kernel
             # is not reported yet): answer so, rather than let the kernel's timing decide.
-            if sc.name == "waitid":
-                if sc.arg(2):
-                    sc.mem.write(sc.arg(2), bytes(128))   # si_pid 0: nobody (waitid(2))
-                return Value(0)
+            if sc.name == "waitid" and sc.arg(2):
+                sc.mem.write(sc.arg(2), bytes(128))   # si_pid 0: nobody (waitid(2))
             return Value(0)
         return Blocked(f"{sc.name}", on=(self._children_cond(proc),), restart=True)
 
