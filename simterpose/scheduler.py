@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import sim, syscall_table, wait
-from .busy_wait import BusyWait
+from .busy_wait import POLLS, BusyWait
 from .cpu_model import Burst, CpuModel
 from .procfs import lowest_signal, signal_state
 from .progress import POLL_EVERY
@@ -101,13 +101,16 @@ class Scheduler(Policy):
         cpu = self.cpu
         native_files = self.native_files
         busy = self.busy
+        busy_polls = POLLS
 
         def run(sc):
-            owner = sc.process.owner
+            task = sc.task
+            owner = task.process.owner
             now = sim.now()
-            wait_first = busy.before(sc.task, now)
-            if wait_first is not None:
-                return wait_first
+            if busy.spins:  # only a task counted as spinning may owe a latency
+                wait_first = busy.before(task, now)
+                if wait_first is not None:
+                    return wait_first
             st = None
             if cpu.enabled or owner.log is not None:  # else the hot path: no per-call bookkeeping
                 st = sc.pre
@@ -118,17 +121,21 @@ class Scheduler(Policy):
                     if blocked is not None:
                         return blocked
             try:
-                result = owner.handler(nr, module, method)(sc)
+                h = owner.handlers.get(nr)
+                if h is None:
+                    h = owner.handler(nr, module, method)
+                result = h(sc)
             except SyscallFailed as e:
                 result = Errno(e.errno)
             except MemoryError_:
                 result = Errno(errno.EFAULT)
-            busy.after(sc.task, nr, result, now)
+            if busy.latency and (busy.spins or nr in busy_polls or type(result) is Errno):
+                busy.after(task, nr, result, now)  # a poll, an EAGAIN, or the end of a spin
             if owner.log is not None:
                 owner.log.record(sim.now(), sc, result, not st.logged)
                 st.logged = True
             # Whatever the kernel runs may change the readiness of pipes and unix sockets.
-            if isinstance(result, Native) and native_files._waiters:
+            if native_files._waiters and type(result) is Native:
                 native_files.notify()
             return result
 

@@ -134,8 +134,13 @@ class SocketPolicy:
             s.listening = False
 
     def sock(self, sc, i: int = 0) -> Optional[VSocket]:
-        obj = self.table(sc.process).get(sc.iarg(i))
-        return obj if isinstance(obj, VSocket) else None
+        # On every socket call: the table's dict read directly, the fd as a C int (iarg) inline.
+        table = sc.task.process.data.get("fds")
+        if table is None:
+            return None
+        fd = sc.args[i] & 0xFFFFFFFF
+        e = table.entries.get(fd - (1 << 32) if fd >= 1 << 31 else fd)
+        return e[0] if e is not None and type(e[0]) is VSocket else None
 
     # -- creation ------------------------------------------------------------------------------
     def socket(self, sc):
@@ -857,6 +862,9 @@ class SocketPolicy:
         if length > avail:
             limit(avail)
         peek = bool(flags & MSG_PEEK)
+        # The exit stop is needed: the kernel may hold fewer bytes than the simulation says have
+        # arrived (with the receive window full, the writer's kernel keeps the rest in its send
+        # queue until the ACK of this read), so its count is the truth.
 
         def received(sc_, ret):
             if ret > 0 and not peek:
