@@ -38,10 +38,12 @@ from .busy_wait import POLLS, BusyWait
 from .cpu_model import Burst, CpuModel
 from .procfs import lowest_signal, signal_state
 from .progress import POLL_EVERY
+from .sigmask_waits import hand_to_kernel, wait_mask
 from .tracer import names
 from .tracer.engine import BLOCKED, Policy, Process, Task, TraceeGone, Tracer
 from .tracer.memory import MemoryError_
 from .tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported
+from .tracer.scratch import Scratch
 from .tracer.sigqueue import queue_signal
 
 SA_RESTART = 0x10000000
@@ -465,8 +467,7 @@ class Scheduler(Policy):
                 self.ready.add(task)   # a signal it waits for (blocked, not delivered) is there
                 interrupted = True
                 continue
-            mask = sc.state if sc.name == "rt_sigsuspend" and isinstance(sc.state, int) else None
-            pending = st.deliverable(mask)
+            pending = st.deliverable(wait_mask(sc))
             if pending:
                 self._interrupt(task, lowest_signal(pending))
                 interrupted = True
@@ -483,10 +484,12 @@ class Scheduler(Policy):
             sc.pre.burst = None
         flags = task.process.data.get("sigactions", {}).get(sig, 0)
         try:
-            if sc.name == "rt_sigsuspend":
+            if how.entered and wait_mask(sc) is not None:
                 # Only the kernel can install the temporary mask the handler must run under (and
-                # restore the old one after it): with the signal already pending, its own
-                # rt_sigsuspend returns at once, EINTR, with the handler run.
+                # restore the old one after it): with the signal already pending, the call itself
+                # returns at once, EINTR, with the handler run (simterpose/sigmask_waits.py).
+                if sc.name != "rt_sigsuspend":
+                    hand_to_kernel(sc, Scratch(sc, self.tracer).put)
                 self.tracer.complete(task, Native())
             elif not how.entered or (how.restart and flags & SA_RESTART):
                 self.tracer.restart(task)

@@ -30,6 +30,7 @@ from ..randomness import RandomDevice
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported, Value
+from ..tracer.scratch import Scratch
 from ..wait import Waitable
 from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
@@ -70,27 +71,6 @@ SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 NR = names.number
 
 INET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
-class Scratch:
-    """Bump allocator in the task's own page (`Tracer.scratch`), for the structures we pass to the
-    kernel instead of the tracee's own (rewritten sockaddrs, truncated iovecs, paths). Each
-    allocator starts at the page's beginning: what it holds only lives for one syscall of one task."""
-
-    def __init__(self, sc, tracer):
-        self.sc = sc
-        self.base = tracer.scratch(sc)
-        self.used = 0
-
-    def put(self, data: bytes) -> int:
-        size = (len(data) + 15) & ~0xF
-        if self.used + size > _SCRATCH_SIZE:
-            raise Unsupported(self.sc.name, "arguments too large for the emulator's page")
-        addr = self.base + self.used
-        self.used += size
-        self.sc.mem.write(addr, data)
-        return addr
-
-
-_SCRATCH_SIZE = 8192
 
 
 class SocketPolicy:
