@@ -50,6 +50,16 @@ SA_RESTART = 0x10000000
 # Wall-clock seconds without any event from running tracees after which the tracer looks at them
 # (a task asleep in the kernel on something outside the simulation would hang the run forever).
 STALL_SECONDS = 10.0
+# A task computing this long (wall seconds) without a syscall, the others waiting, is preempted
+# (--cpu-model measured): about a kernel's time slice, long enough to cost nothing to programs that
+# make syscalls.
+PREEMPT_AFTER = 0.05
+
+
+@dataclass
+class Preempted:
+    burst: Burst          # the computation it did before it was preempted, on its host
+    start: float          # when that burst began (simulated seconds)
 
 
 @dataclass
@@ -82,6 +92,7 @@ class Scheduler(Policy):
         emulation.network.watch = self.watch
         emulation.network.timer = self.add_timer
         self.signal_check = False       # a signal may have become pending for a blocked task
+        self.preempted: dict[Task, Preempted] = {}   # PREEMPTED tasks, charged their computation
         self.requests = None            # a live emulation's queue.Queue of requests
         self.on_request = None
         self.quantum = 0.01             # how often (simulated s) a live run looks at its queue
@@ -210,6 +221,7 @@ class Scheduler(Policy):
     def on_task_exit(self, task: Task) -> None:
         self._forget_wait(task)
         self.busy.forget(task)
+        self._drop_preemption(task)
         sc = task.blocked
         if sc is not None and isinstance(sc.pre, CallState):
             self.cpu.cancel(sc.pre.burst)
@@ -220,8 +232,47 @@ class Scheduler(Policy):
     def on_released(self, task: Task) -> None:
         sc = task.blocked
         self._forget_wait(task)
+        self._drop_preemption(task)
         if sc is not None and isinstance(sc.pre, CallState):
             self.cpu.cancel(sc.pre.burst)
+
+    # -- preemption (--cpu-model measured) -------------------------------------------------------
+    def on_preempted(self, task: Task) -> None:
+        """A task computed for PREEMPT_AFTER of wall time without a syscall (the watchdog stopped
+        it): its computation so far is charged now, on its host, as the burst before a syscall
+        would be; it computes on once that burst ends in simulated time. So the clock moves while a
+        program computes, kill and stop dates are kept, and a thread spinning on memory until a
+        thread asleep in simulated time writes it sees the write."""
+        seconds = self.cpu.burst_seconds(task.process)
+        if seconds <= 0:
+            self.tracer.resume_preempted(task)
+            return
+        self.preempted[task] = Preempted(self.cpu.start(task.process.owner.spec.host, seconds), sim.now())
+
+    def _resume_preempted(self, signals: bool = False) -> None:
+        """Resume the preempted tasks whose burst has ended (or, with `signals`, that have a signal
+        to take: the kernel delivers it when they run, the rest of the burst is forgiven, as for a
+        burst before a syscall)."""
+        for task in sorted(self.preempted, key=_rank):
+            p = self.preempted[task]
+            if not p.burst.done():
+                if not signals:
+                    continue
+                st = signal_state(task.process.pid, task.tid)
+                if st is None or not st.deliverable():
+                    continue
+            self._drop_preemption(task)
+            self.tracer.resume_preempted(task)
+
+    def _drop_preemption(self, task: Task) -> None:
+        p = self.preempted.pop(task, None)
+        if p is not None:
+            if p.burst.done():
+                self.cpu.finish(p.burst)
+            else:
+                self.cpu.cancel(p.burst)
+            data = task.process.data
+            data["cpu_charged"] = data.get("cpu_charged", 0.0) + (sim.now() - p.start)
 
     def on_process_exit(self, process: Process, status: int) -> None:
         owner = process.owner
@@ -244,7 +295,9 @@ class Scheduler(Policy):
         from .emulator import disable_aslr_for_children
 
         disable_aslr_for_children()
-        self.tracer.watch_stalls(STALL_SECONDS)
+        # Preemption only where computation costs simulated time: with `none` or `per-syscall` a
+        # program's computation is free by definition (and runs stay deterministic).
+        self.tracer.watch_stalls(STALL_SECONDS, PREEMPT_AFTER if self.cpu.measured else None)
         try:
             self._loop()
         finally:
@@ -332,6 +385,8 @@ class Scheduler(Policy):
                 kt = owner.spec.kill_time
                 if kt is not None and now >= kt:
                     self._kill(owner, stop=True)
+        if self.preempted:
+            self._resume_preempted()
         if self.cpu.enabled:
             # A burst may have ended within rounding of this date (Burst.done) although its
             # predicted end is a hair later: SimGrid would round a wait that short up to 1 ns.
@@ -417,6 +472,8 @@ class Scheduler(Policy):
                 dates.append(self.cfg.stop_time)
         if self.timers:
             dates.append(self.timers[0][0])
+        for p in self.preempted.values():
+            dates.append(p.burst.predicted_end())
         if self.requests is not None and (self.activities or dates):
             dates.append(sim.now() + self.quantum)
         return min(dates) if dates else None
@@ -424,6 +481,8 @@ class Scheduler(Policy):
     def _expire(self, now: float) -> None:
         while self.timers and self.timers[0][0] <= now:
             heapq.heappop(self.timers)[2]()
+        if self.preempted:
+            self._resume_preempted()
         for task in self.tracer.tasks.values():
             if task.state == BLOCKED and task.blocked_on.deadline is not None and task.blocked_on.deadline <= now:
                 self.ready.add(task)
@@ -458,6 +517,10 @@ class Scheduler(Policy):
         """Interrupt every blocked syscall whose task has a deliverable signal pending (the kernel
         delivers signals only on the way back to user space: a task stopped by us cannot take it)."""
         interrupted = False
+        if self.preempted:
+            n = len(self.preempted)
+            self._resume_preempted(signals=True)
+            interrupted = len(self.preempted) < n
         for task in sorted((t for t in self.tracer.tasks.values() if t.state == BLOCKED), key=_rank):
             st = signal_state(task.process.pid, task.tid)
             if st is None or not st.pending:

@@ -32,6 +32,7 @@ from . import ptrace as pt
 from .memory import Memory, MemoryError_
 from .ptrace import TraceeGone
 from .results import NATIVE, Blocked, Errno, Native, Unsupported, Value
+from .sigqueue import tgkill
 
 _ARGS = arch.ARGS
 _NAMES = names.NAMES
@@ -76,8 +77,9 @@ class Process:
 
 # RUNNING: on a CPU or in the kernel; STOPPED: stopped at a syscall whose handling waits for the end
 # of the round; BLOCKED: stopped by us in a syscall, waiting; IN_VFORK: a vfork parent the kernel
-# holds until its child execs or exits.
-RUNNING, STOPPED, BLOCKED, IN_VFORK = "running", "stopped", "blocked", "in vfork"
+# holds until its child execs or exits. PREEMPTED: stopped by us between two syscalls after
+# computing for a while (`watch_stalls`), held until the policy resumes it.
+RUNNING, STOPPED, BLOCKED, IN_VFORK, PREEMPTED = "running", "stopped", "blocked", "in vfork", "preempted"
 
 
 @dataclass(eq=False)
@@ -100,6 +102,7 @@ class Task:
     clear_child_tid: int = 0                  # CLONE_CHILD_CLEARTID / set_tid_address address
     scratch: int = 0                          # this task's own page in the tracee, mapped by us (0: none)
     warned_busy: bool = False                 # the stall watchdog said it computes without syscalls
+    preempt_requested: bool = False           # the watchdog sent it the SIGSTOP that preempts it
 
 
 class Syscall:
@@ -167,6 +170,11 @@ class Policy:
     def on_task_exit(self, task: Task) -> None: ...
     def on_blocked(self, task: Task) -> None: ...
     def on_released(self, task: Task) -> None: ...
+
+    def on_preempted(self, task: Task) -> None:
+        """`task` computed for a while without a syscall and is now PREEMPTED: resume it with
+        `Tracer.resume_preempted`, now or later."""
+        raise NotImplementedError("a policy that asks for preemption must handle it")
 
     def on_fatal(self, task: Task, message: str) -> Optional[bool]:
         """An error the task's tree cannot continue past; return True if handled (the tracer then
@@ -407,23 +415,57 @@ class Tracer:
         return deferred
 
     # -- the stall watchdog --------------------------------------------------------------------
-    def watch_stalls(self, seconds: float) -> None:
+    def watch_stalls(self, seconds: float, preempt_after: Optional[float] = None) -> None:
         """Start a watchdog thread: when `seconds` of wall time pass without any event from the
         tracees while some are running, it looks at them. One asleep in the kernel waits for
         something the simulation cannot provide (a FIFO opened by path, a lock, a socket to the
         outside): the run would hang forever, so the task is killed and its tree fails with a
         message naming the syscall. One computing without syscalls is reported once and left to
-        run. The loop itself pays nothing: the thread only compares an event counter."""
+        run. The loop itself pays nothing: the thread only compares an event counter.
+
+        With `preempt_after` (wall seconds), a task found computing (state R) once that long has
+        passed without any event is preempted, as a kernel's timer tick would: stopped with a
+        SIGSTOP that `_on_signal` recognises and swallows, and handed to `Policy.on_preempted`,
+        which resumes it (`resume_preempted`) when it sees fit — e.g. once its computation so far
+        has been charged in simulated time. Without this, a thread spinning on memory that a
+        thread asleep in simulated time will write would hang the run (the clock never moves while
+        a task runs)."""
+        tick = seconds if preempt_after is None else min(seconds, preempt_after)
+
         def watch():
-            last = -1
-            while not self._stop_watch.wait(seconds):
+            last, idle = -1, 0.0
+            while not self._stop_watch.wait(tick):
                 events = self._events
-                if events == last:
+                if events != last:
+                    last, idle = events, 0.0
+                    continue
+                idle += tick
+                if preempt_after is not None:
+                    self._preempt_computing()
+                if idle >= seconds:
+                    idle = 0.0
                     self._check_stalled()
-                last = events
 
         self._stop_watch = threading.Event()
         threading.Thread(target=watch, name="stall-watchdog", daemon=True).start()
+
+    def _preempt_computing(self) -> None:
+        for task in list(self.tasks.values()):
+            if task.state == RUNNING and not task.preempt_requested and task_state(task.tid)[0] == "R":
+                task.preempt_requested = True
+                try:
+                    tgkill(task.process.pid, task.tid, signal.SIGSTOP)
+                except OSError:
+                    task.preempt_requested = False   # gone meanwhile: its exit is on its way
+
+    def resume_preempted(self, task: Task) -> None:
+        """Let a PREEMPTED task compute on."""
+        assert task.state == PREEMPTED
+        task.state = RUNNING
+        try:
+            self._resume(task)
+        except TraceeGone:
+            pass  # its exit will be reported by waitpid
 
     def stop_watching_stalls(self) -> None:
         if self._stop_watch is not None:
@@ -465,9 +507,9 @@ class Tracer:
         thread while its leader waits in a futex)."""
         for tid in sorted(process.tids):
             task = self.tasks.get(tid)
-            if task is None or task is exclude or task.state not in (BLOCKED, STOPPED):
+            if task is None or task is exclude or task.state not in (BLOCKED, STOPPED, PREEMPTED):
                 continue
-            if task.state == BLOCKED:
+            if task.state in (BLOCKED, PREEMPTED):
                 self.policy.on_released(task)
             task.state = RUNNING
             task.blocked = task.blocked_on = None
@@ -732,6 +774,11 @@ class Tracer:
             self._resume(task)
             return
         if sig == signal.SIGSYS and self._foreign_abi(task):
+            return
+        if sig == signal.SIGSTOP and task.preempt_requested:
+            task.preempt_requested = False   # our SIGSTOP (`_preempt_computing`): never delivered
+            task.state = PREEMPTED
+            self.policy.on_preempted(task)
             return
         deliver = self.policy.on_signal(task, sig)
         self._resume(task, deliver)

@@ -328,3 +328,59 @@ def test_waits_under_a_temporary_signal_mask_end_as_on_linux(tmp_path, mode, cbu
     r = emulate(tmp_path, [{"host": "h1", "path": str(exe), "args": []}], mode).check_ok()
     assert r.stdout(0) == expected
     assert r.end(0) == pytest.approx(4 * 0.3 + 0.3, abs=1e-3)
+
+
+C_SPIN = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static volatile int flag;
+
+static void *sleeper(void *arg)
+{
+    (void)arg;
+    struct timespec t = {0, 300000000L};
+    nanosleep(&t, NULL);          /* 0.3 s of simulated time */
+    flag = 1;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) {               /* "forever": compute without any syscall, never ending */
+        for (;;)
+            flag++;
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, sleeper, NULL);
+    while (!flag)                 /* spin on memory: no syscall at all */
+        ;
+    pthread_join(t, NULL);
+    printf("the spinning thread saw the sleeper's write\n");
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_thread_spinning_on_memory_is_preempted_and_sees_a_sleeping_threads_write(tmp_path, mode, cbuild):
+    """With --cpu-model measured, a task computing without syscalls is preempted and its CPU time
+    charged: the clock moves, so the thread asleep in simulated time wakes and writes the flag the
+    other spins on (without preemption the run hangs: the loop waits for the spinner forever)."""
+    exe = cbuild("spin", C_SPIN)
+    expected = native([exe])[0]
+    r = emulate(tmp_path, [{"host": "h1", "path": str(exe), "args": []}], mode, cpu_model="measured").check_ok()
+    assert r.stdout(0) == expected == "the spinning thread saw the sleeper's write\n"
+    assert r.end(0) >= 0.3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_computation_without_syscalls_ends_at_its_kill_date(tmp_path, mode, cbuild):
+    """An endless loop without syscalls (--cpu-model measured) is preempted until its kill date,
+    where it is killed as asked — not left to run forever."""
+    exe = cbuild("spin", C_SPIN)
+    r = emulate(tmp_path, [{"host": "h1", "path": str(exe), "args": ["forever"], "kill_time": 0.4,
+                            "expected_final_state": "running"}], mode, cpu_model="measured").check_ok()
+    assert r.procs[0]["end"] == pytest.approx(0.4, abs=1e-9)
