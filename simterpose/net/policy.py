@@ -34,6 +34,7 @@ from ..tracer.scratch import Scratch
 from ..wait import Waitable
 from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
+from .interfaces import IFREQ_IOCTLS, NETLINK_ROUTE, RouteNetlink, ifreq_ioctl
 from .sockets import (
     SO_TIMESTAMP,
     SO_TIMESTAMPNS,
@@ -126,8 +127,16 @@ class SocketPolicy:
     def socket(self, sc):
         family, kind_flags = sc.iarg(0), sc.iarg(1)
         kind = kind_flags & 0xF
+        if family == socket.AF_NETLINK and sc.iarg(2) == NETLINK_ROUTE:
+            # The kernel's socket, but what is asked on it is answered by the simulated host.
+            def netlink_created(sc_, fd):
+                if fd >= 0:
+                    self.table(sc_.process).add(fd, RouteNetlink(self.host, bool(kind_flags & SOCK_NONBLOCK)),
+                                                bool(kind_flags & SOCK_CLOEXEC))
+                return None
+            return Native(on_exit=netlink_created)
         if family not in INET_FAMILIES:
-            return Native()  # unix, netlink...: local to the machine, left to the kernel
+            return Native()  # unix, other netlink families...: local to the machine, left to the kernel
         proto = sc.iarg(2)
         if proto in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6) or kind == socket.SOCK_RAW:
             # ping's sockets (icmp(7), raw(7)): the simulated network carries no ICMP; refusing
@@ -602,10 +611,13 @@ class SocketPolicy:
         return Native()
 
     def ioctl(self, sc):
+        req = sc.arg(1) & 0xFFFFFFFF
+        if req in IFREQ_IOCTLS and self._is_socket(sc):
+            rc = ifreq_ioctl(self.host, req, sc.mem, sc.arg(2))   # the simulated host's interfaces
+            return Value(0) if rc == 0 else Errno(-rc)
         s = self.sock(sc)
         if s is None:
             return Native()
-        req = sc.arg(1) & 0xFFFFFFFF
         if req == FIONBIO:
             s.nonblocking = bool(sc.mem.read_i32(sc.arg(2)))
             return Native()
@@ -922,6 +934,66 @@ class SocketPolicy:
 
         return Native(on_exit=received)
 
+    def _is_socket(self, sc) -> bool:
+        """Is descriptor arg 0 a socket (ours, or the kernel's: /proc/PID/fd/N names "socket:[...]")?
+        Only sockets take the interface ioctls; others answer ENOTTY, from the kernel."""
+        obj = self.table(sc.process).get(sc.iarg(0))
+        if obj is not None:
+            return isinstance(obj, (VSocket, RouteNetlink))   # not a timerfd, an epoll set...
+        try:
+            return os.readlink(f"/proc/{sc.pid}/fd/{sc.iarg(0)}").startswith("socket:")
+        except OSError:
+            return False
+
+    # -- NETLINK_ROUTE sockets (net/interfaces.py) -------------------------------------------------
+    def _netlink(self, sc) -> Optional[RouteNetlink]:
+        obj = self.table(sc.process).get(sc.iarg(0))
+        return obj if type(obj) is RouteNetlink else None
+
+    def _netlink_send(self, sc, nl: RouteNetlink, iov):
+        data = sc.mem.gather(iov)
+        nl.request(data, self._netlink_portid(sc, nl))
+        return Value(len(data))
+
+    def _netlink_portid(self, sc, nl: RouteNetlink) -> int:
+        """The socket's address (nl_pid), which answers carry (glibc drops others): the kernel's,
+        from our duplicate of the descriptor; bound first if the program did not bind (the kernel
+        binds at the first send, netlink_autobind)."""
+        if nl.portid:
+            return nl.portid
+        fd = self.actor.local._dup(sc.process, sc.iarg(0))
+        if fd is None:
+            raise SyscallFailed(errno.EBADF)
+        with socket.socket(fileno=fd) as mine:
+            portid = mine.getsockname()[0]
+            if portid == 0:
+                mine.bind((0, 0))
+                portid = mine.getsockname()[0]
+        nl.portid = portid
+        return portid
+
+    def _netlink_recv(self, sc, nl: RouteNetlink, iov, flags: int, name=None, msg: int = 0, namelen: int = 0):
+        """recv/recvfrom/recvmsg/read(v): the next answer (netlink(7)); the sender is the kernel
+        (struct sockaddr_nl {AF_NETLINK, nl_pid 0, nl_groups 0})."""
+        if not nl.queue:
+            if nl.nonblocking or flags & MSG_DONTWAIT:
+                return Errno(errno.EAGAIN)
+            return Blocked(f"recv netlink fd {sc.iarg(0)}", on=(nl,), restart=True)
+        data, size = nl.take(sum(n for _, n in iov), bool(flags & MSG_PEEK))
+        sc.mem.scatter(iov, data)
+        kernel = struct.pack("<HHII", socket.AF_NETLINK, 0, 0, 0)
+        if msg:   # recvmsg: msg_name, msg_namelen, msg_controllen 0, msg_flags
+            if name is not None:
+                sc.mem.write(name[0], kernel[:namelen])
+            sc.mem.write(msg + 8, struct.pack("<I", len(kernel)))
+            sc.mem.write(msg + 40, struct.pack("<Q", 0))
+            sc.mem.write(msg + 48, struct.pack("<i", MSG_TRUNC if size > len(data) else 0))
+        elif name is not None and name[1]:
+            room = sc.mem.read_i32(name[1])
+            sc.mem.write(name[0], kernel[:max(0, room)])
+            sc.mem.write_i32(name[1], len(kernel))
+        return Value(size if flags & MSG_TRUNC else len(data))   # netlink_recvmsg: MSG_TRUNC gives the size
+
     def _limit_arg(self, sc, i: int):
         return lambda n: sc.set_arg(i, n)
 
@@ -947,6 +1019,8 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             obj = self.table(sc.process).get(sc.iarg(0))
+            if type(obj) is RouteNetlink:
+                return self._netlink_recv(sc, obj, [(sc.arg(1), sc.arg(2))], 0)
             return obj.read(sc) if isinstance(obj, (SimulatedFile, RandomDevice)) else self._local_io(sc, POLLIN)
         if s.is_stream:
             return self._recv_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
@@ -955,6 +1029,9 @@ class SocketPolicy:
     def write(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_send(sc, nl, [(sc.arg(1), sc.arg(2))])
             return self.actor.local.blocking_write(sc, sc.iarg(0), [(sc.arg(1), sc.arg(2))])
         if s.is_stream:
             return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
@@ -964,6 +1041,8 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             obj = self.table(sc.process).get(sc.iarg(0))
+            if type(obj) is RouteNetlink:
+                return self._netlink_recv(sc, obj, sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024)), 0)
             return obj.readv(sc) if isinstance(obj, RandomDevice) else self._local_io(sc, POLLIN)
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
@@ -973,6 +1052,9 @@ class SocketPolicy:
     def writev(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_send(sc, nl, sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024)))
             return self.actor.local.blocking_write(sc, sc.iarg(0), sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024)))
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
@@ -982,6 +1064,9 @@ class SocketPolicy:
     def sendto(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_send(sc, nl, [(sc.arg(1), sc.arg(2))])
             if sc.arg(4):   # an address: a datagram, all or nothing (the poll-then-native path)
                 return self._local_io(sc, POLLOUT, sc.iarg(3))
             return self.actor.local.blocking_write(sc, sc.iarg(0), [(sc.arg(1), sc.arg(2))], sc.iarg(3))
@@ -1004,6 +1089,10 @@ class SocketPolicy:
     def recvfrom(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_recv(sc, nl, [(sc.arg(1), sc.arg(2))], sc.iarg(3),
+                                          name=(sc.arg(4), sc.arg(5)) if sc.arg(4) else None)
             return self._local_io(sc, POLLIN, sc.iarg(3))
         flags = sc.iarg(3)
         addr = (sc.arg(4), sc.arg(5)) if sc.arg(4) else None
@@ -1040,6 +1129,9 @@ class SocketPolicy:
     def sendmsg(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_send(sc, nl, self._msghdr(sc)[3])
             return self._local_io(sc, POLLOUT, sc.iarg(2))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
@@ -1065,6 +1157,11 @@ class SocketPolicy:
     def recvmsg(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                _, name, namelen, iov = self._msghdr(sc)
+                return self._netlink_recv(sc, nl, iov, sc.iarg(2), name=(name, 0) if name else None,
+                                          msg=sc.arg(1), namelen=namelen)
             return self._local_io(sc, POLLIN, sc.iarg(2))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
