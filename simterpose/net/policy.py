@@ -29,7 +29,7 @@ from ..local_files import _skip
 from ..randomness import RandomDevice
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
-from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported, Value
+from ..tracer.results import NATIVE, Blocked, Errno, Native, SyscallFailed, Unsupported, Value
 from ..tracer.scratch import Scratch
 from ..wait import Waitable
 from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
@@ -806,6 +806,13 @@ class SocketPolicy:
             limit(room)
         out = s.out
         capture = self.net.capture is not None
+        if source is None and not (s.nonblocking or flags & MSG_DONTWAIT):
+            # A blocking send that fits the window (larger ones went to _send_all): the kernel
+            # takes every byte — the window stays below what loopback TCP absorbs, so it never
+            # has to wait — and returns the count, so it is accounted now, without an exit stop.
+            # (The program sees the kernel's own result in any case.)
+            out.write(length, sc.mem.gather(iov, length) if capture else None)
+            return NATIVE
 
         if source is not None and capture:
             source = source.before()   # where the file's bytes start, known only before the call
