@@ -266,6 +266,7 @@ class Emulation:
         # and the pipes tracees created ("pipe:[inode]"), the only ones whose waits are ours.
         self.futexes: dict = {}
         self.tracee_pipes: set = set()
+        self.fifos: dict = {}   # (st_dev, st_ino) -> local_files.Fifo: FIFOs tracees opened by path
         self.stopping = False
         # Ctrl-C / SIGTERM (`interrupt`): the signal number, and the simulated date it stopped the run at
         self.interrupted: Optional[int] = None

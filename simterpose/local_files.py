@@ -113,11 +113,107 @@ def _skip(iov: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
     return out
 
 
+@dataclass(eq=False)
+class Fifo(wait.Waitable):
+    """A FIFO (named pipe) tracees opened by path: how many of its open files read and write."""
+
+    key: tuple                # (st_dev, st_ino)
+    read_ends: int = 0
+    write_ends: int = 0
+
+    def waiting(self, writes: bool) -> bool:
+        """Does a task wait in an open() of this FIFO for writing (or, False: for reading)?"""
+        return any(t.blocked is not None and isinstance(t.blocked.state, FifoOpen)
+                   and t.blocked.state.writes == writes for t in (self._waiters or ()))
+
+
+@dataclass
+class FifoOpen:
+    """An open() of a FIFO waiting for the other side (Syscall.state)."""
+
+    fifo: Fifo
+    writes: bool
+
+
+@dataclass(eq=False)
+class FifoEnd:
+    """A descriptor-table entry (`net.fdtable`): an open file of a FIFO, read or write side. Its
+    last close may leave the FIFO without readers or writers (EOF, EPIPE), which the kernel
+    decides; here it only updates the counts the opens wait on."""
+
+    fifo: Fifo
+    reads: bool
+    writes: bool
+    refs: int = 0
+
+    def last_close(self) -> None:
+        self.fifo.read_ends -= self.reads
+        self.fifo.write_ends -= self.writes
+        self.fifo.notify()
+
+
 class LocalPolicy:
     def __init__(self, owner: "ScenarioProcess"):
         self.actor = owner
         self.futexes = owner.emulation.futexes   # shared by the whole run
         self.pipes = owner.emulation.tracee_pipes
+        self.fifos = owner.emulation.fifos
+
+    # -- FIFOs opened by path ----------------------------------------------------------------
+    def open_fifo(self, sc, st: os.stat_result, flags_arg: int):
+        """open(2) of a FIFO (fifo(7)): a blocking open for reading waits for a writer, one for
+        writing for a reader — here, in simulated time, never in the kernel (the other side may be
+        a tracee stopped by us). When both sides are there, the reader opens first, with O_NONBLOCK
+        added (which the kernel grants at once) and cleared again at the exit stop; the writer then
+        opens, a reader being there. O_RDWR and O_NONBLOCK opens never wait (the kernel's own)."""
+        flags = sc.iarg(flags_arg)
+        access = flags & os.O_ACCMODE
+        fifo = self.fifos.get((st.st_dev, st.st_ino))
+        if fifo is None:
+            fifo = self.fifos[(st.st_dev, st.st_ino)] = Fifo((st.st_dev, st.st_ino))
+        reads, writes = access in (os.O_RDONLY, os.O_RDWR), access in (os.O_WRONLY, os.O_RDWR)
+        add_nonblock = False
+        if access == os.O_RDONLY and not flags & O_NONBLOCK:
+            if not fifo.write_ends and not fifo.waiting(writes=True):
+                return self._wait_fifo(sc, fifo, writes=False)
+            add_nonblock = not fifo.write_ends   # the writer is still in its open: no block
+        elif access == os.O_WRONLY and not flags & O_NONBLOCK and not fifo.read_ends:
+            return self._wait_fifo(sc, fifo, writes=True)
+        if add_nonblock:
+            sc.set_arg(flags_arg, flags | O_NONBLOCK)
+        cloexec = bool(flags & os.O_CLOEXEC)
+
+        def opened(sc_, fd):
+            if fd >= 0:
+                if add_nonblock:
+                    self._clear_nonblock(sc_.process, fd)
+                self.actor.net.table(sc_.process).add(fd, FifoEnd(fifo, reads, writes), cloexec)
+                fifo.read_ends += reads
+                fifo.write_ends += writes
+                target = fd_target(sc_.pid, fd)
+                if target:
+                    self.pipes.add(target)   # reads and writes on it wait here, as on a pipe's
+                fifo.notify()
+            return None
+
+        return Native(on_exit=opened)
+
+    @staticmethod
+    def _wait_fifo(sc, fifo: Fifo, writes: bool) -> Blocked:
+        if not isinstance(sc.state, FifoOpen):
+            sc.state = FifoOpen(fifo, writes)
+            fifo.notify()   # the other side, waiting in its open, may go now
+        # fifo_open returns -ERESTARTSYS: restarted after an SA_RESTART handler (signal(7))
+        return Blocked(f"open fifo for {'writing' if writes else 'reading'}", on=(fifo,), restart=True)
+
+    def _clear_nonblock(self, process, fd: int) -> None:
+        """F_SETFL on our duplicate: status flags belong to the open file, shared with the tracee."""
+        mine = self._dup(process, fd)
+        if mine is not None:
+            try:
+                os.set_blocking(mine, True)
+            finally:
+                os.close(mine)
 
     # -- children --------------------------------------------------------------------------
     @staticmethod

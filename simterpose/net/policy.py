@@ -21,10 +21,12 @@ import ipaddress
 import os
 import signal
 import socket
+import stat as stat_mod
 import struct
 from typing import TYPE_CHECKING, Optional
 
 from .. import sim
+from ..epoll import EpollSet
 from ..local_files import _skip
 from ..randomness import RandomDevice
 from ..tracer import names
@@ -104,6 +106,8 @@ class SocketPolicy:
     def _last_close(self, obj) -> None:
         if isinstance(obj, VSocket):
             self.close_socket(obj)
+        elif hasattr(obj, "last_close"):
+            obj.last_close()   # e.g. a FIFO's end (local_files.FifoEnd)
 
     def close_socket(self, s: VSocket) -> None:
         self.net.unbind(s)
@@ -1397,7 +1401,17 @@ class SocketPolicy:
             if fd < 0:
                 continue
             obj = t.get(fd)
-            if isinstance(obj, SimulatedFile):
+            if type(obj) is EpollSet:
+                # An epoll descriptor: readable while either half has an event to report — its
+                # simulated entries (judged here) or the kernel's interest list (asked below).
+                rev = obj.revents(events)
+                if rev:
+                    result[i] = rev
+                else:
+                    look_again = _earliest(look_again, obj.look_again())
+                    on.extend([*obj.sources(), obj])
+                native.append((i, fd, events))
+            elif isinstance(obj, SimulatedFile):
                 rev = obj.revents(events | POLLERR | POLLHUP)
                 if rev:
                     result[i] = rev
@@ -1413,7 +1427,7 @@ class SocketPolicy:
             nat = self._native_revents(sc, [(fd, ev) for _, fd, ev in native])
             for i, fd, _ in native:
                 if fd in nat:
-                    result[i] = nat[fd]
+                    result[i] = result.get(i, 0) | nat[fd]
         return result, look_again, tuple(on)
 
     def _kernel_may_wait(self, sc, fds, timeout_s: Optional[float]) -> bool:
@@ -1439,7 +1453,7 @@ class SocketPolicy:
         if nfds > 4096:
             return Errno(errno.EINVAL)
         pollfds = sc.mem.read_pollfds(sc.arg(0), nfds)
-        if sc.state is None and not any(isinstance(self.table(sc.process).get(fd), SimulatedFile)
+        if sc.state is None and not any(isinstance(self.table(sc.process).get(fd), (SimulatedFile, EpollSet))
                                         for fd, _, _ in pollfds) and self._kernel_may_wait(
                                             sc, [fd for fd, _, _ in pollfds], timeout_s):
             return Native()  # nothing simulated or shared in the set: the kernel waits on real things
@@ -1468,7 +1482,7 @@ class SocketPolicy:
         sets = [int.from_bytes(sc.mem.read(p, nbytes), "little") if p else 0 for p in ptrs]
         fds = [fd for fd in range(nfds) if any(s >> fd & 1 for s in sets)]
         t = self.table(sc.process)
-        if sc.state is None and not any(isinstance(t.get(fd), SimulatedFile) for fd in fds) and \
+        if sc.state is None and not any(isinstance(t.get(fd), (SimulatedFile, EpollSet)) for fd in fds) and \
                 self._kernel_may_wait(sc, fds, timeout_s):
             return Native()
         entries = []
@@ -1504,9 +1518,12 @@ class SocketPolicy:
         """/etc/hosts is served with the platform's hosts; a path that may be /dev/random or
         /dev/urandom is handed to the randomness policy (which checks what was really opened)."""
         try:
-            path = sc.mem.read_cstring(sc.arg(path_arg), 64)
+            path = sc.mem.read_cstring(sc.arg(path_arg), 4096)
         except OSError:
             return Native()
+        st = _stat_as_tracee(sc, path, dirfd=sc.iarg(0) if path_arg else AT_FDCWD)
+        if st is not None and stat_mod.S_ISFIFO(st.st_mode):
+            return self.actor.local.open_fifo(sc, st, path_arg + 1)
         if path == b"/etc/hosts":
             sc.set_arg(path_arg, Scratch(sc, self.actor.tracer).put(os.fsencode(self.actor.emulation.hosts_file) + b"\0"))
         elif path.endswith(b"random"):
@@ -1518,6 +1535,23 @@ class SocketPolicy:
 
     def openat(self, sc):
         return self._open(sc, 1)
+
+
+AT_FDCWD = -100
+
+
+def _stat_as_tracee(sc, path: bytes, dirfd: int) -> Optional[os.stat_result]:
+    """stat(2) of the path a tracee opens, relative to its working directory or `dirfd` (through
+    /proc/PID/cwd and /proc/PID/fd/N); None if it does not exist or cannot be reached."""
+    if not path:
+        return None
+    if not path.startswith(b"/"):
+        base = f"/proc/{sc.pid}/cwd" if dirfd == AT_FDCWD else f"/proc/{sc.pid}/fd/{dirfd}"
+        path = os.fsencode(base) + b"/" + path
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):
+        return None
 
 
 def _what(obj) -> str:

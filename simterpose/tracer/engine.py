@@ -418,7 +418,7 @@ class Tracer:
     def watch_stalls(self, seconds: float, preempt_after: Optional[float] = None) -> None:
         """Start a watchdog thread: when `seconds` of wall time pass without any event from the
         tracees while some are running, it looks at them. One asleep in the kernel waits for
-        something the simulation cannot provide (a FIFO opened by path, a lock, a socket to the
+        something the simulation cannot provide (a file lock, a FIFO a program outside the run should open, a socket to the
         outside): the run would hang forever, so the task is killed and its tree fails with a
         message naming the syscall. One computing without syscalls is reported once and left to
         run. The loop itself pays nothing: the thread only compares an event counter.
@@ -479,7 +479,7 @@ class Tracer:
             if state == "S" and nr is not None:   # not "D": slow disk I/O ends by itself
                 self._stall_notes[task.tid] = (
                     f"process {task.process.pid} sleeps in the kernel in {names.name(nr)}(), waiting for "
-                    "something outside the simulation (e.g. a FIFO opened by path): unsupported, stopped")
+                    "something outside the simulation (e.g. a file lock another task holds): unsupported, stopped")
                 try:
                     os.kill(task.tid, signal.SIGKILL)
                 except ProcessLookupError:

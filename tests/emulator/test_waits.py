@@ -3,8 +3,10 @@ empty sets, futex waits (threading.Event, Lock, pthread_cond_timedwait, sem_time
 timers. Each wait lasts exactly its simulated duration, in far less wall-clock time.
 """
 
+import subprocess
+
 import pytest
-from net_helpers import emulate, native, py
+from net_helpers import PYTHON, emulate, native, py
 
 MODES = ["address-translation", "full-mediation"]
 
@@ -231,17 +233,40 @@ def test_two_processes_of_one_host_talk_over_a_unix_socket(tmp_path, mode):
 
 
 def test_a_task_asleep_in_the_kernel_on_something_outside_the_simulation_is_named_not_hung(tmp_path):
-    # Opening a FIFO by path blocks in the kernel until a writer opens it; the writer here sleeps
-    # in simulated time, which cannot pass while the reader is in the kernel. Instead of hanging,
-    # the watchdog (STALL_SECONDS of silence) names the syscall and stops that process; the other
-    # processes of the run finish normally.
-    script = "rm -f ff; mkfifo ff; (sleep 1; echo x > ff) & cat ff; wait"
-    r = emulate(tmp_path, [{"host": "h1", "path": "/bin/bash", "args": ["-c", script], "cwd": str(tmp_path)},
+    # flock(2) is left to the kernel: a process waiting there for a lock that another holds while
+    # it sleeps in simulated time would hang the run (that time cannot pass while a task is in the
+    # kernel). Instead, the watchdog (STALL_SECONDS of silence) names the syscall and stops that
+    # process; the other processes of the run finish normally.
+    holder = "import fcntl, time; f = open('lk', 'w'); fcntl.flock(f, fcntl.LOCK_EX); time.sleep(1)"
+    waiter = "import fcntl; f = open('lk', 'w'); fcntl.flock(f, fcntl.LOCK_EX); print('got it')"
+    r = emulate(tmp_path, [py("h1", holder, cwd=str(tmp_path)), py("h1", waiter, cwd=str(tmp_path), start_time=0.5),
                            {"host": "h2", "path": "/bin/sleep", "args": ["2"]}], "address-translation")
     assert r.rc == 1
-    fifo, sleeper = r.procs
-    assert "sleeps in the kernel in openat()" in fifo["error"]
+    holder_, waiter_, sleeper = r.procs
+    assert "sleeps in the kernel in flock()" in waiter_["error"]
+    assert holder_["ok"] and holder_["end"] == 1.0
     assert sleeper["ok"] and sleeper["end"] == 2.0
+
+
+FIFO_SCRIPT = ("rm -f f g; mkfifo f g; "
+               "(sleep 1; echo reader-first > f) & cat f; wait; "          # the reader waits in open
+               "(sleep 0.5; cat g) & echo writer-first > g; wait; "         # the writer waits in open
+               "exec 3<>f; echo read-write >&3; head -c 10 <&3; echo; exec 3>&-; "   # O_RDWR never waits
+               "cat f & echo last > f; wait")                               # EOF when the writer closes
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fifos_opened_by_path_wait_for_the_other_side_in_simulated_time(tmp_path, mode):
+    """fifo(7): a blocking open for reading waits for a writer, and one for writing for a reader;
+    here in simulated time (the other side sleeps in simulated time first), with Linux's output."""
+    (tmp_path / "native").mkdir()
+    expected = subprocess.run(["bash", "-c", FIFO_SCRIPT], cwd=tmp_path / "native", capture_output=True,
+                              text=True, timeout=60, check=True).stdout
+    assert expected == "reader-first\nwriter-first\nread-write\nlast\n"
+    r = emulate(tmp_path, [{"host": "h1", "path": "/bin/bash", "args": ["-c", FIFO_SCRIPT], "cwd": str(tmp_path)}],
+                mode).check_ok()
+    assert r.stdout(0) == expected
+    assert r.end(0) == pytest.approx(1.5, abs=1e-6)
 
 
 C_SIGMASK_WAITS = r"""
@@ -384,3 +409,34 @@ def test_a_computation_without_syscalls_ends_at_its_kill_date(tmp_path, mode, cb
     r = emulate(tmp_path, [{"host": "h1", "path": str(exe), "args": ["forever"], "kill_time": 0.4,
                             "expected_final_state": "running"}], mode, cpu_model="measured").check_ok()
     assert r.procs[0]["end"] == pytest.approx(0.4, abs=1e-9)
+
+
+PY_POLL_AN_EPOLL_FD = r"""
+import select, socket, threading
+r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(("127.0.0.1", 0))
+w = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+a, b = socket.socketpair()                       # a kernel descriptor, for the kernel's half
+ep = select.epoll()
+ep.register(r.fileno(), select.EPOLLIN)
+ep.register(a.fileno(), select.EPOLLIN)
+print("nothing yet", select.select([ep.fileno()], [], [], 0)[0] == [])
+threading.Timer(0.3, lambda: w.sendto(b"x", r.getsockname())).start()
+print("select wakes on the simulated half", select.select([ep.fileno()], [], [], 5)[0] == [ep.fileno()])
+p = select.poll(); p.register(ep.fileno(), select.POLLIN)
+print("poll", [ev for _, ev in p.poll(0)])
+r.recv(1)
+print("drained", p.poll(0))
+threading.Timer(0.2, lambda: b.send(b"y")).start()
+print("poll wakes on the kernel half", [ev for _, ev in p.poll(5000)])
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_poll_and_select_on_an_epoll_descriptor_see_both_halves(tmp_path, mode):
+    """An epoll descriptor is readable (poll, select) while its interest list has an event to
+    report, whether the event is on a simulated socket or a kernel descriptor, as on Linux."""
+    expected = native([PYTHON, "-c", PY_POLL_AN_EPOLL_FD])[0]
+    assert "select wakes on the simulated half True" in expected
+    r = emulate(tmp_path, [py("h1", PY_POLL_AN_EPOLL_FD)], mode).check_ok()
+    assert r.stdout(0) == expected
+    assert r.end(0) == pytest.approx(0.5, abs=1e-3)
