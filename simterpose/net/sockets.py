@@ -27,6 +27,7 @@ import errno
 import socket
 import struct
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .. import sim
@@ -54,6 +55,104 @@ PROGRESS_MIN_BYTES = 256 * 1024
 # reader that never blocks (a CPU cost per syscall moves the clock 1 us at a time) read a few bytes
 # per syscall, millions of times.
 PROGRESS_STEP = 0.005
+# TCP slow start (`SlowStart`): Linux's initial congestion window, in segments (TCP_INIT_CWND in
+# include/net/tcp.h; RFC 6928), of TCP_MSS bytes each.
+TCP_INIT_CWND = 10
+# Linux's floor on the retransmission timeout (TCP_RTO_MIN, 200 ms): its RTO is srtt + max(4 rttvar,
+# TCP_RTO_MIN) (net/ipv4/tcp_input.c, tcp_set_rto), so a steady path's RTO is its RTT + 200 ms.
+TCP_RTO_MIN = 0.200
+
+
+#: --tcp-slow-start: auto (the default) models slow start under CM02 only. CM02 carries a transfer
+#: at the links' rate from its first byte; real TCP spends its first round trips growing its window
+#: (docs/compare.md measures it: a 1 MB transfer was 25-34 % short of the real run without it). LV08
+#: and SMPI fold slow start into their latency and bandwidth factors (13.01 x the latency) and ns-3
+#: simulates TCP itself: adding it there would count it twice.
+SLOW_START_SETTINGS = ("auto", "on", "off")
+
+
+def slow_start_applies(setting: str, network_model: str) -> bool:
+    """Does a run with this --tcp-slow-start setting and network model model slow start?"""
+    if setting not in SLOW_START_SETTINGS:
+        raise ValueError(f"unknown --tcp-slow-start {setting!r} (auto, on, off)")
+    if network_model == "ns-3":
+        if setting == "on":
+            raise ValueError("--tcp-slow-start on: ns-3 simulates TCP (and its slow start) itself")
+        return False
+    return setting == "on" or (setting == "auto" and network_model == "CM02")
+
+
+@dataclass
+class SlowStart:
+    """The congestion window of one direction of a connection while TCP's slow start limits it.
+
+    The flow-level models (CM02) carry a transfer at the rate the links allow from its first byte,
+    after one latency; real TCP starts with a window of TCP_INIT_CWND segments and grows it by what
+    each round trip acknowledges (RFC 5681, 3.1, with RFC 3465's byte counting: Linux's
+    tcp_slow_start adds the segments acked), i.e. it doubles per round trip while the sender has
+    more to send than the window. Here a stream's data leaves in rounds one RTT apart: round k may
+    start at most `cwnd` bytes (each start a SimGrid flow, as before), and the next round begins
+    when its ACKs are back. Once the window covers the route's bandwidth-delay product the round
+    trip no longer limits the sender: the model's own rate does (CM02's max-min sharing and its
+    TCP_gamma / RTT bound, which stands for the receiver's maximal window; the slow-start window is
+    a transient below it, so nothing is counted twice), and the stream's data flows unlimited.
+
+    Whether a round was window-limited decides whether the window grows: Linux grows it only when
+    the sender used more than half of it (tcp_is_cwnd_limited, net/ipv4/tcp_output.c), so a
+    request/response exchange of small messages keeps the initial window.
+
+    After an idle period longer than the RTO with nothing in flight, the window restarts (RFC 5681
+    4.1; Linux's tcp_slow_start_after_idle: tcp_cwnd_restart halves it for every RTO of idleness,
+    down to the initial window), and the stream is in slow start again.
+
+    `rtt` is the route's latency both ways plus one segment's serialisation at the bottleneck (the
+    ACK clock: the first ACK of a round comes back then); `bdp` the bytes the bottleneck carries
+    in one RTT."""
+
+    rtt: float
+    bdp: float
+    rto: float
+    cwnd: int = TCP_INIT_CWND * 1448   # bytes (TCP_MSS each segment)
+    round_end: float = -1.0     # when the current round's ACKs are back: the next round may begin
+    budget: int = 0             # bytes the current round may still start
+    round_sent: int = 0         # bytes started in the current round
+    last_sent: float = -1.0     # date data last left (Linux's lsndtime)
+    open: bool = False          # the window covers the path: the model's rate is the limit
+
+    def allow(self, now: float, pending: int, in_flight: bool) -> int:
+        """How many of `pending` bytes may leave now."""
+        if not in_flight and self.last_sent >= 0 and now - self.last_sent > self.rto:
+            self._restart(now - self.last_sent)
+        if not self.open and now >= self.round_end:
+            # A new round: the previous one's ACKs are back (RFC 5681: cwnd += bytes acked).
+            if 2 * self.round_sent > self.cwnd:
+                self.cwnd += self.round_sent
+            if self.cwnd >= self.bdp:
+                self.open = True
+            else:
+                self.round_end = now + self.rtt
+                self.budget = self.cwnd
+                self.round_sent = 0
+        n = pending if self.open else min(pending, self.budget)
+        if n:
+            self.budget -= n
+            self.round_sent += n
+            self.last_sent = now
+        return n
+
+    def _restart(self, idle: float) -> None:
+        """tcp_cwnd_restart (net/ipv4/tcp_output.c): halve the window per RTO of idleness, not
+        below the restart window (the initial one, or the window itself if smaller)."""
+        restart = min(TCP_INIT_CWND * 1448, self.cwnd)
+        cwnd = self.cwnd
+        idle -= self.rto
+        while idle > 0 and cwnd > restart:
+            cwnd >>= 1
+            idle -= self.rto
+        self.cwnd = max(cwnd, restart)
+        self.open = False
+        self.round_end = -1.0
+        self.round_sent = 0
 
 
 class _Flow:
@@ -101,6 +200,9 @@ class Stream(Waitable):
         self.eof_arrived = False
         self.reset = False     # the receiver went away: writes fail with EPIPE
         self.held = False      # written bytes wait for the handshake to end (accepted at the SYN)
+        # TCP slow start (`SlowStart`), when the network models it; created at the first flush
+        self.cc: Optional[SlowStart] = None
+        self.cc_wakeup = -1.0  # the date a timer will flush the bytes the window held back
         self.readers: set = set()   # sockets to notify when something arrives
         self.writers: set = set()   # sockets to notify when window space opens
         # for --pcap-dir: the virtual endpoints, the reverse stream (for ACK numbers), and the bytes
@@ -208,18 +310,36 @@ class Stream(Waitable):
             self._deliver_now()
             return
         if self.sent > self.started:
-            flow = _Flow(self.sent - self.started, sim.now())
-            self.started = self.sent
+            size = self.sent - self.started
+            if self.net.slow_start and not self.loopback:
+                size = self._window(size)
+        else:
+            size = 0
+        if size:
+            flow = _Flow(size, sim.now())
+            self.started += size
             self.flows.append(flow)
             flow.transfer = sim.transfer_async(self.src.name, self.dst.name, flow.size)
             self.net.watch(flow.transfer, lambda: self._completed(flow))
             if self.bulk:
                 self._wake(self.readers)  # they now have a reason to look before the flows end
-        if self.closed and not self.fin_sent:
+        if self.closed and not self.fin_sent and self.started == self.sent:
             self.fin_sent = True
             if not self.flows:
                 start = sim.now()
                 self.net.control(self.src.name, self.dst.name, lambda: self._fin_arrived(start))
+
+    def _window(self, pending: int) -> int:
+        """Slow start: how much of `pending` may leave now; the rest waits for the next round (a
+        timer flushes the stream then)."""
+        cc = self.cc
+        if cc is None:
+            cc = self.cc = self.net.slow_start_for(self.src.name, self.dst.name)
+        n = cc.allow(sim.now(), pending, in_flight=bool(self.flows))
+        if n < pending and self.cc_wakeup != cc.round_end:
+            self.cc_wakeup = cc.round_end
+            self.net.timer(cc.round_end, self._kick)
+        return n
 
     def _completed(self, flow: _Flow) -> None:
         flow.done = True
@@ -479,6 +599,26 @@ class Network:
         self.timer: Optional[Callable] = None
         # ns-3: control segments are timers of the route's latency (see the module's docstring)
         self.control_by_timer = False
+        # TCP slow start on every stream between two hosts (`SlowStart`; --tcp-slow-start)
+        self.slow_start = False
+        self._paths: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def slow_start_for(self, src: str, dst: str) -> SlowStart:
+        """A fresh congestion window for a stream from host src to host dst, with the round trip
+        and bandwidth-delay product of SimGrid's routes (both directions)."""
+        key = (src, dst)
+        if key not in self._paths:
+            simulation = sim.current()
+            there, back = simulation.route(src, dst), simulation.route(dst, src)
+            bandwidth = min((link.bandwidth for link in there.links), default=0.0) if there else 0.0
+            rtt = simulation.path_latency(src, dst) + simulation.path_latency(dst, src)
+            if bandwidth > 0:
+                rtt += TCP_MSS / bandwidth   # the first ACK of a round: one segment's serialisation
+            # Without links (the Constant model, latency-only routes) nothing limits the rate but
+            # the model: the window is open from the start.
+            self._paths[key] = (rtt, bandwidth * rtt if bandwidth > 0 and back is not None else 0.0)
+        rtt, bdp = self._paths[key]
+        return SlowStart(rtt=rtt, bdp=bdp, rto=rtt + TCP_RTO_MIN)
 
     def control(self, src: str, dst: str, callback: Callable[[], None]) -> None:
         """A control segment (SYN, SYN-ACK, RST, a lone FIN) from host src to host dst: callback()
