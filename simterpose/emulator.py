@@ -257,7 +257,8 @@ class Emulation:
         # IPv6 addresses: only where the platform gives one (`<prop id="ip6">`), so that name
         # lookups of IPv4-only platforms (AF_UNSPEC: IPv6 first) stay as they are.
         ip6 = {h.name: h.props["ip6"] for h in self.sim.platform_info.hosts if h.props.get("ip6")}
-        self.network = Network(Addressing(hosts, ip6=ip6), keep_data=config.mediate == "full-mediation")
+        silent = frozenset(h.name for h in self.sim.platform_info.hosts if h.silent)
+        self.network = Network(Addressing(hosts, ip6=ip6, silent=silent), keep_data=config.mediate == "full-mediation")
         self.network.control_by_timer = config.network_model == "ns-3"
         self.network.slow_start = config.slow_start
         if config.pcap_dir is not None:

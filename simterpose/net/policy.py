@@ -358,6 +358,13 @@ class SocketPolicy:
         v6 = s.family == socket.AF_INET6 and _is_v6(sa[1])
         if v6 and _is_v6_loopback(sa[1]):
             dst_ip = LOOPBACK_V6
+        if dst_host.silent:
+            # Nothing there answers: the SYN is retransmitted until Linux gives up (ETIMEDOUT).
+            self.net.unanswered(s, dst_host, (dst_ip, sa[2]))
+            if s.nonblocking:
+                return Errno(errno.EINPROGRESS)
+            sc.state = {"connect": "refusing"}
+            return self._connect_wait(sc, s)
         listener = self.net.lookup(dst_host, socket.SOCK_STREAM, dst_ip, sa[2])
         if listener is None or not listener.listening:
             # Nobody listens there: the SYN goes out and a reset comes back, one round trip later.
@@ -411,9 +418,10 @@ class SocketPolicy:
 
     def _connect_wait(self, sc, s: VSocket):
         if sc.state["connect"] == "refusing":
-            if s.refused:  # the reset is back: the error is reported here, not kept for SO_ERROR
+            if s.refused:  # the reset is back (or the SYNs timed out): reported here, not kept for SO_ERROR
+                err = s.connect_error or errno.ECONNREFUSED
                 s.refused, s.connect_error = False, 0
-                return Errno(errno.ECONNREFUSED)
+                return Errno(err)
         elif s.conn.established:
             return Value(0)
         deadline = self._timeout_deadline(sc, s.sndtimeo)

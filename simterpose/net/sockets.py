@@ -439,6 +439,60 @@ class Stream(Waitable):
             s.notify()
 
 
+# -- SYN retransmissions (a connect to a host that never answers) ------------------------------------
+TCP_TIMEOUT_INIT = 1.0    # s: the first SYN's RTO (include/net/tcp.h; RFC 6298 2.1)
+TCP_RTO_MAX = 120.0       # s: the largest RTO (include/net/tcp.h)
+MAX_TCP_SYNCNT = 127      # TCP_SYNCNT's upper limit (tcp(7))
+
+
+@dataclass(frozen=True)
+class SynSchedule:
+    """When a connect to a host that never answers sends its SYNs and gives up, as Linux 6.x does
+    (net/ipv4/tcp_timer.c: tcp_retransmit_timer, tcp_write_timeout, retransmits_timed_out,
+    tcp_model_timeout; checked against this kernel with a black-holed peer).
+
+    The first SYN's retransmission timer is TCP_TIMEOUT_INIT (1 s). The first
+    `net.ipv4.tcp_syn_linear_timeouts` retransmissions keep that RTO (Linux >= 6.5; 4 by default,
+    0 on kernels without the sysctl), the next ones double it (RFC 6298 5.5), up to TCP_RTO_MAX.
+    Each time the timer fires, the attempt fails with ETIMEDOUT if the time since the first SYN
+    has reached the limit, else one more SYN leaves. The limit is TCP_USER_TIMEOUT when set (and the
+    timer is then clamped to it, tcp_clamp_rto_to_user_timeout), else the time the classic backoff
+    of `retries` (TCP_SYNCNT, else net.ipv4.tcp_syn_retries, 6) would take: (2^(retries+1) - 1) x
+    1 s up to 6 retries, then 120 s more per retry (tcp_model_timeout). Defaults on Linux 6.18: SYNs
+    at 0, 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s, ETIMEDOUT at 131 s (measured: 134.5 s, the kernel's
+    timers firing late); without linear timeouts, SYNs at 0, 1, 3, 7, 15, 31, 63 s and ETIMEDOUT at
+    127 s."""
+
+    retransmits: tuple[float, ...]   # dates of the retransmitted SYNs, from the first SYN
+    give_up: float                   # date of ETIMEDOUT, from the first SYN
+
+    @classmethod
+    def linux(cls, syncnt: int = 0, user_timeout_ms: int = 0, retries: Optional[int] = None,
+              linear: Optional[int] = None) -> "SynSchedule":
+        if retries is None:
+            retries = _sysctl("ipv4/tcp_syn_retries", 0, 6)
+        if linear is None:
+            linear = _sysctl("ipv4/tcp_syn_linear_timeouts", 0, 0)
+        n = syncnt or retries
+        thresh = 6   # ilog2(TCP_RTO_MAX / TCP_TIMEOUT_INIT)
+        if n <= thresh:
+            limit = ((2 << n) - 1) * TCP_TIMEOUT_INIT
+        else:
+            limit = ((2 << thresh) - 1) * TCP_TIMEOUT_INIT + (n - thresh) * TCP_RTO_MAX
+        if user_timeout_ms > 0:
+            limit = user_timeout_ms / 1000
+        sent: list[float] = []
+        t = TCP_TIMEOUT_INIT   # the first timer is armed by tcp_connect, unclamped
+        while t < limit:
+            sent.append(t)
+            k = len(sent)
+            rto = TCP_TIMEOUT_INIT if k <= linear else min(TCP_TIMEOUT_INIT * 2 ** (k - linear), TCP_RTO_MAX)
+            t += rto
+            if user_timeout_ms > 0:
+                t = min(t, limit)
+        return cls(tuple(sent), t)
+
+
 class Connection:
     """A TCP connection between a client socket and the socket accept() gives the server."""
 
@@ -482,6 +536,7 @@ class VSocket(SimulatedFile, Waitable):
         # writable and hung up until connect() is called again (which reports the error once and
         # leaves the socket unconnected, ready for a new attempt: connect(2), tcp(7)).
         self.refused = False
+        self.attempt: Optional[object] = None   # the SYN retransmissions in progress (Network.unanswered)
         self.rcvtimeo: Optional[float] = None
         self.sndtimeo: Optional[float] = None
         self.refs = 0
@@ -738,6 +793,39 @@ class Network:
 
         self.control(c, s, syn_arrived)
 
+    def unanswered(self, client: VSocket, dst_host: Host, dst_addr: tuple[str, int]) -> None:
+        """A SYN to a silent host (`Host.silent`): nothing ever comes back. The SYN is retransmitted
+        on Linux's schedule (`SynSchedule`) and the attempt fails with ETIMEDOUT, all in simulated
+        time, leaving the socket as a reset does (TCP_CLOSE, the error pending: tcp_write_err)."""
+        client.connecting = True
+        c, s = client.host.name, dst_host.name
+        src_addr = client.local or (client.host.ip, 0)
+        start = sim.now()
+        schedule = SynSchedule.linux(syncnt=_int_option(client, IPPROTO_TCP, TCP_SYNCNT),
+                                     user_timeout_ms=_int_option(client, IPPROTO_TCP, TCP_USER_TIMEOUT))
+        attempt = client.attempt = object()   # a later attempt (after a close and reuse) ends this one
+
+        def syn(date: float) -> None:
+            if self.capture is not None:   # it leaves, never arrives: the sender's file only
+                self.capture.tcp(c, s, date, None, src_addr, dst_addr, 0, 0, TCP_SYN)
+
+        def retransmit() -> None:
+            if client.attempt is attempt and client.connecting:
+                syn(sim.now())
+
+        def timed_out() -> None:
+            if client.attempt is not attempt or not client.connecting:
+                return
+            client.connecting = False
+            client.refused = True
+            client.connect_error = errno.ETIMEDOUT
+            client.wake()
+
+        syn(start)
+        for offset in schedule.retransmits:
+            self.timer(start + offset, retransmit)
+        self.timer(start + schedule.give_up, timed_out)
+
     def _syn_arrived(self, conn: Connection, start: float) -> None:
         c, s = conn.client.host.name, conn.listener.host.name
         if self.capture is not None:
@@ -826,7 +914,7 @@ class Network:
         entry[6] = sim.now()
         if dst is not None:
             dst.wake()
-        elif src.peer is not None:
+        elif src.peer is not None and not dst_host.silent:   # a silent host sends no ICMP either
             # Nobody listens there: the destination answers with an ICMP port unreachable, which a
             # connected socket reports as ECONNREFUSED at its next call (udp(7), "ERROR HANDLING";
             # unconnected sockets are told nothing without IP_RECVERR).
@@ -863,6 +951,7 @@ SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 30, 38, 39
 SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35     # the _OLD (64-bit time_t on x86_64) numbers
 IP_PKTINFO = 8
 IP_TTL, TCP_NODELAY, TCP_MAXSEG, IPV6_V6ONLY = 2, 1, 2, 26
+TCP_SYNCNT, TCP_USER_TIMEOUT = 7, 18
 # The highest SOL_SOCKET option number Linux 6.x knows (SO_PASSPIDFD is 76...): above it, ENOPROTOOPT.
 SO_LAST = 80
 TCP_MSS = 1448       # Ethernet MTU 1500 - IPv4 20 - TCP 20 - timestamps 12
@@ -918,12 +1007,21 @@ def set_option(s: VSocket, level: int, name: int, raw: bytes) -> None:
     elif level == SOL_SOCKET and name in (SO_TIMESTAMP, SO_TIMESTAMPNS) and value:
         # socket(7): the last of the two set decides the format (sock_set_timestamp)
         s.options.pop((SOL_SOCKET, SO_TIMESTAMPNS if name == SO_TIMESTAMP else SO_TIMESTAMP), None)
+    elif level == IPPROTO_TCP and name == TCP_SYNCNT and not 1 <= value <= MAX_TCP_SYNCNT:
+        raise OptionError(errno.EINVAL)   # tcp_sock_set_syncnt
+    elif level == IPPROTO_TCP and name == TCP_USER_TIMEOUT and value < 0:
+        raise OptionError(errno.EINVAL)   # tcp_sock_set_user_timeout
     elif level == SOL_SOCKET and name in (SO_SNDBUF, SO_RCVBUF):
         o = Options.get()
         limit = o.wmem_max if name == SO_SNDBUF else o.rmem_max
         floor = 4608 if name == SO_SNDBUF else 2304   # SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF (x86_64)
         raw = max(floor, 2 * min(max(value, 0), limit)).to_bytes(4, "little")
     s.options[(level, name)] = raw
+
+
+def _int_option(s: VSocket, level: int, name: int) -> int:
+    """An integer option as set (0 if never set)."""
+    return int.from_bytes(s.options.get((level, name), b"\0\0\0\0")[:4].ljust(4, b"\0"), "little", signed=True)
 
 
 def option_on(s: VSocket, level: int, name: int) -> bool:
