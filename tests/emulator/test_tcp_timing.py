@@ -293,3 +293,27 @@ def test_linux_answers_the_same_against_a_black_hole(tmp_path):
     for mode in MODES:
         r = emulate(tmp_path, [py("h1", CLIENT, SILENT_IP, *attempts)], mode, platform=SILENT).check_ok()
         assert r.stdout(0) == p.stdout
+
+
+def test_slow_start_option_help_and_ns3(tmp_path):
+    """--help says what the option does and why auto is the default; ns-3 has its own TCP, so
+    `--tcp-slow-start on` is a usage error there (auto is off there)."""
+    from net_helpers import SIMTERPOSE
+
+    text = subprocess.run([str(SIMTERPOSE), "run", "--help"], capture_output=True, text=True).stdout
+    flat = " ".join(text.split())
+    assert "--tcp-slow-start {auto,on,off}" in flat
+    assert "10 segments" in flat and "docs/compare.md" in flat and "'on' is refused there" in flat
+    r = emulate(tmp_path, [py("h1", "pass")], "address-translation", model="ns-3", extra=("--tcp-slow-start", "on"))
+    assert r.rc == 2
+    assert "ns-3 simulates TCP (and its slow start) itself" in r.output
+
+
+def test_a_silent_property_must_be_a_boolean(tmp_path):
+    from simterpose.scenario import ScenarioError, load_platform_info
+
+    bad = tmp_path / "p.xml"
+    bad.write_text(SILENT.read_text().replace('<prop id="silent" value="1"/>', '<prop id="silent" value="maybe"/>'))
+    with pytest.raises(ScenarioError, match="property silent must be 1 or 0"):
+        load_platform_info(bad)
+    assert [h.name for h in load_platform_info(SILENT).hosts if h.silent] == ["h3"]
