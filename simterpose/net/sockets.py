@@ -15,6 +15,11 @@ Timing (docs/emulator.md, "The network"):
   progress), so a large transfer becomes readable progressively, at the pace the model gives it;
 * the FIN travels with the last data: EOF is readable when the last byte is. Only a close with
   nothing in flight sends a FIN of its own (a control segment);
+* with TCP slow start (`SlowStart`, --tcp-slow-start; on under CM02 by default) a stream's data
+  leaves in rounds one round trip apart, from Linux's initial window, until the window covers the
+  path (RFC 5681);
+* a connect to a silent host (`<prop id="silent" value="1"/>`) gets no answer: SYNs are
+  retransmitted on Linux's schedule and connect(2) fails with ETIMEDOUT (`SynSchedule`);
 * control segments (SYN, SYN-ACK, FIN, RST) are 0-byte SimGrid transfers (latency only) under the
   flow-level models; under ns-3, where a 0-byte transfer never completes and any transfer is a whole
   TCP connection of its own, they are timers of the route's latency;
