@@ -709,8 +709,8 @@ class SocketPolicy:
     def _tcp_info(self, sc, s: VSocket):
         """TCP_INFO (tcp(7), struct tcp_info of linux/tcp.h, 232 bytes on Linux 6.x) filled from the
         model, alike in both modes: the state, the segment sizes, the round trip of the route
-        (twice its one-way latency), a congestion window of the flow-control window (the model's
-        only limit on what is in flight), RTO as Linux's minimum plus the RTT, and the byte
+        (twice its one-way latency), a congestion window of the slow-start window while it limits
+        the stream, else of the flow-control window (the model's limit on what is in flight), RTO as Linux's minimum plus the RTT, and the byte
         counters of the streams. Retransmissions and losses: 0, the model has none. Written to
         the caller's size (iperf3 reads it whole)."""
         info = bytearray(TCP_INFO_SIZE)
@@ -721,11 +721,15 @@ class SocketPolicy:
             src, dst = s.conn.client.host.name, s.conn.listener.host.name
             rtt_us = round(2e6 * sim.current().path_latency(src, dst)) if src != dst else 0
         mss = TCP_MSS if established else 536
+        cwnd = WINDOW
+        cc = s.out.cc if s.out is not None else None
+        if cc is not None and not cc.open:
+            cwnd = min(cwnd, cc.cwnd)   # still in slow start (sockets.SlowStart): its window
         struct.pack_into("<II", info, 8, 200000 + rtt_us, 40000)           # tcpi_rto, tcpi_ato (us)
         struct.pack_into("<II", info, 16, mss, mss)                        # tcpi_snd_mss, tcpi_rcv_mss
         struct.pack_into("<I", info, 60, 1500)                             # tcpi_pmtu
         struct.pack_into("<IIIII", info, 68, rtt_us, rtt_us // 2,          # tcpi_rtt, tcpi_rttvar,
-                         0x7FFFFFFF, WINDOW // TCP_MSS, TCP_MSS)           # ssthresh, snd_cwnd, advmss
+                         0x7FFFFFFF, cwnd // TCP_MSS, TCP_MSS)             # ssthresh, snd_cwnd, advmss
         if s.out is not None and s.inq is not None:
             struct.pack_into("<QQ", info, 120, s.out.consumed, s.inq.consumed)   # bytes_acked, _received
             struct.pack_into("<I", info, 148, rtt_us)                            # tcpi_min_rtt
