@@ -91,6 +91,8 @@ RESTART = r"""
 import socket, sys, time
 size, pause = int(sys.argv[1]), float(sys.argv[2])
 s = socket.create_connection(("h1", 5000))
+info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+print("snd_cwnd", int.from_bytes(info[80:84], "little"))   # tcpi_snd_cwnd: Linux's initial 10
 s.sendall(b"x" * size)
 time.sleep(pause)
 s.sendall(b"y" * size)
@@ -108,6 +110,7 @@ def test_slow_start_restarts_after_an_idle_period(tmp_path, mode):
                            py("h2", RESTART, size, pause, start_time=start)],
                 mode, model="CM02").check_ok()
     assert r.stdout(0).split()[1] == str(2 * size)
+    assert r.stdout(1) == "snd_cwnd 10\n"
     first_eof, _ = predict_bulk(start, size, slow_start=True)
     established = predict_sequence(TWO_HOSTS, "CM02", syn_synack("h2", "h1"), start_time=start)[-1]
     # the second write starts `pause` after the first (writes of 1 MB fit the 2 MiB window at once)
