@@ -722,9 +722,9 @@ class SocketPolicy:
             rtt_us = round(2e6 * sim.current().path_latency(src, dst)) if src != dst else 0
         mss = TCP_MSS if established else 536
         cwnd = WINDOW
-        cc = s.out.cc if s.out is not None else None
-        if cc is not None and not cc.open:
-            cwnd = min(cwnd, cc.cwnd)   # still in slow start (sockets.SlowStart): its window
+        slow = s.out.congestion_window() if s.out is not None else None
+        if slow is not None:
+            cwnd = min(cwnd, slow)   # in slow start (sockets.SlowStart): its window
         struct.pack_into("<II", info, 8, 200000 + rtt_us, 40000)           # tcpi_rto, tcpi_ato (us)
         struct.pack_into("<II", info, 16, mss, mss)                        # tcpi_snd_mss, tcpi_rcv_mss
         struct.pack_into("<I", info, 60, 1500)                             # tcpi_pmtu

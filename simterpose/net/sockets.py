@@ -334,6 +334,15 @@ class Stream(Waitable):
                 start = sim.now()
                 self.net.control(self.src.name, self.dst.name, lambda: self._fin_arrived(start))
 
+    def congestion_window(self) -> Optional[int]:
+        """The slow-start window while it limits the stream (TCP_INFO's snd_cwnd); None if nothing
+        but the model does (slow start off, loopback, or over)."""
+        if not self.net.slow_start or self.loopback:
+            return None
+        if self.cc is None:
+            return TCP_INIT_CWND * TCP_MSS   # nothing sent yet: Linux's initial window
+        return None if self.cc.open else self.cc.cwnd
+
     def _window(self, pending: int) -> int:
         """Slow start: how much of `pending` may leave now; the rest waits for the next round (a
         timer flushes the stream then)."""
