@@ -157,7 +157,15 @@ for spec in sys.argv[2:]:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, int(syncnt))
     if int(uto):
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(uto))
+    if kind == "sndtimeo":   # SO_SNDTIMEO ends a blocking connect with EINPROGRESS; the SYNs go on
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, b"\x01" + b"\0" * 7 + (500000).to_bytes(8, "little"))
     t0 = time.monotonic()
+    if kind == "sndtimeo":
+        print(f"{spec} connect:", name(s.connect_ex((addr, 80))))
+        print(f"{spec} {time.monotonic() - t0:.9f}", file=sys.stderr)
+        print(f"{spec} connect again:", name(s.connect_ex((addr, 80))))
+        s.close()
+        continue
     if kind == "blocking":
         try:
             s.connect((addr, 80))
@@ -205,7 +213,9 @@ def linux_syn_timeout(syncnt: int, user_timeout_ms: int) -> float:
     return fired
 
 
-ATTEMPTS = ["blocking:0:0", "nonblocking:0:0", "blocking:2:0", "nonblocking:1:0", "blocking:0:2500", "udp:0:0"]
+ATTEMPTS = ["blocking:0:0", "nonblocking:0:0", "blocking:2:0", "nonblocking:1:0", "blocking:0:2500", "udp:0:0",
+            "sndtimeo:0:0"]
+SNDTIMEO = 1.5   # the program's SO_SNDTIMEO
 
 
 def _expected_lines(attempts: list[str]) -> list[str]:
@@ -214,6 +224,8 @@ def _expected_lines(attempts: list[str]) -> list[str]:
         kind = spec.split(":")[0]
         if kind == "udp":
             lines += [f"{spec} poll 1 s: []", f"{spec} recv: EAGAIN"]
+        elif kind == "sndtimeo":
+            lines += [f"{spec} connect: EINPROGRESS", f"{spec} connect again: EALREADY"]
         elif kind == "blocking":
             lines.append(f"{spec} connect: ETIMEDOUT")
         else:
@@ -226,7 +238,8 @@ def _expected_lines(attempts: list[str]) -> list[str]:
 @pytest.mark.parametrize("mode", MODES)
 def test_connecting_to_a_silent_host_times_out_as_linux_in_simulated_time(tmp_path, mode):
     """ETIMEDOUT after Linux's SYN retransmissions: blocking and non-blocking (poll), with the
-    defaults (131 s on Linux 6.x), TCP_SYNCNT and TCP_USER_TIMEOUT. The ~280 s of simulated time
+    defaults (131 s on Linux 6.x), TCP_SYNCNT, TCP_USER_TIMEOUT and SO_SNDTIMEO (EINPROGRESS, the SYNs going
+    on). The ~280 s of simulated time
     take a few seconds of wall time (the run's timeout is far below them)."""
     r = emulate(tmp_path, [py("h1", CLIENT, SILENT_IP, *ATTEMPTS)], mode, platform=SILENT, timeout=100).check_ok()
     assert r.stdout(0).splitlines() == _expected_lines(ATTEMPTS)
@@ -236,7 +249,7 @@ def test_connecting_to_a_silent_host_times_out_as_linux_in_simulated_time(tmp_pa
         kind, syncnt, uto = spec.split(":")
         if kind == "udp":
             continue
-        want = linux_syn_timeout(int(syncnt), int(uto))
+        want = SNDTIMEO if kind == "sndtimeo" else linux_syn_timeout(int(syncnt), int(uto))
         assert float(took[spec]) == pytest.approx(want, abs=EPS), spec
         total += want
     assert total > 200   # what the run did not wait in wall time
@@ -289,7 +302,7 @@ def _black_hole_run(args: list[str]) -> subprocess.CompletedProcess:
 def test_linux_answers_the_same_against_a_black_hole(tmp_path):
     """The same program natively (TCP_SYNCNT=1 and TCP_USER_TIMEOUT keep it to seconds): the same
     lines as under simterpose (the errnos, the poll bits) — the expectations above are Linux's."""
-    attempts = ["blocking:1:0", "nonblocking:1:0", "blocking:0:1500", "udp:0:0"]
+    attempts = ["blocking:1:0", "nonblocking:1:0", "blocking:0:1500", "udp:0:0", "sndtimeo:0:0"]
     p = _black_hole_run(attempts)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == _expected_lines(attempts)
