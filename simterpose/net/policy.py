@@ -126,6 +126,7 @@ class SocketPolicy:
 
     def close_socket(self, s: VSocket) -> None:
         self.net.unbind(s)
+        s.attempt = None   # tcp_close in SYN_SENT: no more SYN retransmissions (Network.unanswered)
         if s.out is not None:
             s.out.close()
         if s.inq is not None:

@@ -196,7 +196,12 @@ def _sysctl(name: str, default: int) -> int:
 
 
 def linux_syn_timeout(syncnt: int, user_timeout_ms: int) -> float:
-    """When Linux 6.x reports ETIMEDOUT for a connect nobody answers (tcp(7), net/ipv4/tcp_timer.c;
+    return linux_syn_dates(syncnt, user_timeout_ms)[-1]
+
+
+def linux_syn_dates(syncnt: int, user_timeout_ms: int) -> list[float]:
+    """The dates of the SYNs of a connect nobody answers, and last when Linux 6.x reports ETIMEDOUT
+    (tcp(7), net/ipv4/tcp_timer.c;
     measured on this kernel: SYNs at 0, 1, 2, 3, 4, 5, 7, 11, 19, 35, 67 s, ETIMEDOUT at 131 s by
     default; TCP_SYNCNT=1: 3 s; TCP_USER_TIMEOUT=2500: 2.5 s). The retransmission timer starts at
     1 s, stays there for tcp_syn_linear_timeouts retransmissions, then doubles; each time it fires
@@ -205,12 +210,13 @@ def linux_syn_timeout(syncnt: int, user_timeout_ms: int) -> float:
     retries = syncnt or _sysctl("tcp_syn_retries", 6)
     linear = _sysctl("tcp_syn_linear_timeouts", 0)
     limit = user_timeout_ms / 1000 if user_timeout_ms else float(2 ** (retries + 1) - 1)
-    fired, rto, sent = 1.0, 1.0, 0
+    fired, rto, sent, dates = 1.0, 1.0, 0, [0.0]   # the first SYN, then each retransmission
     while fired < limit:
+        dates.append(fired)
         sent += 1
         rto = 1.0 if sent <= linear else min(2.0 ** (sent - linear), 120.0)
         fired = min(fired + rto, limit) if user_timeout_ms else fired + rto
-    return fired
+    return dates + [fired]   # ... and the date of ETIMEDOUT
 
 
 ATTEMPTS = ["blocking:0:0", "nonblocking:0:0", "blocking:2:0", "nonblocking:1:0", "blocking:0:2500", "udp:0:0",
@@ -238,11 +244,21 @@ def _expected_lines(attempts: list[str]) -> list[str]:
 @pytest.mark.parametrize("mode", MODES)
 def test_connecting_to_a_silent_host_times_out_as_linux_in_simulated_time(tmp_path, mode):
     """ETIMEDOUT after Linux's SYN retransmissions: blocking and non-blocking (poll), with the
-    defaults (131 s on Linux 6.x), TCP_SYNCNT, TCP_USER_TIMEOUT and SO_SNDTIMEO (EINPROGRESS, the SYNs going
-    on). The ~280 s of simulated time
-    take a few seconds of wall time (the run's timeout is far below them)."""
-    r = emulate(tmp_path, [py("h1", CLIENT, SILENT_IP, *ATTEMPTS)], mode, platform=SILENT, timeout=100).check_ok()
+    defaults (131 s on Linux 6.x), TCP_SYNCNT, TCP_USER_TIMEOUT, and SO_SNDTIMEO (EINPROGRESS, the
+    SYNs going on); every SYN in the pcap. The ~280 s of simulated time take a fraction of a second
+    of wall time (the run's timeout is far below them)."""
+    pcap = tmp_path / f"pcap-{mode}"
+    r = emulate(tmp_path, [py("h1", CLIENT, SILENT_IP, *ATTEMPTS)], mode, platform=SILENT, timeout=100,
+                extra=("--pcap-dir", pcap)).check_ok()
     assert r.stdout(0).splitlines() == _expected_lines(ATTEMPTS)
+    # Every SYN left h1 (and none came back): the retransmissions before ETIMEDOUT, and for the
+    # socket closed after SO_SNDTIMEO, those before its close only.
+    syns = sum(1 for _date, src, dst, flags in _tcp_segments(pcap / "h1.pcap")
+               if src == "10.9.0.1" and dst == SILENT_IP and flags & 0x02)
+    want = sum(len(linux_syn_dates(int(spec.split(":")[1]), int(spec.split(":")[2]))) - 1
+               for spec in ATTEMPTS if spec.split(":")[0] in ("blocking", "nonblocking"))
+    want += sum(1 for d in linux_syn_dates(0, 0)[:-1] if d < SNDTIMEO)
+    assert syns == want
     took = dict(line.split() for line in r.stderr(0).splitlines())
     total = 0.0
     for spec in ATTEMPTS:
@@ -254,6 +270,22 @@ def test_connecting_to_a_silent_host_times_out_as_linux_in_simulated_time(tmp_pa
         total += want
     assert total > 200   # what the run did not wait in wall time
     assert r.end(0) == pytest.approx(total + 1.0, abs=1e-3)   # + the UDP attempt's 1 s poll
+
+
+def _tcp_segments(pcap: Path):
+    """(date, src ip, dst ip, TCP flags) of every TCP packet of a --pcap-dir file (raw IPv4)."""
+    import socket
+    import struct
+
+    data = pcap.read_bytes()
+    off = 24
+    while off < len(data):
+        sec, frac, incl, _ = struct.unpack_from("<IIII", data, off)
+        pkt = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        if pkt[9] == socket.IPPROTO_TCP:
+            ihl = (pkt[0] & 0xF) * 4
+            yield sec + frac / 1e9, socket.inet_ntoa(pkt[12:16]), socket.inet_ntoa(pkt[16:20]), pkt[ihl + 13]
 
 
 def test_a_process_cannot_run_on_a_silent_host(tmp_path):
