@@ -96,3 +96,11 @@ def task_state(tid: int) -> tuple[Optional[str], Optional[int]]:
         return state, int(first)
     except ValueError:   # "running"
         return state, None
+
+
+def current_cpu() -> int:
+    """The CPU the calling thread last ran on: field 39 ("processor") of /proc/thread-self/stat,
+    proc(5). The fields after the command name (in parentheses, which may hold spaces) are split."""
+    with open("/proc/thread-self/stat", "rb") as f:
+        stat = f.read()
+    return int(stat[stat.rindex(b")") + 2:].split()[36])

@@ -12,6 +12,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 #: The network model of a run that names none. CM02 (latency + size / bandwidth, max-min sharing):
 #: against real runs in network namespaces it is the closest of the models SimGrid offers on bulk
@@ -81,7 +82,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write one pcap per host: payloads on the virtual network, simulated dates")
     p.add_argument("--vdso", choices=("disable", "keep"), default="disable",
                    help="keep: leave the vDSO alone (clock reads then escape virtual time)")
-    p.add_argument("--cpu", type=int, default=None, help="pin tracers and tracees to this CPU")
+    p.add_argument("--cpu", default="auto", metavar="N|auto|none",
+                   help="pin the tracer and every tracee to one CPU: N, or auto (default: the CPU the run "
+                        "starts on), or none. One CPU avoids a cross-CPU wake-up at every syscall stop "
+                        "(2-3x faster on syscall-heavy programs); simulated dates do not depend on it")
+
+
+def _pinned_cpu(arg: str) -> Optional[int]:
+    """The CPU to pin the run to (None: no pinning). Raises ValueError with the reason."""
+    if arg == "none":
+        return None
+    allowed = os.sched_getaffinity(0)
+    if arg == "auto":
+        from .procfs import current_cpu
+        cpu = current_cpu()
+        return cpu if cpu in allowed else min(allowed)
+    try:
+        cpu = int(arg)
+    except ValueError:
+        raise ValueError("expected a CPU number, auto or none") from None
+    if cpu not in allowed:
+        raise ValueError(f"not a CPU this process may use ({sorted(allowed)})")
+    return cpu
 
 
 def main(args) -> int:
@@ -142,9 +164,10 @@ def main(args) -> int:
             why = "is a directory" if j.is_dir() else "its directory does not exist or is not writable"
             print(f"simterpose run: --json {args.json}: {why}", file=sys.stderr)
             return 2
-    if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):
-        print(f"simterpose run: --cpu {args.cpu}: not a CPU this process may use "
-              f"({sorted(os.sched_getaffinity(0))})", file=sys.stderr)
+    try:
+        cpu = _pinned_cpu(args.cpu)
+    except ValueError as e:
+        print(f"simterpose run: --cpu {args.cpu}: {e}", file=sys.stderr)
         return 2
     try:
         config = RunConfig(network_model=network_model, tcp_slow_start=args.tcp_slow_start,
@@ -152,7 +175,7 @@ def main(args) -> int:
                            simgrid_log=[QUIET_LOGS[0], *args.log] if args.log else None,
                            cpu_model=args.cpu_model, reference_speed=ref_speed,
                            epoch=DEFAULT_EPOCH if args.epoch is None else args.epoch,
-                           vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=args.cpu,
+                           vdso=args.vdso, stop_time=args.stop_time, log_dir=log_dir, cpu=cpu,
                            mediate=args.mediate, pcap_dir=pcap_dir,
                            seed=_first(args.seed, scenario.seed, DEFAULT_SEED), own_process_group=True,
                            **({} if args.unblocked_syscall_latency is None else

@@ -34,20 +34,32 @@ from dataclasses import dataclass
 from typing import Optional
 
 from . import sim, syscall_table, wait
-from .busy_wait import BusyWait
+from .busy_wait import POLLS, BusyWait
 from .cpu_model import Burst, CpuModel
 from .procfs import lowest_signal, signal_state
 from .progress import POLL_EVERY
+from .sigmask_waits import hand_to_kernel, wait_mask
 from .tracer import names
 from .tracer.engine import BLOCKED, Policy, Process, Task, TraceeGone, Tracer
 from .tracer.memory import MemoryError_
 from .tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported
+from .tracer.scratch import Scratch
 from .tracer.sigqueue import queue_signal
 
 SA_RESTART = 0x10000000
 # Wall-clock seconds without any event from running tracees after which the tracer looks at them
 # (a task asleep in the kernel on something outside the simulation would hang the run forever).
 STALL_SECONDS = 10.0
+# A task computing this long (wall seconds) without a syscall, the others waiting, is preempted
+# (--cpu-model measured): about a kernel's time slice, long enough to cost nothing to programs that
+# make syscalls.
+PREEMPT_AFTER = 0.05
+
+
+@dataclass
+class Preempted:
+    burst: Burst          # the computation it did before it was preempted, on its host
+    start: float          # when that burst began (simulated seconds)
 
 
 @dataclass
@@ -80,6 +92,7 @@ class Scheduler(Policy):
         emulation.network.watch = self.watch
         emulation.network.timer = self.add_timer
         self.signal_check = False       # a signal may have become pending for a blocked task
+        self.preempted: dict[Task, Preempted] = {}   # PREEMPTED tasks, charged their computation
         self.requests = None            # a live emulation's queue.Queue of requests
         self.on_request = None
         self.quantum = 0.01             # how often (simulated s) a live run looks at its queue
@@ -101,13 +114,16 @@ class Scheduler(Policy):
         cpu = self.cpu
         native_files = self.native_files
         busy = self.busy
+        busy_polls = POLLS
 
         def run(sc):
-            owner = sc.process.owner
+            task = sc.task
+            owner = task.process.owner
             now = sim.now()
-            wait_first = busy.before(sc.task, now)
-            if wait_first is not None:
-                return wait_first
+            if busy.spins:  # only a task counted as spinning may owe a latency
+                wait_first = busy.before(task, now)
+                if wait_first is not None:
+                    return wait_first
             st = None
             if cpu.enabled or owner.log is not None:  # else the hot path: no per-call bookkeeping
                 st = sc.pre
@@ -118,17 +134,21 @@ class Scheduler(Policy):
                     if blocked is not None:
                         return blocked
             try:
-                result = owner.handler(nr, module, method)(sc)
+                h = owner.handlers.get(nr)
+                if h is None:
+                    h = owner.handler(nr, module, method)
+                result = h(sc)
             except SyscallFailed as e:
                 result = Errno(e.errno)
             except MemoryError_:
                 result = Errno(errno.EFAULT)
-            busy.after(sc.task, nr, result, now)
+            if busy.latency and (busy.spins or nr in busy_polls or type(result) is Errno):
+                busy.after(task, nr, result, now)  # a poll, an EAGAIN, or the end of a spin
             if owner.log is not None:
                 owner.log.record(sim.now(), sc, result, not st.logged)
                 st.logged = True
             # Whatever the kernel runs may change the readiness of pipes and unix sockets.
-            if isinstance(result, Native) and native_files._waiters:
+            if native_files._waiters and type(result) is Native:
                 native_files.notify()
             return result
 
@@ -201,6 +221,7 @@ class Scheduler(Policy):
     def on_task_exit(self, task: Task) -> None:
         self._forget_wait(task)
         self.busy.forget(task)
+        self._drop_preemption(task)
         sc = task.blocked
         if sc is not None and isinstance(sc.pre, CallState):
             self.cpu.cancel(sc.pre.burst)
@@ -211,8 +232,47 @@ class Scheduler(Policy):
     def on_released(self, task: Task) -> None:
         sc = task.blocked
         self._forget_wait(task)
+        self._drop_preemption(task)
         if sc is not None and isinstance(sc.pre, CallState):
             self.cpu.cancel(sc.pre.burst)
+
+    # -- preemption (--cpu-model measured) -------------------------------------------------------
+    def on_preempted(self, task: Task) -> None:
+        """A task computed for PREEMPT_AFTER of wall time without a syscall (the watchdog stopped
+        it): its computation so far is charged now, on its host, as the burst before a syscall
+        would be; it computes on once that burst ends in simulated time. So the clock moves while a
+        program computes, kill and stop dates are kept, and a thread spinning on memory until a
+        thread asleep in simulated time writes it sees the write."""
+        seconds = self.cpu.burst_seconds(task.process)
+        if seconds <= 0:
+            self.tracer.resume_preempted(task)
+            return
+        self.preempted[task] = Preempted(self.cpu.start(task.process.owner.spec.host, seconds), sim.now())
+
+    def _resume_preempted(self, signals: bool = False) -> None:
+        """Resume the preempted tasks whose burst has ended (or, with `signals`, that have a signal
+        to take: the kernel delivers it when they run, the rest of the burst is forgiven, as for a
+        burst before a syscall)."""
+        for task in sorted(self.preempted, key=_rank):
+            p = self.preempted[task]
+            if not p.burst.done():
+                if not signals:
+                    continue
+                st = signal_state(task.process.pid, task.tid)
+                if st is None or not st.deliverable():
+                    continue
+            self._drop_preemption(task)
+            self.tracer.resume_preempted(task)
+
+    def _drop_preemption(self, task: Task) -> None:
+        p = self.preempted.pop(task, None)
+        if p is not None:
+            if p.burst.done():
+                self.cpu.finish(p.burst)
+            else:
+                self.cpu.cancel(p.burst)
+            data = task.process.data
+            data["cpu_charged"] = data.get("cpu_charged", 0.0) + (sim.now() - p.start)
 
     def on_process_exit(self, process: Process, status: int) -> None:
         owner = process.owner
@@ -235,7 +295,9 @@ class Scheduler(Policy):
         from .emulator import disable_aslr_for_children
 
         disable_aslr_for_children()
-        self.tracer.watch_stalls(STALL_SECONDS)
+        # Preemption only where computation costs simulated time: with `none` or `per-syscall` a
+        # program's computation is free by definition (and runs stay deterministic).
+        self.tracer.watch_stalls(STALL_SECONDS, PREEMPT_AFTER if self.cpu.measured else None)
         try:
             self._loop()
         finally:
@@ -323,6 +385,8 @@ class Scheduler(Policy):
                 kt = owner.spec.kill_time
                 if kt is not None and now >= kt:
                     self._kill(owner, stop=True)
+        if self.preempted:
+            self._resume_preempted()
         if self.cpu.enabled:
             # A burst may have ended within rounding of this date (Burst.done) although its
             # predicted end is a hair later: SimGrid would round a wait that short up to 1 ns.
@@ -408,6 +472,8 @@ class Scheduler(Policy):
                 dates.append(self.cfg.stop_time)
         if self.timers:
             dates.append(self.timers[0][0])
+        for p in self.preempted.values():
+            dates.append(p.burst.predicted_end())
         if self.requests is not None and (self.activities or dates):
             dates.append(sim.now() + self.quantum)
         return min(dates) if dates else None
@@ -415,6 +481,8 @@ class Scheduler(Policy):
     def _expire(self, now: float) -> None:
         while self.timers and self.timers[0][0] <= now:
             heapq.heappop(self.timers)[2]()
+        if self.preempted:
+            self._resume_preempted()
         for task in self.tracer.tasks.values():
             if task.state == BLOCKED and task.blocked_on.deadline is not None and task.blocked_on.deadline <= now:
                 self.ready.add(task)
@@ -449,6 +517,10 @@ class Scheduler(Policy):
         """Interrupt every blocked syscall whose task has a deliverable signal pending (the kernel
         delivers signals only on the way back to user space: a task stopped by us cannot take it)."""
         interrupted = False
+        if self.preempted:
+            n = len(self.preempted)
+            self._resume_preempted(signals=True)
+            interrupted = len(self.preempted) < n
         for task in sorted((t for t in self.tracer.tasks.values() if t.state == BLOCKED), key=_rank):
             st = signal_state(task.process.pid, task.tid)
             if st is None or not st.pending:
@@ -458,8 +530,7 @@ class Scheduler(Policy):
                 self.ready.add(task)   # a signal it waits for (blocked, not delivered) is there
                 interrupted = True
                 continue
-            mask = sc.state if sc.name == "rt_sigsuspend" and isinstance(sc.state, int) else None
-            pending = st.deliverable(mask)
+            pending = st.deliverable(wait_mask(sc))
             if pending:
                 self._interrupt(task, lowest_signal(pending))
                 interrupted = True
@@ -476,10 +547,12 @@ class Scheduler(Policy):
             sc.pre.burst = None
         flags = task.process.data.get("sigactions", {}).get(sig, 0)
         try:
-            if sc.name == "rt_sigsuspend":
+            if how.entered and wait_mask(sc) is not None:
                 # Only the kernel can install the temporary mask the handler must run under (and
-                # restore the old one after it): with the signal already pending, its own
-                # rt_sigsuspend returns at once, EINTR, with the handler run.
+                # restore the old one after it): with the signal already pending, the call itself
+                # returns at once, EINTR, with the handler run (simterpose/sigmask_waits.py).
+                if sc.name != "rt_sigsuspend":
+                    hand_to_kernel(sc, Scratch(sc, self.tracer).put)
                 self.tracer.complete(task, Native())
             elif not how.entered or (how.restart and flags & SA_RESTART):
                 self.tracer.restart(task)

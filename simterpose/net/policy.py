@@ -30,9 +30,11 @@ from ..randomness import RandomDevice
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import Blocked, Errno, Native, SyscallFailed, Unsupported, Value
+from ..tracer.scratch import Scratch
 from ..wait import Waitable
 from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
+from .interfaces import IFREQ_IOCTLS, NETLINK_ROUTE, RouteNetlink, ifreq_ioctl
 from .sockets import (
     SO_TIMESTAMP,
     SO_TIMESTAMPNS,
@@ -70,27 +72,6 @@ SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 NR = names.number
 
 INET_FAMILIES = (socket.AF_INET, socket.AF_INET6)
-class Scratch:
-    """Bump allocator in the task's own page (`Tracer.scratch`), for the structures we pass to the
-    kernel instead of the tracee's own (rewritten sockaddrs, truncated iovecs, paths). Each
-    allocator starts at the page's beginning: what it holds only lives for one syscall of one task."""
-
-    def __init__(self, sc, tracer):
-        self.sc = sc
-        self.base = tracer.scratch(sc)
-        self.used = 0
-
-    def put(self, data: bytes) -> int:
-        size = (len(data) + 15) & ~0xF
-        if self.used + size > _SCRATCH_SIZE:
-            raise Unsupported(self.sc.name, "arguments too large for the emulator's page")
-        addr = self.base + self.used
-        self.used += size
-        self.sc.mem.write(addr, data)
-        return addr
-
-
-_SCRATCH_SIZE = 8192
 
 
 class SocketPolicy:
@@ -135,15 +116,28 @@ class SocketPolicy:
             s.listening = False
 
     def sock(self, sc, i: int = 0) -> Optional[VSocket]:
-        obj = self.table(sc.process).get(sc.iarg(i))
-        return obj if isinstance(obj, VSocket) else None
+        # On every socket call: the table's dict read directly, the fd as a C int (iarg) inline.
+        table = sc.task.process.data.get("fds")
+        if table is None:
+            return None
+        fd = sc.args[i] & 0xFFFFFFFF
+        e = table.entries.get(fd - (1 << 32) if fd >= 1 << 31 else fd)
+        return e[0] if e is not None and type(e[0]) is VSocket else None
 
     # -- creation ------------------------------------------------------------------------------
     def socket(self, sc):
         family, kind_flags = sc.iarg(0), sc.iarg(1)
         kind = kind_flags & 0xF
+        if family == socket.AF_NETLINK and sc.iarg(2) == NETLINK_ROUTE:
+            # The kernel's socket, but what is asked on it is answered by the simulated host.
+            def netlink_created(sc_, fd):
+                if fd >= 0:
+                    self.table(sc_.process).add(fd, RouteNetlink(self.host, bool(kind_flags & SOCK_NONBLOCK)),
+                                                bool(kind_flags & SOCK_CLOEXEC))
+                return None
+            return Native(on_exit=netlink_created)
         if family not in INET_FAMILIES:
-            return Native()  # unix, netlink...: local to the machine, left to the kernel
+            return Native()  # unix, other netlink families...: local to the machine, left to the kernel
         proto = sc.iarg(2)
         if proto in (socket.IPPROTO_ICMP, socket.IPPROTO_ICMPV6) or kind == socket.SOCK_RAW:
             # ping's sockets (icmp(7), raw(7)): the simulated network carries no ICMP; refusing
@@ -626,10 +620,13 @@ class SocketPolicy:
         return Native()
 
     def ioctl(self, sc):
+        req = sc.arg(1) & 0xFFFFFFFF
+        if req in IFREQ_IOCTLS and self._is_socket(sc):
+            rc = ifreq_ioctl(self.host, req, sc.mem, sc.arg(2))   # the simulated host's interfaces
+            return Value(0) if rc == 0 else Errno(-rc)
         s = self.sock(sc)
         if s is None:
             return Native()
-        req = sc.arg(1) & 0xFFFFFFFF
         if req == FIONBIO:
             s.nonblocking = bool(sc.mem.read_i32(sc.arg(2)))
             return Native()
@@ -870,6 +867,9 @@ class SocketPolicy:
         if length > avail:
             limit(avail)
         peek = bool(flags & MSG_PEEK)
+        # The exit stop is needed: the kernel may hold fewer bytes than the simulation says have
+        # arrived (with the receive window full, the writer's kernel keeps the rest in its send
+        # queue until the ACK of this read), so its count is the truth.
 
         def received(sc_, ret):
             if ret > 0 and not peek:
@@ -947,6 +947,66 @@ class SocketPolicy:
 
         return Native(on_exit=received)
 
+    def _is_socket(self, sc) -> bool:
+        """Is descriptor arg 0 a socket (ours, or the kernel's: /proc/PID/fd/N names "socket:[...]")?
+        Only sockets take the interface ioctls; others answer ENOTTY, from the kernel."""
+        obj = self.table(sc.process).get(sc.iarg(0))
+        if obj is not None:
+            return isinstance(obj, (VSocket, RouteNetlink))   # not a timerfd, an epoll set...
+        try:
+            return os.readlink(f"/proc/{sc.pid}/fd/{sc.iarg(0)}").startswith("socket:")
+        except OSError:
+            return False
+
+    # -- NETLINK_ROUTE sockets (net/interfaces.py) -------------------------------------------------
+    def _netlink(self, sc) -> Optional[RouteNetlink]:
+        obj = self.table(sc.process).get(sc.iarg(0))
+        return obj if type(obj) is RouteNetlink else None
+
+    def _netlink_send(self, sc, nl: RouteNetlink, iov):
+        data = sc.mem.gather(iov)
+        nl.request(data, self._netlink_portid(sc, nl))
+        return Value(len(data))
+
+    def _netlink_portid(self, sc, nl: RouteNetlink) -> int:
+        """The socket's address (nl_pid), which answers carry (glibc drops others): the kernel's,
+        from our duplicate of the descriptor; bound first if the program did not bind (the kernel
+        binds at the first send, netlink_autobind)."""
+        if nl.portid:
+            return nl.portid
+        fd = self.actor.local._dup(sc.process, sc.iarg(0))
+        if fd is None:
+            raise SyscallFailed(errno.EBADF)
+        with socket.socket(fileno=fd) as mine:
+            portid = mine.getsockname()[0]
+            if portid == 0:
+                mine.bind((0, 0))
+                portid = mine.getsockname()[0]
+        nl.portid = portid
+        return portid
+
+    def _netlink_recv(self, sc, nl: RouteNetlink, iov, flags: int, name=None, msg: int = 0, namelen: int = 0):
+        """recv/recvfrom/recvmsg/read(v): the next answer (netlink(7)); the sender is the kernel
+        (struct sockaddr_nl {AF_NETLINK, nl_pid 0, nl_groups 0})."""
+        if not nl.queue:
+            if nl.nonblocking or flags & MSG_DONTWAIT:
+                return Errno(errno.EAGAIN)
+            return Blocked(f"recv netlink fd {sc.iarg(0)}", on=(nl,), restart=True)
+        data, size = nl.take(sum(n for _, n in iov), bool(flags & MSG_PEEK))
+        sc.mem.scatter(iov, data)
+        kernel = struct.pack("<HHII", socket.AF_NETLINK, 0, 0, 0)
+        if msg:   # recvmsg: msg_name, msg_namelen, msg_controllen 0, msg_flags
+            if name is not None:
+                sc.mem.write(name[0], kernel[:namelen])
+            sc.mem.write(msg + 8, struct.pack("<I", len(kernel)))
+            sc.mem.write(msg + 40, struct.pack("<Q", 0))
+            sc.mem.write(msg + 48, struct.pack("<i", MSG_TRUNC if size > len(data) else 0))
+        elif name is not None and name[1]:
+            room = sc.mem.read_i32(name[1])
+            sc.mem.write(name[0], kernel[:max(0, room)])
+            sc.mem.write_i32(name[1], len(kernel))
+        return Value(size if flags & MSG_TRUNC else len(data))   # netlink_recvmsg: MSG_TRUNC gives the size
+
     def _limit_arg(self, sc, i: int):
         return lambda n: sc.set_arg(i, n)
 
@@ -972,6 +1032,8 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             obj = self.table(sc.process).get(sc.iarg(0))
+            if type(obj) is RouteNetlink:
+                return self._netlink_recv(sc, obj, [(sc.arg(1), sc.arg(2))], 0)
             return obj.read(sc) if isinstance(obj, (SimulatedFile, RandomDevice)) else self._local_io(sc, POLLIN)
         if s.is_stream:
             return self._recv_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
@@ -980,6 +1042,9 @@ class SocketPolicy:
     def write(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_send(sc, nl, [(sc.arg(1), sc.arg(2))])
             return self.actor.local.blocking_write(sc, sc.iarg(0), [(sc.arg(1), sc.arg(2))])
         if s.is_stream:
             return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], 0, self._limit_arg(sc, 2))
@@ -989,6 +1054,8 @@ class SocketPolicy:
         s = self.sock(sc)
         if s is None:
             obj = self.table(sc.process).get(sc.iarg(0))
+            if type(obj) is RouteNetlink:
+                return self._netlink_recv(sc, obj, sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024)), 0)
             return obj.readv(sc) if isinstance(obj, RandomDevice) else self._local_io(sc, POLLIN)
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
@@ -998,6 +1065,9 @@ class SocketPolicy:
     def writev(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_send(sc, nl, sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024)))
             return self.actor.local.blocking_write(sc, sc.iarg(0), sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024)))
         iov = sc.mem.read_iovec(sc.arg(1), min(sc.iarg(2), 1024))
         if s.is_stream:
@@ -1007,6 +1077,9 @@ class SocketPolicy:
     def sendto(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_send(sc, nl, [(sc.arg(1), sc.arg(2))])
             if sc.arg(4):   # an address: a datagram, all or nothing (the poll-then-native path)
                 return self._local_io(sc, POLLOUT, sc.iarg(3))
             return self.actor.local.blocking_write(sc, sc.iarg(0), [(sc.arg(1), sc.arg(2))], sc.iarg(3))
@@ -1029,6 +1102,10 @@ class SocketPolicy:
     def recvfrom(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_recv(sc, nl, [(sc.arg(1), sc.arg(2))], sc.iarg(3),
+                                          name=(sc.arg(4), sc.arg(5)) if sc.arg(4) else None)
             return self._local_io(sc, POLLIN, sc.iarg(3))
         flags = sc.iarg(3)
         addr = (sc.arg(4), sc.arg(5)) if sc.arg(4) else None
@@ -1065,6 +1142,9 @@ class SocketPolicy:
     def sendmsg(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                return self._netlink_send(sc, nl, self._msghdr(sc)[3])
             return self._local_io(sc, POLLOUT, sc.iarg(2))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
@@ -1090,6 +1170,11 @@ class SocketPolicy:
     def recvmsg(self, sc):
         s = self.sock(sc)
         if s is None:
+            nl = self._netlink(sc)
+            if nl is not None:
+                _, name, namelen, iov = self._msghdr(sc)
+                return self._netlink_recv(sc, nl, iov, sc.iarg(2), name=(name, 0) if name else None,
+                                          msg=sc.arg(1), namelen=namelen)
             return self._local_io(sc, POLLIN, sc.iarg(2))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)

@@ -484,6 +484,7 @@ class Simulation:
     def run(self, *, check_deadlock: bool = True) -> None:
         """Run until no actor is left (or only blocked/daemon ones). Call from the main thread."""
         self._sealed = True  # the engine seals the platform as it starts
+        thaw_clock()  # a date frozen by an earlier simulation of this process is not ours
         self._engine.run()
         self._raise_failures()
         if check_deadlock:
@@ -560,6 +561,7 @@ class Activity:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until completion; False if ``timeout`` simulated seconds passed first."""
+        thaw_clock()  # it may block: the date moves
         if timeout is None:
             self.raw.wait()
             return True
@@ -621,12 +623,14 @@ def now() -> float:
 
 
 def freeze_clock() -> float:
-    """Read the date once and serve it to every `now()` until `thaw_clock()`: for a caller that
-    will not block on the simulation meanwhile (the emulator's loop handles a whole round of
-    syscalls at one date; asking SimGrid each time cost ~2 us a call). Returns the date."""
+    """Read the date once and serve it to every `now()` until `thaw_clock()`, which every call of
+    this module that may block on the simulation makes: the clock cannot move before (the
+    emulator's loop handles a whole round of syscalls at one date; asking SimGrid each time cost
+    ~2 us a call). Returns the date."""
     global _frozen_now
-    _frozen_now = None
-    _frozen_now = current().now()
+    if _frozen_now is None:
+        # Frozen until a blocking call: only those let SimGrid move the clock (one actor).
+        _frozen_now = current().now()
     return _frozen_now
 
 
@@ -788,6 +792,7 @@ class Signal:
         """True when notified, False when the timeout expired (``timeout <= 0`` returns False at once)."""
         if timeout is not None and timeout <= 0:
             return False
+        thaw_clock()  # it may block: the date moves
         sem = sg.Semaphore(0)
         self._waiters.append(sem)
         if _compat.semaphore_acquire(sem, timeout):
@@ -840,6 +845,7 @@ class Wakeup:
         """True when notified (now or earlier), False when `timeout` simulated seconds passed."""
         if timeout is not None and timeout <= 0 and not self._posted:
             return False
+        thaw_clock()  # it may block: the date moves
         if _compat.semaphore_acquire(self._semaphore(), timeout):
             self._posted = False
             return True

@@ -144,14 +144,20 @@ class PosixTimerPolicy:
     # -- the scheduler's side ----------------------------------------------------------------
     @staticmethod
     def next_deadline(process) -> Optional[float]:
-        dates = [t.deadline for t in process.data.get("posix_timers", {}).values() if t.deadline is not None]
+        timers = process.data.get("posix_timers")
+        if not timers:
+            return None
+        dates = [t.deadline for t in timers.values() if t.deadline is not None]
         return min(dates) if dates else None
 
     def due(self, process) -> list[Expiry]:
         """The notifications due now, in timer id order; periodic timers are re-armed."""
+        timers = process.data.get("posix_timers")
+        if not timers:
+            return []   # the common case, looked at at every date the clock reaches
         now = self.actor.now()
         out = []
-        for t in sorted(process.data.get("posix_timers", {}).values(), key=lambda t: t.timer_id):
+        for t in sorted(timers.values(), key=lambda t: t.timer_id):
             if t.deadline is None or now < t.deadline:
                 continue
             if t.interval > 0:

@@ -31,9 +31,11 @@ from . import arch, launcher, names
 from . import ptrace as pt
 from .memory import Memory, MemoryError_
 from .ptrace import TraceeGone
-from .results import Blocked, Errno, Native, Unsupported, Value
+from .results import NATIVE, Blocked, Errno, Native, Unsupported, Value
+from .sigqueue import tgkill
 
 _ARGS = arch.ARGS
+_NAMES = names.NAMES
 _get_args = operator.attrgetter(*_ARGS)  # the six argument registers in one C call
 _OPTIONS = (pt.PTRACE_O_TRACESECCOMP | pt.PTRACE_O_TRACESYSGOOD | pt.PTRACE_O_TRACEFORK
             | pt.PTRACE_O_TRACEVFORK | pt.PTRACE_O_TRACECLONE | pt.PTRACE_O_TRACEEXEC
@@ -45,6 +47,8 @@ NR_CLONE = names.number("clone")
 NR_CLONE3 = names.number("clone3")
 NR_IO_URING_SETUP = names.number("io_uring_setup")
 NR_EXIT_GROUP = names.number("exit_group")
+SYS_SECCOMP = 1                  # si_code of a SIGSYS raised by a seccomp filter (siginfo.h)
+X32_SYSCALL_BIT = 0x40000000     # x32 syscall numbers carry it (arch/x86/include/uapi/asm/unistd.h)
 NR_MMAP = names.number("mmap")
 PROT_READ, PROT_WRITE = 1, 2
 MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
@@ -73,8 +77,9 @@ class Process:
 
 # RUNNING: on a CPU or in the kernel; STOPPED: stopped at a syscall whose handling waits for the end
 # of the round; BLOCKED: stopped by us in a syscall, waiting; IN_VFORK: a vfork parent the kernel
-# holds until its child execs or exits.
-RUNNING, STOPPED, BLOCKED, IN_VFORK = "running", "stopped", "blocked", "in vfork"
+# holds until its child execs or exits. PREEMPTED: stopped by us between two syscalls after
+# computing for a while (`watch_stalls`), held until the policy resumes it.
+RUNNING, STOPPED, BLOCKED, IN_VFORK, PREEMPTED = "running", "stopped", "blocked", "in vfork", "preempted"
 
 
 @dataclass(eq=False)
@@ -97,6 +102,7 @@ class Task:
     clear_child_tid: int = 0                  # CLONE_CHILD_CLEARTID / set_tid_address address
     scratch: int = 0                          # this task's own page in the tracee, mapped by us (0: none)
     warned_busy: bool = False                 # the stall watchdog said it computes without syscalls
+    preempt_requested: bool = False           # the watchdog sent it the SIGSTOP that preempts it
 
 
 class Syscall:
@@ -108,8 +114,8 @@ class Syscall:
     def __init__(self, task: Task, regs: arch.Regs):
         self.task = task
         self.regs = regs
-        self.nr = getattr(regs, arch.NR)
-        self.name = names.name(self.nr)
+        nr = self.nr = getattr(regs, arch.NR)
+        self.name = _NAMES.get(nr) or names.name(nr)
         self.args = self.orig_args = _get_args(regs)
         self.dirty = False
         self.state = None  # the handler's own scratch data, kept across retries of a blocked call
@@ -165,6 +171,11 @@ class Policy:
     def on_blocked(self, task: Task) -> None: ...
     def on_released(self, task: Task) -> None: ...
 
+    def on_preempted(self, task: Task) -> None:
+        """`task` computed for a while without a syscall and is now PREEMPTED: resume it with
+        `Tracer.resume_preempted`, now or later."""
+        raise NotImplementedError("a policy that asks for preemption must handle it")
+
     def on_fatal(self, task: Task, message: str) -> Optional[bool]:
         """An error the task's tree cannot continue past; return True if handled (the tracer then
         does nothing more), else the tracer records it and kills every tracee."""
@@ -203,7 +214,6 @@ class Tracer:
         # io_uring would let a tracee do I/O without any syscall we can see: refuse it.
         self._handlers.setdefault(NR_IO_URING_SETUP, lambda sc: Errno(errno_mod.ENOSYS))
         self._regs = arch.Regs()           # reused for every stop: no allocation on the hot path
-        self._msg = ctypes.c_ulong()       # likewise for the event message read at each seccomp stop
         self._early: set[int] = set()      # new tids whose first stop came before the fork event
         self._wait_flags = pt.WALL | pt.WNOTHREAD
         self._spawned = 0
@@ -308,16 +318,29 @@ class Tracer:
 
         A task that sleeps in the kernel on something only a stopped task could provide would hang
         the round, which is why the policy must never leave such a syscall to the kernel."""
-        if not any(t.state == RUNNING for t in self.tasks.values()):
+        running = self._running()
+        if not running:
             return False
-        deferred = self._exit_groups_first(self._collect())
+        deferred = self._exit_groups_first(self._collect(running))
         self.stops += len(deferred)
-        for _, _, tid, status in deferred:
+        self._dispatch_stops(deferred)
+        return True
+
+    def _dispatch_stops(self, stops: list) -> None:
+        for _, _, tid, status, regs in stops:
             task = self.tasks.get(tid)
             if task is not None and task.state == STOPPED:
                 task.state = RUNNING
-                self._dispatch(tid, status)
-        return True
+                if regs is None:
+                    self._dispatch(tid, status)
+                    continue
+                try:  # the common case, without `_dispatch`'s decoding of the status
+                    self._on_seccomp(task, regs)
+                except TraceeGone:
+                    pass  # its exit will be reported by waitpid
+                except MemoryError_:
+                    if not _vanished(tid):
+                        raise
 
     def _exit_groups_first(self, deferred: list) -> list:
         """Let the processes that stopped at exit_group die before any other task of the round is
@@ -326,30 +349,34 @@ class Tracer:
         Stopped, it takes it when resumed, at the end of its syscall: the same point every run."""
         exiting, rest = [], []
         for entry in deferred:
-            (exiting if self._syscall_nr(entry[2]) == NR_EXIT_GROUP else rest).append(entry)
+            regs = entry[4]
+            (exiting if regs is not None and getattr(regs, arch.NR) == NR_EXIT_GROUP else rest).append(entry)
         if not exiting:
             return deferred
-        for _, _, tid, status in exiting:
-            task = self.tasks.get(tid)
-            if task is not None and task.state == STOPPED:
-                task.state = RUNNING
-                self._dispatch(tid, status)
+        self._dispatch_stops(exiting)
         self.stops += len(exiting)
         return sorted(rest + self._collect())
 
-    def _syscall_nr(self, tid: int) -> int:
-        try:
-            pt.getregs(tid, self._regs)
-        except pt.PtraceError:
-            return -1
-        return getattr(self._regs, arch.NR)
+    def _running(self) -> int:
+        n = 0
+        for t in self.tasks.values():
+            if t.state == RUNNING:
+                n += 1
+        return n
 
-    def _collect(self) -> list:
+    def _collect(self, running: Optional[int] = None) -> list:
         """Wait until no task runs; dispatch exits (in canonical order) and other events; return
-        the syscall stops, sorted, for the caller to handle."""
-        deferred: list[tuple[tuple, int, int, int]] = []
+        the syscall stops, sorted, for the caller to handle. `running`: how many tasks run now, if
+        the caller just counted them."""
+        if running is None:
+            running = self._running()
+        # (rank, arrival, tid, status, registers of a seccomp stop, read here once: None for
+        # other stops, or when the task vanished meanwhile — `_dispatch` then finds out)
+        deferred: list[tuple[tuple, int, int, int, Optional[arch.Regs]]] = []
         exits: list[tuple[tuple, int, int, int]] = []
-        while any(t.state == RUNNING for t in self.tasks.values()):
+        # Counted down as tasks stop or exit; recounted after other events (a fork adds a task, a
+        # signal stop resumes one...), which are rare: no scan of every task per stop.
+        while running > 0:
             try:
                 tid, status = os.waitpid(-1, self._wait_flags)
             except ChildProcessError:
@@ -359,15 +386,28 @@ class Tracer:
             task = self.tasks.get(tid)
             if task is not None and os.WIFSTOPPED(status) and (
                     (status >> 16) == pt.PTRACE_EVENT_SECCOMP or os.WSTOPSIG(status) == pt.SYSCALL_STOP_SIG):
+                if task.state == RUNNING:
+                    running -= 1
                 task.state = STOPPED
-                deferred.append((task.rank, len(deferred), tid, status))
+                regs = None
+                if (status >> 16) == pt.PTRACE_EVENT_SECCOMP:
+                    # Its own buffer: the Syscall keeps it, also while BLOCKED (no copy then).
+                    regs = arch.Regs()
+                    try:
+                        pt.getregs(tid, regs)
+                    except pt.PtraceError:
+                        regs = None
+                deferred.append((task.rank, len(deferred), tid, status, regs))
             elif task is not None and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
                 # Exits are processed in canonical order too: which child a parent's wait reaps,
                 # and the order of the zombies it sees, must not depend on which died first.
+                if task.state == RUNNING:
+                    running -= 1
                 task.state = STOPPED
                 exits.append((task.rank, len(exits), tid, status))
             else:
                 self._dispatch(tid, status)
+                running = self._running()
         exits.sort()
         for _, _, tid, status in exits:
             self._dispatch(tid, status)
@@ -375,23 +415,57 @@ class Tracer:
         return deferred
 
     # -- the stall watchdog --------------------------------------------------------------------
-    def watch_stalls(self, seconds: float) -> None:
+    def watch_stalls(self, seconds: float, preempt_after: Optional[float] = None) -> None:
         """Start a watchdog thread: when `seconds` of wall time pass without any event from the
         tracees while some are running, it looks at them. One asleep in the kernel waits for
         something the simulation cannot provide (a FIFO opened by path, a lock, a socket to the
         outside): the run would hang forever, so the task is killed and its tree fails with a
         message naming the syscall. One computing without syscalls is reported once and left to
-        run. The loop itself pays nothing: the thread only compares an event counter."""
+        run. The loop itself pays nothing: the thread only compares an event counter.
+
+        With `preempt_after` (wall seconds), a task found computing (state R) once that long has
+        passed without any event is preempted, as a kernel's timer tick would: stopped with a
+        SIGSTOP that `_on_signal` recognises and swallows, and handed to `Policy.on_preempted`,
+        which resumes it (`resume_preempted`) when it sees fit — e.g. once its computation so far
+        has been charged in simulated time. Without this, a thread spinning on memory that a
+        thread asleep in simulated time will write would hang the run (the clock never moves while
+        a task runs)."""
+        tick = seconds if preempt_after is None else min(seconds, preempt_after)
+
         def watch():
-            last = -1
-            while not self._stop_watch.wait(seconds):
+            last, idle = -1, 0.0
+            while not self._stop_watch.wait(tick):
                 events = self._events
-                if events == last:
+                if events != last:
+                    last, idle = events, 0.0
+                    continue
+                idle += tick
+                if preempt_after is not None:
+                    self._preempt_computing()
+                if idle >= seconds:
+                    idle = 0.0
                     self._check_stalled()
-                last = events
 
         self._stop_watch = threading.Event()
         threading.Thread(target=watch, name="stall-watchdog", daemon=True).start()
+
+    def _preempt_computing(self) -> None:
+        for task in list(self.tasks.values()):
+            if task.state == RUNNING and not task.preempt_requested and task_state(task.tid)[0] == "R":
+                task.preempt_requested = True
+                try:
+                    tgkill(task.process.pid, task.tid, signal.SIGSTOP)
+                except OSError:
+                    task.preempt_requested = False   # gone meanwhile: its exit is on its way
+
+    def resume_preempted(self, task: Task) -> None:
+        """Let a PREEMPTED task compute on."""
+        assert task.state == PREEMPTED
+        task.state = RUNNING
+        try:
+            self._resume(task)
+        except TraceeGone:
+            pass  # its exit will be reported by waitpid
 
     def stop_watching_stalls(self) -> None:
         if self._stop_watch is not None:
@@ -433,14 +507,14 @@ class Tracer:
         thread while its leader waits in a futex)."""
         for tid in sorted(process.tids):
             task = self.tasks.get(tid)
-            if task is None or task is exclude or task.state not in (BLOCKED, STOPPED):
+            if task is None or task is exclude or task.state not in (BLOCKED, STOPPED, PREEMPTED):
                 continue
-            if task.state == BLOCKED:
+            if task.state in (BLOCKED, PREEMPTED):
                 self.policy.on_released(task)
             task.state = RUNNING
             task.blocked = task.blocked_on = None
 
-    def _dispatch(self, tid: int, status: int) -> None:
+    def _dispatch(self, tid: int, status: int, regs: Optional[arch.Regs] = None) -> None:
         task = self.tasks.get(tid)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             self._task_exited(tid, task, status)
@@ -459,7 +533,7 @@ class Tracer:
             return
         try:
             if event == pt.PTRACE_EVENT_SECCOMP:
-                self._on_seccomp(task)
+                self._on_seccomp(task, regs)
             elif sig == pt.SYSCALL_STOP_SIG:
                 self._on_syscall_exit(task)
             elif event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
@@ -478,30 +552,23 @@ class Tracer:
             # killed while we read or wrote its memory (e.g. the new stack at an exec): as above
 
     # -- syscall stops -------------------------------------------------------------------------
-    def _on_seccomp(self, task: Task) -> None:
-        regs = self._regs
-        try:
-            pt.getregs(task.tid, regs)
-        except pt.PtraceError:
-            raise TraceeGone() from None
-        if pt.geteventmsg(task.tid, self._msg) == 1:
-            # SCMP_ACT_TRACE(1): a syscall of another ABI (int 0x80 / x32). Name it and stop.
-            self._fail(task, f"unsupported syscall ABI (32-bit or x32) number {getattr(regs, arch.NR)}"
-                             f" in process {task.process.pid}")
-            return
-        sc = Syscall(task, regs)
-        self._handle(task, sc)
+    def _on_seccomp(self, task: Task, regs: Optional[arch.Regs] = None) -> None:
+        if regs is None:
+            regs = arch.Regs()
+            try:
+                pt.getregs(task.tid, regs)
+            except pt.PtraceError:
+                raise TraceeGone() from None
+        self._handle(task, Syscall(task, regs))
 
     def _handle(self, task: Task, sc: Syscall) -> None:
         handler = self._handlers.get(sc.nr)
         try:
-            result = handler(sc) if handler is not None else Native()
+            result = handler(sc) if handler is not None else NATIVE
         except Unsupported as e:
             self._fail(task, f"{e} (process {task.process.pid})")
             return
-        if isinstance(result, Blocked):
-            # Keep our own copy of the registers: the shared buffer is reused at the next stop.
-            sc.regs = _copy_regs(sc.regs)
+        if type(result) is Blocked:
             task.state = BLOCKED
             task.blocked = sc
             task.blocked_on = result
@@ -510,20 +577,21 @@ class Tracer:
         self._apply(task, sc, result)
 
     def _apply(self, task: Task, sc: Syscall, result) -> None:
-        if not isinstance(result, (Value, Errno, Native)):
+        kind = type(result)  # the result classes are final (slots dataclasses): no isinstance
+        if kind is not Value and kind is not Errno and kind is not Native:
             raise TypeError(f"handler for {sc.name} returned {result!r}, not a Result")
         # Running from here on, even if the task is gone (SIGKILLed while stopped): waitpid then
         # reports its exit, instead of it staying "blocked" forever.
         task.state = RUNNING
         task.blocked = task.blocked_on = None
         regs = sc.regs
-        if isinstance(result, Value) or isinstance(result, Errno):
+        if kind is not Native:
             setattr(regs, arch.NR, 0xFFFFFFFFFFFFFFFF)  # -1: the kernel runs nothing
-            v = result.value if isinstance(result, Value) else -result.errno
+            v = result.value if kind is Value else -result.errno
             setattr(regs, arch.RET, v & 0xFFFFFFFFFFFFFFFF)
             self._setregs(task, regs)
             task.on_exit = None
-        elif isinstance(result, Native):
+        else:
             task.on_exit = result.on_exit
             if sc.dirty:
                 # Rewritten arguments (e.g. a pointer to our copy of a sockaddr) are put back at the
@@ -705,8 +773,29 @@ class Tracer:
             # SIGCONT (that needs PTRACE_LISTEN): resume it, so a stopped tracee never hangs the run.
             self._resume(task)
             return
+        if sig == signal.SIGSYS and self._foreign_abi(task):
+            return
+        if sig == signal.SIGSTOP and task.preempt_requested:
+            task.preempt_requested = False   # our SIGSTOP (`_preempt_computing`): never delivered
+            task.state = PREEMPTED
+            self.policy.on_preempted(task)
+            return
         deliver = self.policy.on_signal(task, sig)
         self._resume(task, deliver)
+
+    def _foreign_abi(self, task: Task) -> bool:
+        """A SIGSYS from our filter's bad-architecture action (launcher.c): a syscall of another ABI
+        (int 0x80, x32) that we cannot interpret. Fail the run naming it. A SIGSYS of the program's
+        own (its own seccomp filter, a kill) is not ours: False."""
+        info = pt.getsiginfo(task.tid)
+        code, = struct.unpack_from("<i", info, 8)
+        nr, audit_arch = struct.unpack_from("<iI", info, 24)  # siginfo._sigsys: _syscall, _arch
+        if code != SYS_SECCOMP or (audit_arch == arch.AUDIT_ARCH and not nr & X32_SYSCALL_BIT):
+            return False
+        abi = "x32" if audit_arch == arch.AUDIT_ARCH else "32-bit (int 0x80)"
+        self._fail(task, f"unsupported syscall ABI {abi}: syscall number {nr & ~X32_SYSCALL_BIT} "
+                         f"in process {task.process.pid}")
+        return True
 
     def _task_exited(self, tid: int, task: Optional[Task], status: int) -> None:
         self._early.discard(tid)

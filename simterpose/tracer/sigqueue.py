@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 
+SYS_tgkill = 234
 SYS_rt_sigqueueinfo = 129
 SYS_rt_tgsigqueueinfo = 297
 
@@ -29,3 +30,12 @@ def queue_signal(pid: int, tid: int, signo: int, siginfo: bytes) -> None:
     if rc < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def tgkill(pid: int, tid: int, signo: int) -> None:
+    """Send `signo` to thread `tid` of process `pid` (tgkill(2)): os.kill would let any thread of
+    the process take it. Raises ProcessLookupError if the thread is gone, OSError otherwise."""
+    rc = _libc.syscall(SYS_tgkill, ctypes.c_long(pid), ctypes.c_long(tid), ctypes.c_long(signo))
+    if rc < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))   # ESRCH gives ProcessLookupError

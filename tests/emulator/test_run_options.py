@@ -66,6 +66,7 @@ USAGE_ERRORS = {
     "--json in a missing directory": (["--json", "/nonexistent/r.json"], "--json /nonexistent/r.json: its directory"),
     "--log-dir on a file": (["--log-dir", "/etc/hostname"], "--log-dir /etc/hostname: File exists"),
     "--cpu 999": (["--cpu", "999"], "--cpu 999: not a CPU this process may use"),
+    "--cpu fast": (["--cpu", "fast"], "--cpu fast: expected a CPU number, auto or none"),
     "--unblocked-syscall-latency 2": (["--unblocked-syscall-latency", "2"], "--unblocked-syscall-latency must be"),
 }
 

@@ -4,7 +4,7 @@ timers. Each wait lasts exactly its simulated duration, in far less wall-clock t
 """
 
 import pytest
-from net_helpers import emulate, py
+from net_helpers import emulate, native, py
 
 MODES = ["address-translation", "full-mediation"]
 
@@ -242,3 +242,145 @@ def test_a_task_asleep_in_the_kernel_on_something_outside_the_simulation_is_name
     fifo, sleeper = r.procs
     assert "sleeps in the kernel in openat()" in fifo["error"]
     assert sleeper["ok"] and sleeper["end"] == 2.0
+
+
+C_SIGMASK_WAITS = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t handled;
+static void on_usr1(int s) { (void)s; handled++; }
+
+static void kick(long ms)     /* a child sends us SIGUSR1 after ms */
+{
+    pid_t parent = getpid();
+    if (fork() == 0) {
+        struct timespec t = {0, ms * 1000000L};
+        nanosleep(&t, NULL);
+        kill(parent, SIGUSR1);
+        _exit(0);
+    }
+}
+
+static void report(const char *name, int rc, int err)
+{
+    sigset_t now;
+    sigprocmask(SIG_BLOCK, NULL, &now);
+    printf("%s rc=%d %s handled=%d usr1-blocked-after=%d\n", name, rc,
+           rc < 0 ? (err == EINTR ? "EINTR" : strerror(err)) : "-", (int)handled, sigismember(&now, SIGUSR1));
+    fflush(stdout);
+    handled = 0;
+    wait(NULL);
+}
+
+int main(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t usr1, none;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    sigemptyset(&none);
+    sigprocmask(SIG_BLOCK, &usr1, NULL);   /* blocked everywhere but in the waits */
+    int p[2];
+    pipe(p);
+    struct pollfd pfd = {p[0], POLLIN, 0};
+    struct timespec five = {5, 0}, short_ = {0, 300000000L};
+    fd_set r;
+    FD_ZERO(&r);
+    FD_SET(p[0], &r);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = p[0]}, out[4];
+    epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev);
+    int rc;
+
+    kick(300); rc = ppoll(&pfd, 1, &five, &none); report("ppoll", rc, errno);
+    kick(300); rc = pselect(p[0] + 1, &r, NULL, NULL, &five, &none); report("pselect", rc, errno);
+    kick(300); rc = epoll_pwait(ep, out, 4, 5000, &none); report("epoll_pwait", rc, errno);
+    kick(300); rc = epoll_pwait2(ep, out, 4, &five, &none); report("epoll_pwait2", rc, errno);
+    /* A wait whose mask keeps it blocked: it times out, the signal stays pending (then taken). */
+    kick(100); rc = ppoll(&pfd, 1, &short_, &usr1); report("ppoll-mask-blocks-it", rc, errno);
+    rc = sigsuspend(&none); report("sigsuspend-takes-it", rc, errno);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_waits_under_a_temporary_signal_mask_end_as_on_linux(tmp_path, mode, cbuild):
+    """ppoll, pselect, epoll_pwait and epoll_pwait2 with a mask that unblocks a signal the program
+    otherwise blocks: the signal ends the wait (EINTR), its handler runs, the old mask is back —
+    as natively; and each wait lasts exactly until the signal's simulated date."""
+    exe = cbuild("sigmask_waits", C_SIGMASK_WAITS)
+    expected = native([exe])[0]
+    assert expected.splitlines()[0] == "ppoll rc=-1 EINTR handled=1 usr1-blocked-after=1"
+    r = emulate(tmp_path, [{"host": "h1", "path": str(exe), "args": []}], mode).check_ok()
+    assert r.stdout(0) == expected
+    assert r.end(0) == pytest.approx(4 * 0.3 + 0.3, abs=1e-3)
+
+
+C_SPIN = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static volatile int flag;
+
+static void *sleeper(void *arg)
+{
+    (void)arg;
+    struct timespec t = {0, 300000000L};
+    nanosleep(&t, NULL);          /* 0.3 s of simulated time */
+    flag = 1;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) {               /* "forever": compute without any syscall, never ending */
+        for (;;)
+            flag++;
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, sleeper, NULL);
+    while (!flag)                 /* spin on memory: no syscall at all */
+        ;
+    pthread_join(t, NULL);
+    printf("the spinning thread saw the sleeper's write\n");
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_thread_spinning_on_memory_is_preempted_and_sees_a_sleeping_threads_write(tmp_path, mode, cbuild):
+    """With --cpu-model measured, a task computing without syscalls is preempted and its CPU time
+    charged: the clock moves, so the thread asleep in simulated time wakes and writes the flag the
+    other spins on (without preemption the run hangs: the loop waits for the spinner forever)."""
+    exe = cbuild("spin", C_SPIN)
+    expected = native([exe])[0]
+    r = emulate(tmp_path, [{"host": "h1", "path": str(exe), "args": []}], mode, cpu_model="measured").check_ok()
+    assert r.stdout(0) == expected == "the spinning thread saw the sleeper's write\n"
+    assert r.end(0) >= 0.3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_computation_without_syscalls_ends_at_its_kill_date(tmp_path, mode, cbuild):
+    """An endless loop without syscalls (--cpu-model measured) is preempted until its kill date,
+    where it is killed as asked — not left to run forever."""
+    exe = cbuild("spin", C_SPIN)
+    r = emulate(tmp_path, [{"host": "h1", "path": str(exe), "args": ["forever"], "kill_time": 0.4,
+                            "expected_final_state": "running"}], mode, cpu_model="measured").check_ok()
+    assert r.procs[0]["end"] == pytest.approx(0.4, abs=1e-9)

@@ -122,6 +122,46 @@ def test_unsupported_stops_the_run_with_a_clear_message(tmp_path):
     assert "unsupported syscall getpid: not in this test" in messages[0]
 
 
+@pytest.mark.parametrize("abi", ["int80", "x32", "own_sigsys"])
+def test_foreign_abi_is_named_and_a_programs_own_sigsys_is_its_own(tmp_path, cbuild, abi):
+    """A syscall of another ABI (int 0x80, x32) stops the run with a message naming it; a SIGSYS the
+    program raises itself is delivered to it as usual (its handler runs)."""
+    exe = cbuild("foreign_abi", r"""
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static void on_sys(int s) { (void)s; write(1, "own sigsys\n", 11); _exit(3); }
+int main(int argc, char **argv) {
+    long r;
+    signal(SIGSYS, on_sys);
+    if (!strcmp(argv[1], "int80")) {            /* getpid, i386 number 20 */
+        __asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+    } else if (!strcmp(argv[1], "x32")) {       /* getpid, x32 number 39 | __X32_SYSCALL_BIT */
+        __asm__ volatile("syscall" : "=a"(r) : "a"(0x40000000L + 39) : "rcx", "r11", "memory");
+    } else {
+        raise(SIGSYS);
+    }
+    printf("survived %ld\n", r);
+    return 0;
+}
+""")
+    messages = []
+    tracer = eng.Tracer(TablePolicy({"nanosleep": lambda sc: Value(0)}), log=messages.append)
+    out = tmp_path / "out"
+    with open(out, "wb") as o:
+        tracer.spawn([exe, abi], stdout=o.fileno())
+        rc = tracer.run()
+    if abi == "own_sigsys":
+        assert (rc, out.read_text(), messages) == (3, "own sigsys\n", [])
+    else:
+        kind = "x32" if abi == "x32" else "32-bit (int 0x80)"
+        number = 39 if abi == "x32" else 20
+        assert rc != 0 and out.read_text() == ""
+        assert messages == [f"unsupported syscall ABI {kind}: syscall number {number} in process "
+                            f"{messages[0].rsplit(' ', 1)[1]}"]
+
+
 def test_io_uring_setup_is_refused(tmp_path):
     code = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = ctypes.create_string_buffer(120)\n"
             "rc = libc.syscall(425, 8, buf)\nprint(rc, ctypes.get_errno())")
