@@ -6,7 +6,7 @@ model, and prints per process the real duration, each model's error and the clos
 the closest model within 10 % of the real run for every process. Needs root (network namespaces);
 without it, says so and exits 0 (nothing measured).
 
-    .venv/bin/python benchmarks/compare_models.py [--models LV08,CM02,ns-3] [--repeat 3]
+    .venv/bin/python benchmarks/compare_models.py [--models LV08,CM02,ns-3] [--repeat 3] [--tcp-slow-start auto|on|off]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="LV08,CM02,ns-3")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--tcp-slow-start", choices=("auto", "on", "off"), default="auto",
+                    help="passed to simterpose compare (auto: slow start modelled under CM02)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("compare_models: the real runs need root (network namespaces); nothing measured")
@@ -38,7 +40,8 @@ def main() -> int:
         for name in SCENARIOS:
             js = Path(tmp) / f"{name}.json"
             p = subprocess.run([str(SIMTERPOSE), "compare", str(ROOT / "examples" / "scenarios" / f"{name}.yaml"),
-                                "--network-model", args.models, "--repeat", str(args.repeat), "--json", str(js)],
+                                "--network-model", args.models, "--repeat", str(args.repeat), "--json", str(js),
+                                "--tcp-slow-start", args.tcp_slow_start],
                                capture_output=True, text=True)
             if not js.exists():
                 print(f"{name}: compare failed ({p.returncode}): {p.stderr.strip()[-500:]}")

@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"comma-separated list (e.g. CM02,ns-3), or 'all' for {','.join(ALL_MODELS)}, compares "
                         "each with the real run and says which is closest for each process")
     p.add_argument("--cpu-model", default="measured", help="passed to simterpose run (default measured)")
+    p.add_argument("--tcp-slow-start", choices=("auto", "on", "off"), default="auto",
+                   help="passed to simterpose run (default auto: on under CM02); never to ns-3 runs, "
+                        "which simulate TCP themselves")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw the timelines of both runs (PNG)")
     p.add_argument("--log-dir", metavar="DIR",
@@ -128,7 +131,8 @@ def main(args) -> int:
         net.setup()
         for rep in range(1, args.repeat + 1):
             for model in models:
-                runs[model].append(_emulated(scenario_args, model, args.cpu_model, log_root / f"{model}-{rep}"))
+                runs[model].append(_emulated(scenario_args, model, args.cpu_model, log_root / f"{model}-{rep}",
+                                                 args.tcp_slow_start))
             runs["real"].append(_real(net, scenario, args.timeout, log_root / f"real-{rep}"))
     except (RealNetError, EmulationFailed) as e:
         return _err(str(e))
@@ -146,7 +150,7 @@ def main(args) -> int:
     summary = _summarise(scenario, models, runs)
     _print_report(summary, models, args.repeat)
     doc = {"scenario": str(scenario.path), "platform": str(scenario.platform), "repeat": args.repeat,
-           "models": models, "cpu_model": args.cpu_model, "topology": topology.describe(),
+           "models": models, "cpu_model": args.cpu_model, "tcp_slow_start": args.tcp_slow_start, "topology": topology.describe(),
            "closest": overall_closest(summary, models), "processes": summary, "runs": _strip_outputs(runs)}
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
@@ -165,11 +169,14 @@ class EmulationFailed(RuntimeError):
     pass
 
 
-def _emulated(scenario_args: list[str], model: str, cpu_model: str, out_dir: Path) -> dict:
+def _emulated(scenario_args: list[str], model: str, cpu_model: str, out_dir: Path,
+              slow_start: str = "auto") -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / "result.json"
     cmd = [sys.executable, "-m", "simterpose.cli", "run", *scenario_args, "--network-model", model,
            "--cpu-model", cpu_model, "--json", str(js), "--log-dir", str(out_dir)]
+    if model != "ns-3":
+        cmd += ["--tcp-slow-start", slow_start]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t0 = time.monotonic()

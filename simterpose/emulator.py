@@ -24,7 +24,7 @@ from .net.addressing import Addressing
 from .net.mediation import MediationPolicy
 from .net.pcap import Capture
 from .net.policy import SocketPolicy
-from .net.sockets import Network
+from .net.sockets import Network, slow_start_applies
 from .proc_policy import ProcPolicy
 from .progress import Progress
 from .randomness import DEFAULT_SEED, RandomnessPolicy
@@ -41,6 +41,7 @@ from .tracer.engine import Process, Tracer, status_to_exit_code
 @dataclass
 class RunConfig:
     network_model: str = "CM02"           # run_cmd.DEFAULT_NETWORK_MODEL (docs/compare.md)
+    tcp_slow_start: str = "auto"          # auto | on | off (net/sockets.py, slow_start_applies)
     cpu_model: str = "measured"          # measured | none | per-syscall=SECONDS
     reference_speed: float = 1e9         # flop/s that one second of real CPU is worth
     epoch: int = DEFAULT_EPOCH
@@ -71,6 +72,7 @@ class RunConfig:
                 raise ValueError("per-syscall cost must be >= 0")
         elif self.cpu_model not in ("measured", "none"):
             raise ValueError(f"unknown --cpu-model {self.cpu_model!r} (measured, none, per-syscall=SECONDS)")
+        self.slow_start = slow_start_applies(self.tcp_slow_start, self.network_model)  # ValueError
         if not 0 <= self.unblocked_syscall_latency < 1:
             raise ValueError("--unblocked-syscall-latency must be >= 0 and < 1 s")
 
@@ -255,8 +257,10 @@ class Emulation:
         # IPv6 addresses: only where the platform gives one (`<prop id="ip6">`), so that name
         # lookups of IPv4-only platforms (AF_UNSPEC: IPv6 first) stay as they are.
         ip6 = {h.name: h.props["ip6"] for h in self.sim.platform_info.hosts if h.props.get("ip6")}
-        self.network = Network(Addressing(hosts, ip6=ip6), keep_data=config.mediate == "full-mediation")
+        silent = frozenset(h.name for h in self.sim.platform_info.hosts if h.silent)
+        self.network = Network(Addressing(hosts, ip6=ip6, silent=silent), keep_data=config.mediate == "full-mediation")
         self.network.control_by_timer = config.network_model == "ns-3"
+        self.network.slow_start = config.slow_start
         if config.pcap_dir is not None:
             self.network.capture = Capture(config.pcap_dir, [name for name, _ in hosts])
         self.hosts_file = self._write_hosts_file(hosts, {name: self.network.addressing.hosts[name].ip6

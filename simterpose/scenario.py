@@ -228,6 +228,10 @@ def _parse_xml(path: Path, need_doctype: bool = False) -> _Elem:
 # --------------------------------------------------------------------------------------------------
 
 
+SILENT_TRUE = ("1", "true", "yes")
+SILENT_VALUES = SILENT_TRUE + ("0", "false", "no")
+
+
 @dataclass(frozen=True)
 class HostInfo:
     name: str
@@ -245,6 +249,14 @@ class HostInfo:
     @property
     def resolvable_name(self) -> str:
         return self.alias or self.name
+
+    @property
+    def silent(self) -> bool:
+        """``<prop id="silent" value="1"/>``: the host is there (a name, an address, routes) but its
+        network stack never answers, like a machine switched off or behind a firewall dropping
+        everything: SYNs get neither SYN-ACK nor reset (connect(2) times out as Linux does, after
+        its SYN retransmissions), datagrams vanish without an ICMP error. No process runs on it."""
+        return self.props.get("silent", "0").lower() in SILENT_TRUE
 
 
 @dataclass(frozen=True)
@@ -355,6 +367,9 @@ def load_platform_info(path: str | os.PathLike) -> PlatformInfo:
             elif tag in ("host", "peer"):
                 props = {p.attrib.get("id", ""): p.attrib.get("value", "") for p in child.iter("prop")}
                 ip = props.get("ip")
+                if props.get("silent", "0").lower() not in SILENT_VALUES:
+                    raise ScenarioError(f"host '{child.attrib.get('id', '')}': property silent must be 1 or 0 "
+                                        f"(true/false, yes/no), not {props['silent']!r}", path, child.line)
                 host_props[child.attrib.get("id", "")] = props
                 raw_hosts.append((need(child, "id"), unit(parse_speed, child, "speed"), cores_of(child), ip, zone,
                                   child.line))
@@ -677,6 +692,9 @@ def _make_spec(*, host: str, argv: list[str], env: dict[str, str], cwd: Any, sta
     if found is None:
         raise err(f"unknown host '{host}'", "host")
     host = found.name  # a process may name its host by alias
+    if found.silent:
+        raise err(f"host '{host}' is silent (<prop id=\"silent\">: its network stack never answers): "
+                  "no process can run there", "host")
     start_time = 0.0 if start is None else _number(start, "start_time", err)
     if start_time < 0:
         raise err(f"negative start_time {start!r}", "start_time")

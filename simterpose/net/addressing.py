@@ -41,6 +41,8 @@ class Host:
         self.name = name
         self.ip = ip
         self.ip6 = ip6   # its IPv6 address (`<prop id="ip6">`), if the platform gives one
+        # `<prop id="silent" value="1"/>`: nothing on it ever answers (no SYN-ACK, no reset, no ICMP)
+        self.silent = False
         n = index + 1
         self.real_ip = f"127.{run_octet}.{n >> 8}.{n & 255}"
         self.real_loopback = f"127.{run_octet + 1}.{n >> 8}.{n & 255}"
@@ -88,7 +90,7 @@ class Addressing:
     reachable: Callable[[str, str], bool] | None = None
 
     def __init__(self, hosts: list[tuple[str, str]], run_octet: int | None = None,
-                 ip6: dict[str, str] | None = None):
+                 ip6: dict[str, str] | None = None, silent: frozenset[str] = frozenset()):
         if run_octet is None:
             run_octet = random.SystemRandom().randrange(2, 254, 2)
         self.hosts: dict[str, Host] = {}
@@ -103,6 +105,7 @@ class Addressing:
                     raise ValueError(f"host {name}: ip6 {v6} must be a plain IPv6 address")
                 v6 = str(addr)
             h = Host(i, name, ip, run_octet, v6)
+            h.silent = name in silent
             self.hosts[name] = h
             self.by_ip[ip] = h
             if v6 is not None:

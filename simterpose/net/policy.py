@@ -111,6 +111,7 @@ class SocketPolicy:
 
     def close_socket(self, s: VSocket) -> None:
         self.net.unbind(s)
+        s.attempt = None   # tcp_close in SYN_SENT: no more SYN retransmissions (Network.unanswered)
         if s.out is not None:
             s.out.close()
         if s.inq is not None:
@@ -356,6 +357,13 @@ class SocketPolicy:
         v6 = s.family == socket.AF_INET6 and _is_v6(sa[1])
         if v6 and _is_v6_loopback(sa[1]):
             dst_ip = LOOPBACK_V6
+        if dst_host.silent:
+            # Nothing there answers: the SYN is retransmitted until Linux gives up (ETIMEDOUT).
+            self.net.unanswered(s, dst_host, (dst_ip, sa[2]))
+            if s.nonblocking:
+                return Errno(errno.EINPROGRESS)
+            sc.state = {"connect": "refusing"}
+            return self._connect_wait(sc, s)
         listener = self.net.lookup(dst_host, socket.SOCK_STREAM, dst_ip, sa[2])
         if listener is None or not listener.listening:
             # Nobody listens there: the SYN goes out and a reset comes back, one round trip later.
@@ -409,9 +417,10 @@ class SocketPolicy:
 
     def _connect_wait(self, sc, s: VSocket):
         if sc.state["connect"] == "refusing":
-            if s.refused:  # the reset is back: the error is reported here, not kept for SO_ERROR
+            if s.refused:  # the reset is back (or the SYNs timed out): reported here, not kept for SO_ERROR
+                err = s.connect_error or errno.ECONNREFUSED
                 s.refused, s.connect_error = False, 0
-                return Errno(errno.ECONNREFUSED)
+                return Errno(err)
         elif s.conn.established:
             return Value(0)
         deadline = self._timeout_deadline(sc, s.sndtimeo)
@@ -702,8 +711,8 @@ class SocketPolicy:
     def _tcp_info(self, sc, s: VSocket):
         """TCP_INFO (tcp(7), struct tcp_info of linux/tcp.h, 232 bytes on Linux 6.x) filled from the
         model, alike in both modes: the state, the segment sizes, the round trip of the route
-        (twice its one-way latency), a congestion window of the flow-control window (the model's
-        only limit on what is in flight), RTO as Linux's minimum plus the RTT, and the byte
+        (twice its one-way latency), a congestion window of the slow-start window while it limits
+        the stream, else of the flow-control window (the model's limit on what is in flight), RTO as Linux's minimum plus the RTT, and the byte
         counters of the streams. Retransmissions and losses: 0, the model has none. Written to
         the caller's size (iperf3 reads it whole)."""
         info = bytearray(TCP_INFO_SIZE)
@@ -714,11 +723,15 @@ class SocketPolicy:
             src, dst = s.conn.client.host.name, s.conn.listener.host.name
             rtt_us = round(2e6 * sim.current().path_latency(src, dst)) if src != dst else 0
         mss = TCP_MSS if established else 536
+        cwnd = WINDOW
+        slow = s.out.congestion_window() if s.out is not None else None
+        if slow is not None:
+            cwnd = min(cwnd, slow)   # in slow start (sockets.SlowStart): its window
         struct.pack_into("<II", info, 8, 200000 + rtt_us, 40000)           # tcpi_rto, tcpi_ato (us)
         struct.pack_into("<II", info, 16, mss, mss)                        # tcpi_snd_mss, tcpi_rcv_mss
         struct.pack_into("<I", info, 60, 1500)                             # tcpi_pmtu
         struct.pack_into("<IIIII", info, 68, rtt_us, rtt_us // 2,          # tcpi_rtt, tcpi_rttvar,
-                         0x7FFFFFFF, WINDOW // TCP_MSS, TCP_MSS)           # ssthresh, snd_cwnd, advmss
+                         0x7FFFFFFF, cwnd // TCP_MSS, TCP_MSS)             # ssthresh, snd_cwnd, advmss
         if s.out is not None and s.inq is not None:
             struct.pack_into("<QQ", info, 120, s.out.consumed, s.inq.consumed)   # bytes_acked, _received
             struct.pack_into("<I", info, 148, rtt_us)                            # tcpi_min_rtt

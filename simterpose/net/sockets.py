@@ -15,6 +15,11 @@ Timing (docs/emulator.md, "The network"):
   progress), so a large transfer becomes readable progressively, at the pace the model gives it;
 * the FIN travels with the last data: EOF is readable when the last byte is. Only a close with
   nothing in flight sends a FIN of its own (a control segment);
+* with TCP slow start (`SlowStart`, --tcp-slow-start; on under CM02 by default) a stream's data
+  leaves in rounds one round trip apart, from Linux's initial window, until the window covers the
+  path (RFC 5681);
+* a connect to a silent host (`<prop id="silent" value="1"/>`) gets no answer: SYNs are
+  retransmitted on Linux's schedule and connect(2) fails with ETIMEDOUT (`SynSchedule`);
 * control segments (SYN, SYN-ACK, FIN, RST) are 0-byte SimGrid transfers (latency only) under the
   flow-level models; under ns-3, where a 0-byte transfer never completes and any transfer is a whole
   TCP connection of its own, they are timers of the route's latency;
@@ -27,6 +32,7 @@ import errno
 import socket
 import struct
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .. import sim
@@ -54,6 +60,104 @@ PROGRESS_MIN_BYTES = 256 * 1024
 # reader that never blocks (a CPU cost per syscall moves the clock 1 us at a time) read a few bytes
 # per syscall, millions of times.
 PROGRESS_STEP = 0.005
+# TCP slow start (`SlowStart`): Linux's initial congestion window, in segments (TCP_INIT_CWND in
+# include/net/tcp.h; RFC 6928), of TCP_MSS bytes each.
+TCP_INIT_CWND = 10
+# Linux's floor on the retransmission timeout (TCP_RTO_MIN, 200 ms): its RTO is srtt + max(4 rttvar,
+# TCP_RTO_MIN) (net/ipv4/tcp_input.c, tcp_set_rto), so a steady path's RTO is its RTT + 200 ms.
+TCP_RTO_MIN = 0.200
+
+
+#: --tcp-slow-start: auto (the default) models slow start under CM02 only. CM02 carries a transfer
+#: at the links' rate from its first byte; real TCP spends its first round trips growing its window
+#: (docs/compare.md measures it: a 1 MB transfer was 25-34 % short of the real run without it). LV08
+#: and SMPI fold slow start into their latency and bandwidth factors (13.01 x the latency) and ns-3
+#: simulates TCP itself: adding it there would count it twice.
+SLOW_START_SETTINGS = ("auto", "on", "off")
+
+
+def slow_start_applies(setting: str, network_model: str) -> bool:
+    """Does a run with this --tcp-slow-start setting and network model model slow start?"""
+    if setting not in SLOW_START_SETTINGS:
+        raise ValueError(f"unknown --tcp-slow-start {setting!r} (auto, on, off)")
+    if network_model == "ns-3":
+        if setting == "on":
+            raise ValueError("--tcp-slow-start on: ns-3 simulates TCP (and its slow start) itself")
+        return False
+    return setting == "on" or (setting == "auto" and network_model == "CM02")
+
+
+@dataclass
+class SlowStart:
+    """The congestion window of one direction of a connection while TCP's slow start limits it.
+
+    The flow-level models (CM02) carry a transfer at the rate the links allow from its first byte,
+    after one latency; real TCP starts with a window of TCP_INIT_CWND segments and grows it by what
+    each round trip acknowledges (RFC 5681, 3.1, with RFC 3465's byte counting: Linux's
+    tcp_slow_start adds the segments acked), i.e. it doubles per round trip while the sender has
+    more to send than the window. Here a stream's data leaves in rounds one RTT apart: round k may
+    start at most `cwnd` bytes (each start a SimGrid flow, as before), and the next round begins
+    when its ACKs are back. Once the window covers the route's bandwidth-delay product the round
+    trip no longer limits the sender: the model's own rate does (CM02's max-min sharing and its
+    TCP_gamma / RTT bound, which stands for the receiver's maximal window; the slow-start window is
+    a transient below it, so nothing is counted twice), and the stream's data flows unlimited.
+
+    Whether a round was window-limited decides whether the window grows: Linux grows it only when
+    the sender used more than half of it (tcp_is_cwnd_limited, net/ipv4/tcp_output.c), so a
+    request/response exchange of small messages keeps the initial window.
+
+    After an idle period longer than the RTO with nothing in flight, the window restarts (RFC 5681
+    4.1; Linux's tcp_slow_start_after_idle: tcp_cwnd_restart halves it for every RTO of idleness,
+    down to the initial window), and the stream is in slow start again.
+
+    `rtt` is the route's latency both ways plus one segment's serialisation at the bottleneck (the
+    ACK clock: the first ACK of a round comes back then); `bdp` the bytes the bottleneck carries
+    in one RTT."""
+
+    rtt: float
+    bdp: float
+    rto: float
+    cwnd: int = TCP_INIT_CWND * 1448   # bytes (TCP_MSS each segment)
+    round_end: float = -1.0     # when the current round's ACKs are back: the next round may begin
+    budget: int = 0             # bytes the current round may still start
+    round_sent: int = 0         # bytes started in the current round
+    last_sent: float = -1.0     # date data last left (Linux's lsndtime)
+    open: bool = False          # the window covers the path: the model's rate is the limit
+
+    def allow(self, now: float, pending: int, in_flight: bool) -> int:
+        """How many of `pending` bytes may leave now."""
+        if not in_flight and self.last_sent >= 0 and now - self.last_sent > self.rto:
+            self._restart(now - self.last_sent)
+        if not self.open and now >= self.round_end:
+            # A new round: the previous one's ACKs are back (RFC 5681: cwnd += bytes acked).
+            if 2 * self.round_sent > self.cwnd:
+                self.cwnd += self.round_sent
+            if self.cwnd >= self.bdp:
+                self.open = True
+            else:
+                self.round_end = now + self.rtt
+                self.budget = self.cwnd
+                self.round_sent = 0
+        n = pending if self.open else min(pending, self.budget)
+        if n:
+            self.budget -= n
+            self.round_sent += n
+            self.last_sent = now
+        return n
+
+    def _restart(self, idle: float) -> None:
+        """tcp_cwnd_restart (net/ipv4/tcp_output.c): halve the window per RTO of idleness, not
+        below the restart window (the initial one, or the window itself if smaller)."""
+        restart = min(TCP_INIT_CWND * 1448, self.cwnd)
+        cwnd = self.cwnd
+        idle -= self.rto
+        while idle > 0 and cwnd > restart:
+            cwnd >>= 1
+            idle -= self.rto
+        self.cwnd = max(cwnd, restart)
+        self.open = False
+        self.round_end = -1.0
+        self.round_sent = 0
 
 
 class _Flow:
@@ -101,6 +205,9 @@ class Stream(Waitable):
         self.eof_arrived = False
         self.reset = False     # the receiver went away: writes fail with EPIPE
         self.held = False      # written bytes wait for the handshake to end (accepted at the SYN)
+        # TCP slow start (`SlowStart`), when the network models it; created at the first flush
+        self.cc: Optional[SlowStart] = None
+        self.cc_wakeup = -1.0  # the date a timer will flush the bytes the window held back
         self.readers: set = set()   # sockets to notify when something arrives
         self.writers: set = set()   # sockets to notify when window space opens
         # for --pcap-dir: the virtual endpoints, the reverse stream (for ACK numbers), and the bytes
@@ -208,18 +315,45 @@ class Stream(Waitable):
             self._deliver_now()
             return
         if self.sent > self.started:
-            flow = _Flow(self.sent - self.started, sim.now())
-            self.started = self.sent
+            size = self.sent - self.started
+            if self.net.slow_start and not self.loopback:
+                size = self._window(size)
+        else:
+            size = 0
+        if size:
+            flow = _Flow(size, sim.now())
+            self.started += size
             self.flows.append(flow)
             flow.transfer = sim.transfer_async(self.src.name, self.dst.name, flow.size)
             self.net.watch(flow.transfer, lambda: self._completed(flow))
             if self.bulk:
                 self._wake(self.readers)  # they now have a reason to look before the flows end
-        if self.closed and not self.fin_sent:
+        if self.closed and not self.fin_sent and self.started == self.sent:
             self.fin_sent = True
             if not self.flows:
                 start = sim.now()
                 self.net.control(self.src.name, self.dst.name, lambda: self._fin_arrived(start))
+
+    def congestion_window(self) -> Optional[int]:
+        """The slow-start window while it limits the stream (TCP_INFO's snd_cwnd); None if nothing
+        but the model does (slow start off, loopback, or over)."""
+        if not self.net.slow_start or self.loopback:
+            return None
+        if self.cc is None:
+            return TCP_INIT_CWND * TCP_MSS   # nothing sent yet: Linux's initial window
+        return None if self.cc.open else self.cc.cwnd
+
+    def _window(self, pending: int) -> int:
+        """Slow start: how much of `pending` may leave now; the rest waits for the next round (a
+        timer flushes the stream then)."""
+        cc = self.cc
+        if cc is None:
+            cc = self.cc = self.net.slow_start_for(self.src.name, self.dst.name)
+        n = cc.allow(sim.now(), pending, in_flight=bool(self.flows))
+        if n < pending and self.cc_wakeup != cc.round_end:
+            self.cc_wakeup = cc.round_end
+            self.net.timer(cc.round_end, self._kick)
+        return n
 
     def _completed(self, flow: _Flow) -> None:
         flow.done = True
@@ -319,6 +453,60 @@ class Stream(Waitable):
             s.notify()
 
 
+# -- SYN retransmissions (a connect to a host that never answers) ------------------------------------
+TCP_TIMEOUT_INIT = 1.0    # s: the first SYN's RTO (include/net/tcp.h; RFC 6298 2.1)
+TCP_RTO_MAX = 120.0       # s: the largest RTO (include/net/tcp.h)
+MAX_TCP_SYNCNT = 127      # TCP_SYNCNT's upper limit (tcp(7))
+
+
+@dataclass(frozen=True)
+class SynSchedule:
+    """When a connect to a host that never answers sends its SYNs and gives up, as Linux 6.x does
+    (net/ipv4/tcp_timer.c: tcp_retransmit_timer, tcp_write_timeout, retransmits_timed_out,
+    tcp_model_timeout; checked against this kernel with a black-holed peer).
+
+    The first SYN's retransmission timer is TCP_TIMEOUT_INIT (1 s). The first
+    `net.ipv4.tcp_syn_linear_timeouts` retransmissions keep that RTO (Linux >= 6.5; 4 by default,
+    0 on kernels without the sysctl), the next ones double it (RFC 6298 5.5), up to TCP_RTO_MAX.
+    Each time the timer fires, the attempt fails with ETIMEDOUT if the time since the first SYN
+    has reached the limit, else one more SYN leaves. The limit is TCP_USER_TIMEOUT when set (and the
+    timer is then clamped to it, tcp_clamp_rto_to_user_timeout), else the time the classic backoff
+    of `retries` (TCP_SYNCNT, else net.ipv4.tcp_syn_retries, 6) would take: (2^(retries+1) - 1) x
+    1 s up to 6 retries, then 120 s more per retry (tcp_model_timeout). Defaults on Linux 6.18: SYNs
+    at 0, 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s, ETIMEDOUT at 131 s (measured: 134.5 s, the kernel's
+    timers firing late); without linear timeouts, SYNs at 0, 1, 3, 7, 15, 31, 63 s and ETIMEDOUT at
+    127 s."""
+
+    retransmits: tuple[float, ...]   # dates of the retransmitted SYNs, from the first SYN
+    give_up: float                   # date of ETIMEDOUT, from the first SYN
+
+    @classmethod
+    def linux(cls, syncnt: int = 0, user_timeout_ms: int = 0, retries: Optional[int] = None,
+              linear: Optional[int] = None) -> "SynSchedule":
+        if retries is None:
+            retries = _sysctl("ipv4/tcp_syn_retries", 0, 6)
+        if linear is None:
+            linear = _sysctl("ipv4/tcp_syn_linear_timeouts", 0, 0)
+        n = syncnt or retries
+        thresh = 6   # ilog2(TCP_RTO_MAX / TCP_TIMEOUT_INIT)
+        if n <= thresh:
+            limit = ((2 << n) - 1) * TCP_TIMEOUT_INIT
+        else:
+            limit = ((2 << thresh) - 1) * TCP_TIMEOUT_INIT + (n - thresh) * TCP_RTO_MAX
+        if user_timeout_ms > 0:
+            limit = user_timeout_ms / 1000
+        sent: list[float] = []
+        t = TCP_TIMEOUT_INIT   # the first timer is armed by tcp_connect, unclamped
+        while t < limit:
+            sent.append(t)
+            k = len(sent)
+            rto = TCP_TIMEOUT_INIT if k <= linear else min(TCP_TIMEOUT_INIT * 2 ** (k - linear), TCP_RTO_MAX)
+            t += rto
+            if user_timeout_ms > 0:
+                t = min(t, limit)
+        return cls(tuple(sent), t)
+
+
 class Connection:
     """A TCP connection between a client socket and the socket accept() gives the server."""
 
@@ -362,6 +550,7 @@ class VSocket(SimulatedFile, Waitable):
         # writable and hung up until connect() is called again (which reports the error once and
         # leaves the socket unconnected, ready for a new attempt: connect(2), tcp(7)).
         self.refused = False
+        self.attempt: Optional[object] = None   # the SYN retransmissions in progress (Network.unanswered)
         self.rcvtimeo: Optional[float] = None
         self.sndtimeo: Optional[float] = None
         self.refs = 0
@@ -479,6 +668,26 @@ class Network:
         self.timer: Optional[Callable] = None
         # ns-3: control segments are timers of the route's latency (see the module's docstring)
         self.control_by_timer = False
+        # TCP slow start on every stream between two hosts (`SlowStart`; --tcp-slow-start)
+        self.slow_start = False
+        self._paths: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def slow_start_for(self, src: str, dst: str) -> SlowStart:
+        """A fresh congestion window for a stream from host src to host dst, with the round trip
+        and bandwidth-delay product of SimGrid's routes (both directions)."""
+        key = (src, dst)
+        if key not in self._paths:
+            simulation = sim.current()
+            there, back = simulation.route(src, dst), simulation.route(dst, src)
+            bandwidth = min((link.bandwidth for link in there.links), default=0.0) if there else 0.0
+            rtt = simulation.path_latency(src, dst) + simulation.path_latency(dst, src)
+            if bandwidth > 0:
+                rtt += TCP_MSS / bandwidth   # the first ACK of a round: one segment's serialisation
+            # Without links (the Constant model, latency-only routes) nothing limits the rate but
+            # the model: the window is open from the start.
+            self._paths[key] = (rtt, bandwidth * rtt if bandwidth > 0 and back is not None else 0.0)
+        rtt, bdp = self._paths[key]
+        return SlowStart(rtt=rtt, bdp=bdp, rto=rtt + TCP_RTO_MIN)
 
     def control(self, src: str, dst: str, callback: Callable[[], None]) -> None:
         """A control segment (SYN, SYN-ACK, RST, a lone FIN) from host src to host dst: callback()
@@ -598,6 +807,39 @@ class Network:
 
         self.control(c, s, syn_arrived)
 
+    def unanswered(self, client: VSocket, dst_host: Host, dst_addr: tuple[str, int]) -> None:
+        """A SYN to a silent host (`Host.silent`): nothing ever comes back. The SYN is retransmitted
+        on Linux's schedule (`SynSchedule`) and the attempt fails with ETIMEDOUT, all in simulated
+        time, leaving the socket as a reset does (TCP_CLOSE, the error pending: tcp_write_err)."""
+        client.connecting = True
+        c, s = client.host.name, dst_host.name
+        src_addr = client.local or (client.host.ip, 0)
+        start = sim.now()
+        schedule = SynSchedule.linux(syncnt=_int_option(client, IPPROTO_TCP, TCP_SYNCNT),
+                                     user_timeout_ms=_int_option(client, IPPROTO_TCP, TCP_USER_TIMEOUT))
+        attempt = client.attempt = object()   # a later attempt (after a close and reuse) ends this one
+
+        def syn(date: float) -> None:
+            if self.capture is not None:   # it leaves, never arrives: the sender's file only
+                self.capture.tcp(c, s, date, None, src_addr, dst_addr, 0, 0, TCP_SYN)
+
+        def retransmit() -> None:
+            if client.attempt is attempt and client.connecting:
+                syn(sim.now())
+
+        def timed_out() -> None:
+            if client.attempt is not attempt or not client.connecting:
+                return
+            client.connecting = False
+            client.refused = True
+            client.connect_error = errno.ETIMEDOUT
+            client.wake()
+
+        syn(start)
+        for offset in schedule.retransmits:
+            self.timer(start + offset, retransmit)
+        self.timer(start + schedule.give_up, timed_out)
+
     def _syn_arrived(self, conn: Connection, start: float) -> None:
         c, s = conn.client.host.name, conn.listener.host.name
         if self.capture is not None:
@@ -686,7 +928,7 @@ class Network:
         entry[6] = sim.now()
         if dst is not None:
             dst.wake()
-        elif src.peer is not None:
+        elif src.peer is not None and not dst_host.silent:   # a silent host sends no ICMP either
             # Nobody listens there: the destination answers with an ICMP port unreachable, which a
             # connected socket reports as ECONNREFUSED at its next call (udp(7), "ERROR HANDLING";
             # unconnected sockets are told nothing without IP_RECVERR).
@@ -723,6 +965,7 @@ SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 30, 38, 39
 SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35     # the _OLD (64-bit time_t on x86_64) numbers
 IP_PKTINFO = 8
 IP_TTL, TCP_NODELAY, TCP_MAXSEG, IPV6_V6ONLY = 2, 1, 2, 26
+TCP_SYNCNT, TCP_USER_TIMEOUT = 7, 18
 # The highest SOL_SOCKET option number Linux 6.x knows (SO_PASSPIDFD is 76...): above it, ENOPROTOOPT.
 SO_LAST = 80
 TCP_MSS = 1448       # Ethernet MTU 1500 - IPv4 20 - TCP 20 - timestamps 12
@@ -778,12 +1021,21 @@ def set_option(s: VSocket, level: int, name: int, raw: bytes) -> None:
     elif level == SOL_SOCKET and name in (SO_TIMESTAMP, SO_TIMESTAMPNS) and value:
         # socket(7): the last of the two set decides the format (sock_set_timestamp)
         s.options.pop((SOL_SOCKET, SO_TIMESTAMPNS if name == SO_TIMESTAMP else SO_TIMESTAMP), None)
+    elif level == IPPROTO_TCP and name == TCP_SYNCNT and not 1 <= value <= MAX_TCP_SYNCNT:
+        raise OptionError(errno.EINVAL)   # tcp_sock_set_syncnt
+    elif level == IPPROTO_TCP and name == TCP_USER_TIMEOUT and value < 0:
+        raise OptionError(errno.EINVAL)   # tcp_sock_set_user_timeout
     elif level == SOL_SOCKET and name in (SO_SNDBUF, SO_RCVBUF):
         o = Options.get()
         limit = o.wmem_max if name == SO_SNDBUF else o.rmem_max
         floor = 4608 if name == SO_SNDBUF else 2304   # SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF (x86_64)
         raw = max(floor, 2 * min(max(value, 0), limit)).to_bytes(4, "little")
     s.options[(level, name)] = raw
+
+
+def _int_option(s: VSocket, level: int, name: int) -> int:
+    """An integer option as set (0 if never set)."""
+    return int.from_bytes(s.options.get((level, name), b"\0\0\0\0")[:4].ljust(4, b"\0"), "little", signed=True)
 
 
 def option_on(s: VSocket, level: int, name: int) -> bool:
