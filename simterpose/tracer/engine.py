@@ -418,9 +418,9 @@ class Tracer:
     def watch_stalls(self, seconds: float, preempt_after: Optional[float] = None) -> None:
         """Start a watchdog thread: when `seconds` of wall time pass without any event from the
         tracees while some are running, it looks at them. One asleep in the kernel waits for
-        something the simulation cannot provide (a file lock, a FIFO a program outside the run should open, a socket to the
-        outside): the run would hang forever, so the task is killed and its tree fails with a
-        message naming the syscall. One computing without syscalls is reported once and left to
+        something the simulation cannot provide (a file lock, a FIFO a program outside the run
+        should open, a socket to the outside): the run would hang forever, so the task is killed
+        and its tree fails with a message naming the syscall. One computing without syscalls is reported once and left to
         run. The loop itself pays nothing: the thread only compares an event counter.
 
         With `preempt_after` (wall seconds), a task found computing (state R) once that long has
@@ -514,7 +514,7 @@ class Tracer:
             task.state = RUNNING
             task.blocked = task.blocked_on = None
 
-    def _dispatch(self, tid: int, status: int, regs: Optional[arch.Regs] = None) -> None:
+    def _dispatch(self, tid: int, status: int) -> None:
         task = self.tasks.get(tid)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             self._task_exited(tid, task, status)
@@ -533,7 +533,7 @@ class Tracer:
             return
         try:
             if event == pt.PTRACE_EVENT_SECCOMP:
-                self._on_seccomp(task, regs)
+                self._on_seccomp(task)
             elif sig == pt.SYSCALL_STOP_SIG:
                 self._on_syscall_exit(task)
             elif event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
