@@ -111,7 +111,7 @@ def test_eof_of_a_1MB_bulk_transfer_is_read_with_its_last_byte(tmp_path, mode, m
     """The FIN travels right behind the data: the receiver reads EOF when SimGrid delivers the last
     byte of the stream (2 handshake transfers, then 1 MB written at once, one flow), not one model
     latency later (13 route latencies under LV08). Slow start off: these are the plain flow model's
-    dates (test_slow_start.py checks them with it)."""
+    dates (test_tcp_timing.py checks them with it)."""
     start, size = 0.1, 1_000_000
     r = emulate(tmp_path, [toy("bulk_receiver", "h1", 5000),
                            toy("bulk_sender", "h2", "h1", 5000, size, start_time=start)],
