@@ -42,6 +42,11 @@ HISTORY_S = 600.0
 LEFTOVER_SWEEP_S = 1.0
 
 
+# What Popen's restore_signals puts back to SIG_DFL in its children: Python ignores these at start,
+# and ignored signals stay ignored across exec (signal(7)).
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
 def _nothing() -> None:
     pass
 
@@ -162,6 +167,8 @@ class ProcessTable:
         # (set by the daemon; see Daemon.batch_begin).
         self.batch_begin = self.batch_end = _nothing
         self._devnull = -1
+        self._env: dict | None = None  # the daemon's environment, for posix_spawn
+        self._fds_checked = False
         self.leftovers: dict[int, Command] = {}  # leader pid -> command whose processes outlive it
         self._sweep = None
         # pid -> (identity, ProcessTerminatedT) of ended commands, oldest first (WaitProcess)
@@ -203,6 +210,19 @@ class ProcessTable:
             finally:
                 for f in files:
                     f.close()
+        if preexec is None and spec.cwd is None and spec.run_as is None and self.mediator is None:
+            try:
+                started = self._start_spawn(cmd, stdout, stderr)
+            except BaseException:
+                for f in files:
+                    f.close()
+                raise
+            if started:
+                for f in files:
+                    f.close()
+                return cmd
+            # posix_spawn could not start it (exec failed, ...): Popen below tries again, and
+            # reports a failure the seed's way, with the pid of the child that tried.
         user = group = extra_groups = None
         if spec.run_as is not None:
             user, group, extra_groups = spec.run_as
@@ -240,6 +260,96 @@ class ProcessTable:
                if f is not None]
         self._started(cmd, popen.pid, fds)
         return cmd
+
+    def _start_spawn(self, cmd: Command, stdout, stderr) -> bool:
+        """Spawn with os.posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK) then exec), the common
+        case's fast path: no cwd, run-as user, cgroup or raw environment (those need code between
+        fork and exec: Popen).  False, with nothing left open, when it could not start the command.
+
+        Popen does the same system calls, but ~50-100 µs of Python around them on the daemon's
+        critical path (measured in the daemon: Popen.__init__ 154 µs of CPU per /bin/echo,
+        posix_spawn 45 µs).  What Popen guaranteed is kept: own session and process group
+        (`setsid`, as start_new_session; pgid == pid), SIGPIPE and SIGXFSZ back to their default
+        (`setsigdef`, as restore_signals: Python ignores both), and no descriptor of the daemon
+        inherited (Popen's close_fds; here every descriptor is close-on-exec: Python creates them
+        so (PEP 446) and _no_inherited_fds() marks those the daemon was started with).
+        See posix_spawn(3), posix_spawn_file_actions_adddup2(3).
+        """
+        spec = cmd.spec
+        path = spec.path or spec.argv[0]
+        if "/" not in path and spec.env is not None and spec.env.get("PATH") != os.environ.get("PATH"):
+            return False  # Popen searches the command's own PATH; posix_spawnp would use the daemon's
+        if not self._fds_checked:
+            self._no_inherited_fds()
+        ours = []  # parent's ends of the pipes
+        theirs = []  # child's ends, closed once it has them
+        fds = []
+        stdin_w = -1
+        if spec.stdin_pipe:
+            r, stdin_w = os.pipe()
+            ours.append(stdin_w)
+            theirs.append(r)
+            child_fds = [r]
+        else:
+            child_fds = [self._devnull]
+        for target, stream in ((stdout, g.Stream.stdout), (stderr, g.Stream.stderr)):
+            if target is subprocess.PIPE:
+                r, w = os.pipe()
+                ours.append(r)
+                theirs.append(w)
+                fds.append((r, stream))
+                child_fds.append(w)
+            else:
+                child_fds.append(target if isinstance(target, int) else target.fileno())
+        pid = 0
+        try:
+            if min(child_fds) > 2:  # dup2(fd, fd) would keep close-on-exec: leave that to Popen
+                env = spec.env if spec.env is not None else self._environ()
+                spawn = os.posix_spawn if "/" in path else os.posix_spawnp
+                cmd.started_ns = now_ns()
+                pid = spawn(path, spec.argv, env, file_actions=[
+                    (os.POSIX_SPAWN_DUP2, child_fds[0], 0), (os.POSIX_SPAWN_DUP2, child_fds[1], 1),
+                    (os.POSIX_SPAWN_DUP2, child_fds[2], 2)], setsid=True, setsigdef=_DEFAULT_SIGNALS)
+        except (OSError, ValueError, TypeError):
+            pid = 0
+        finally:
+            for fd in theirs:
+                os.close(fd)
+            if not pid:
+                for fd in ours:
+                    os.close(fd)
+        if not pid:
+            return False
+        if stdin_w >= 0:
+            cmd.stdin_fd = stdin_w
+            os.set_blocking(stdin_w, False)
+        self._started(cmd, pid, fds)
+        return True
+
+    def _environ(self) -> dict:
+        """The daemon's environment for commands that inherit it, converted once (os.posix_spawn
+        converts a mapping at each call: 40 µs for os.environ itself, 10 µs for a plain dict).
+        The daemon never changes its environment once started."""
+        if self._env is None:
+            self._env = dict(os.environ)
+        return self._env
+
+    def _no_inherited_fds(self) -> None:
+        """Mark close-on-exec the descriptors above 2 that the daemon inherited from whoever
+        started it (Python's own are already so): posix_spawn closes nothing, unlike Popen's
+        close_fds."""
+        self._fds_checked = True
+        try:
+            names = os.listdir("/proc/self/fd")
+        except OSError:
+            names = []
+        for name in names:
+            fd = int(name)
+            if fd > 2:
+                try:
+                    os.set_inheritable(fd, False)
+                except OSError:
+                    pass  # the directory's own descriptor, already closed
 
     def _started(self, cmd: Command, pid: int, fds: list) -> None:
         spec = cmd.spec
@@ -551,7 +661,7 @@ class ProcessTable:
     def _close_pipe(self, cmd: Command, fd: int) -> None:
         self.loop.remove_reader(fd)
         del cmd.pipes[fd]
-        if cmd.popen is None:  # emulated command: the pipe is ours
+        if cmd.popen is None:  # posix_spawn'ed or emulated command: the pipe is ours
             os.close(fd)
             return
         # The Popen file objects own these fds: close through them.
