@@ -19,6 +19,7 @@ import ctypes
 import errno
 import os
 import pwd
+import select
 import signal
 import struct
 import subprocess
@@ -165,9 +166,11 @@ class ProcessTable:
         self.starting: set[Command] = set()  # emulated commands whose process has not started yet
         # Bracket the handling of a child's exit, so that its events leave in one write at the end
         # (set by the daemon; see Daemon.batch_begin).
-        self.batch_begin = self.batch_end = _nothing
+        self.batch_begin = self.batch_end = self.flush = _nothing
         self._devnull = -1
         self._env: dict | None = None  # the daemon's environment, for posix_spawn
+        self._exit_ep = None  # epoll set of the running commands' pidfds (see _watch_exit)
+        self._exit_of_fd: dict[int, Command] = {}
         self._fds_checked = False
         self.leftovers: dict[int, Command] = {}  # leader pid -> command whose processes outlive it
         self._sweep = None
@@ -357,7 +360,7 @@ class ProcessTable:
         # The child cannot have been reaped yet (only we reap), so the pid is still ours.
         cmd.pidfd = os.pidfd_open(cmd.pid)
         self.by_pid[cmd.pid] = cmd
-        self.loop.add_reader(cmd.pidfd, self._on_exit, cmd)
+        self._watch_exit(cmd)
         for fd, stream in fds:
             os.set_blocking(fd, False)
             cmd.pipes[fd] = stream
@@ -491,8 +494,10 @@ class ProcessTable:
         )
 
     def _terminated(self, cmd: Command, body: g.ProcessTerminatedT) -> None:
-        """Emit the end of a command, keep it for WaitProcess, answer those waiting for it."""
+        """Emit the end of a command (and send it at once), keep it for WaitProcess, answer those
+        waiting for it."""
         self.emit(cmd, body, False)
+        self.flush()
         if not cmd.pid:
             return
         self.history[cmd.pid] = (cmd.identity, body)
@@ -669,15 +674,29 @@ class ProcessTable:
             if f is not None and not f.closed and f.fileno() == fd:
                 f.close()
 
-    def _on_exit(self, cmd: Command) -> None:
+    # Exits: every pidfd sits in one epoll set of ours, itself registered once with the loop.
+    # asyncio's add_reader/remove_reader per command cost ~50 µs of CPU on the daemon's critical
+    # path (a Handle, a SelectorKey, the transport checks); epoll_ctl on our own set is one system
+    # call each way, and several exits seen together are handled (and answered) in one batch.
+    def _watch_exit(self, cmd: Command) -> None:
+        if self._exit_ep is None:
+            self._exit_ep = select.epoll()
+            self.loop.add_reader(self._exit_ep.fileno(), self._on_exits)
+        self._exit_ep.register(cmd.pidfd, select.EPOLLIN)
+        self._exit_of_fd[cmd.pidfd] = cmd
+
+    def _on_exits(self) -> None:
+        ready = self._exit_ep.poll(0)
         self.batch_begin()
         try:
-            self._exited(cmd)
+            for fd, _mask in ready:
+                cmd = self._exit_of_fd.get(fd)
+                if cmd is not None:
+                    self._exited(cmd)
         finally:
             self.batch_end()
 
     def _exited(self, cmd: Command) -> None:
-        self.loop.remove_reader(cmd.pidfd)
         if cmd.timed_out:
             # Clean up the rest of the tree while the leader is a zombie: its pgid cannot have been
             # reused yet.
@@ -686,8 +705,7 @@ class ProcessTable:
             pid, status, rusage = os.wait4(cmd.pid, os.WNOHANG)
         except ChildProcessError:
             pid, status, rusage = cmd.pid, 0, None
-        if pid == 0:  # spurious wake-up: not exited yet
-            self.loop.add_reader(cmd.pidfd, self._on_exit, cmd)
+        if pid == 0:  # spurious wake-up: not exited yet (the pidfd stays watched)
             return
         cmd.exit_ns = now_ns()
         cmd.status = status
@@ -696,6 +714,10 @@ class ProcessTable:
         if cmd.popen is not None:
             cmd.popen.returncode = os.waitstatus_to_exitcode(status)
         self._close_stdin(cmd)
+        # Unregistered before closing: a child forked meanwhile by another thread (--mediate) may
+        # hold a copy of the descriptor, which would keep it in the set under a reusable number.
+        self._exit_ep.unregister(cmd.pidfd)
+        del self._exit_of_fd[cmd.pidfd]
         os.close(cmd.pidfd)
         cmd.pidfd = -1
         for t in cmd.timers:
@@ -747,15 +769,6 @@ class ProcessTable:
         if cmd.live is not None:
             self._finish_emulated(cmd)
             return
-        if self._group_alive(cmd):
-            # Processes of its group (or cgroup) outlive the leader: keep them visible (status),
-            # killable through the leader's pid, and clean the cgroup once they are gone.
-            cmd.leftover = True
-            self.leftovers[cmd.pid] = cmd
-            if self._sweep is None:
-                self._sweep = self.loop.call_later(LEFTOVER_SWEEP_S, self._sweep_leftovers)
-        else:
-            self._remove_cgroup(cmd)
         status = cmd.status
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -773,7 +786,18 @@ class ProcessTable:
             body.userCpuNs = int(ru.ru_utime * 1e9)
             body.sysCpuNs = int(ru.ru_stime * 1e9)
             body.maxRssKb = ru.ru_maxrss
+        # The end is sent first (it is what the client waits for), the bookkeeping follows in the
+        # same handler: no request of any client can be served in between.
         self._terminated(cmd, body)
+        if self._group_alive(cmd):
+            # Processes of its group (or cgroup) outlive the leader: keep them visible (status),
+            # killable through the leader's pid, and clean the cgroup once they are gone.
+            cmd.leftover = True
+            self.leftovers[cmd.pid] = cmd
+            if self._sweep is None:
+                self._sweep = self.loop.call_later(LEFTOVER_SWEEP_S, self._sweep_leftovers)
+        else:
+            self._remove_cgroup(cmd)
 
     # ------------------------------------------------------------------ leftovers
     @staticmethod
@@ -812,6 +836,10 @@ class ProcessTable:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
+        if self._exit_ep is not None:
+            self.loop.remove_reader(self._exit_ep.fileno())
+            self._exit_ep.close()
+            self._exit_ep = None
 
     def _on_timeout(self, cmd: Command) -> None:
         if cmd.status is not None:

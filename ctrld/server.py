@@ -488,6 +488,7 @@ class Daemon:
         self.client_ids = itertools.count(1)
         self.processes = ProcessTable(self.loop, self._emit_command, cgroup_root)
         self.processes.batch_begin, self.processes.batch_end = self.batch_begin, self.batch_end
+        self.processes.flush = self.flush
         self.watches = WatchTable(self.loop, self._emit_watch)
         self.mediator = mediator  # ctrld.mediate.Mediator with --mediate
         if mediator is not None:
