@@ -171,6 +171,9 @@ class ProcessTable:
         self._env: dict | None = None  # the daemon's environment, for posix_spawn
         self._exit_ep = None  # epoll set of the running commands' pidfds (see _watch_exit)
         self._exit_of_fd: dict[int, Command] = {}
+        # A command was started while handling the current input: before its frames leave, the
+        # daemon looks whether it has already exited (see Daemon.batch_end).
+        self.spawned = False
         self._fds_checked = False
         self.leftovers: dict[int, Command] = {}  # leader pid -> command whose processes outlive it
         self._sweep = None
@@ -684,17 +687,24 @@ class ProcessTable:
             self.loop.add_reader(self._exit_ep.fileno(), self._on_exits)
         self._exit_ep.register(cmd.pidfd, select.EPOLLIN)
         self._exit_of_fd[cmd.pidfd] = cmd
+        self.spawned = True
 
     def _on_exits(self) -> None:
-        ready = self._exit_ep.poll(0)
         self.batch_begin()
         try:
-            for fd, _mask in ready:
-                cmd = self._exit_of_fd.get(fd)
-                if cmd is not None:
-                    self._exited(cmd)
+            self.reap_ready()
         finally:
             self.batch_end()
+
+    def reap_ready(self) -> None:
+        """Handle the commands that have exited (their pidfd is readable), without waiting."""
+        self.spawned = False
+        if self._exit_ep is None:
+            return
+        for fd, _mask in self._exit_ep.poll(0):
+            cmd = self._exit_of_fd.get(fd)
+            if cmd is not None:
+                self._exited(cmd)
 
     def _exited(self, cmd: Command) -> None:
         if cmd.timed_out:

@@ -120,6 +120,17 @@ class _Table:
         self.const_prefix = (8, 9, 8, 4, _MSG_TABLE - _MSG_VTABLE, table - (_MSG_TABLE + 4), self.tag,
                              vt_len, at)
         self.decoders = [(f[0], 4 + 2 * i, f[1], f[2]) for i, f in enumerate(fields)]
+        # Decoding a table laid out as encode() lays it out (every frame this daemon and its client
+        # write): the vtable read in one unpack and compared with this layout, then every inline
+        # field in one unpack; the object is filled through its __dict__ (the generated __init__
+        # would first set every field to its default).  Any other layout takes the general path.
+        self.vt_struct = struct.Struct("<HH" + "H" * self.nslots)
+        self.inline_struct = struct.Struct("<" + fmt)
+        self.canon_vt = (vt_len, at, *self.offset)
+        self.order_attrs = [fields[i][0] for i in order]
+        self.order_refs = [(k, fields[i][1], 2 + i) for k, i in enumerate(order) if fields[i][1] in size]
+        self.ref_offsets = {2 + i for i, f in enumerate(fields) if f[1] in size}  # positions in canon_vt
+        self.direct = set(vars(self.cls())) == set(self.attrs)  # the object holds exactly the fields
 
     # ------------------------------------------------------------------ encode
     def encode(self, body) -> bytes | None:
@@ -178,6 +189,11 @@ class _Table:
         decode (the caller then uses the generated code)."""
         vtable = pos - _I32.unpack_from(buf, pos)[0]
         vt_size = _U16.unpack_from(buf, vtable)[0]
+        if vt_size == self.canon_vt[0] and self.direct:
+            vt = self.vt_struct.unpack_from(buf, vtable)
+            if vt == self.canon_vt or all(a == b or (not a and k in self.ref_offsets)
+                                          for k, (a, b) in enumerate(zip(vt, self.canon_vt))):
+                return self._decode_canonical(buf, pos, vt)
         obj = self.cls()
         unpack = struct.unpack_from
         for attr, voff, kind, default in self.decoders:
@@ -195,6 +211,25 @@ class _Table:
             else:
                 value = unpack("<" + kind, buf, pos + o)[0]
             setattr(obj, attr, value)
+        return obj
+
+
+    def _decode_canonical(self, buf, pos: int, vt: tuple):
+        values = list(self.inline_struct.unpack_from(buf, pos + 4))
+        for k, kind, at in self.order_refs:
+            o = vt[at]
+            if not o:
+                values[k] = None
+            elif kind == "s":
+                values[k] = _get_bytes(buf, pos + o).decode("utf-8")
+            elif kind == "S":
+                values[k] = _get_strings(buf, pos + o)
+            elif kind == "V":
+                values[k] = _get_vector(buf, pos + o)
+            else:
+                return None  # "X": the generated code decodes it
+        obj = self.cls.__new__(self.cls)
+        obj.__dict__.update(zip(self.order_attrs, values))
         return obj
 
 
