@@ -723,17 +723,22 @@ class ProcessTable:
         # Tell Popen the child is reaped, so it never waits for it (and __del__ never tracks it).
         if cmd.popen is not None:
             cmd.popen.returncode = os.waitstatus_to_exitcode(status)
-        self._close_stdin(cmd)
-        # Unregistered before closing: a child forked meanwhile by another thread (--mediate) may
-        # hold a copy of the descriptor, which would keep it in the set under a reusable number.
-        self._exit_ep.unregister(cmd.pidfd)
-        del self._exit_of_fd[cmd.pidfd]
-        os.close(cmd.pidfd)
-        cmd.pidfd = -1
+        pidfd, cmd.pidfd = cmd.pidfd, -1
         for t in cmd.timers:
             t.cancel()
         cmd.timers.clear()
-        self._drain_after_exit(cmd)
+        try:
+            # The client waits for the end: it leaves first (usually from _finish, right here);
+            # closing descriptors can wait until it is on its way (no request is served meanwhile).
+            self._drain_after_exit(cmd)
+        finally:
+            self._close_stdin(cmd)
+            # Unregistered before closing: a child forked meanwhile by another thread (--mediate)
+            # may hold a copy of the descriptor, which would keep it in the set under a reusable
+            # number.
+            self._exit_ep.unregister(pidfd)
+            del self._exit_of_fd[pidfd]
+            os.close(pidfd)
 
     def _drain_after_exit(self, cmd: Command) -> None:
         # Output written just before exit is usually already in the pipes: read it now.
