@@ -20,6 +20,7 @@ two slots); `benchmarks/ctrld_codec.py` checks them against the generated code i
 
 from __future__ import annotations
 
+import operator
 import struct
 
 from ctrld.protocol.generated import ctrld_generated as g
@@ -114,8 +115,6 @@ class _Table:
             "<II" + "HHHH" + "iIB3x" + "HH" + "H" * self.nslots + "x" * gap + "i" + fmt + "x" * pad
         )
         self.attrs = [f[0] for f in fields]
-        self.scalars = [(i, f[0], f[2]) for i, f in enumerate(fields) if f[1] not in size]
-        self.refs = [(i, f[0], f[1]) for i, f in enumerate(fields) if f[1] in size]
         # Message vtable: its size, the table's size, events_type at +8, events at +4.
         self.const_prefix = (8, 9, 8, 4, _MSG_TABLE - _MSG_VTABLE, table - (_MSG_TABLE + 4), self.tag,
                              vt_len, at)
@@ -131,28 +130,37 @@ class _Table:
         self.order_refs = [(k, fields[i][1], 2 + i) for k, i in enumerate(order) if fields[i][1] in size]
         self.ref_offsets = {2 + i for i, f in enumerate(fields) if f[1] in size}  # positions in canon_vt
         self.direct = set(vars(self.cls())) == set(self.attrs)  # the object holds exactly the fields
+        self.known_vts = {self.canon_vt}  # vtables of this layout seen so far (absent strings vary)
+        # Encoding works in the inline order: one attrgetter call reads every field.
+        self.getter = (operator.attrgetter(*self.order_attrs) if self.nslots > 1
+                       else lambda body, a=self.order_attrs[0]: (getattr(body, a),))
+        self.has_bytes = any(f[1] == "V" for f in fields)
+        self.order_defaults = [(k, fields[i][2]) for k, i in enumerate(order) if fields[i][1] not in size]
+        self.order_ref_info = [(k, i, fields[i][1], table + self.offset[i]) for k, i in enumerate(order)
+                               if fields[i][1] in size]
 
     # ------------------------------------------------------------------ encode
     def encode(self, body) -> bytes | None:
         """The size-prefixed frame of `body`, or None when it sets a field this path does not lay out."""
         table = self.table
-        offset = self.offset
-        vt = [offset[i] for i in range(self.nslots)]
-        values = [None] * self.nslots
-        for i, attr, default in self.scalars:
-            v = getattr(body, attr)
-            values[i] = default if v is None else v
+        vt = list(self.offset)
+        values = list(self.getter(body))  # in inline order
+        # `None in values` compares with ==: not for a [ubyte] field, which may hold a numpy array.
+        if self.has_bytes or None in values:
+            for k, default in self.order_defaults:
+                if values[k] is None:
+                    values[k] = default
         tail = []
         pos = self.end
-        for i, attr, kind in self.refs:
-            v = getattr(body, attr)
+        for k, i, kind, at in self.order_ref_info:
+            v = values[k]
             if v is None:
                 vt[i] = 0
-                values[i] = 0
+                values[k] = 0
                 continue
             if kind == "X":
                 return None  # e.g. RunCommand.to_watch: the generated code packs it
-            values[i] = pos - (table + offset[i])
+            values[k] = pos - at
             if kind == "s":
                 pos = _put_string(tail, pos, v)
             elif kind == "V":
@@ -176,8 +184,7 @@ class _Table:
                 tail.extend(strings)
                 pos = spos
         total = pos + (8 - pos % 8) % 8
-        head = self.head.pack(total - 4, _MSG_TABLE - 4, *self.const_prefix, *vt, table - _EVENT_VTABLE,
-                              *[values[i] for i in self.order])
+        head = self.head.pack(total - 4, _MSG_TABLE - 4, *self.const_prefix, *vt, table - _EVENT_VTABLE, *values)
         if not tail:
             return head + _ZEROS[: total - pos]
         tail.append(_ZEROS[: total - pos])
@@ -191,8 +198,11 @@ class _Table:
         vt_size = _U16.unpack_from(buf, vtable)[0]
         if vt_size == self.canon_vt[0] and self.direct:
             vt = self.vt_struct.unpack_from(buf, vtable)
-            if vt == self.canon_vt or all(a == b or (not a and k in self.ref_offsets)
-                                          for k, (a, b) in enumerate(zip(vt, self.canon_vt))):
+            if vt in self.known_vts:
+                return self._decode_canonical(buf, pos, vt)
+            if all(a == b or (not a and k in self.ref_offsets) for k, (a, b) in enumerate(zip(vt, self.canon_vt))):
+                if len(self.known_vts) < 64:
+                    self.known_vts.add(vt)
                 return self._decode_canonical(buf, pos, vt)
         obj = self.cls()
         unpack = struct.unpack_from
