@@ -68,6 +68,8 @@ class RunSpec:
     # (uid, gid, supplementary groups): run as this user (the server checks who may ask)
     run_as: tuple[int, int, list[int]] | None = None
     stdin_pipe: bool = False
+    # The client waits for the end only: launched/execve may leave with the next frame (see ctrld.fbs)
+    defer_start: bool = False
     # The environment exactly as sent, when it cannot be a mapping (an entry without '=', or a
     # name given twice): execve receives these entries as they are, as the seed daemon did.
     env_raw: list[bytes] | None = None
@@ -110,7 +112,7 @@ def spec_from_request(req: g.RunCommandT) -> RunSpec:
         grace_ms=req.graceMs or DEFAULT_GRACE_MS, capture_stdout=req.captureStdout,
         capture_stderr=req.captureStderr, stdout_path=req.stdoutPath or None,
         stderr_path=req.stderrPath or None, kill_on_disconnect=req.killOnDisconnect,
-        run_as=run_as, stdin_pipe=req.stdinPipe, env_raw=env_raw,
+        run_as=run_as, stdin_pipe=req.stdinPipe, env_raw=env_raw, defer_start=req.deferStart,
     )
 
 
@@ -168,6 +170,7 @@ class ProcessTable:
         # (set by the daemon; see Daemon.batch_begin).
         self.batch_begin = self.batch_end = self.flush = _nothing
         self._devnull = -1
+        self.holding = False  # the frames being emitted may wait for the owner's next write
         self._env: dict | None = None  # the daemon's environment, for posix_spawn
         self._exit_ep = None  # epoll set of the running commands' pidfds (see _watch_exit)
         self._exit_of_fd: dict[int, Command] = {}
@@ -373,15 +376,21 @@ class ProcessTable:
 
         t = cmd.started_ns
         st = self.sim_now()
-        self.emit(cmd, g.ProcessLaunchedT(pid=cmd.pid, requestId=cmd.request_id, timeNs=t, simTimeNs=st), False)
-        self.emit(
-            cmd,
-            g.ExecveTerminatedT(
-                pid=cmd.pid, commandName=wire_str(spec.argv[0]), success=True, requestId=cmd.request_id, timeNs=t,
-                simTimeNs=st,
-            ),
-            False,
-        )
+        # Held back for a client that waits for the end (RunCommand.defer_start): they leave with
+        # the command's first output or its end, one write and one wake-up of the client fewer.
+        self.holding = spec.defer_start
+        try:
+            self.emit(cmd, g.ProcessLaunchedT(pid=cmd.pid, requestId=cmd.request_id, timeNs=t, simTimeNs=st), False)
+            self.emit(
+                cmd,
+                g.ExecveTerminatedT(
+                    pid=cmd.pid, commandName=wire_str(spec.argv[0]), success=True, requestId=cmd.request_id, timeNs=t,
+                    simTimeNs=st,
+                ),
+                False,
+            )
+        finally:
+            self.holding = False
 
     def _start_raw(self, cmd: Command, stdout, stderr, preexec) -> Command:
         """Spawn with the environment entries exactly as sent (execve through libc: Python's own

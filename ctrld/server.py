@@ -115,6 +115,7 @@ class Connection(asyncio.Protocol):
         self.stdin_queued = 0  # bytes of StdinData not yet written to the commands' pipes
         self._deadline = None
         self._pending: list[bytes] = []
+        self._marked = False  # in the daemon's list of connections to flush
 
     # ------------------------------------------------------------------ transport
     def connection_made(self, transport):
@@ -227,16 +228,19 @@ class Connection(asyncio.Protocol):
     def send(self, body) -> None:
         self.write(codec.encode(body))
 
-    def write(self, frame: bytes) -> None:
+    def write(self, frame: bytes, hold: bool = False) -> None:
         """Queue a frame; the frames produced while handling one input (a request, a child's exit)
-        leave in one write(), right after it (see Daemon.batch_begin)."""
+        leave in one write(), right after it (see Daemon.batch_begin).  A `hold` frame waits for
+        the next frame not held (it never leaves alone): RunCommand.defer_start."""
         if self.closed or self.transport is None or self.transport.is_closing():
             return
-        if not self._pending:
+        if not hold and not self._marked:
+            self._marked = True
             self.daemon.dirty(self)
         self._pending.append(frame)
 
     def _flush(self) -> None:
+        self._marked = False
         frames, self._pending = self._pending, []
         if self.closed or self.transport.is_closing() or not frames:
             return
@@ -614,10 +618,11 @@ class Daemon:
                 if output and c.write_paused:
                     continue
                 targets.append(c)
+        hold = self.processes.holding  # for the owner only: subscribers get the frame at once
         for c in targets:
             if frame is None:
                 frame = codec.encode(body)
-            c.write(frame)
+            c.write(frame, hold and c is owner)
 
     def _emit_command(self, cmd: Command, body, extension: bool) -> None:
         self._deliver(cmd.owner, cmd.identity, body, extension)

@@ -35,7 +35,7 @@ _SPECS = {
         ("captureStderr", "?", False), ("stdoutPath", "s", None), ("stderrPath", "s", None),
         ("killOnDisconnect", "?", False), ("inheritEnv", "?", False), ("host", "s", None),
         ("unmediated", "?", False), ("runAsUid", "q", -1), ("runAsGid", "q", -1), ("runAsGroups", "X", None),
-        ("stdinPipe", "?", False),
+        ("stdinPipe", "?", False), ("deferStart", "?", False),
     ],
     "KillProcess": [
         ("pid", "i", 0), ("requestId", "Q", 0), ("targetRequestId", "Q", 0), ("signal", "i", 0), ("probe", "?", False),
