@@ -279,8 +279,16 @@ ENCODER_OF_CLASS = {t.cls: t for t in TABLES.values()}
 DECODER_OF_TAG = {t.tag: t for t in TABLES.values()}
 
 
+# The first 16 bytes of every frame body encode() writes: root offset, the Message vtable, the
+# Message table's offset back to it.
+_OWN_MESSAGE_HEAD = struct.pack("<IHHHHi", _MSG_TABLE - 4, 8, 9, 8, 4, _MSG_TABLE - _MSG_VTABLE)
+
+
 def decode_message(payload):
     """(tag, table position) of a frame body; tag 0 when the message carries no event."""
+    if payload[:16] == _OWN_MESSAGE_HEAD and len(payload) >= 24:
+        # Laid out by encode(): the Message table at 12 holds the event's offset at 16, its tag at 20.
+        return payload[20], 16 + _U32.unpack_from(payload, 16)[0]
     root = _U32.unpack_from(payload, 0)[0]
     vtable = root - _I32.unpack_from(payload, root)[0]
     vt_size = _U16.unpack_from(payload, vtable)[0]
