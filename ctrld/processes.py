@@ -742,10 +742,12 @@ class ProcessTable:
             self._drain_after_exit(cmd)
         finally:
             self._close_stdin(cmd)
-            # Unregistered before closing: a child forked meanwhile by another thread (--mediate)
-            # may hold a copy of the descriptor, which would keep it in the set under a reusable
-            # number.
-            self._exit_ep.unregister(pidfd)
+            # Closing the pidfd takes it out of the epoll set (epoll(7)) when it is the last
+            # reference to it.  It is, unless another thread forked meanwhile (--mediate: the
+            # emulation's tracer): its child may hold a copy until it execs, which would keep the
+            # exited pidfd in the set under a number that we reuse; then it is unregistered first.
+            if self.mediator is not None:
+                self._exit_ep.unregister(pidfd)
             del self._exit_of_fd[pidfd]
             os.close(pidfd)
 
