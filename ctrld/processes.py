@@ -701,7 +701,13 @@ class ProcessTable:
     def _on_exits(self) -> None:
         self.batch_begin()
         try:
-            self.reap_ready()
+            if len(self._exit_of_fd) == 1:
+                # One command runs: it is the one whose pidfd is readable (wait4 below has the
+                # last word: WNOHANG answers 0 while it has not exited).  No epoll_wait needed.
+                self.spawned = False
+                self._exited(next(iter(self._exit_of_fd.values())))
+            else:
+                self.reap_ready()
         finally:
             self.batch_end()
 
