@@ -463,6 +463,10 @@ class Connection(asyncio.Protocol):
         # Subscribers receive the events of their own identity's commands, or everyone's with the
         # daemon's uid (see Daemon._deliver).
         self.subscribed = req.enable
+        if req.enable:
+            self.daemon.subscribers.add(self)
+        else:
+            self.daemon.subscribers.discard(self)
         self.send(g.AckT(requestId=req.requestId, timeNs=now_ns()))
 
     def on_StatusRequest(self, req: g.StatusRequestT) -> None:
@@ -485,6 +489,7 @@ class Daemon:
         self.allowed_uids = allowed_uids or auth.allowed_uids([])
         self.limits = limits or Limits()
         self.connections: set[Connection] = set()
+        self.subscribers: set[Connection] = set()  # connections that sent Subscribe{enable}
         # Connections that owe Hello{token}, oldest first: when max_pending is reached the oldest is
         # evicted, so a flood of idle connections cannot keep a token holder out for long.
         self.pending: collections.OrderedDict[Connection, None] = collections.OrderedDict()
@@ -606,13 +611,17 @@ class Daemon:
 
     # ------------------------------------------------------------------ routing
     def _deliver(self, owner, identity: Identity | None, body, extension: bool) -> None:
+        if not self.subscribers:  # the usual case: the owner only
+            if owner is not None and not owner.closed and (owner.v2 or not extension):
+                owner.write(codec.encode(body), self.processes.holding)
+            return
         frame = None
         targets = []
         if owner is not None and not owner.closed and (owner.v2 or not extension):
             targets.append(owner)
         output = isinstance(body, g.OutputChunkT)
-        for c in self.connections:
-            if c.subscribed and c is not owner and c.authenticated and c.may_control(identity):
+        for c in self.subscribers:  # a few connections at most, usually none: not every connection
+            if c is not owner and c.authenticated and c.may_control(identity):
                 # A subscriber that reads too slowly misses output chunks rather than slowing the
                 # command down (only the owner's backlog pauses a command).
                 if output and c.write_paused:
@@ -635,6 +644,7 @@ class Daemon:
 
     def drop_connection(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        self.subscribers.discard(conn)
         self.pending.pop(conn, None)
         self.watches.drop_owner(conn)
         for cmd in list(conn.running):

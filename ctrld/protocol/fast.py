@@ -134,8 +134,12 @@ class _Table:
         # Encoding works in the inline order: one attrgetter call reads every field.
         self.getter = (operator.attrgetter(*self.order_attrs) if self.nslots > 1
                        else lambda body, a=self.order_attrs[0]: (getattr(body, a),))
-        self.has_bytes = any(f[1] == "V" for f in fields)
         self.order_defaults = [(k, fields[i][2]) for k, i in enumerate(order) if fields[i][1] not in size]
+        # The scalars among the values (compared with None: never a [ubyte] field, which may hold
+        # a numpy array that == cannot compare).
+        picks = [k for k, _default in self.order_defaults]
+        self.pick_scalars = (operator.itemgetter(*picks) if len(picks) > 1
+                             else (lambda values, k=picks[0]: (values[k],)) if picks else (lambda values: ()))
         self.order_ref_info = [(k, i, fields[i][1], table + self.offset[i]) for k, i in enumerate(order)
                                if fields[i][1] in size]
 
@@ -145,8 +149,7 @@ class _Table:
         table = self.table
         vt = list(self.offset)
         values = list(self.getter(body))  # in inline order
-        # `None in values` compares with ==: not for a [ubyte] field, which may hold a numpy array.
-        if self.has_bytes or None in values:
+        if None in self.pick_scalars(values):  # a scalar left at None: its default
             for k, default in self.order_defaults:
                 if values[k] is None:
                     values[k] = default
