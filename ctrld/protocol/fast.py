@@ -130,7 +130,9 @@ class _Table:
         self.order_refs = [(k, fields[i][1], 2 + i) for k, i in enumerate(order) if fields[i][1] in size]
         self.ref_offsets = {2 + i for i, f in enumerate(fields) if f[1] in size}  # positions in canon_vt
         self.direct = set(vars(self.cls())) == set(self.attrs)  # the object holds exactly the fields
-        self.known_vts = {self.canon_vt}  # vtables of this layout seen so far (absent strings vary)
+        # Vtables of this layout seen so far (which strings and vectors are absent varies), each with
+        # the inline positions of its absent references and its present ones (position, kind, offset).
+        self.known_vts: dict[tuple, tuple] = {}
         # Encoding works in the inline order: one attrgetter call reads every field.
         self.getter = (operator.attrgetter(*self.order_attrs) if self.nslots > 1
                        else lambda body, a=self.order_attrs[0]: (getattr(body, a),))
@@ -201,12 +203,15 @@ class _Table:
         vt_size = _U16.unpack_from(buf, vtable)[0]
         if vt_size == self.canon_vt[0] and self.direct:
             vt = self.vt_struct.unpack_from(buf, vtable)
-            if vt in self.known_vts:
-                return self._decode_canonical(buf, pos, vt)
-            if all(a == b or (not a and k in self.ref_offsets) for k, (a, b) in enumerate(zip(vt, self.canon_vt))):
+            refs = self.known_vts.get(vt)
+            if refs is None and all(a == b or (not a and k in self.ref_offsets)
+                                    for k, (a, b) in enumerate(zip(vt, self.canon_vt))):
+                refs = ([k for k, _kind, at in self.order_refs if not vt[at]],
+                        [(k, kind, vt[at]) for k, kind, at in self.order_refs if vt[at]])
                 if len(self.known_vts) < 64:
-                    self.known_vts.add(vt)
-                return self._decode_canonical(buf, pos, vt)
+                    self.known_vts[vt] = refs
+            if refs is not None:
+                return self._decode_canonical(buf, pos, refs)
         obj = self.cls()
         unpack = struct.unpack_from
         for attr, voff, kind, default in self.decoders:
@@ -226,14 +231,13 @@ class _Table:
             setattr(obj, attr, value)
         return obj
 
-
-    def _decode_canonical(self, buf, pos: int, vt: tuple):
+    def _decode_canonical(self, buf, pos: int, refs: tuple):
         values = list(self.inline_struct.unpack_from(buf, pos + 4))
-        for k, kind, at in self.order_refs:
-            o = vt[at]
-            if not o:
-                values[k] = None
-            elif kind == "s":
+        absent, present = refs
+        for k in absent:
+            values[k] = None
+        for k, kind, o in present:
+            if kind == "s":
                 values[k] = _get_bytes(buf, pos + o).decode("utf-8")
             elif kind == "S":
                 values[k] = _get_strings(buf, pos + o)
