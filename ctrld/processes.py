@@ -1,7 +1,9 @@
 """Commands run by the daemon: spawn, exit detection with pidfd, output streaming, timeout, kill.
 
-No thread and no periodic reaping: each child's pidfd sits in the event loop (add_reader) and
-becomes readable when the child exits; the child is then reaped with wait4() for its rusage.
+No thread and no periodic reaping: each child's pidfd sits in an epoll set of ours, registered
+once with the event loop, and becomes readable when the child exits; the child is then reaped with
+wait4() for its rusage.  Plain commands are spawned with os.posix_spawn (vfork-based), the others
+(cwd, run-as user, cgroup, raw environment) with subprocess.Popen or fork + execve.
 asyncio's own subprocess support is avoided on purpose: CPython 3.11's default child watcher
 starts one thread per child.
 
