@@ -5,6 +5,10 @@
     and the median per-command time of each method is reported.
   * concurrent: 200 commands started at once, until all have exited.
 
+The load average is printed before and after, and next to each ratio of medians the median of the
+per-round ratios (each round's ctrld time over the same round's direct time): on a shared machine
+the two differ when the load changed during the run.
+
 Run: .venv/bin/python benchmarks/ctrld_roundtrip.py
 """
 
@@ -60,7 +64,13 @@ async def ctrld_conc(c: Client) -> float:
     return time.perf_counter() - t0
 
 
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 async def main() -> None:
+    load_before = loadavg()
     with tempfile.TemporaryDirectory() as tmp:
         d = DaemonProc(["--tcp", "127.0.0.1:0", "--unix", f"{tmp}/ctrld.sock"])
         try:
@@ -89,11 +99,13 @@ async def main() -> None:
     print(f"sequential {N_SEQ} x {' '.join(ARGV)} (median of {ROUNDS} interleaved rounds, per command)")
     for k, v in med.items():
         ratio = v / med["direct"]
-        print(f"  {k:<22} {v * 1e3:7.3f} ms   {ratio:5.2f}x direct")
+        paired = statistics.median(a / b for a, b in zip(seq[k], seq["direct"]))
+        print(f"  {k:<22} {v * 1e3:7.3f} ms   {ratio:5.2f}x direct   (per-round ratios: median {paired:4.2f}x)")
     cm = {k: statistics.median(v) for k, v in conc.items()}
     print(f"concurrent {N_CONC} commands (median of 3, all started then all awaited)")
     for k, v in cm.items():
         print(f"  {k:<22} {v * 1e3:7.1f} ms total  {v / N_CONC * 1e3:6.3f} ms/command   {v / cm['direct']:5.2f}x direct")
+    print(f"load average before {load_before}, after {loadavg()}")
     goal = med["tcp"] / med["direct"]
     print(f"goal <= 1.3x direct spawn: tcp {goal:.2f}x, unix {med['unix'] / med['direct']:.2f}x")
 

@@ -339,14 +339,17 @@ class Client:
                     cwd: str | None = None, timeout: float | None = None, grace: float | None = None,
                     capture: bool = True, stdout_path: str | None = None, stderr_path: str | None = None,
                     kill_on_disconnect: bool = False, host: str | None = None,
-                    unmediated: bool = False, stdin: bool = False, run_as: tuple | None = None) -> RunHandle:
+                    unmediated: bool = False, stdin: bool = False, run_as: tuple | None = None,
+                    defer_start: bool = False) -> RunHandle:
         """Start a command; returns a handle whose events() stream ends with ProcessTerminated.
 
         On a daemon started with --mediate the command runs emulated, on simulated `host` (default:
         the daemon's default host), unless `unmediated` asks for a plain process.  `stdin`: the
         command's stdin is a pipe fed by handle.write_stdin() and closed by handle.close_stdin()
         (else /dev/null).  `run_as`: (uid, gid or None, groups or None) - a root daemon runs the
-        command as that user, when this client has the daemon's uid."""
+        command as that user, when this client has the daemon's uid.  `defer_start`: the daemon may
+        hold ProcessLaunched/ExecveTerminated back until the command's first output or its end
+        (one write and one wake-up fewer per command; run() asks for it)."""
         if not argv:
             raise ValueError("empty argv")
         rid, req = self._new_request(_RUN_TERMINAL)
@@ -356,7 +359,7 @@ class Client:
             timeoutMs=int(timeout * 1000) if timeout else 0, graceMs=int(grace * 1000) if grace else 0,
             captureStdout=capture and not stdout_path, captureStderr=capture and not stderr_path,
             stdoutPath=stdout_path, stderrPath=stderr_path, killOnDisconnect=kill_on_disconnect,
-            host=host or None, unmediated=unmediated, stdinPipe=stdin,
+            host=host or None, unmediated=unmediated, stdinPipe=stdin, deferStart=defer_start,
         )
         if run_as is not None:
             uid, gid, groups = (tuple(run_as) + (None, None))[:3]
@@ -367,7 +370,11 @@ class Client:
         return RunHandle(self, rid, req)
 
     async def run(self, argv: list[str], **kw) -> RunResult:
-        """Run a command to completion and collect its output and exit information."""
+        """Run a command to completion and collect its output and exit information.
+
+        Nothing is seen before the end, so the start events need not come early: the daemon is
+        asked to send them with the command's first output or its end (`defer_start`)."""
+        kw.setdefault("defer_start", True)
         return await (await self.start(argv, **kw)).wait()
 
     async def kill(self, pid: int = 0, *, request_id: int = 0, sig: int = _signal.SIGKILL) -> None:

@@ -115,6 +115,7 @@ class Connection(asyncio.Protocol):
         self.stdin_queued = 0  # bytes of StdinData not yet written to the commands' pipes
         self._deadline = None
         self._pending: list[bytes] = []
+        self._marked = False  # in the daemon's list of connections to flush
 
     # ------------------------------------------------------------------ transport
     def connection_made(self, transport):
@@ -227,16 +228,19 @@ class Connection(asyncio.Protocol):
     def send(self, body) -> None:
         self.write(codec.encode(body))
 
-    def write(self, frame: bytes) -> None:
+    def write(self, frame: bytes, hold: bool = False) -> None:
         """Queue a frame; the frames produced while handling one input (a request, a child's exit)
-        leave in one write(), right after it (see Daemon.batch_begin)."""
+        leave in one write(), right after it (see Daemon.batch_begin).  A `hold` frame waits for
+        the next frame not held (it never leaves alone): RunCommand.defer_start."""
         if self.closed or self.transport is None or self.transport.is_closing():
             return
-        if not self._pending:
+        if not hold and not self._marked:
+            self._marked = True
             self.daemon.dirty(self)
         self._pending.append(frame)
 
     def _flush(self) -> None:
+        self._marked = False
         frames, self._pending = self._pending, []
         if self.closed or self.transport.is_closing() or not frames:
             return
@@ -459,6 +463,10 @@ class Connection(asyncio.Protocol):
         # Subscribers receive the events of their own identity's commands, or everyone's with the
         # daemon's uid (see Daemon._deliver).
         self.subscribed = req.enable
+        if req.enable:
+            self.daemon.subscribers.add(self)
+        else:
+            self.daemon.subscribers.discard(self)
         self.send(g.AckT(requestId=req.requestId, timeNs=now_ns()))
 
     def on_StatusRequest(self, req: g.StatusRequestT) -> None:
@@ -481,6 +489,7 @@ class Daemon:
         self.allowed_uids = allowed_uids or auth.allowed_uids([])
         self.limits = limits or Limits()
         self.connections: set[Connection] = set()
+        self.subscribers: set[Connection] = set()  # connections that sent Subscribe{enable}
         # Connections that owe Hello{token}, oldest first: when max_pending is reached the oldest is
         # evicted, so a flood of idle connections cannot keep a token holder out for long.
         self.pending: collections.OrderedDict[Connection, None] = collections.OrderedDict()
@@ -488,6 +497,7 @@ class Daemon:
         self.client_ids = itertools.count(1)
         self.processes = ProcessTable(self.loop, self._emit_command, cgroup_root)
         self.processes.batch_begin, self.processes.batch_end = self.batch_begin, self.batch_end
+        self.processes.flush = self.flush
         self.watches = WatchTable(self.loop, self._emit_watch)
         self.mediator = mediator  # ctrld.mediate.Mediator with --mediate
         if mediator is not None:
@@ -581,6 +591,13 @@ class Daemon:
     def batch_end(self) -> None:
         self._batch -= 1
         if not self._batch:
+            if self.processes.spawned:
+                # A short command may be over already: on a busy machine the daemon often gets its
+                # CPU back only after the child it spawned has run (posix_spawn returns at the
+                # child's exec; measured: the daemon resumed ~1 ms later, at the child's exit,
+                # with a 2-core VM loaded by other jobs).  Its end then leaves with its start, in
+                # one write, and neither the daemon nor the client is woken once more for it.
+                self.processes.reap_ready()
             self.flush()
 
     def _scheduled_flush(self) -> None:
@@ -594,22 +611,27 @@ class Daemon:
 
     # ------------------------------------------------------------------ routing
     def _deliver(self, owner, identity: Identity | None, body, extension: bool) -> None:
+        if not self.subscribers:  # the usual case: the owner only
+            if owner is not None and not owner.closed and (owner.v2 or not extension):
+                owner.write(codec.encode(body), self.processes.holding)
+            return
         frame = None
         targets = []
         if owner is not None and not owner.closed and (owner.v2 or not extension):
             targets.append(owner)
         output = isinstance(body, g.OutputChunkT)
-        for c in self.connections:
-            if c.subscribed and c is not owner and c.authenticated and c.may_control(identity):
+        for c in self.subscribers:  # a few connections at most, usually none: not every connection
+            if c is not owner and c.authenticated and c.may_control(identity):
                 # A subscriber that reads too slowly misses output chunks rather than slowing the
                 # command down (only the owner's backlog pauses a command).
                 if output and c.write_paused:
                     continue
                 targets.append(c)
+        hold = self.processes.holding  # for the owner only: subscribers get the frame at once
         for c in targets:
             if frame is None:
                 frame = codec.encode(body)
-            c.write(frame)
+            c.write(frame, hold and c is owner)
 
     def _emit_command(self, cmd: Command, body, extension: bool) -> None:
         self._deliver(cmd.owner, cmd.identity, body, extension)
@@ -622,6 +644,7 @@ class Daemon:
 
     def drop_connection(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        self.subscribers.discard(conn)
         self.pending.pop(conn, None)
         self.watches.drop_owner(conn)
         for cmd in list(conn.running):

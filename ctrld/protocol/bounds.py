@@ -50,6 +50,8 @@ _SCHEMA: dict[str, list] = {
     "WaitProcess": [],
 }
 REQUEST_TABLES = frozenset(_SCHEMA)
+_SLOTS = {name: max((f[0] for f in fields), default=-1) + 1 for name, fields in _SCHEMA.items()}
+_VT_STRUCTS = [struct.Struct("<%dH" % n) for n in range(max(_SLOTS.values()) + 1)]
 
 
 class ExpansionError(ValueError):
@@ -97,19 +99,24 @@ class _Walk:
         vt_size = _U16.unpack_from(self.buf, vtable)[0]
         if vtable + vt_size > self.size:
             raise ExpansionError("vtable outside the frame")
-        for slot, kind, detail in _SCHEMA[name]:
-            voff = 4 + 2 * slot
-            if voff + 2 > vt_size:
+        fields = _SCHEMA[name]
+        if not fields:
+            return
+        # The field offsets of the slots this table's vtable holds (slot k at vtable + 4 + 2k,
+        # present when it fits in vt_size), read in one unpack, as far as the last walked slot.
+        nslots = min(max(vt_size - 4, 0) // 2, _SLOTS[name])
+        offsets = _VT_STRUCTS[nslots].unpack_from(self.buf, vtable + 4)
+        for slot, kind, detail in fields:
+            if slot >= nslots:
                 continue
-            o = _U16.unpack_from(self.buf, vtable + voff)[0]
+            o = offsets[slot]
             if not o:
                 continue
             at = pos + o
             if kind == "s":
                 self._string(at)
             elif kind == "U":
-                tvoff = voff - 2
-                to = _U16.unpack_from(self.buf, vtable + tvoff)[0]
+                to = offsets[slot - 1]  # the union's type field: the slot before
                 tag = self.buf[pos + to] if to and pos + to < self.size else 0
                 sub = detail.get(tag)
                 if sub is not None:

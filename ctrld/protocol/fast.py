@@ -20,6 +20,7 @@ two slots); `benchmarks/ctrld_codec.py` checks them against the generated code i
 
 from __future__ import annotations
 
+import operator
 import struct
 
 from ctrld.protocol.generated import ctrld_generated as g
@@ -34,7 +35,7 @@ _SPECS = {
         ("captureStderr", "?", False), ("stdoutPath", "s", None), ("stderrPath", "s", None),
         ("killOnDisconnect", "?", False), ("inheritEnv", "?", False), ("host", "s", None),
         ("unmediated", "?", False), ("runAsUid", "q", -1), ("runAsGid", "q", -1), ("runAsGroups", "X", None),
-        ("stdinPipe", "?", False),
+        ("stdinPipe", "?", False), ("deferStart", "?", False),
     ],
     "KillProcess": [
         ("pid", "i", 0), ("requestId", "Q", 0), ("targetRequestId", "Q", 0), ("signal", "i", 0), ("probe", "?", False),
@@ -114,34 +115,57 @@ class _Table:
             "<II" + "HHHH" + "iIB3x" + "HH" + "H" * self.nslots + "x" * gap + "i" + fmt + "x" * pad
         )
         self.attrs = [f[0] for f in fields]
-        self.scalars = [(i, f[0], f[2]) for i, f in enumerate(fields) if f[1] not in size]
-        self.refs = [(i, f[0], f[1]) for i, f in enumerate(fields) if f[1] in size]
         # Message vtable: its size, the table's size, events_type at +8, events at +4.
         self.const_prefix = (8, 9, 8, 4, _MSG_TABLE - _MSG_VTABLE, table - (_MSG_TABLE + 4), self.tag,
                              vt_len, at)
         self.decoders = [(f[0], 4 + 2 * i, f[1], f[2]) for i, f in enumerate(fields)]
+        # Decoding a table laid out as encode() lays it out (every frame this daemon and its client
+        # write): the vtable read in one unpack and compared with this layout, then every inline
+        # field in one unpack; the object is filled through its __dict__ (the generated __init__
+        # would first set every field to its default).  Any other layout takes the general path.
+        self.vt_struct = struct.Struct("<HH" + "H" * self.nslots)
+        self.inline_struct = struct.Struct("<" + fmt)
+        self.canon_vt = (vt_len, at, *self.offset)
+        self.order_attrs = [fields[i][0] for i in order]
+        self.order_refs = [(k, fields[i][1], 2 + i) for k, i in enumerate(order) if fields[i][1] in size]
+        self.ref_offsets = {2 + i for i, f in enumerate(fields) if f[1] in size}  # positions in canon_vt
+        self.direct = set(vars(self.cls())) == set(self.attrs)  # the object holds exactly the fields
+        # Vtables of this layout seen so far (which strings and vectors are absent varies), each with
+        # the inline positions of its absent references and its present ones (position, kind, offset).
+        self.known_vts: dict[tuple, tuple] = {}
+        # Encoding works in the inline order: one attrgetter call reads every field.
+        self.getter = (operator.attrgetter(*self.order_attrs) if self.nslots > 1
+                       else lambda body, a=self.order_attrs[0]: (getattr(body, a),))
+        self.order_defaults = [(k, fields[i][2]) for k, i in enumerate(order) if fields[i][1] not in size]
+        # The scalars among the values (compared with None: never a [ubyte] field, which may hold
+        # a numpy array that == cannot compare).
+        picks = [k for k, _default in self.order_defaults]
+        self.pick_scalars = (operator.itemgetter(*picks) if len(picks) > 1
+                             else (lambda values, k=picks[0]: (values[k],)) if picks else (lambda values: ()))
+        self.order_ref_info = [(k, i, fields[i][1], table + self.offset[i]) for k, i in enumerate(order)
+                               if fields[i][1] in size]
 
     # ------------------------------------------------------------------ encode
     def encode(self, body) -> bytes | None:
         """The size-prefixed frame of `body`, or None when it sets a field this path does not lay out."""
         table = self.table
-        offset = self.offset
-        vt = [offset[i] for i in range(self.nslots)]
-        values = [None] * self.nslots
-        for i, attr, default in self.scalars:
-            v = getattr(body, attr)
-            values[i] = default if v is None else v
+        vt = list(self.offset)
+        values = list(self.getter(body))  # in inline order
+        if None in self.pick_scalars(values):  # a scalar left at None: its default
+            for k, default in self.order_defaults:
+                if values[k] is None:
+                    values[k] = default
         tail = []
         pos = self.end
-        for i, attr, kind in self.refs:
-            v = getattr(body, attr)
+        for k, i, kind, at in self.order_ref_info:
+            v = values[k]
             if v is None:
                 vt[i] = 0
-                values[i] = 0
+                values[k] = 0
                 continue
             if kind == "X":
                 return None  # e.g. RunCommand.to_watch: the generated code packs it
-            values[i] = pos - (table + offset[i])
+            values[k] = pos - at
             if kind == "s":
                 pos = _put_string(tail, pos, v)
             elif kind == "V":
@@ -165,8 +189,7 @@ class _Table:
                 tail.extend(strings)
                 pos = spos
         total = pos + (8 - pos % 8) % 8
-        head = self.head.pack(total - 4, _MSG_TABLE - 4, *self.const_prefix, *vt, table - _EVENT_VTABLE,
-                              *[values[i] for i in self.order])
+        head = self.head.pack(total - 4, _MSG_TABLE - 4, *self.const_prefix, *vt, table - _EVENT_VTABLE, *values)
         if not tail:
             return head + _ZEROS[: total - pos]
         tail.append(_ZEROS[: total - pos])
@@ -178,6 +201,17 @@ class _Table:
         decode (the caller then uses the generated code)."""
         vtable = pos - _I32.unpack_from(buf, pos)[0]
         vt_size = _U16.unpack_from(buf, vtable)[0]
+        if vt_size == self.canon_vt[0] and self.direct:
+            vt = self.vt_struct.unpack_from(buf, vtable)
+            refs = self.known_vts.get(vt)
+            if refs is None and all(a == b or (not a and k in self.ref_offsets)
+                                    for k, (a, b) in enumerate(zip(vt, self.canon_vt))):
+                refs = ([k for k, _kind, at in self.order_refs if not vt[at]],
+                        [(k, kind, vt[at]) for k, kind, at in self.order_refs if vt[at]])
+                if len(self.known_vts) < 64:
+                    self.known_vts[vt] = refs
+            if refs is not None:
+                return self._decode_canonical(buf, pos, refs)
         obj = self.cls()
         unpack = struct.unpack_from
         for attr, voff, kind, default in self.decoders:
@@ -195,6 +229,24 @@ class _Table:
             else:
                 value = unpack("<" + kind, buf, pos + o)[0]
             setattr(obj, attr, value)
+        return obj
+
+    def _decode_canonical(self, buf, pos: int, refs: tuple):
+        values = list(self.inline_struct.unpack_from(buf, pos + 4))
+        absent, present = refs
+        for k in absent:
+            values[k] = None
+        for k, kind, o in present:
+            if kind == "s":
+                values[k] = _get_bytes(buf, pos + o).decode("utf-8")
+            elif kind == "S":
+                values[k] = _get_strings(buf, pos + o)
+            elif kind == "V":
+                values[k] = _get_vector(buf, pos + o)
+            else:
+                return None  # "X": the generated code decodes it
+        obj = self.cls.__new__(self.cls)
+        obj.__dict__.update(zip(self.order_attrs, values))
         return obj
 
 
@@ -234,8 +286,16 @@ ENCODER_OF_CLASS = {t.cls: t for t in TABLES.values()}
 DECODER_OF_TAG = {t.tag: t for t in TABLES.values()}
 
 
+# The first 16 bytes of every frame body encode() writes: root offset, the Message vtable, the
+# Message table's offset back to it.
+_OWN_MESSAGE_HEAD = struct.pack("<IHHHHi", _MSG_TABLE - 4, 8, 9, 8, 4, _MSG_TABLE - _MSG_VTABLE)
+
+
 def decode_message(payload):
     """(tag, table position) of a frame body; tag 0 when the message carries no event."""
+    if payload[:16] == _OWN_MESSAGE_HEAD and len(payload) >= 24:
+        # Laid out by encode(): the Message table at 12 holds the event's offset at 16, its tag at 20.
+        return payload[20], 16 + _U32.unpack_from(payload, 16)[0]
     root = _U32.unpack_from(payload, 0)[0]
     vtable = root - _I32.unpack_from(payload, root)[0]
     vt_size = _U16.unpack_from(payload, vtable)[0]

@@ -195,3 +195,45 @@ def test_disconnect_keeps_command_unless_asked(daemon):
                 await c.kill(kept)
         arun(cleanup())
     assert wait_until(lambda: not pid_alive(kept), 3)
+
+
+def test_defer_start_holds_start_events_until_output_or_end(daemon):
+    """RunCommand.defer_start (what Client.run asks for): the owner gets ProcessLaunched and
+    ExecveTerminated with the command's first output (before it, in order) or with its end, while a
+    subscriber gets them at once; without it they come while the command still runs."""
+
+    async def go():
+        watcher = await Client.connect(daemon.unix)
+        await watcher.subscribe()
+        async with await _client(daemon) as c:
+            # Not deferred: ProcessLaunched arrives while `cat` waits for its stdin.
+            plain = await c.start(["cat"], stdin=True)
+            first_plain = (await plain.events().__anext__()).kind
+            # Deferred: nothing comes to the owner until the command writes; the subscriber
+            # sees its start meanwhile (awaited: the command is blocked on its stdin until then).
+            held = await c.start(["cat"], stdin=True, defer_start=True)
+            async for ev in watcher.events():
+                if ev.kind == "ProcessLaunched" and ev.request_id == held.request_id:
+                    break
+            queued_before_output = len(held._req.events)
+            await held.write_stdin(b"x\n")
+            kinds = []
+            async for ev in held.events():
+                kinds.append(ev.kind)
+                if ev.kind == "OutputChunk":
+                    break
+            held.close_stdin()
+            plain.close_stdin()
+            rest = [ev.kind async for ev in held.events()]
+            await plain.wait()
+            r = await c.run(["/bin/echo", "hi"])  # deferred by default: all of it, in order
+        await watcher.close()
+        return first_plain, queued_before_output, kinds, rest, r
+
+    first_plain, queued_before_output, kinds, rest, r = arun(go())
+    assert first_plain == "ProcessLaunched"
+    assert queued_before_output == 0
+    assert kinds == ["ProcessLaunched", "ExecveTerminated", "OutputChunk"]
+    assert rest[-1] == "ProcessTerminated"
+    assert [e.kind for e in r.events] == ["ProcessLaunched", "ExecveTerminated", "OutputChunk", "ProcessTerminated"]
+    assert r.exit_code == 0 and r.pid > 0 and r.stdout == b"hi\n"

@@ -732,8 +732,15 @@ class RunCommand(object):
             return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
         return False
 
+    # RunCommand
+    def DeferStart(self):
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(48))
+        if o != 0:
+            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
+        return False
+
 def RunCommandStart(builder):
-    builder.StartObject(22)
+    builder.StartObject(23)
 
 def RunCommandAddPath(builder, path):
     builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(path), 0)
@@ -813,6 +820,9 @@ def RunCommandStartRunAsGroupsVector(builder, numElems):
 def RunCommandAddStdinPipe(builder, stdinPipe):
     builder.PrependBoolSlot(21, stdinPipe, 0)
 
+def RunCommandAddDeferStart(builder, deferStart):
+    builder.PrependBoolSlot(22, deferStart, 0)
+
 def RunCommandEnd(builder):
     return builder.EndObject()
 
@@ -849,6 +859,7 @@ class RunCommandT(object):
         runAsGid = -1,
         runAsGroups = None,
         stdinPipe = False,
+        deferStart = False,
     ):
         self.path = path  # type: Optional[str]
         self.args = args  # type: Optional[List[Optional[str]]]
@@ -872,6 +883,7 @@ class RunCommandT(object):
         self.runAsGid = runAsGid  # type: int
         self.runAsGroups = runAsGroups  # type: Optional[List[int]]
         self.stdinPipe = stdinPipe  # type: bool
+        self.deferStart = deferStart  # type: bool
 
     @classmethod
     def InitFromBuf(cls, buf, pos):
@@ -945,6 +957,7 @@ class RunCommandT(object):
             else:
                 self.runAsGroups = runCommand.RunAsGroupsAsNumpy()
         self.stdinPipe = runCommand.StdinPipe()
+        self.deferStart = runCommand.DeferStart()
 
     # RunCommandT
     def Pack(self, builder):
@@ -1022,6 +1035,7 @@ class RunCommandT(object):
         if self.runAsGroups is not None:
             RunCommandAddRunAsGroups(builder, runAsGroups)
         RunCommandAddStdinPipe(builder, self.stdinPipe)
+        RunCommandAddDeferStart(builder, self.deferStart)
         runCommand = RunCommandEnd(builder)
         return runCommand
 
