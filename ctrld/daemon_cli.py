@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SimGrid network model: CM02 (default, see `simterpose run --help`), LV08, SMPI, IB, "
                    "Constant, ns-3 (packet-level TCP, when the linked SimGrid has it)")
     m.add_argument("--cpu-model", metavar="M", help="measured (default), none, per-syscall=SECONDS")
+    m.add_argument("--tcp-slow-start", choices=("auto", "on", "off"),
+                   help="TCP slow start on simulated streams (default auto: on under CM02; see "
+                   "`simterpose run --help`)")
     m.add_argument("--default-host", metavar="H", help="simulated host of commands that name none "
                    "(default: the platform's first host)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -101,7 +104,8 @@ def check_config(args) -> None:
         raise auth.ConfigError("--mediate needs --platform P.xml (the SimGrid platform to emulate)")
     if not args.mediate:
         given = [o for o, v in (("--platform", args.platform), ("--network-model", args.network_model),
-                                ("--cpu-model", args.cpu_model), ("--default-host", args.default_host)) if v]
+                                ("--cpu-model", args.cpu_model), ("--default-host", args.default_host),
+                                ("--tcp-slow-start", args.tcp_slow_start)) if v]
         if given:
             raise auth.ConfigError(f"{given[0]} only makes sense with --mediate address-translation|full-mediation")
 
@@ -172,7 +176,8 @@ async def serve(args, log_handler=None) -> int:
         from ctrld.mediate import Mediator
 
         mediator = Mediator(asyncio.get_running_loop(), args.mediate, args.platform, network_model=args.network_model,
-                            cpu_model=args.cpu_model, default_host=args.default_host)
+                            cpu_model=args.cpu_model, default_host=args.default_host,
+                            tcp_slow_start=args.tcp_slow_start)
     limits = Limits(max_connections=args.max_connections, max_pending=args.max_pending,
                     handshake_s=args.handshake_timeout, max_processes=args.max_processes, max_watches=args.max_watches,
                     preauth_frame=min(args.max_frame, Limits.preauth_frame))

@@ -29,7 +29,8 @@ def to_ns(seconds: float | None) -> int:
 
 class Mediator:
     def __init__(self, loop, mode: str, platform: str, *, network_model: str | None = None,
-                 cpu_model: str | None = None, default_host: str | None = None):
+                 cpu_model: str | None = None, default_host: str | None = None,
+                 tcp_slow_start: str | None = None):
         from simterpose.emulator import RunConfig
         from simterpose.live import LaunchError, LiveEmulation
 
@@ -42,6 +43,8 @@ class Mediator:
             kw["network_model"] = network_model
         if cpu_model:
             kw["cpu_model"] = cpu_model
+        if tcp_slow_start:
+            kw["tcp_slow_start"] = tcp_slow_start
         try:
             config = RunConfig(**kw)
         except ValueError as e:

@@ -313,6 +313,9 @@ def test_idle_daemon_with_waiting_server_burns_no_cpu(start_daemon, toys):
     (["--mediate", "full-mediation", "--platform", "/no/such.xml"], "/no/such.xml"),
     (["--mediate", "full-mediation", "--platform", str(PLATFORM), "--network-model", "Bogus"], "Bogus"),
     (["--mediate", "full-mediation", "--platform", str(PLATFORM), "--default-host", "h7"], "h7"),
+    (["--tcp-slow-start", "off"], "--tcp-slow-start only makes sense with --mediate"),
+    (["--mediate", "full-mediation", "--platform", str(PLATFORM), "--network-model", "ns-3",
+      "--tcp-slow-start", "on"], "ns-3 simulates TCP (and its slow start) itself"),
 ])
 def test_refused_configurations(args, message):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
