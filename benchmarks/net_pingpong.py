@@ -7,7 +7,7 @@ from the JSON; interpreter and SimGrid start-up excluded), "command" the whole `
 Each measurement is repeated (--repeat) and the median kept; both are printed side by side.
 
     .venv/bin/python benchmarks/net_pingpong.py [-n 10000] [-s 64] [--repeat 3] [--mode MODE|all]
-                                                [--cpu auto,none]
+                                                [--cpu auto,none] [--no-logs]
 
 With --mode all (the default) both mediation modes are measured in the same run, next to native;
 --cpu lists the `simterpose run --cpu` placements to measure (default: auto, run's default).
@@ -54,8 +54,8 @@ def native(n: int, size: int) -> float:
     return wall
 
 
-def emulated(n: int, size: int, mode: str, workdir: Path,
-             pin: list | None = None) -> tuple[float, float, float, float]:
+def emulated(n: int, size: int, mode: str, workdir: Path, pin: list | None = None,
+             logs: bool = True) -> tuple[float, float, float, float]:
     """(client process wall, whole command wall, simulated end date, whole command CPU seconds: user +
     system of the tracer and the tracees, less sensitive than wall time to other jobs' load)"""
     scenario = workdir / "pingpong.yaml"
@@ -66,7 +66,8 @@ def emulated(n: int, size: int, mode: str, workdir: Path,
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run([SIMTERPOSE, "run", scenario, "--cpu-model", "none", "--mediate", mode, "--json", out,
-                        "--log-dir", workdir / "logs", *(pin or [])], capture_output=True, text=True)
+                        *(["--log-dir", workdir / "logs"] if logs else []), *(pin or [])],
+                       capture_output=True, text=True)
     command = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
@@ -84,6 +85,8 @@ def main() -> int:
     ap.add_argument("--mode", default="all", help="address-translation, full-mediation or all")
     ap.add_argument("--cpu", default="auto", metavar="LIST",
                     help="simterpose run --cpu values to measure, comma-separated (e.g. auto,none)")
+    ap.add_argument("--no-logs", action="store_true",
+                    help="without --log-dir (by default each process's stdout, stderr and syscall log are kept)")
     a = ap.parse_args()
     modes = ["address-translation", "full-mediation"] if a.mode == "all" else [a.mode]
     cpus = a.cpu.split(",")
@@ -99,12 +102,13 @@ def main() -> int:
             for m, pin in variants:
                 d = Path(tmp) / f"{m}-{pin}-{i}"
                 d.mkdir()
-                w, c, simulated[m], u = emulated(a.n, a.size, m, d, ["--cpu", pin])
+                w, c, simulated[m], u = emulated(a.n, a.size, m, d, ["--cpu", pin], logs=not a.no_logs)
                 proc[(m, pin)].append(w)
                 cmd[(m, pin)].append(c)
                 cpu[(m, pin)].append(u)
     n_med = statistics.median(nat)
-    print(f"ping-pong {a.n} x {a.size} B, median of {a.repeat}, interleaved "
+    print(f"ping-pong {a.n} x {a.size} B, median of {a.repeat}, interleaved, "
+          f"{'without' if a.no_logs else 'with'} --log-dir "
           f"(simulated end {', '.join(f'{m}: {t:.6f} s' for m, t in simulated.items())})")
     print(f"{'':22} {'wall s':>9} {'us/round trip':>14} {'x native':>9}")
     print(f"{'native':22} {n_med:9.3f} {n_med / a.n * 1e6:14.1f} {1:9.1f}")

@@ -35,10 +35,13 @@ class SyscallLog:
     def __init__(self, out: TextIO, vpid):
         self.out = out
         self.vpid = vpid  # pid -> its rank in the tree
+        self._date, self._date_text = -1.0, ""   # many calls share a date: formatted once
 
     def record(self, now: float, sc, result, first: bool) -> None:
         """A call is logged when first answered or blocked, and, if it blocked, once more when
         answered."""
-        if first or not isinstance(result, Blocked):
-            args = ", ".join(hex(a) for a in sc.orig_args[:arg_count(sc.name)])
-            self.out.write(f"{now:.9f} [{self.vpid(sc.pid)}] {sc.name}({args}) = {format_result(result)}\n")
+        if first or type(result) is not Blocked:
+            if now != self._date:
+                self._date, self._date_text = now, f"{now:.9f}"
+            args = ", ".join(map(hex, sc.orig_args[:arg_count(sc.name)]))
+            self.out.write(f"{self._date_text} [{self.vpid(sc.pid)}] {sc.name}({args}) = {format_result(result)}\n")
