@@ -236,6 +236,18 @@ class Scheduler(Policy):
         if sc is not None and isinstance(sc.pre, CallState):
             self.cpu.cancel(sc.pre.burst)
 
+    def on_signal(self, task: Task, sig: int) -> int:
+        """A signal is about to be delivered to `task`: a POSIX timer's carries its overrun count."""
+        timers = task.process.data.get("posix_timers")
+        if timers and any(t.signo == sig for t in timers.values()):
+            try:
+                patched = task.process.owner.timers.delivered(task.process, self.tracer.siginfo(task))
+                if patched is not None:
+                    self.tracer.set_siginfo(task, patched)
+            except OSError:
+                pass   # gone meanwhile
+        return sig
+
     # -- preemption (--cpu-model measured) -------------------------------------------------------
     def on_preempted(self, task: Task) -> None:
         """A task computed for PREEMPT_AFTER of wall time without a syscall (the watchdog stopped

@@ -9,7 +9,12 @@ si_value in a helper thread (SIGEV_THREAD_ID), work unmodified.
 Supported: SIGEV_SIGNAL, SIGEV_THREAD_ID (hence glibc's SIGEV_THREAD), SIGEV_NONE; the REALTIME,
 MONOTONIC and BOOTTIME clocks (and their ALARM/COARSE/RAW variants), relative and TIMER_ABSTIME
 dates, periodic timers. Timers are not inherited by fork and are deleted by exec (timer_create(2)).
-Overruns are not counted (every expiry is a signal): timer_getoverrun returns 0.
+
+Overruns (timer_getoverrun(2)): while a timer's signal is still pending (blocked, or not taken
+yet), its further expiries queue nothing and count as overruns instead; the signal's si_overrun,
+set when it is delivered (the tracer's signal-delivery stop, `delivered`), and timer_getoverrun
+then give that count, as the kernel's dequeue does (posixtimer_rearm). A signal taken without a
+delivery (sigwaitinfo) reads si_overrun 0; the count still reaches timer_getoverrun.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from ..procfs import signal_state
 from ..tracer.results import Errno, Unsupported, Value
 from .clock import NS, split_ns, to_ns
 
@@ -46,11 +52,13 @@ class PosixTimer:
     tid: int = 0                # SIGEV_THREAD_ID: the thread to signal
     deadline: Optional[float] = None
     interval: float = 0.0
+    overrun: int = 0            # expiries since the pending signal was sent, not signalled
+    overrun_last: int = 0       # the overrun of the last signal taken (timer_getoverrun)
 
-    def siginfo(self) -> bytes:
+    def siginfo(self, overrun: int = 0) -> bytes:
         """The siginfo_t (128 bytes) of one expiry: si_signo, si_errno, si_code, then the _timer
         member of the union (si_tid, si_overrun, si_sigval) at offset 16."""
-        head = struct.pack("<iii4xiiq", self.signo, 0, SI_TIMER, self.timer_id, 0, self.value)
+        head = struct.pack("<iii4xiiq", self.signo, 0, SI_TIMER, self.timer_id, overrun, self.value)
         return head.ljust(128, b"\0")
 
 
@@ -136,7 +144,8 @@ class PosixTimerPolicy:
         return Value(0)
 
     def timer_getoverrun(self, sc):
-        return Value(0) if self._timer(sc) is not None else Errno(errno.EINVAL)
+        t = self._timer(sc)
+        return Value(t.overrun_last) if t is not None else Errno(errno.EINVAL)
 
     def timer_delete(self, sc):
         return Value(0) if _timers(sc.process).pop(sc.iarg(0), None) is not None else Errno(errno.EINVAL)
@@ -164,10 +173,31 @@ class PosixTimerPolicy:
                 periods = int((now - t.deadline) / t.interval) + 1
                 t.deadline += periods * t.interval
             else:
+                periods = 1
                 t.deadline = None
-            if t.notify != SIGEV_NONE:
-                out.append(Expiry(process.pid, t.tid if t.notify == SIGEV_THREAD_ID else 0, t.signo, t.siginfo()))
+            if t.notify == SIGEV_NONE:
+                continue
+            tid = t.tid if t.notify == SIGEV_THREAD_ID else 0
+            st = signal_state(process.pid, tid or process.pid)
+            if st is not None and st.pending & (1 << (t.signo - 1)):
+                t.overrun = min(DELAYTIMER_MAX, t.overrun + periods)   # still pending: an overrun
+                continue
+            if t.overrun:   # the last signal was taken without a delivery stop (sigwaitinfo)
+                t.overrun_last, t.overrun = t.overrun, 0
+            t.overrun = min(DELAYTIMER_MAX, periods - 1)   # periods the clock jumped over at once
+            out.append(Expiry(process.pid, tid, t.signo, t.siginfo()))
         return out
+
+    @staticmethod
+    def delivered(process, siginfo: bytes) -> Optional[bytes]:
+        """The siginfo of a signal about to be delivered to `process`, with si_overrun set if it is
+        one of its timers' (None if not): the count is taken, as by the kernel's dequeue."""
+        signo, _, code, timer_id = struct.unpack_from("<iii4xi", siginfo)
+        t = process.data.get("posix_timers", {}).get(timer_id)
+        if code != SI_TIMER or t is None or t.signo != signo:
+            return None
+        t.overrun_last, t.overrun = t.overrun, 0
+        return siginfo[:20] + struct.pack("<i", t.overrun_last) + siginfo[24:]
 
     @staticmethod
     def forget(process) -> None:

@@ -458,6 +458,14 @@ class Tracer:
                 except OSError:
                     task.preempt_requested = False   # gone meanwhile: its exit is on its way
 
+    def siginfo(self, task: Task) -> bytes:
+        """The siginfo_t of the signal `task` is stopped for (at `Policy.on_signal`)."""
+        return pt.getsiginfo(task.tid)
+
+    def set_siginfo(self, task: Task, siginfo: bytes) -> None:
+        """Change what the handler of the signal `task` is stopped for will see."""
+        pt.setsiginfo(task.tid, siginfo)
+
     def resume_preempted(self, task: Task) -> None:
         """Let a PREEMPTED task compute on."""
         assert task.state == PREEMPTED

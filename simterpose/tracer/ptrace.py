@@ -22,6 +22,7 @@ PTRACE_SYSCALL = 24
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_GETSIGINFO = 0x4202
+PTRACE_SETSIGINFO = 0x4203
 
 PTRACE_O_TRACESYSGOOD = 0x1
 PTRACE_O_TRACEFORK = 0x2
@@ -119,6 +120,12 @@ def getsiginfo(tid: int) -> bytes:
     siginfo = ctypes.create_string_buffer(128)
     _check(_ptrace(PTRACE_GETSIGINFO, tid, None, ctypes.addressof(siginfo)), "GETSIGINFO", tid)
     return siginfo.raw
+
+
+def setsiginfo(tid: int, siginfo: bytes) -> None:
+    """Replace the siginfo_t of the signal a task is stopped for (delivered as changed)."""
+    buf = ctypes.create_string_buffer(siginfo, 128)
+    _check(_ptrace(PTRACE_SETSIGINFO, tid, None, ctypes.addressof(buf)), "SETSIGINFO", tid)
 
 
 def is_group_stop(tid: int) -> bool:
