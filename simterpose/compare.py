@@ -43,9 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"comma-separated list (e.g. CM02,ns-3), or 'all' for {','.join(ALL_MODELS)}, compares "
                         "each with the real run and says which is closest for each process")
     p.add_argument("--cpu-model", default="measured", help="passed to simterpose run (default measured)")
-    p.add_argument("--tcp-slow-start", choices=("auto", "on", "off"), default="auto",
-                   help="passed to simterpose run (default auto: on under CM02); never to ns-3 runs, "
-                        "which simulate TCP themselves")
+    p.add_argument("--tcp-slow-start", choices=("auto", "on", "off"), default=None,
+                   help="passed to simterpose run (default: the scenario's tcp_slow_start, else auto: on "
+                        "under CM02); ns-3 runs always get auto (ns-3 simulates TCP itself)")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="draw the timelines of both runs (PNG)")
     p.add_argument("--log-dir", metavar="DIR",
@@ -170,12 +170,14 @@ class EmulationFailed(RuntimeError):
 
 
 def _emulated(scenario_args: list[str], model: str, cpu_model: str, out_dir: Path,
-              slow_start: str = "auto") -> dict:
+              slow_start: str | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / "result.json"
     cmd = [sys.executable, "-m", "simterpose.cli", "run", *scenario_args, "--network-model", model,
            "--cpu-model", cpu_model, "--json", str(js), "--log-dir", str(out_dir)]
-    if model != "ns-3":
+    if model == "ns-3":
+        cmd += ["--tcp-slow-start", "auto"]   # a scenario's `on` is for the flow models
+    elif slow_start is not None:
         cmd += ["--tcp-slow-start", slow_start]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "slow on request/response traffic), SMPI, IB, Constant, ns-3 (packet-level TCP; "
                         "every transfer is a TCP connection of its own). 'help' lists the models the "
                         "linked SimGrid offers")
-    p.add_argument("--tcp-slow-start", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--tcp-slow-start", choices=("auto", "on", "off"), default=None,
                    help="model Linux TCP's slow start on connections between hosts: a stream's data leaves "
                         "in rounds one round trip apart, from 10 segments (Linux's initial window), the "
                         "window growing by what each round acknowledged until it covers the route's "
@@ -170,7 +170,8 @@ def main(args) -> int:
         print(f"simterpose run: --cpu {args.cpu}: {e}", file=sys.stderr)
         return 2
     try:
-        config = RunConfig(network_model=network_model, tcp_slow_start=args.tcp_slow_start,
+        config = RunConfig(network_model=network_model,
+                           tcp_slow_start=_first(args.tcp_slow_start, scenario.tcp_slow_start, "auto"),
                            simgrid_config=simgrid_config,
                            simgrid_log=[QUIET_LOGS[0], *args.log] if args.log else None,
                            cpu_model=args.cpu_model, reference_speed=ref_speed,

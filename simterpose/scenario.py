@@ -28,6 +28,7 @@ YAML scenario (:func:`load_yaml_scenario`), Shadow-like::
 
     platform: ../platforms/two_hosts.xml   # required; relative to this YAML file
     network_model: CM02                    # optional (LV08, CM02, ...); the runner's default otherwise
+    tcp_slow_start: auto                   # optional, auto | on | off (--tcp-slow-start wins; default auto)
     seed: 7                                # optional, integer >= 0: every random byte derives from it
                                            # (simterpose.randomness; --seed wins; default 1)
     processes:                             # required, non-empty list
@@ -653,6 +654,7 @@ class Scenario:
     network_model: str | None = None
     platform_info: PlatformInfo | None = None
     seed: int | None = None  # the scenario's `seed:` (None: the runner's, simterpose.randomness)
+    tcp_slow_start: str | None = None  # the scenario's `tcp_slow_start:` (None: the runner's)
 
 
 def _resolve_binary(program: str, base: Path, env: dict[str, str], err) -> str:
@@ -795,7 +797,7 @@ def load_deployment(path: str | os.PathLike, platform: str | os.PathLike | Platf
 # YAML
 # --------------------------------------------------------------------------------------------------
 
-_TOP_KEYS = {"platform", "network_model", "seed", "processes"}
+_TOP_KEYS = {"platform", "network_model", "tcp_slow_start", "seed", "processes"}
 _PROC_KEYS = {"host", "path", "args", "env", "cwd", "start_time", "kill_time", "expected_exit",
               "expected_final_state"}
 
@@ -848,6 +850,13 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
     model = data.get("network_model")
     if model is not None and not isinstance(model, str):
         raise ScenarioError("'network_model' must be a string", path, _node_line(_mapping_get(node, "network_model")[1]))
+
+    slow_start = data.get("tcp_slow_start")
+    if slow_start is not None and slow_start not in ("auto", "on", "off"):
+        # YAML reads a bare on/off as a boolean: say how to write it
+        hint = " (quote it: 'on' or 'off')" if isinstance(slow_start, bool) else ""
+        raise ScenarioError(f"'tcp_slow_start' must be auto, on or off, not {slow_start!r}{hint}", path,
+                            _node_line(_mapping_get(node, "tcp_slow_start")[1]))
 
     seed = None
     if "seed" in data:
@@ -922,7 +931,7 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
                                 expected=entry.get("expected_exit", 0), base=base, platform=info,
                                 source=f"{path}:{line}", err=field_err,
                                 final_state=entry.get("expected_final_state")))
-    return Scenario(path, info.path, specs, model, info, seed)
+    return Scenario(path, info.path, specs, model, info, seed, slow_start)
 
 
 def load_scenario(path: str | os.PathLike, platform: str | os.PathLike | None = None) -> Scenario:

@@ -73,7 +73,7 @@ class NetRun:
 
 def emulate(tmp_path: Path, processes: list[dict], mode: str, platform: Path = TWO_HOSTS,
             model: str | None = None, cpu_model: str = "none", extra: tuple = (),
-            timeout: float = 120.0) -> NetRun:
+            timeout: float = 120.0, keys: dict | None = None) -> NetRun:
     i = 0
     while (tmp_path / f"run{i}").exists():
         i += 1
@@ -82,7 +82,7 @@ def emulate(tmp_path: Path, processes: list[dict], mode: str, platform: Path = T
     scenario = base / "scenario.yaml"
     # Without a model: LV08, SimGrid's default, which these tests' expected dates were written for
     # (`simterpose run` defaults to CM02 since issue 16: test_run_options checks that default).
-    doc: dict = {"platform": str(platform), "processes": processes, "network_model": model or "LV08"}
+    doc: dict = {"platform": str(platform), "processes": processes, "network_model": model or "LV08", **(keys or {})}
     scenario.write_text(yaml.safe_dump(doc, sort_keys=False))
     out_json, logs = base / "result.json", base / "logs"
     cmd = [str(SIMTERPOSE), "run", str(scenario), "--mediate", mode, "--cpu-model", cpu_model,

@@ -87,6 +87,20 @@ def test_a_1MB_transfer_takes_the_slow_start_rounds_under_CM02(tmp_path, mode):
     assert off.end(1) == pytest.approx(plain_back, abs=EPS)
 
 
+def test_a_scenario_sets_slow_start_and_the_flag_wins(tmp_path):
+    start, size = 0.1, 1_000_000
+    procs = [toy("bulk_receiver", "h1", 5000), toy("bulk_sender", "h2", "h1", 5000, size, start_time=start)]
+    eof, _ = predict_bulk(start, size, slow_start=True)
+    plain_eof, _ = predict_bulk(start, size, slow_start=False)
+    off = emulate(tmp_path, procs, "address-translation", model="CM02", keys={"tcp_slow_start": "off"}).check_ok()
+    assert off.end(0) == pytest.approx(plain_eof, abs=EPS)
+    on = emulate(tmp_path, procs, "address-translation", model="CM02", keys={"tcp_slow_start": "off"},
+                 extra=("--tcp-slow-start", "on")).check_ok()
+    assert on.end(0) == pytest.approx(eof, abs=EPS)
+    bad = emulate(tmp_path, procs, "address-translation", model="CM02", keys={"tcp_slow_start": False})
+    assert bad.rc == 2 and "'tcp_slow_start' must be auto, on or off, not False (quote it" in bad.output
+
+
 RESTART = r"""
 import socket, sys, time
 size, pause = int(sys.argv[1]), float(sys.argv[2])
