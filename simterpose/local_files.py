@@ -167,6 +167,8 @@ class LocalPolicy:
         added (which the kernel grants at once) and cleared again at the exit stop; the writer then
         opens, a reader being there. O_RDWR and O_NONBLOCK opens never wait (the kernel's own)."""
         flags = sc.iarg(flags_arg)
+        if flags & os.O_PATH:
+            return NATIVE   # a path handle: no open file, nothing waited for
         access = flags & os.O_ACCMODE
         fifo = self.fifos.get((st.st_dev, st.st_ino))
         if fifo is None:
