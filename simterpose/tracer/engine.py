@@ -331,16 +331,7 @@ class Tracer:
             task = self.tasks.get(tid)
             if task is not None and task.state == STOPPED:
                 task.state = RUNNING
-                if regs is None:
-                    self._dispatch(tid, status)
-                    continue
-                try:  # the common case, without `_dispatch`'s decoding of the status
-                    self._on_seccomp(task, regs)
-                except TraceeGone:
-                    pass  # its exit will be reported by waitpid
-                except MemoryError_:
-                    if not _vanished(tid):
-                        raise
+                self._dispatch(tid, status, regs)
 
     def _exit_groups_first(self, deferred: list) -> list:
         """Let the processes that stopped at exit_group die before any other task of the round is
@@ -522,7 +513,8 @@ class Tracer:
             task.state = RUNNING
             task.blocked = task.blocked_on = None
 
-    def _dispatch(self, tid: int, status: int) -> None:
+    def _dispatch(self, tid: int, status: int, regs: Optional[arch.Regs] = None) -> None:
+        """Handle one waitpid event; `regs`: the registers of a seccomp stop, if already read."""
         task = self.tasks.get(tid)
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
             self._task_exited(tid, task, status)
@@ -541,7 +533,7 @@ class Tracer:
             return
         try:
             if event == pt.PTRACE_EVENT_SECCOMP:
-                self._on_seccomp(task)
+                self._on_seccomp(task, regs)
             elif sig == pt.SYSCALL_STOP_SIG:
                 self._on_syscall_exit(task)
             elif event in (pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK, pt.PTRACE_EVENT_CLONE):
