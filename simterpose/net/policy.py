@@ -65,6 +65,7 @@ IP_PKTINFO = 8
 SO_BINDTODEVICE = 25
 TCP_INFO = 11                           # IPPROTO_TCP (tcp(7))
 TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
+_KERNEL_BACKLOG = 65535                 # listen(2) of a real socket in address translation (capped by somaxconn)
 TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 IPPROTO_IPV6, IPV6_V6ONLY = 41, 26
@@ -289,6 +290,13 @@ class SocketPolicy:
         return self._kernel_listen(sc, s)
 
     def _kernel_listen(self, sc, s: VSocket):
+        # The simulation does not model the backlog's limit: every connect it accepts must be in
+        # the kernel's accept queue when the server calls accept (Python's http.server asks for 5;
+        # a 6th concurrent client would have its real handshake dropped, its accept wait in the
+        # kernel, and the kernel's queue fall out of the simulated order). The kernel caps this
+        # at net.core.somaxconn.
+        sc.set_arg(1, _KERNEL_BACKLOG)
+
         def listening(sc_, ret):
             if ret == 0:
                 s.listening = True
