@@ -7,9 +7,14 @@ compared, and requires the same observable output. Dates are simulated ones (`--
 from __future__ import annotations
 
 import hashlib
+import os
+import select
+import signal
+import subprocess
 
 import pytest
-from net_helpers import PYTHON, emulate, native, py
+import yaml
+from net_helpers import PYTHON, ROOT, SIMTERPOSE, TWO_HOSTS, emulate, native, py
 
 MODES = ["address-translation", "full-mediation"]
 
@@ -104,3 +109,56 @@ def test_udp_datagrams_pipeline_on_the_link(tmp_path, mode):
     assert lines[0] == "in order True"
     spread = float(lines[1].split()[1])
     assert 0.039 <= spread < 0.045, spread    # one datagram per latency took 2 s
+
+
+# -- a spin-wait without preemption ------------------------------------------------------------------
+
+C_SPIN_ON_FLAG = r"""
+#include <pthread.h>
+#include <time.h>
+
+static volatile int go;
+
+static void *waker(void *arg)
+{
+    struct timespec t = {0, 100000000L};
+    nanosleep(&t, NULL);
+    go = 1;
+    return arg;
+}
+
+int main(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, waker, NULL);
+    while (!go)   /* memcslap's threads wait for their start like this */
+        ;
+    return pthread_join(t, NULL);
+}
+"""
+
+
+def test_a_spin_wait_with_no_cpu_model_is_named_on_stderr_not_a_silent_hang(tmp_path):
+    # memcslap under --cpu-model none: its threads spin on memory that the main thread, stopped at
+    # a syscall until the round ends, would write; the round waits for the spinners forever. The
+    # watchdog noticed but its note was dropped: the run hung without a word. It must say which
+    # process computes, that a task waits for it, and what preempts it.
+    src = tmp_path / "spin.c"
+    src.write_text(C_SPIN_ON_FLAG)
+    exe = tmp_path / "spinflag"
+    subprocess.run(["gcc", "-O1", "-Wall", "-o", str(exe), str(src), "-lpthread"], check=True)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({"platform": str(TWO_HOSTS), "processes": [{"host": "h1", "path": str(exe)}]}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([str(SIMTERPOSE), "run", str(scenario), "--cpu-model", "none"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        # The watchdog speaks after STALL_SECONDS (10 s of wall time) of silence.
+        ready, _, _ = select.select([proc.stderr], [], [], 60)
+        line = proc.stderr.readline() if ready else "(nothing said in 60 s)"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert "(spinflag) computes without any syscall" in line
+    assert "1 task(s) stopped at a syscall wait for it" in line
+    assert "--cpu-model measured preempts it" in line
