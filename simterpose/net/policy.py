@@ -68,6 +68,13 @@ TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
 _KERNEL_BACKLOG = 65535                 # listen(2) of a real socket in address translation (capped by somaxconn)
 TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
+SO_RCVBUF, SO_RCVBUFFORCE = 8, 33
+# The real receive buffer of a UDP socket in address translation: the kernel delivers a datagram
+# at its send, the simulation later; the kernel must hold every datagram still in flight in the
+# simulation, or it drops what the simulation then says has arrived (the model has no receive
+# buffer limit, as full mediation shows). SO_RCVBUFFORCE needs CAP_NET_ADMIN, else SO_RCVBUF
+# (capped by net.core.rmem_max).
+_KERNEL_DGRAM_RCVBUF = 64 << 20
 IPPROTO_IPV6, IPV6_V6ONLY = 41, 26
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
@@ -226,6 +233,10 @@ class SocketPolicy:
         tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_REUSEADDR, one, 4)
         if real_port == 0 and s.is_stream and not learn_port:
             tr.inject(sc, NR("setsockopt"), fd, socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, one, 4)
+        if not s.is_stream:
+            big = scratch.put(struct.pack("<i", _KERNEL_DGRAM_RCVBUF))
+            if tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_RCVBUFFORCE, big, 4) < 0:
+                tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_RCVBUF, big, 4)
         raw = self._real_sockaddr(s, real_ip, real_port)
         rc = tr.inject(sc, NR("bind"), fd, scratch.put(raw), len(raw))
         if rc < 0:
@@ -682,6 +693,8 @@ class SocketPolicy:
             set_option(s, level, opt, raw)
         except OptionError as e:
             return Errno(e.errno)
+        if level == SOL_SOCKET and opt in (SO_RCVBUF, SO_RCVBUFFORCE) and not s.is_stream:
+            return Value(0)   # read back from the model; the kernel's stays large (_kernel_bind)
         return self._kernel_setsockopt(sc)
 
     def _kernel_setsockopt(self, sc):
