@@ -29,6 +29,7 @@ from .. import sim
 from ..epoll import EpollSet
 from ..local_files import _skip
 from ..randomness import RandomDevice
+from ..time.posix_timers import PosixTimerPolicy
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import NATIVE, Blocked, Errno, Native, SyscallFailed, Unsupported, Value
@@ -1472,8 +1473,16 @@ class SocketPolicy:
             return False
         if timeout_s == 0:
             return True
+        if self._timer_armed(sc.process):
+            return False   # its signal comes in simulated time, which cannot pass while the kernel waits
         local = self.actor.local
         return not any(fd >= 0 and local._local(sc.pid, fd) for fd in fds)
+
+    def _timer_armed(self, process) -> bool:
+        """An alarm, an ITIMER_REAL or a POSIX timer of the process will expire (nc -q 5: alarm(5),
+        then a poll without timeout whose entries are all closed (-1): only the SIGALRM ends it)."""
+        return (self.actor.time.timer_deadline(process) is not None
+                or PosixTimerPolicy.next_deadline(process) is not None)
 
     def _wait_deadline(self, sc, timeout_s: Optional[float]) -> Optional[float]:
         if sc.state is None:

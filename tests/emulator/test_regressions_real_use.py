@@ -196,3 +196,36 @@ def test_a_udp_burst_larger_than_the_kernels_receive_buffer(tmp_path, mode):
     r = emulate(tmp_path, [py("h1", UDP_BLAST_RECEIVER), py("h2", UDP_BLAST_SENDER, 1000, start_time=0.5)],
                 mode, model="CM02").check_ok()
     assert r.stdout(0) == "received 1000 in order True\n"
+
+
+# -- a kernel wait that only a simulated timer ends ------------------------------------------------
+
+ALARM_POLL = r"""
+import ctypes, signal, time
+t0 = time.monotonic()
+def on_alarm(sig, frame):
+    print("alarm after %.3f s" % (time.monotonic() - t0), flush=True)
+    raise SystemExit(0)
+signal.signal(signal.SIGALRM, on_alarm)
+signal.alarm(1)
+# nc's last poll: every entry closed (fd -1), no timeout: only a signal ends it
+fds = (ctypes.c_int * 8)(-1, 0, -1, 0, -1, 0, -1, 0)   # struct pollfd {int fd; short events, revents;}
+libc = ctypes.CDLL(None, use_errno=True)
+while True:
+    libc.poll(fds, 4, -1)
+    signal.getsignal(signal.SIGALRM)   # lets Python run the handler after EINTR
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_poll_without_timeout_ends_at_the_processs_alarm(tmp_path, mode):
+    # nc -q 5 (netcat-openbsd): after its peer's EOF it sets alarm(5) and polls, without timeout,
+    # a set whose entries are all closed (-1). Such a poll (no simulated or shared descriptor) was
+    # left to the kernel,
+    # but the SIGALRM that ends it comes in simulated time, which cannot pass while a task runs:
+    # the watchdog killed it after 10 s ("sleeps in the kernel in poll()").
+    expected = native([PYTHON, "-c", ALARM_POLL])[0]
+    assert expected.startswith("alarm after 1.0")
+    r = emulate(tmp_path, [py("h1", ALARM_POLL)], mode).check_ok()
+    assert r.stdout(0) == "alarm after 1.000 s\n"
+    assert r.end(0) == pytest.approx(1.0, abs=1e-6)
