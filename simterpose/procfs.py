@@ -98,6 +98,15 @@ def task_state(tid: int) -> tuple[Optional[str], Optional[int]]:
         return state, None
 
 
+def task_comm(tid: int) -> str:
+    """The task's command name (/proc/TID/comm, proc(5)), "?" if it is gone."""
+    try:
+        with open(f"/proc/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def current_cpu() -> int:
     """The CPU the calling thread last ran on: field 39 ("processor") of /proc/thread-self/stat,
     proc(5). The fields after the command name (in parentheses, which may hold spaces) are split."""

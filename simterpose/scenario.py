@@ -906,6 +906,14 @@ def load_yaml_scenario(path: str | os.PathLike) -> Scenario:
         elif isinstance(args, list) and all(isinstance(a, (str, int, float)) and not isinstance(a, bool)
                                             for a in args):
             args = [str(a) for a in args]
+        elif isinstance(args, list) and any(isinstance(a, bool) or a is None for a in args):
+            # YAML reads true/false/yes/no/on/off and null/~ as no string: `args: [true]` means
+            # the program `true` to whoever writes it
+            i, odd = next((i, a) for i, a in enumerate(args) if isinstance(a, bool) or a is None)
+            what = {True: "the YAML boolean true (written true, yes or on)",
+                    False: "the YAML boolean false (written false, no or off)",
+                    None: "YAML's null (written null, ~ or nothing)"}[odd]
+            raise key_err("args", f"'args' item {i} is {what}, not a string: quote it, e.g. ['true']")
         else:
             raise key_err("args", "'args' must be a list of strings or a string")
         if "path" in entry:

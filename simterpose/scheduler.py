@@ -30,6 +30,7 @@ import heapq
 import itertools
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -188,7 +189,9 @@ class Scheduler(Policy):
 
     # -- tracer callbacks ----------------------------------------------------------------------
     def _tracer_message(self, message: str) -> None:
-        pass  # errors are recorded per scenario process (on_fatal)
+        # Errors are recorded per scenario process (on_fatal); the watchdog's notes (a task
+        # computing without syscalls) are said at once: the run may never end.
+        print(f"simterpose: {message}", file=sys.stderr, flush=True)
 
     def on_fatal(self, task: Task, message: str) -> bool:
         owner = task.process.owner

@@ -29,6 +29,7 @@ from .. import sim
 from ..epoll import EpollSet
 from ..local_files import _skip
 from ..randomness import RandomDevice
+from ..time.posix_timers import PosixTimerPolicy
 from ..tracer import names
 from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import NATIVE, Blocked, Errno, Native, SyscallFailed, Unsupported, Value
@@ -65,8 +66,16 @@ IP_PKTINFO = 8
 SO_BINDTODEVICE = 25
 TCP_INFO = 11                           # IPPROTO_TCP (tcp(7))
 TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
+_KERNEL_BACKLOG = 65535                 # listen(2) of a real socket in address translation (capped by somaxconn)
 TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
+SO_RCVBUF, SO_RCVBUFFORCE = 8, 33
+# The real receive buffer of a UDP socket in address translation: the kernel delivers a datagram
+# at its send, the simulation later; the kernel must hold every datagram still in flight in the
+# simulation, or it drops what the simulation then says has arrived (the model has no receive
+# buffer limit, as full mediation shows). SO_RCVBUFFORCE needs CAP_NET_ADMIN, else SO_RCVBUF
+# (capped by net.core.rmem_max).
+_KERNEL_DGRAM_RCVBUF = 64 << 20
 IPPROTO_IPV6, IPV6_V6ONLY = 41, 26
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 POLLRDNORM, POLLWRNORM, POLLRDHUP = 0x40, 0x100, 0x2000
@@ -225,6 +234,10 @@ class SocketPolicy:
         tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_REUSEADDR, one, 4)
         if real_port == 0 and s.is_stream and not learn_port:
             tr.inject(sc, NR("setsockopt"), fd, socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, one, 4)
+        if not s.is_stream:
+            big = scratch.put(struct.pack("<i", _KERNEL_DGRAM_RCVBUF))
+            if tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_RCVBUFFORCE, big, 4) < 0:
+                tr.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_RCVBUF, big, 4)
         raw = self._real_sockaddr(s, real_ip, real_port)
         rc = tr.inject(sc, NR("bind"), fd, scratch.put(raw), len(raw))
         if rc < 0:
@@ -289,6 +302,13 @@ class SocketPolicy:
         return self._kernel_listen(sc, s)
 
     def _kernel_listen(self, sc, s: VSocket):
+        # The simulation does not model the backlog's limit: every connect it accepts must be in
+        # the kernel's accept queue when the server calls accept (Python's http.server asks for 5;
+        # a 6th concurrent client would have its real handshake dropped, its accept wait in the
+        # kernel, and the kernel's queue fall out of the simulated order). The kernel caps this
+        # at net.core.somaxconn.
+        sc.set_arg(1, _KERNEL_BACKLOG)
+
         def listening(sc_, ret):
             if ret == 0:
                 s.listening = True
@@ -674,6 +694,8 @@ class SocketPolicy:
             set_option(s, level, opt, raw)
         except OptionError as e:
             return Errno(e.errno)
+        if level == SOL_SOCKET and opt in (SO_RCVBUF, SO_RCVBUFFORCE) and not s.is_stream:
+            return Value(0)   # read back from the model; the kernel's stays large (_kernel_bind)
         return self._kernel_setsockopt(sc)
 
     def _kernel_setsockopt(self, sc):
@@ -1451,8 +1473,16 @@ class SocketPolicy:
             return False
         if timeout_s == 0:
             return True
+        if self._timer_armed(sc.process):
+            return False   # its signal comes in simulated time, which cannot pass while the kernel waits
         local = self.actor.local
         return not any(fd >= 0 and local._local(sc.pid, fd) for fd in fds)
+
+    def _timer_armed(self, process) -> bool:
+        """An alarm, an ITIMER_REAL or a POSIX timer of the process will expire (nc -q 5: alarm(5),
+        then a poll without timeout whose entries are all closed (-1): only the SIGALRM ends it)."""
+        return (self.actor.time.timer_deadline(process) is not None
+                or PosixTimerPolicy.next_deadline(process) is not None)
 
     def _wait_deadline(self, sc, timeout_s: Optional[float]) -> Optional[float]:
         if sc.state is None:

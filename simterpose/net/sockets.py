@@ -23,7 +23,8 @@ Timing (docs/emulator.md, "The network"):
 * control segments (SYN, SYN-ACK, FIN, RST) are 0-byte SimGrid transfers (latency only) under the
   flow-level models; under ns-3, where a 0-byte transfer never completes and any transfer is a whole
   TCP connection of its own, they are timers of the route's latency;
-* a datagram is one transfer, in send order per socket.
+* the datagrams a socket sends to one host at one date are one transfer; the receiver reads
+  them in send order.
 """
 
 from __future__ import annotations
@@ -574,8 +575,9 @@ class VSocket(SimulatedFile, Waitable):
         self.dgrams: deque = deque()    # entries of Network.send_datagram
         self.dgram_error = 0            # udp(7): an ICMP error for a connected socket, reported once
         self.last_dgram: Optional[list] = None   # the datagram the last recv read (its IP_PKTINFO)
-        self.dgram_out: deque = deque()
-        self.dgram_sending = False      # a datagram of this socket is on the wire
+        # datagrams sent at this date, not on the wire yet: {destination host name: [(entry, dst,
+        # dst_host, dst_addr)]}; each list becomes one transfer at the next flush
+        self.dgram_batches: dict[str, list] = {}
 
     @property
     def is_stream(self) -> bool:
@@ -661,6 +663,7 @@ class Network:
         self.streams: list[Stream] = []  # with a capture: every stream, to complete it at the end
         # streams written to since the last flush, in order (a dict: deterministic flush order)
         self.dirty: dict = {}
+        self.dgram_dirty: dict = {}  # sockets with datagrams to put on the wire, in send order
         self.on_listen = None  # (host name, port) -> None, for port watches (ctrld --mediate)
         # (transfer, callback) -> None: the scheduler calls callback() when the transfer completes
         self.watch: Optional[Callable] = None
@@ -889,6 +892,12 @@ class Network:
             stream = next(iter(self.dirty))
             del self.dirty[stream]
             stream.flush()
+        while self.dgram_dirty:
+            src = next(iter(self.dgram_dirty))
+            del self.dgram_dirty[src]
+            batches, src.dgram_batches = src.dgram_batches, {}
+            for batch in batches.values():
+                self._datagrams_out(src, batch)
 
     # -- datagrams -----------------------------------------------------------------------------
     @staticmethod
@@ -904,7 +913,11 @@ class Network:
 
     def send_datagram(self, src: VSocket, dst: Optional[VSocket], size: int, payload: bytes | None,
                       dst_host: Host, dst_addr: tuple) -> None:
-        """Queue one datagram; it is carried after the socket's previous ones (one pump per socket).
+        """Send one datagram. The datagrams a socket sends to one host at one simulated date travel
+        as one transfer (as a stream's writes do), started at the next flush without waiting for
+        earlier ones: datagrams pipeline on the path as on a network, so a paced sender gets the
+        link's bandwidth, not one datagram per latency. The receiver reads them in send order (its
+        queue holds them from the send on; one that arrives early waits for those before it).
         Between two sockets of one host it is there at once: loopback delivers within the sending
         call (udp(7): a datagram sent to loopback is readable with MSG_DONTWAIT right after)."""
         # [arrived, source (ip, port), payload, size, source host, destination ip (IP_PKTINFO),
@@ -915,9 +928,8 @@ class Network:
         if dst_host is src.host:
             self._datagram_arrived(src, dst, dst_host, dst_addr, entry, sim.now())
             return
-        src.dgram_out.append((entry, dst, dst_host, dst_addr))
-        if not src.dgram_sending:
-            self._next_datagram(src)
+        src.dgram_batches.setdefault(dst_host.name, []).append((entry, dst, dst_host, dst_addr))
+        self.dgram_dirty[src] = None
 
     def _datagram_arrived(self, src: VSocket, dst: Optional[VSocket], dst_host: Host, dst_addr: tuple,
                           entry: list, start: float) -> None:
@@ -941,20 +953,16 @@ class Network:
             else:
                 self.control(dst_host.name, src.host.name, icmp_arrived)
 
-    def _next_datagram(self, src: VSocket) -> None:
-        """Put the socket's oldest queued datagram on the wire (one at a time, in send order)."""
-        if not src.dgram_out:
-            src.dgram_sending = False
-            return
-        src.dgram_sending = True
-        entry, dst, dst_host, dst_addr = src.dgram_out.popleft()
+    def _datagrams_out(self, src: VSocket, batch: list) -> None:
+        """Put datagrams sent to one host at one date on the wire: one transfer of their sizes."""
         start = sim.now()
+        dst_host = batch[0][2]
 
         def arrived() -> None:
-            self._datagram_arrived(src, dst, dst_host, dst_addr, entry, start)
-            self._next_datagram(src)
+            for entry, dst, dst_host_, dst_addr in batch:
+                self._datagram_arrived(src, dst, dst_host_, dst_addr, entry, start)
 
-        self.watch(sim.transfer_async(src.host.name, dst_host.name, entry[3]), arrived)
+        self.watch(sim.transfer_async(src.host.name, dst_host.name, sum(e[0][3] for e in batch)), arrived)
 
 
 # -- socket options (socket(7), ip(7), ipv6(7), tcp(7), udp(7)) -----------------------------------

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from ..procfs import task_state
+from ..procfs import task_comm, task_state
 from . import arch, launcher, names
 from . import ptrace as pt
 from .memory import Memory, MemoryError_
@@ -485,8 +485,14 @@ class Tracer:
                     pass
             elif state == "R" and not task.warned_busy:
                 task.warned_busy = True
-                self.log(f"process {task.process.pid} computes without any syscall: the simulated clock "
-                         "waits for its next one (no preemption)")
+                if task.process.data.get("warned_busy"):
+                    continue   # once per process: its threads often spin together
+                task.process.data["warned_busy"] = True
+                held = sum(1 for t in self.tasks.values() if t.state == STOPPED)
+                self.log(f"process {task.process.pid} ({task_comm(task.tid)}) computes without any syscall: "
+                         "the simulated clock waits for its next one (no preemption)"
+                         + (f"; {held} task(s) stopped at a syscall wait for it: if it spin-waits on one "
+                            "of them, the run never ends (--cpu-model measured preempts it)" if held else ""))
 
     def kill_tree(self, owner: object) -> None:
         """SIGKILL every task of one owner; their exits come through `run_round`."""

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static void fail(const char *what, int err)
@@ -44,6 +45,17 @@ int main(int argc, char **argv)
     const char *numbers = argv[i];
     char *path = argv[i + 2];
     char **child_argv = &argv[i + 3];
+
+    /* A program starts with every signal at its default action and none blocked, as from a
+     * shell: not with what the tracer's process had (Python ignores SIGPIPE and SIGXFSZ, and
+     * posix_spawn leaves glibc's internal signals 32 and 33 ignored), which exec keeps. Else
+     * `yes | head -c 1` would not kill yes with SIGPIPE, it would print "Broken pipe". */
+    struct { void *handler; unsigned long flags; void *restorer; unsigned long mask; } dfl = {0};
+    for (int sig = 1; sig < NSIG; sig++) /* the raw call: glibc's refuses 32 and 33 */
+        syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof dfl.mask); /* EINVAL for KILL, STOP */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
 
     /* The tracer cannot chdir for us: that would move all of its threads. */
     if (dir != NULL && chdir(dir) != 0)

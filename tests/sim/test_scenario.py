@@ -292,6 +292,13 @@ YAML_ERRORS = [
      "s.yaml:5: process #1: unknown key 'argz'"),
     ("platform: plat.xml\nprocesses:\n  - host: h1\n    path: sleep\n    args: {a: 1}\n",
      "s.yaml:5: process #1: 'args' must be a list"),
+    ("platform: plat.xml\nprocesses:\n  - host: h1\n    args: [true]\n",
+     "s.yaml:4: process #1: 'args' item 0 is the YAML boolean true (written true, yes or on), not a string: "
+     "quote it"),
+    ("platform: plat.xml\nprocesses:\n  - host: h1\n    args: [echo, no, x]\n",
+     "s.yaml:4: process #1: 'args' item 1 is the YAML boolean false (written false, no or off)"),
+    ("platform: plat.xml\nprocesses:\n  - host: h1\n    args: [echo, ~]\n",
+     "s.yaml:4: process #1: 'args' item 1 is YAML's null (written null, ~ or nothing)"),
     ("platform: plat.xml\nprocesses:\n  - host: h1\n    path: sleep\n    cwd: nowhere\n",
      "s.yaml:5: process #1: cwd 'nowhere' is not a directory"),
     ("platform: plat.xml\nprocesses:\n  - host: h1\n    path: sleep\n    expected_exit: maybe\n",
