@@ -55,12 +55,18 @@ STALL_SECONDS = 10.0
 # (--cpu-model measured): about a kernel's time slice, long enough to cost nothing to programs that
 # make syscalls.
 PREEMPT_AFTER = 0.05
+# With `none` or `per-syscall` computation is free: a task is preempted only after this long (it
+# then costs no simulated time), enough not to touch programs that merely compute a while, and short
+# enough that one spin-waiting on another task (memcslap's threads spin on a start flag) ends soon.
+FREE_PREEMPT_AFTER = 1.0
 
 
 @dataclass
 class Preempted:
-    burst: Burst          # the computation it did before it was preempted, on its host
-    start: float          # when that burst began (simulated seconds)
+    burst: Optional[Burst]   # the computation it did before it was preempted, on its host (None:
+                             # computation is free, see `on_preempted`)
+    start: float             # when that burst began (simulated seconds)
+    stops: int = 0           # the tracer's stop count then: has any other task progressed since?
 
 
 @dataclass
@@ -251,26 +257,38 @@ class Scheduler(Policy):
                 pass   # gone meanwhile
         return sig
 
-    # -- preemption (--cpu-model measured) -------------------------------------------------------
+    # -- preemption ----------------------------------------------------------------------------------
     def on_preempted(self, task: Task) -> None:
-        """A task computed for PREEMPT_AFTER of wall time without a syscall (the watchdog stopped
-        it): its computation so far is charged now, on its host, as the burst before a syscall
-        would be; it computes on once that burst ends in simulated time. So the clock moves while a
-        program computes, kill and stop dates are kept, and a thread spinning on memory until a
-        thread asleep in simulated time writes it sees the write."""
-        seconds = self.cpu.burst_seconds(task.process)
-        if seconds <= 0:
-            self.tracer.resume_preempted(task)
-            return
-        self.preempted[task] = Preempted(self.cpu.start(task.process.owner.spec.host, seconds), sim.now())
+        """A task computed for a while without a syscall, the others waiting (the watchdog stopped
+        it). With `--cpu-model measured` its computation so far is charged now, on its host, as the
+        burst before a syscall would be, and it computes on once that burst ends in simulated time:
+        the clock moves while a program computes, kill and stop dates are kept, and a thread spinning
+        on memory until a thread asleep in simulated time writes it sees the write.
 
-    def _resume_preempted(self, signals: bool = False) -> None:
-        """Resume the preempted tasks whose burst has ended (or, with `signals`, that have a signal
-        to take: the kernel delivers it when they run, the rest of the burst is forgiven, as for a
-        burst before a syscall)."""
+        With a free CPU model nothing is charged. The task is held while the others go on — the
+        round it held up ends (a thread spinning on a flag that a thread stopped at a syscall of
+        that round will set) — and resumed at this date once they have progressed, or else when the
+        clock next moves (a thread spinning until a sleeping thread wakes)."""
+        if not self.cpu.measured:
+            self.preempted[task] = Preempted(None, sim.now(), self.tracer.stops)
+            return
+        seconds = self.cpu.burst_seconds(task.process)
+        burst = self.cpu.start(task.process.owner.spec.host, seconds) if seconds > 0 else None
+        self.preempted[task] = Preempted(burst, sim.now(), self.tracer.stops)
+
+    def _resume_preempted(self, signals: bool = False, progressed: bool = False) -> None:
+        """Resume the preempted tasks whose burst has ended (free ones: the clock moved since), or,
+        with `progressed`, free ones held while other tasks progressed, or, with `signals`, those
+        that have a signal to take (the kernel delivers it when they run; the rest of the burst is
+        forgiven, as for a burst before a syscall)."""
+        now = sim.now()
         for task in sorted(self.preempted, key=_rank):
             p = self.preempted[task]
-            if not p.burst.done():
+            if p.burst is not None:
+                due = p.burst.done()
+            else:
+                due = now > p.start or (progressed and self.tracer.stops != p.stops)
+            if not due:
                 if not signals:
                     continue
                 st = signal_state(task.process.pid, task.tid)
@@ -281,7 +299,7 @@ class Scheduler(Policy):
 
     def _drop_preemption(self, task: Task) -> None:
         p = self.preempted.pop(task, None)
-        if p is not None:
+        if p is not None and p.burst is not None:
             if p.burst.done():
                 self.cpu.finish(p.burst)
             else:
@@ -310,9 +328,7 @@ class Scheduler(Policy):
         from .emulator import disable_aslr_for_children
 
         disable_aslr_for_children()
-        # Preemption only where computation costs simulated time: with `none` or `per-syscall` a
-        # program's computation is free by definition (and runs stay deterministic).
-        self.tracer.watch_stalls(STALL_SECONDS, PREEMPT_AFTER if self.cpu.measured else None)
+        self.tracer.watch_stalls(STALL_SECONDS, PREEMPT_AFTER if self.cpu.measured else FREE_PREEMPT_AFTER)
         try:
             self._loop()
         finally:
@@ -356,7 +372,13 @@ class Scheduler(Policy):
                     continue
             if self._finished():
                 return
-            # Nothing can run: the simulation may advance.
+            # Nothing can run: preempted tasks others have progressed past go on at this date;
+            # otherwise the simulation may advance.
+            if self.preempted:
+                n = len(self.preempted)
+                self._resume_preempted(progressed=True)
+                if len(self.preempted) < n:
+                    continue
             self.em.network.flush()
             deadline = self._next_deadline()
             if deadline is not None and deadline <= now:
@@ -368,6 +390,18 @@ class Scheduler(Policy):
                         return
                     continue
                 if self._deliver_signals():
+                    continue
+                if any(p.burst is None for p in self.preempted.values()):
+                    # Nothing else can ever happen: computing on is all that is left.
+                    for task in sorted(self.preempted, key=_rank):
+                        if not task.process.data.get("told_free_spin"):
+                            task.process.data["told_free_spin"] = True
+                            self._tracer_message(
+                                f"process {task.process.pid} computes without syscalls and nothing else can "
+                                f"happen: with --cpu-model {self.cfg.cpu_model} computation takes no simulated "
+                                "time, so the clock waits for its next syscall (--cpu-model measured charges it)")
+                        self._drop_preemption(task)
+                        self.tracer.resume_preempted(task)
                     continue
                 self._deadlock()
                 continue
@@ -488,7 +522,8 @@ class Scheduler(Policy):
         if self.timers:
             dates.append(self.timers[0][0])
         for p in self.preempted.values():
-            dates.append(p.burst.predicted_end())
+            if p.burst is not None:
+                dates.append(p.burst.predicted_end())
         if self.requests is not None and (self.activities or dates):
             dates.append(sim.now() + self.quantum)
         return min(dates) if dates else None
