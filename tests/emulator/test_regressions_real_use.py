@@ -25,12 +25,12 @@ SIGPIPE_SCRIPT = "grep SigIgn /proc/self/status; grep SigBlk /proc/self/status; 
 def test_programs_start_with_default_signal_dispositions(tmp_path, mode):
     # The tracer is a Python process: it ignores SIGPIPE and SIGXFSZ, and posix_spawn left glibc's
     # signals 32 and 33 ignored; exec keeps ignored signals. `yes` then printed "Broken pipe" and
-    # exited 1 instead of dying of SIGPIPE (141) as under a shell.
-    expected = native(["bash", "-c", SIGPIPE_SCRIPT])[0]
-    assert expected.splitlines()[-1] == "141 0"
+    # exited 1 instead of dying of SIGPIPE (141) as under a fresh shell. A scenario process starts
+    # with every signal at its default action and none blocked, whatever simterpose inherited (a
+    # native run is no reference here: CI harnesses, nohup and the like ignore some signals).
     r = emulate(tmp_path, [{"host": "h1", "path": "/bin/bash", "args": ["-c", SIGPIPE_SCRIPT]}],
                 mode).check_ok()
-    assert r.stdout(0) == expected
+    assert r.stdout(0) == "SigIgn:\t0000000000000000\nSigBlk:\t0000000000000000\n141 0\n"
     assert r.stderr(0) == ""
 
 
