@@ -218,6 +218,17 @@ def test_memcached_with_its_default_configuration_serves_clients(tmp_path, mode,
     assert r.stdout(1).split() == ["hello", "memcached", "curr_items:", "1"]
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_memcslap_load_with_concurrent_threads_and_no_cpu_model(tmp_path, mode):
+    # memcslap's 8 threads spin on a start flag that its main thread sets after syscalls of the same
+    # round: with a free CPU model they are preempted at no cost (the run hung before).
+    r = emulate(tmp_path, [server("h1", "/usr/bin/memcached", "-u", "root"),
+                           prog("h2", "/usr/bin/memcslap", "--servers=h1:11211", "--concurrency=8",
+                                "--execute-number=200", start_time=0.5)],
+                mode, model="CM02", cpu_model="none", timeout=240).check_ok()
+    assert "Run time:" in r.stdout(1) or "Time total:" in r.stdout(1), r.stdout(1)
+
+
 def test_the_programs_are_the_debian_ones():
     # The point of these tests is unmodified third-party binaries: make sure they are the real ones.
     for path in ("/usr/sbin/nginx", "/usr/bin/redis-server", "/usr/bin/memcached", "/usr/bin/memccp"):
