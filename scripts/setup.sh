@@ -4,8 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(gcc make libc6-dev libseccomp-dev libseccomp2 python3-simgrid iproute2 strace tshark curl wget
-              golang-go nginx-light redis-server memcached libmemcached-tools iperf3)
-PYTHON=${PYTHON:-python3}
+              golang-go nginx-light redis-server memcached libmemcached-tools iperf3 python3-venv)
+# Debian's CPython 3.11: the interpreter python3-simgrid is built for, and built with PGO and LTO (a
+# pyenv or python.org build without them ran the tracer loop ~8 % slower, benchmarks/net_pingpong.py).
+PYTHON=${PYTHON:-/usr/bin/python3.11}
 VENV=.venv
 
 missing=()
@@ -31,6 +33,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# A venv made by another interpreter (an older setup, another PYTHON) is made again.
+want_home=$(dirname "$(readlink -f "$PYTHON")")
+if [ -x "$VENV/bin/python" ] && ! grep -qx "home = $want_home" "$VENV/pyvenv.cfg" 2>/dev/null; then
+  echo "setup: $VENV was not made by $PYTHON: making it again"
+  rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
