@@ -26,6 +26,7 @@ Nothing is decided by timing or by polling the kernel: the same scenario gives t
 from __future__ import annotations
 
 import errno
+import gc
 import heapq
 import itertools
 import os
@@ -329,6 +330,10 @@ class Scheduler(Policy):
 
         disable_aslr_for_children()
         self.tracer.watch_stalls(STALL_SECONDS, PREEMPT_AFTER if self.cpu.measured else FREE_PREEMPT_AFTER)
+        # What start-up made (modules, the platform, tables) lives until the end: out of the
+        # collector's sight (gc.freeze), full collections no longer walk it every few thousand stops.
+        gc.collect()
+        gc.freeze()
         try:
             self._loop()
         finally:
