@@ -41,6 +41,8 @@ from .cpu_model import Burst, CpuModel
 from .procfs import lowest_signal, signal_state
 from .progress import POLL_EVERY
 from .sigmask_waits import hand_to_kernel, wait_mask
+from .time.policy import ITIMER_KEY
+from .time.posix_timers import TIMERS_KEY
 from .tracer import names
 from .tracer.engine import BLOCKED, Policy, Process, Task, TraceeGone, Tracer
 from .tracer.memory import MemoryError_
@@ -248,7 +250,7 @@ class Scheduler(Policy):
 
     def on_signal(self, task: Task, sig: int) -> int:
         """A signal is about to be delivered to `task`: a POSIX timer's carries its overrun count."""
-        timers = task.process.data.get("posix_timers")
+        timers = task.process.data.get(TIMERS_KEY)
         if timers and any(t.signo == sig for t in timers.values()):
             try:
                 patched = task.process.owner.timers.delivered(task.process, self.tracer.siginfo(task))
@@ -450,6 +452,9 @@ class Scheduler(Policy):
                         and sc.pre.burst.done():
                     self.ready.add(task)
         for pid, process in list(em.processes.items()):
+            data = process.data
+            if ITIMER_KEY not in data and TIMERS_KEY not in data:
+                continue  # no timer ever armed: the common case, at every date
             if process.owner.time.fire_timer(process):
                 try:
                     os.kill(pid, signal.SIGALRM)
@@ -510,6 +515,9 @@ class Scheduler(Policy):
             if task.state == BLOCKED and task.blocked_on.deadline is not None:
                 dates.append(task.blocked_on.deadline)
         for process in self.em.processes.values():
+            data = process.data
+            if ITIMER_KEY not in data and TIMERS_KEY not in data:
+                continue
             d = process.owner.time.timer_deadline(process)
             if d:
                 dates.append(d)

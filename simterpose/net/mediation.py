@@ -27,6 +27,7 @@ from .policy import (
     SocketPolicy,
     _take_dgram_error,
     _take_error,
+    iov_length,
 )
 from .sockets import VSocket
 
@@ -106,7 +107,7 @@ class MediationPolicy(SocketPolicy):
             return self._epipe(sc, flags)   # tcp_sendmsg on a socket never connected (TCP_CLOSE)
         if s.shut_wr:
             return self._epipe(sc, flags)
-        length = sum(n for _, n in iov)
+        length = iov_length(iov)
         if s.out.reset:
             # The peer's socket is gone. As with TCP, the first write still succeeds (its bytes are
             # lost: the peer answers them with a reset); the following ones fail with EPIPE.
@@ -136,7 +137,7 @@ class MediationPolicy(SocketPolicy):
             return self._recv_unconnected(s)
         if not s.conn.established:
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
-        length = sum(n for _, n in iov)
+        length = iov_length(iov)
         inq = s.inq
         avail = inq.available()
         eof = inq.eof_arrived or s.shut_rd
@@ -152,7 +153,7 @@ class MediationPolicy(SocketPolicy):
         return Value(n)
 
     def _dgram_out(self, sc, s: VSocket, iov, target, dst_host, dst_addr: tuple, set_dest):
-        length = sum(n for _, n in iov)
+        length = iov_length(iov)
         if length > UDP_MAX:
             return Errno(errno.EMSGSIZE)
         self.net.send_datagram(s, target, length, sc.mem.gather(iov), dst_host, dst_addr)
@@ -166,7 +167,7 @@ class MediationPolicy(SocketPolicy):
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
         head = s.dgrams[0]
         payload = head[2] or b""
-        room = sum(n for _, n in iov)
+        room = iov_length(iov)
         sc.mem.scatter(iov, payload[:room])
         if not flags & MSG_PEEK:
             s.dgrams.popleft()
@@ -179,7 +180,7 @@ class MediationPolicy(SocketPolicy):
 
     def _dgram_carry(self, sc, s: VSocket, iov, raw_msg, flags: int, dst_host, dst_addr: tuple,
                      target) -> int:
-        length = sum(n for _, n in iov)
+        length = iov_length(iov)
         if length > UDP_MAX:
             return -errno.EMSGSIZE
         self.net.send_datagram(s, target, length, sc.mem.gather(iov), dst_host, dst_addr)
@@ -191,7 +192,7 @@ class MediationPolicy(SocketPolicy):
         name, namelen, iov_ptr, iovlen = struct.unpack_from("<QI4xQQ", raw)
         iov = sc.mem.read_iovec(iov_ptr, min(iovlen, 1024)) if iovlen else []
         payload = head[2] or b""
-        room = sum(n for _, n in iov)
+        room = iov_length(iov)
         sc.mem.scatter(iov, payload[:room])
         if not flags & MSG_PEEK:
             s.dgrams.popleft()

@@ -786,7 +786,7 @@ class SocketPolicy:
         written (write(2), send(2): short counts are for non-blocking sockets). It is carried out
         here piece by piece (`_stream_push`), waiting in simulated time for the reader to make
         room; `sc.state["sent"]` keeps the progress across the waits."""
-        total = sum(n for _, n in iov)
+        total = iov_length(iov)
         if not isinstance(sc.state, dict):
             sc.state = {}
         done = sc.state.setdefault("sent", 0)
@@ -823,7 +823,7 @@ class SocketPolicy:
         (sendfile) gives the bytes of a file instead of the iovec's memory: source(n) reads n."""
         if self._sending_all(sc):
             return self._send_all(sc, s, iov, flags)
-        length = sum(n for _, n in iov)
+        length = iov_length(iov)
         if s.refused:
             # tcp_sendmsg: the reset's error first, then EPIPE (the kernel's unconnected socket
             # answers that, with SIGPIPE)
@@ -882,7 +882,7 @@ class SocketPolicy:
 
     def _recv_stream(self, sc, s: VSocket, iov, flags: int, limit, addr=None):
         """A read on a TCP socket: only what has arrived in the simulation."""
-        length = sum(n for _, n in iov)
+        length = iov_length(iov)
         if s.refused:
             return _take_error(s) or Value(0)  # tcp_recvmsg: the reset's error, then end of stream
         if s.conn is None:
@@ -942,7 +942,7 @@ class SocketPolicy:
             # Nobody receives it: the kernel is not asked to carry it (its real destination might
             # be a socket the simulation filters out, and its ICMP error would reach the kernel's
             # socket rather than the model's). The model sends it and answers the error, if any.
-            length = sum(n for _, n in iov)
+            length = iov_length(iov)
             if length > UDP_MAX:
                 return Errno(errno.EMSGSIZE)
             payload = sc.mem.gather(iov, length) if self.net.capture is not None else None
@@ -1025,7 +1025,7 @@ class SocketPolicy:
             if nl.nonblocking or flags & MSG_DONTWAIT:
                 return Errno(errno.EAGAIN)
             return Blocked(f"recv netlink fd {sc.iarg(0)}", on=(nl,), restart=True)
-        data, size = nl.take(sum(n for _, n in iov), bool(flags & MSG_PEEK))
+        data, size = nl.take(iov_length(iov), bool(flags & MSG_PEEK))
         sc.mem.scatter(iov, data)
         kernel = struct.pack("<HHII", socket.AF_NETLINK, 0, 0, 0)
         if msg:   # recvmsg: msg_name, msg_namelen, msg_controllen 0, msg_flags
@@ -1376,7 +1376,7 @@ class SocketPolicy:
                      dst_addr: tuple, target: Optional[VSocket]) -> int:
         """One datagram of a sendmmsg: the kernel sends it (injected sendmsg, real destination),
         the model times it. Returns its size or a negative errno."""
-        length = sum(n for _, n in iov)
+        length = iov_length(iov)
         if length > UDP_MAX:
             return -errno.EMSGSIZE
         payload = sc.mem.gather(iov, length) if (target is None or self.net.capture is not None) else None
@@ -1701,6 +1701,11 @@ def _is_v6(addr: str) -> bool:
 def _is_v6_loopback(addr: str) -> bool:
     """Is this the IPv6 loopback address "::1" (not an IPv4-mapped one)?"""
     return ":" in addr and ipaddress.IPv6Address(addr) == ipaddress.IPv6Address(LOOPBACK_V6)
+
+
+def iov_length(iov) -> int:
+    """The bytes an iovec list [(base, len), ...] covers (one buffer: read/write/send/recv)."""
+    return iov[0][1] if len(iov) == 1 else sum(n for _, n in iov)
 
 
 def _take_dgram_error(s: VSocket) -> Errno:

@@ -423,8 +423,19 @@ class Stream(Waitable):
     def take(self, nbytes: int, peek: bool = False) -> bytes:
         """Full mediation: remove (or peek at) up to nbytes of arrived data."""
         n = min(nbytes, self.available())
-        out = bytearray()
+        if n <= 0:
+            return b""
         chunks = self.data
+        first = chunks[0]
+        if len(first) >= n:  # the usual case: what one write sent, read by one read
+            if not peek:
+                if len(first) == n:
+                    chunks.popleft()
+                else:
+                    chunks[0] = first[n:]
+                self.consume(n)
+            return bytes(first[:n]) if len(first) > n else bytes(first)
+        out = bytearray()
         i = 0
         while len(out) < n:
             chunk = chunks[i]

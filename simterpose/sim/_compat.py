@@ -138,10 +138,12 @@ def wait_any(raws: list, timeout: float | None) -> int | None:
     for raw in raws:
         if not isinstance(raw, comm_cls):
             raise TypeError(f"SimGrid {VERSION} can only wait_any on transfers (Comm), got {type(raw).__name__}")
+    if type(raws) is not list:
+        raws = list(raws)
     if timeout is None:
-        idx = comm_cls.wait_any(list(raws))
+        idx = comm_cls.wait_any(raws)
     else:
-        idx = comm_cls.wait_any_for(list(raws), max(0.0, float(timeout)))
+        idx = comm_cls.wait_any_for(raws, max(0.0, float(timeout)))
     return None if idx < 0 else int(idx)
 
 

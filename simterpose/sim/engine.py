@@ -681,11 +681,16 @@ def exec_on(host: "str | Host", flops: float) -> Execution:
 def transfer_async(src: "str | Host", dst: "str | Host", nbytes: int) -> Transfer:
     """Start moving ``nbytes`` from host ``src`` to host ``dst``; the caller may be on any host."""
     sim = current()
-    s, d = sim._raw_host(src), sim._raw_host(dst)
-    raw = sg.Comm.sendto_async(s, d, int(nbytes))
+    src_name = src if type(src) is str else src.name
+    dst_name = dst if type(dst) is str else dst.name
+    hosts = sim._hosts
+    if src_name not in hosts or dst_name not in hosts:
+        sim.host(src_name if src_name not in hosts else dst_name)  # raises SimulationError, naming it
+    nbytes = int(nbytes)
+    raw = sg.Comm.sendto_async(hosts[src_name].raw, hosts[dst_name].raw, nbytes)
     if nbytes == 0:
         raw.start()  # a 0-byte transfer stays STARTING until started or waited on (3.32)
-    return Transfer(raw, s.name, d.name, int(nbytes))
+    return Transfer(raw, src_name, dst_name, nbytes)
 
 
 def reachable(src: "str | Host", dst: "str | Host") -> bool:

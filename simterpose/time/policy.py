@@ -25,6 +25,9 @@ ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF = 0, 1, 2
 USER_HZ = 100  # clock ticks of times(2)
 RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
 RUSAGE_SIZE = 144  # struct rusage on x86_64: two timevals and 14 longs
+# Process.data key of a process's ITIMER_REAL (setitimer/alarm): absent until it arms one, so the
+# scheduler's per-date look at every process stops at a dict test for the others.
+ITIMER_KEY = "itimer"
 
 
 @dataclass
@@ -185,7 +188,7 @@ class TimePolicy:
 
     # -- interval timers -----------------------------------------------------------------------
     def _timer(self, sc) -> IntervalTimer:
-        return sc.process.data.setdefault("itimer", IntervalTimer())
+        return sc.process.data.setdefault(ITIMER_KEY, IntervalTimer())
 
     def _timer_value(self, t: IntervalTimer) -> float:
         return 0.0 if t.deadline is None else max(0.0, t.deadline - self.actor.now())
@@ -231,12 +234,12 @@ class TimePolicy:
         return Value(0)
 
     def timer_deadline(self, process) -> Optional[float]:
-        t = process.data.get("itimer")
+        t = process.data.get(ITIMER_KEY)
         return None if t is None else t.deadline
 
     def fire_timer(self, process) -> bool:
         """Called by the actor at a timer's date; True if SIGALRM is due now."""
-        t = process.data.get("itimer")
+        t = process.data.get(ITIMER_KEY)
         if t is None or t.deadline is None or self.actor.now() < t.deadline:
             return False
         t.deadline = t.deadline + t.interval if t.interval > 0 else None

@@ -38,6 +38,8 @@ TIMER_ABSTIME = 1
 SIGEVENT = struct.Struct("<qii i")     # sigev_value, sigev_signo, sigev_notify, sigev_notify_thread_id
 ITIMERSPEC = struct.Struct("<qqqq")   # it_interval {s, ns}, it_value {s, ns}
 DELAYTIMER_MAX = 0x7FFFFFFF
+# Process.data key of a process's POSIX timers {id: timer}: absent until timer_create (see ITIMER_KEY).
+TIMERS_KEY = "posix_timers"
 
 
 @dataclass
@@ -73,7 +75,7 @@ class Expiry:
 
 
 def _timers(process) -> dict[int, PosixTimer]:
-    return process.data.setdefault("posix_timers", {})
+    return process.data.setdefault(TIMERS_KEY, {})
 
 
 class PosixTimerPolicy:
@@ -153,7 +155,7 @@ class PosixTimerPolicy:
     # -- the scheduler's side ----------------------------------------------------------------
     @staticmethod
     def next_deadline(process) -> Optional[float]:
-        timers = process.data.get("posix_timers")
+        timers = process.data.get(TIMERS_KEY)
         if not timers:
             return None
         dates = [t.deadline for t in timers.values() if t.deadline is not None]
@@ -161,7 +163,7 @@ class PosixTimerPolicy:
 
     def due(self, process) -> list[Expiry]:
         """The notifications due now, in timer id order; periodic timers are re-armed."""
-        timers = process.data.get("posix_timers")
+        timers = process.data.get(TIMERS_KEY)
         if not timers:
             return []   # the common case, looked at at every date the clock reaches
         now = self.actor.now()
@@ -193,7 +195,7 @@ class PosixTimerPolicy:
         """The siginfo of a signal about to be delivered to `process`, with si_overrun set if it is
         one of its timers' (None if not): the count is taken, as by the kernel's dequeue."""
         signo, _, code, timer_id = struct.unpack_from("<iii4xi", siginfo)
-        t = process.data.get("posix_timers", {}).get(timer_id)
+        t = process.data.get(TIMERS_KEY, {}).get(timer_id)
         if code != SI_TIMER or t is None or t.signo != signo:
             return None
         t.overrun_last, t.overrun = t.overrun, 0
@@ -202,4 +204,4 @@ class PosixTimerPolicy:
     @staticmethod
     def forget(process) -> None:
         """exec deletes a process's timers (and a forked child never had its parent's)."""
-        process.data.pop("posix_timers", None)
+        process.data.pop(TIMERS_KEY, None)

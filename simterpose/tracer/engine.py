@@ -327,11 +327,23 @@ class Tracer:
         return True
 
     def _dispatch_stops(self, stops: list) -> None:
+        tasks = self.tasks
         for _, _, tid, status, regs in stops:
-            task = self.tasks.get(tid)
+            task = tasks.get(tid)
             if task is not None and task.state == STOPPED:
                 task.state = RUNNING
-                self._dispatch(tid, status, regs)
+                if regs is None:
+                    self._dispatch(tid, status)
+                    continue
+                # A seccomp stop whose registers `_collect` read: straight to its handler (the
+                # hot path: `_dispatch` would only find out again what kind of stop it is).
+                try:
+                    self._handle(task, Syscall(task, regs))
+                except TraceeGone:
+                    pass
+                except MemoryError_:
+                    if not _vanished(tid):
+                        raise
 
     def _exit_groups_first(self, deferred: list) -> list:
         """Let the processes that stopped at exit_group die before any other task of the round is
@@ -595,8 +607,11 @@ class Tracer:
             setattr(regs, arch.NR, 0xFFFFFFFFFFFFFFFF)  # -1: the kernel runs nothing
             v = result.value if kind is Value else -result.errno
             setattr(regs, arch.RET, v & 0xFFFFFFFFFFFFFFFF)
-            self._setregs(task, regs)
             task.on_exit = None
+            try:  # `_setregs` inline: the path of every emulated syscall
+                pt.setregs(task.tid, regs)
+            except pt.PtraceError:
+                raise TraceeGone() from None
         else:
             task.on_exit = result.on_exit
             if sc.dirty:

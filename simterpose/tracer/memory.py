@@ -122,6 +122,9 @@ class Memory:
 
     def gather(self, iov: list[tuple[int, int]], limit: int | None = None) -> bytes:
         """Concatenate the bytes an iovec array points to (what writev would send)."""
+        if len(iov) == 1:  # read(2)/write(2): one buffer, one copy
+            base, n = iov[0]
+            return self.read(base, n if limit is None else max(0, min(n, limit)))
         parts, total = [], 0
         for base, n in iov:
             if limit is not None:
@@ -134,6 +137,9 @@ class Memory:
 
     def scatter(self, iov: list[tuple[int, int]], data: bytes) -> int:
         """Spread data over an iovec array (what readv would do); returns the bytes written."""
+        if len(iov) == 1 and len(data) <= iov[0][1]:
+            self.write(iov[0][0], data)
+            return len(data)
         off = 0
         for base, n in iov:
             if off >= len(data):
