@@ -24,11 +24,15 @@ def arg_count(name: str) -> int:
 
 
 def format_result(result) -> str:
-    if isinstance(result, Value):
+    kind = type(result)  # the result classes are final
+    if kind is Value:
         return str(result.value)
-    if isinstance(result, Errno):
+    if kind is Errno:
         return f"-1 {errno.errorcode.get(result.errno, result.errno)}"
-    return result.__class__.__name__.lower()
+    return kind.__name__.lower()
+
+
+CALLS_CACHED = 4096  # formatted "[rank] name(args)" texts kept: a loop repeats the same few calls
 
 
 class SyscallLog:
@@ -36,6 +40,10 @@ class SyscallLog:
         self.out = out
         self.vpid = vpid  # pid -> its rank in the tree
         self._date, self._date_text = -1.0, ""   # many calls share a date: formatted once
+        # (pid, nr, arguments) -> "[rank] name(args)": a program in a loop makes the same calls
+        # with the same arguments (a buffer, a length) over and over; formatting them was most of
+        # what logging cost. Cleared when full.
+        self._calls: dict[tuple, str] = {}
 
     def record(self, now: float, sc, result, first: bool) -> None:
         """A call is logged when first answered or blocked, and, if it blocked, once more when
@@ -43,5 +51,14 @@ class SyscallLog:
         if first or type(result) is not Blocked:
             if now != self._date:
                 self._date, self._date_text = now, f"{now:.9f}"
-            args = ", ".join(map(hex, sc.orig_args[:arg_count(sc.name)]))
-            self.out.write(f"{self._date_text} [{self.vpid(sc.pid)}] {sc.name}({args}) = {format_result(result)}\n")
+            key = (sc.pid, sc.nr, sc.orig_args)
+            call = self._calls.get(key)
+            if call is None:
+                rank = self.vpid(sc.pid)
+                args = ", ".join(map(hex, sc.orig_args[:arg_count(sc.name)]))
+                call = f"[{rank}] {sc.name}({args})"
+                if type(rank) is int:  # "pid N" (not in the tree yet) may get a rank later
+                    if len(self._calls) >= CALLS_CACHED:
+                        self._calls.clear()
+                    self._calls[key] = call
+            self.out.write(f"{self._date_text} {call} = {format_result(result)}\n")
