@@ -79,3 +79,27 @@ def test_a_shell_with_pipelines_children_and_sigchld_gives_byte_identical_logs(t
         logs = {f.name: _PID_ARG.sub(b"wait4(PID,", f.read_bytes()) for f in sorted(r.logs.iterdir())}
         runs.append((r.virtual(), logs))
     assert all(run == runs[0] for run in runs[1:])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_syscall_log_names_each_call_of_a_loop(tmp_path, mode):
+    """The log formats each distinct call once and reuses its text (a loop repeats the same calls):
+    the server reads into a buffer and writes the same buffer back, so its read and write have the
+    same arguments and must still be told apart, call by call, in both processes' logs."""
+    n = 4
+    r = emulate(tmp_path, [toy("pingpong_server", "h1", 5000, n, 64),
+                           toy("pingpong_client", "h2", "h1", 5000, n, 64)], mode).check_ok()
+    answered = "64" if mode == "full-mediation" else "native"   # AT: the kernel's own result
+
+    def socket_calls(name: str, fd: int) -> list[tuple[str, str, str]]:
+        (log,) = r.logs.glob(f"*-{name}.syscalls")
+        return re.findall(rf"^\S+ \[0\] (read|write)\({fd:#x}, (0x[0-9a-f]+), 0x40\) = (\S+)$",
+                          log.read_text(), re.M)
+
+    server = socket_calls("pingpong_server", 4)
+    assert [(c, res) for c, _, res in server] == [("read", "blocked"), ("read", answered),
+                                                  ("write", answered)] * n
+    assert len({buf for _, buf, _ in server}) == 1   # one buffer: same arguments, different calls
+    client = socket_calls("pingpong_client", 3)
+    assert [(c, res) for c, _, res in client] == [("write", answered), ("read", "blocked"),
+                                                  ("read", answered)] * n
