@@ -11,6 +11,8 @@ import signal
 import sys
 import threading
 
+import uvloop
+
 from ctrld import auth
 from ctrld.protocol.codec import DEFAULT_MAX_FRAME
 
@@ -222,7 +224,8 @@ def main(argv=None) -> int:
         else:
             logging.basicConfig(level=level, format="ctrld: %(message)s")
         check_config(args)
-        rc = asyncio.run(serve(args, handler))
+        # uvloop (libuv): the event loop's own work per request and per child exit is C, not Python.
+        rc = uvloop.run(serve(args, handler))
         if args.mediate:
             from ctrld.mediate import THREAD_NAME
 

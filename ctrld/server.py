@@ -16,6 +16,7 @@ import hmac
 import itertools
 import logging
 import os
+import resource
 import signal
 import socket
 import stat
@@ -122,6 +123,11 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         d = self.daemon
         sock = transport.get_extra_info("socket")
+        if sock.fileno() >= d.fd_high:
+            # Out of descriptors, libuv (uvloop) accepts and closes the connections waiting in the
+            # backlog without telling anyone: say that it happens, once per second at most.
+            d.log_refusal("accept: %d of %d descriptors in use: connections beyond the limit are dropped",
+                          sock.fileno() + 1, d.fd_limit)
         if len(d.connections) >= self.limits.max_connections:
             d.log_refusal("refusing a connection: %d connections already (--max-connections)", len(d.connections))
             self._refuse(errno.EBUSY, f"too many connections to this daemon (limit {self.limits.max_connections})")
@@ -139,11 +145,15 @@ class Connection(asyncio.Protocol):
             addr = transport.get_extra_info("peername")
             self.peer = "%s:%s" % addr[:2]
             uid = None
+            exhausted = False
             if auth.is_loopback_address(addr[0]):
                 try:
                     uid = auth.tcp_peer_uid(sock)
-                except OSError:
+                except OSError as e:
                     uid = None
+                    exhausted = e.errno in (errno.EMFILE, errno.ENFILE)
+                    if exhausted:
+                        d.log_refusal("accept: cannot identify %s: %s", self.peer, e.strerror)
                 self.peer += f" uid={uid}"
             cert = auth.cert_identity(transport.get_extra_info("peercert")) if self.kind == "tls" else None
             if uid is not None:
@@ -158,6 +168,9 @@ class Connection(asyncio.Protocol):
                 if self.identity is None:
                     # A daemon without a token serves off-loopback peers only through verified
                     # client certificates (check_config), and loopback peers by uid.
+                    if exhausted:  # said above, once per second at most
+                        self._refuse(errno.EMFILE, "this daemon is out of descriptors: try again later")
+                        return
                     log.warning("refusing %s: peer not identified", self.peer)
                     self._refuse(errno.EACCES, "this daemon could not identify you (no token, no client certificate)")
                     return
@@ -494,6 +507,10 @@ class Daemon:
         # evicted, so a flood of idle connections cannot keep a token holder out for long.
         self.pending: collections.OrderedDict[Connection, None] = collections.OrderedDict()
         self.log_refusal = _RateLimitedLog()
+        # Connections accepted on a descriptor this high are the last ones before EMFILE.
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.fd_limit = soft if soft != resource.RLIM_INFINITY else 1 << 30
+        self.fd_high = max(self.fd_limit - 16, 0)
         self.client_ids = itertools.count(1)
         self.processes = ProcessTable(self.loop, self._emit_command, cgroup_root)
         self.processes.batch_begin, self.processes.batch_end = self.batch_begin, self.batch_end
