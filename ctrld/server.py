@@ -441,7 +441,7 @@ class Connection(asyncio.Protocol):
                 return
             cmd.waiters.append((self, req.requestId))
             return
-        done = procs.history.get(req.pid)
+        done = procs.ended(req.pid)
         if done is None:
             self.error(req.requestId, 3, f"no command with pid {req.pid} (running or recently ended)")
             return
@@ -630,7 +630,7 @@ class Daemon:
     def _deliver(self, owner, identity: Identity | None, body, extension: bool) -> None:
         if not self.subscribers:  # the usual case: the owner only
             if owner is not None and not owner.closed and (owner.v2 or not extension):
-                owner.write(codec.encode(body), self.processes.holding)
+                owner.write(body if type(body) is bytes else codec.encode(body), self.processes.holding)
             return
         frame = None
         targets = []
@@ -647,12 +647,14 @@ class Daemon:
         hold = self.processes.holding  # for the owner only: subscribers get the frame at once
         for c in targets:
             if frame is None:
-                frame = codec.encode(body)
+                frame = body if type(body) is bytes else codec.encode(body)
             c.write(frame, hold and c is owner)
 
     def _emit_command(self, cmd: Command, body, extension: bool) -> None:
         self._deliver(cmd.owner, cmd.identity, body, extension)
-        if cmd.owner is not None and isinstance(body, (g.ProcessTerminatedT, g.ChildCreationErrorT)):
+        # Its end (ProcessTerminated, an object or a frame, is emitted once the command is finished;
+        # ChildCreationError just before):
+        if cmd.owner is not None and (cmd.finished or isinstance(body, g.ChildCreationErrorT)):
             cmd.owner.commands.pop(cmd.request_id, None)
             cmd.owner.running.discard(cmd)
 

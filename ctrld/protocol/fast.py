@@ -195,6 +195,50 @@ class _Table:
         tail.append(_ZEROS[: total - pos])
         return head + b"".join(tail)
 
+    def compile_encoder(self, strings: tuple = ()):
+        """A function of this table's scalar fields and of the string fields `strings`, by name (every
+        other string or vector absent), returning the frame encode() writes for those values: the
+        same bytes without an object to build, nor the field walk (the hot events of a command's
+        life).  Scalars must be given (no None); strings as str."""
+        names = [f[0] for f in self.fields if f[1] not in "sSVX" or f[0] in strings]
+        for name in strings:
+            if dict((f[0], f[1]) for f in self.fields).get(name) != "s":
+                raise ValueError(f"{self.name}.{name} is not a string field")
+        src = [f"def encode({', '.join(names)}):"]
+        vt = list(self.offset)
+        pos = "END"  # frame position where the next string goes (an expression)
+        ref_value = {}
+        for i, (attr, kind, _default) in enumerate(self.fields):
+            if kind not in "sSVX":
+                continue
+            if attr not in strings:
+                vt[i] = 0
+                ref_value[i] = "0"
+                continue
+        tail = []
+        # Strings in inline order, as encode() lays them out.
+        for _k, i, _kind, at in self.order_ref_info:
+            attr = self.fields[i][0]
+            if attr not in strings:
+                continue
+            src.append(f"    b_{attr} = {attr}.encode('utf-8')")
+            src.append(f"    n_{attr} = len(b_{attr})")
+            src.append(f"    o_{attr} = {pos} - {at}")
+            ref_value[i] = f"o_{attr}"
+            src.append(f"    p_{attr} = {pos} + 5 + n_{attr} + (3 - n_{attr}) % 4")
+            tail += [f"U32(n_{attr})", f"b_{attr}", f"ZEROS[:1 + (3 - n_{attr}) % 4]"]
+            pos = f"p_{attr}"
+        src.append(f"    total = {pos} + (8 - {pos} % 8) % 8")
+        inline = [ref_value.get(i, self.fields[i][0]) for i in self.order]
+        args = ["total - 4", str(_MSG_TABLE - 4), *map(str, self.const_prefix), *map(str, vt),
+                str(self.table - _EVENT_VTABLE), *inline]
+        src.append(f"    head = HEAD({', '.join(args)})")
+        src.append(f"    return b''.join((head, {''.join(t + ', ' for t in tail)}ZEROS[:total - {pos}]))"
+                   if tail else f"    return head + ZEROS[:total - {pos}]")
+        scope = {"HEAD": self.head.pack, "U32": _U32.pack, "ZEROS": _ZEROS, "END": self.end}
+        exec("\n".join(src), scope)  # noqa: S102 - source built from the field list above
+        return scope["encode"]
+
     # ------------------------------------------------------------------ decode
     def decode(self, buf, pos: int):
         """The object-API table at `pos` of `buf`, or None when it has a field this path does not
@@ -283,6 +327,10 @@ def _get_vector(buf, at: int) -> bytes:
 
 TABLES = {name: _Table(name, fields) for name, fields in _SPECS.items()}
 ENCODER_OF_CLASS = {t.cls: t for t in TABLES.values()}
+# The events of a plain command's life, as the daemon sends them (no host, no message).
+encode_launched = TABLES["ProcessLaunched"].compile_encoder()
+encode_execve_ok = TABLES["ExecveTerminated"].compile_encoder(("commandName",))
+encode_terminated = TABLES["ProcessTerminated"].compile_encoder()
 DECODER_OF_TAG = {t.tag: t for t in TABLES.values()}
 
 

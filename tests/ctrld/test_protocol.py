@@ -81,3 +81,23 @@ def test_the_daemon_does_not_load_numpy():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "False\n"
+
+
+def test_compiled_encoders_write_what_encode_writes():
+    """fast.encode_launched / encode_execve_ok / encode_terminated (the daemon's hot events, laid out
+    without an object) produce the very bytes of the generic encoder, and decode back."""
+    from ctrld.protocol import fast
+
+    for pid, rid, t, st in ((1, 1, 0, -1), (2**31 - 1, 2**64 - 1, 2**63, 2**62), (77, 2**40, 123456789, -1)):
+        assert fast.encode_launched(pid, rid, t, st) == codec.encode(
+            g.ProcessLaunchedT(pid=pid, requestId=rid, timeNs=t, simTimeNs=st))
+        for name in ("", "a", "ab", "abc", "abcd", "/bin/echo", "é" * 5, "\ufffd" * 3):
+            frame = fast.encode_execve_ok(pid, name, True, rid, t, 0, st)
+            body = g.ExecveTerminatedT(pid=pid, commandName=name, success=True, requestId=rid, timeNs=t, simTimeNs=st)
+            assert frame == codec.encode(body)
+            assert vars(codec.decode(frame[4:])[1]) == vars(body)
+        values = dict(pid=pid, errorCode=137, requestId=rid, timeNs=t, exitCode=-1, signal=9, timedOut=True,
+                      execFailed=False, userCpuNs=5, sysCpuNs=6, maxRssKb=7, wallNs=8, simTimeNs=st, simStartNs=-1)
+        frame = fast.encode_terminated(**values)
+        assert frame == codec.encode(g.ProcessTerminatedT(**values))
+        assert vars(codec.decode(frame[4:])[1]) == vars(g.ProcessTerminatedT(**values))
