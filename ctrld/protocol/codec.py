@@ -89,6 +89,10 @@ def decode(payload: bytes, accept: frozenset[str] | None = None):
     one that would decode into far more than its own size is refused before anything is built.
     """
     try:
+        if accept is None:  # events (clients): the layouts the daemon writes, recognised at once
+            own = fast.decode_own(payload)
+            if own is not None:
+                return own[0].name, own[1]
         tag, pos = fast.decode_message(payload)
         name = NAME_OF_TAG.get(tag)
         if name is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import operator
 import struct
 
+from ctrld.protocol import bounds
 from ctrld.protocol.generated import ctrld_generated as g
 
 # kind: a struct code for scalars; "s" string, "S" [string], "V" [ubyte]; "X" a field this fast
@@ -133,6 +134,10 @@ class _Table:
         # Vtables of this layout seen so far (which strings and vectors are absent varies), each with
         # the inline positions of its absent references and its present ones (position, kind, offset).
         self.known_vts: dict[tuple, tuple] = {}
+        # The same, keyed by the whole head of a frame body laid out by encode() (root offset, the
+        # Message table, this table's vtable and offset to it: fixed bytes for a given layout), for
+        # decode_own(); the event table then starts at body offset `self.table - 4`.
+        self.by_head: dict[bytes, tuple] = {}
         # Encoding works in the inline order: one attrgetter call reads every field.
         self.getter = (operator.attrgetter(*self.order_attrs) if self.nslots > 1
                        else lambda body, a=self.order_attrs[0]: (getattr(body, a),))
@@ -195,47 +200,56 @@ class _Table:
         tail.append(_ZEROS[: total - pos])
         return head + b"".join(tail)
 
-    def compile_encoder(self, strings: tuple = ()):
-        """A function of this table's scalar fields and of the string fields `strings`, by name (every
-        other string or vector absent), returning the frame encode() writes for those values: the
-        same bytes without an object to build, nor the field walk (the hot events of a command's
-        life).  Scalars must be given (no None); strings as str."""
-        names = [f[0] for f in self.fields if f[1] not in "sSVX" or f[0] in strings]
-        for name in strings:
-            if dict((f[0], f[1]) for f in self.fields).get(name) != "s":
-                raise ValueError(f"{self.name}.{name} is not a string field")
+    def compile_encoder(self, present: tuple = ()):
+        """A function of this table's scalar fields and of the string / [string] fields `present`, by
+        name and in schema order (every other string or vector absent), returning the frame encode()
+        writes for those values: the same bytes without an object to build nor the field walk (the
+        hot messages of a command's life).  Scalars must be given (no None); strings as str."""
+        kinds = {f[0]: f[1] for f in self.fields}
+        for name in present:
+            if kinds.get(name) not in ("s", "S"):
+                raise ValueError(f"{self.name}.{name} is not a string or [string] field")
+        names = [f[0] for f in self.fields if f[1] not in "sSVX" or f[0] in present]
         src = [f"def encode({', '.join(names)}):"]
         vt = list(self.offset)
-        pos = "END"  # frame position where the next string goes (an expression)
-        ref_value = {}
+        inline_of = {}  # field index -> expression of its inline value, for the references
         for i, (attr, kind, _default) in enumerate(self.fields):
-            if kind not in "sSVX":
-                continue
-            if attr not in strings:
+            if kind in "sSVX" and attr not in present:
                 vt[i] = 0
-                ref_value[i] = "0"
-                continue
-        tail = []
-        # Strings in inline order, as encode() lays them out.
-        for _k, i, _kind, at in self.order_ref_info:
+                inline_of[i] = "0"
+        pos = str(self.end)  # frame position where the next string goes (an expression)
+        if present:
+            src.append("    out = [None]")
+        # Strings and vectors in inline order, as encode() lays them out.
+        for _k, i, kind, at in self.order_ref_info:
             attr = self.fields[i][0]
-            if attr not in strings:
+            if attr not in present:
                 continue
-            src.append(f"    b_{attr} = {attr}.encode('utf-8')")
-            src.append(f"    n_{attr} = len(b_{attr})")
+            inline_of[i] = f"o_{attr}"
             src.append(f"    o_{attr} = {pos} - {at}")
-            ref_value[i] = f"o_{attr}"
-            src.append(f"    p_{attr} = {pos} + 5 + n_{attr} + (3 - n_{attr}) % 4")
-            tail += [f"U32(n_{attr})", f"b_{attr}", f"ZEROS[:1 + (3 - n_{attr}) % 4]"]
+            if kind == "s":
+                src.append(f"    b_{attr} = {attr}.encode('utf-8') if {attr}.__class__ is str else bytes({attr})")
+                src.append(f"    n_{attr} = len(b_{attr})")
+                src.append(f"    out += (U32(n_{attr}), b_{attr}, ZEROS[:1 + (3 - n_{attr}) % 4])")
+                src.append(f"    p_{attr} = {pos} + 5 + n_{attr} + (3 - n_{attr}) % 4")
+            else:
+                src.append(f"    p_{attr} = PUT_STRINGS(out, {pos}, {attr})")
             pos = f"p_{attr}"
-        src.append(f"    total = {pos} + (8 - {pos} % 8) % 8")
-        inline = [ref_value.get(i, self.fields[i][0]) for i in self.order]
-        args = ["total - 4", str(_MSG_TABLE - 4), *map(str, self.const_prefix), *map(str, vt),
+        inline = [inline_of.get(i, self.fields[i][0]) for i in self.order]
+        if present:
+            src.append(f"    total = {pos} + (8 - {pos} % 8) % 8")
+            src.append(f"    out.append(ZEROS[:total - {pos}])")
+            total = "total"
+        else:
+            total = str(self.end + (8 - self.end % 8) % 8)
+        args = [f"{total} - 4", str(_MSG_TABLE - 4), *map(str, self.const_prefix), *map(str, vt),
                 str(self.table - _EVENT_VTABLE), *inline]
-        src.append(f"    head = HEAD({', '.join(args)})")
-        src.append(f"    return b''.join((head, {''.join(t + ', ' for t in tail)}ZEROS[:total - {pos}]))"
-                   if tail else f"    return head + ZEROS[:total - {pos}]")
-        scope = {"HEAD": self.head.pack, "U32": _U32.pack, "ZEROS": _ZEROS, "END": self.end}
+        if present:
+            src.append(f"    out[0] = HEAD({', '.join(args)})")
+            src.append("    return b''.join(out)")
+        else:
+            src.append(f"    return HEAD({', '.join(args)}) + ZEROS[:{total} - {self.end}]")
+        scope = {"HEAD": self.head.pack, "U32": _U32.pack, "ZEROS": _ZEROS, "PUT_STRINGS": _put_strings}
         exec("\n".join(src), scope)  # noqa: S102 - source built from the field list above
         return scope["encode"]
 
@@ -304,6 +318,20 @@ def _put_string(out: list, pos: int, s) -> int:
     return pos + 4 + n + 1 + pad
 
 
+def _put_strings(out: list, pos: int, strings) -> int:
+    """A [string] vector at `pos` (its offsets, then its strings), as encode() lays it out."""
+    n = len(strings)
+    spos = pos + 4 + 4 * n
+    offs = []
+    parts = []
+    for k, s in enumerate(strings):
+        offs.append(spos - (pos + 4 + 4 * k))
+        spos = _put_string(parts, spos, s)
+    out.append(struct.pack("<%dI" % (n + 1), n, *offs))
+    out += parts
+    return spos
+
+
 def _get_bytes(buf, at: int) -> bytes:
     start = at + _U32.unpack_from(buf, at)[0]
     n = _U32.unpack_from(buf, start)[0]
@@ -331,12 +359,44 @@ ENCODER_OF_CLASS = {t.cls: t for t in TABLES.values()}
 encode_launched = TABLES["ProcessLaunched"].compile_encoder()
 encode_execve_ok = TABLES["ExecveTerminated"].compile_encoder(("commandName",))
 encode_terminated = TABLES["ProcessTerminated"].compile_encoder()
+# A plain RunCommand (what Client.start sends without env, cwd, output files, host nor run-as).
+encode_run_plain = TABLES["RunCommand"].compile_encoder(("path", "args"))
 DECODER_OF_TAG = {t.tag: t for t in TABLES.values()}
+EVENT_TABLES = {t.tag: t for t in TABLES.values() if t.name not in bounds.REQUEST_TABLES}
 
 
 # The first 16 bytes of every frame body encode() writes: root offset, the Message vtable, the
 # Message table's offset back to it.
 _OWN_MESSAGE_HEAD = struct.pack("<IHHHHi", _MSG_TABLE - 4, 8, 9, 8, 4, _MSG_TABLE - _MSG_VTABLE)
+
+
+def decode_own(payload):
+    """(table, object) of an event whose frame body has a layout encode() writes and decode_own()
+    has seen before (one slice and one dict lookup to recognise it), else None.  Not for requests:
+    they are walked first (bounds.py)."""
+    if payload[:16] != _OWN_MESSAGE_HEAD or len(payload) < 24:
+        return None
+    table = EVENT_TABLES.get(payload[20])
+    if table is None:
+        return None
+    pos = table.table - 4
+    head = payload[: pos + 4]
+    refs = table.by_head.get(head)
+    if refs is not None:
+        return table, table._decode_canonical(payload, pos, refs)
+    # Not seen yet: is it laid out as encode() does (event table right after its vtable)?
+    if 16 + _U32.unpack_from(payload, 16)[0] != pos or len(payload) < pos + 4:
+        return None
+    vtable = pos - _I32.unpack_from(payload, pos)[0]
+    if vtable != _EVENT_VTABLE - 4:
+        return None
+    obj = table.decode(payload, pos)  # records the vtable among known_vts when it is canonical
+    if obj is None:
+        return None
+    refs = table.known_vts.get(table.vt_struct.unpack_from(payload, vtable))
+    if refs is not None and len(table.by_head) < 64:
+        table.by_head[bytes(head)] = refs
+    return table, obj
 
 
 def decode_message(payload):

@@ -101,3 +101,16 @@ def test_compiled_encoders_write_what_encode_writes():
         frame = fast.encode_terminated(**values)
         assert frame == codec.encode(g.ProcessTerminatedT(**values))
         assert vars(codec.decode(frame[4:])[1]) == vars(g.ProcessTerminatedT(**values))
+
+
+def test_compiled_run_command_encoder_matches_the_object_api():
+    from ctrld.protocol import fast
+
+    for argv in (["/bin/echo", "hello"], ["x"], ["é" * 3, "", "abc", "abcd", b"\xff raw"]):
+        values = dict(path=argv[0], args=argv, flags=0, stackSize=0, requestId=2**40 + 1, timeoutMs=5, graceMs=6,
+                      captureStdout=True, captureStderr=False, killOnDisconnect=True, inheritEnv=True,
+                      unmediated=False, runAsUid=-1, runAsGid=-1, stdinPipe=False, deferStart=True)
+        frame = fast.encode_run_plain(**values)
+        assert frame == codec.encode(g.RunCommandT(**values))
+        kind, back = codec.decode(frame[4:], frozenset(["RunCommand"]))
+        assert kind == "RunCommand" and back.args == [a if isinstance(a, bytes) else a.encode() for a in argv]
