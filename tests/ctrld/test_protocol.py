@@ -71,6 +71,27 @@ def test_splitter_handles_partial_and_batched_frames():
     assert [codec.decode(f)[1].requestId for f in got] == [1, 2]
 
 
+def test_splitter_any_chunking():
+    """Whatever the cuts (inside a length prefix, a frame, several frames per chunk), the same frames
+    come out, and a refused length after complete frames still returns those."""
+    import random
+
+    rnd = random.Random(7)
+    frames = [codec.encode_output_chunk(i, 1, g.Stream.stdout, bytes(rnd.randrange(0, 300)), i) for i in range(60)]
+    stream = b"".join(frames)
+    for _ in range(50):
+        s = codec.FrameSplitter()
+        got, pos = [], 0
+        while pos < len(stream):
+            n = rnd.choice([1, 2, 3, 5, 64, 400, 2000])
+            got += s.feed(stream[pos : pos + n])
+            pos += n
+        assert got == [f[4:] for f in frames] and not s._buf
+    s = codec.FrameSplitter(max_frame=1000)
+    assert s.feed(frames[0] + frames[1] + (5000).to_bytes(4, "little") + b"xx") == [frames[0][4:], frames[1][4:]]
+    assert s.error is not None and s.feed(frames[2]) == []
+
+
 def test_the_daemon_does_not_load_numpy():
     """flatbuffers and flatc's output import numpy when they find it (~15 MiB of RSS); the daemon
     must stay small (<= 25 MiB idle), so ctrld imports them with numpy out of sight."""
