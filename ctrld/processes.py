@@ -24,7 +24,7 @@ import select
 import signal
 import struct
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ctrld.mediate import to_ns
 from ctrld.protocol import codec
@@ -118,17 +118,15 @@ def spec_from_request(req: g.RunCommandT) -> RunSpec:
     )
 
 
-@dataclass(eq=False)
 class Command:
-    """One run: its process group (pgid == pid), pidfd, pipes and timers."""
+    """One run: its process group (pgid == pid), pidfd, pipes and timers.
 
-    spec: RunSpec
-    owner: object  # the Connection that asked for it (None once it disconnected)
-    request_id: int
+    A plain class (one is made per command, on the request's path): the scalar defaults are class
+    attributes, an instance holds what its constructor sets and what changes later."""
+
     pid: int = 0
     pidfd: int = -1
     started_ns: int = 0
-    pipes: dict = field(default_factory=dict)  # fd -> g.Stream value
     popen: subprocess.Popen | None = None
     cgroup: str | None = None
     timed_out: bool = False
@@ -137,21 +135,29 @@ class Command:
     rusage: object = None
     exit_ns: int = 0
     finished: bool = False
-    timers: list = field(default_factory=list)
     # --- emulated commands (ctrld --mediate) ---
     live: object = None  # simterpose.live.LiveProcess
     host: str = ""  # simulated host
     sim_start_ns: int = -1
-    pending_signals: list = field(default_factory=list)  # asked for before the process had started
     # --- ownership, flow control, stdin, leftovers ---
-    identity: object = None  # ctrld.auth.Identity of the requester; outlives its connection
     output_paused: bool = False  # the owner's backlog is full: the pipes are not being read
     stdin_fd: int = -1
     stdin_file: object = None  # Popen's file object owning stdin_fd
-    stdin_buf: bytearray = field(default_factory=bytearray)
     stdin_closing: bool = False  # CloseStdin came: close once stdin_buf is written
     leftover: bool = False  # the leader ended but processes of its group / cgroup still run
-    waiters: list = field(default_factory=list)  # (connection, request_id) of WaitProcess requests
+
+    def __init__(self, spec: RunSpec, owner, request_id: int, identity=None, host: str = ""):
+        self.spec = spec
+        self.owner = owner  # the Connection that asked for it (None once it disconnected)
+        self.request_id = request_id
+        self.identity = identity  # ctrld.auth.Identity of the requester; outlives its connection
+        if host:
+            self.host = host
+        self.pipes: dict = {}  # fd -> g.Stream value
+        self.timers: list = []
+        self.pending_signals: list = []  # asked for before the process had started (emulated)
+        self.stdin_buf = bytearray()
+        self.waiters: list = []  # (connection, request_id) of WaitProcess requests
 
 
 class ProcessTable:

@@ -236,20 +236,26 @@ class _Table:
                 src.append(f"    p_{attr} = PUT_STRINGS(out, {pos}, {attr})")
             pos = f"p_{attr}"
         inline = [inline_of.get(i, self.fields[i][0]) for i in self.order]
+        # Everything between the size prefix and the inline fields is fixed for this layout.
+        vt_len = 4 + 2 * self.nslots
+        mid = struct.pack("<I" + "HHHH" + "iIB3x" + "HH" + "H" * self.nslots + "x" * (self.table - _EVENT_VTABLE - vt_len)
+                          + "i", _MSG_TABLE - 4, *self.const_prefix, *vt, self.table - _EVENT_VTABLE)
+        assert 4 + len(mid) == self.table + 4
+        inline_struct = struct.Struct(self.inline_struct.format + "x" * (self.end - self.table - self.inline))
+        values = ", ".join(inline)
         if present:
             src.append(f"    total = {pos} + (8 - {pos} % 8) % 8")
             src.append(f"    out.append(ZEROS[:total - {pos}])")
-            total = "total"
-        else:
-            total = str(self.end + (8 - self.end % 8) % 8)
-        args = [f"{total} - 4", str(_MSG_TABLE - 4), *map(str, self.const_prefix), *map(str, vt),
-                str(self.table - _EVENT_VTABLE), *inline]
-        if present:
-            src.append(f"    out[0] = HEAD({', '.join(args)})")
+            src.append(f"    out[0] = U32(total - 4) + MID + INLINE({values})")
             src.append("    return b''.join(out)")
         else:
-            src.append(f"    return HEAD({', '.join(args)}) + ZEROS[:{total} - {self.end}]")
-        scope = {"HEAD": self.head.pack, "U32": _U32.pack, "ZEROS": _ZEROS, "PUT_STRINGS": _put_strings}
+            total = self.end + (8 - self.end % 8) % 8
+            src.append(f"    return PREFIX + INLINE({values}) + TAIL")
+        scope = {"INLINE": inline_struct.pack, "MID": mid, "U32": _U32.pack, "ZEROS": _ZEROS,
+                 "PUT_STRINGS": _put_strings}
+        if not present:
+            scope["PREFIX"] = _U32.pack(total - 4) + mid
+            scope["TAIL"] = _ZEROS[: total - self.end]
         exec("\n".join(src), scope)  # noqa: S102 - source built from the field list above
         return scope["encode"]
 
