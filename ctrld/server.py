@@ -16,7 +16,6 @@ import hmac
 import itertools
 import logging
 import os
-import resource
 import signal
 import socket
 import stat
@@ -123,11 +122,6 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         d = self.daemon
         sock = transport.get_extra_info("socket")
-        if sock.fileno() >= d.fd_high:
-            # Out of descriptors, libuv (uvloop) accepts and closes the connections waiting in the
-            # backlog without telling anyone: say that it happens, once per second at most.
-            d.log_refusal("accept: %d of %d descriptors in use: connections beyond the limit are dropped",
-                          sock.fileno() + 1, d.fd_limit)
         if len(d.connections) >= self.limits.max_connections:
             d.log_refusal("refusing a connection: %d connections already (--max-connections)", len(d.connections))
             self._refuse(errno.EBUSY, f"too many connections to this daemon (limit {self.limits.max_connections})")
@@ -507,10 +501,6 @@ class Daemon:
         # evicted, so a flood of idle connections cannot keep a token holder out for long.
         self.pending: collections.OrderedDict[Connection, None] = collections.OrderedDict()
         self.log_refusal = _RateLimitedLog()
-        # Connections accepted on a descriptor this high are the last ones before EMFILE.
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self.fd_limit = soft if soft != resource.RLIM_INFINITY else 1 << 30
-        self.fd_high = max(self.fd_limit - 16, 0)
         self.client_ids = itertools.count(1)
         self.processes = ProcessTable(self.loop, self._emit_command, cgroup_root)
         self.processes.batch_begin, self.processes.batch_end = self.batch_begin, self.batch_end
