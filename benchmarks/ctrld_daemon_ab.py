@@ -8,7 +8,9 @@ of direct `subprocess.run`, and reads each daemon's and the client's CPU time fr
 /proc/PID/schedstat.  The client library is this tree's for both daemons; fields a daemon does not
 know (e.g. RunCommand.defer_start) are ignored by it, as FlatBuffers readers do.
 
-Run: .venv/bin/python benchmarks/ctrld_daemon_ab.py /tmp/before [--rounds 15]
+The client runs on uvloop, as `ctrl` does (`--loop asyncio`: on asyncio's own loop).
+
+Run: .venv/bin/python benchmarks/ctrld_daemon_ab.py /tmp/before [--rounds 15] [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import uvloop  # noqa: E402
 
 from ctrld.client import Client  # noqa: E402
 
@@ -75,7 +79,7 @@ def loadavg() -> str:
 
 
 async def main(before: Path, rounds: int) -> None:
-    print(f"load average {loadavg()}")
+    print(f"load average {loadavg()}; client event loop: {type(asyncio.get_running_loop()).__module__.split('.')[0]}")
     with tempfile.TemporaryDirectory() as tmp:
         procs, clients = [], {}
         try:
@@ -115,5 +119,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("before", type=Path, help="a source tree holding an earlier ctrld/ package")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="the client's event loop")
     a = ap.parse_args()
-    asyncio.run(main(a.before.resolve(), a.rounds))
+    (uvloop.run if a.loop == "uvloop" else asyncio.run)(main(a.before.resolve(), a.rounds))

@@ -9,11 +9,14 @@ The load average is printed before and after, and next to each ratio of medians 
 per-round ratios (each round's ctrld time over the same round's direct time): on a shared machine
 the two differ when the load changed during the run.
 
-Run: .venv/bin/python benchmarks/ctrld_roundtrip.py
+The client runs on uvloop, as `ctrl` does (`--loop asyncio`: on asyncio's own loop).
+
+Run: .venv/bin/python benchmarks/ctrld_roundtrip.py [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import subprocess
@@ -23,6 +26,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import uvloop  # noqa: E402
 
 from ctrld.client import Client  # noqa: E402
 from ctrld.testing import DaemonProc  # noqa: E402
@@ -96,6 +101,7 @@ async def main() -> None:
             d.stop()
 
     med = {k: statistics.median(v) for k, v in seq.items()}
+    print(f"client event loop: {type(asyncio.get_running_loop()).__module__.split('.')[0]}")
     print(f"sequential {N_SEQ} x {' '.join(ARGV)} (median of {ROUNDS} interleaved rounds, per command)")
     for k, v in med.items():
         ratio = v / med["direct"]
@@ -111,4 +117,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop", help="the client's event loop")
+    (uvloop.run if ap.parse_args().loop == "uvloop" else asyncio.run)(main())

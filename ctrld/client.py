@@ -18,7 +18,7 @@ import signal as _signal
 import types
 from dataclasses import dataclass, field
 
-from ctrld.protocol import codec
+from ctrld.protocol import codec, fast
 from ctrld.protocol.codec import as_str
 from ctrld.protocol.generated import ctrld_generated as g
 
@@ -353,6 +353,13 @@ class Client:
         if not argv:
             raise ValueError("empty argv")
         rid, req = self._new_request(_RUN_TERMINAL)
+        if not (env or cwd or stdout_path or stderr_path or host or run_as is not None):
+            # The usual request, laid out directly (the same bytes as the object below would give).
+            args = list(argv)
+            self._transport.write(fast.encode_run_plain(
+                args[0], args, 0, 0, rid, int(timeout * 1000) if timeout else 0, int(grace * 1000) if grace else 0,
+                capture, capture, kill_on_disconnect, inherit_env, unmediated, -1, -1, stdin, defer_start))
+            return RunHandle(self, rid, req)
         body = g.RunCommandT(
             path=argv[0], args=list(argv), requestId=rid, cwd=cwd,
             envp=[f"{k}={v}" for k, v in env.items()] if env else None, inheritEnv=inherit_env,

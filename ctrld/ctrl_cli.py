@@ -13,6 +13,8 @@ import signal
 import sys
 import threading
 
+import uvloop
+
 from ctrld import client as cl
 from ctrld.protocol.generated import ctrld_generated as g
 
@@ -395,7 +397,7 @@ async def _main(args) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return asyncio.run(_main(args))
+        return uvloop.run(_main(args))
     except cl.CtrlError as e:
         print(f"ctrl: {e}", file=sys.stderr)
         return EXIT_CONNECT if isinstance(e, cl.ConnectionLost) or "cannot connect" in str(e) else 1

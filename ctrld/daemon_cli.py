@@ -222,6 +222,8 @@ def main(argv=None) -> int:
         else:
             logging.basicConfig(level=level, format="ctrld: %(message)s")
         check_config(args)
+        # asyncio's own loop: uvloop measured within the noise here (-0..25 us of CPU per command)
+        # and costs 2.4 MiB of idle RSS (docs/ctrld.md); `ctrl` runs on uvloop.
         rc = asyncio.run(serve(args, handler))
         if args.mediate:
             from ctrld.mediate import THREAD_NAME

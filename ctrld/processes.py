@@ -15,7 +15,6 @@ through the emulation (which wakes the process's actor to notice them).
 
 from __future__ import annotations
 
-import collections
 import copy
 import ctypes
 import errno
@@ -25,11 +24,12 @@ import select
 import signal
 import struct
 import subprocess
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ctrld.mediate import to_ns
+from ctrld.protocol import codec
 from ctrld.protocol.codec import as_str, now_ns, wire_str
+from ctrld.protocol.fast import encode_execve_ok, encode_launched, encode_terminated
 from ctrld.protocol.generated import ctrld_generated as g
 
 # After the process exits, wait at most this long for its output pipes to reach EOF (a
@@ -118,17 +118,15 @@ def spec_from_request(req: g.RunCommandT) -> RunSpec:
     )
 
 
-@dataclass(eq=False)
 class Command:
-    """One run: its process group (pgid == pid), pidfd, pipes and timers."""
+    """One run: its process group (pgid == pid), pidfd, pipes and timers.
 
-    spec: RunSpec
-    owner: object  # the Connection that asked for it (None once it disconnected)
-    request_id: int
+    A plain class (one is made per command, on the request's path): the scalar defaults are class
+    attributes, an instance holds what its constructor sets and what changes later."""
+
     pid: int = 0
     pidfd: int = -1
     started_ns: int = 0
-    pipes: dict = field(default_factory=dict)  # fd -> g.Stream value
     popen: subprocess.Popen | None = None
     cgroup: str | None = None
     timed_out: bool = False
@@ -137,21 +135,29 @@ class Command:
     rusage: object = None
     exit_ns: int = 0
     finished: bool = False
-    timers: list = field(default_factory=list)
     # --- emulated commands (ctrld --mediate) ---
     live: object = None  # simterpose.live.LiveProcess
     host: str = ""  # simulated host
     sim_start_ns: int = -1
-    pending_signals: list = field(default_factory=list)  # asked for before the process had started
     # --- ownership, flow control, stdin, leftovers ---
-    identity: object = None  # ctrld.auth.Identity of the requester; outlives its connection
     output_paused: bool = False  # the owner's backlog is full: the pipes are not being read
     stdin_fd: int = -1
     stdin_file: object = None  # Popen's file object owning stdin_fd
-    stdin_buf: bytearray = field(default_factory=bytearray)
     stdin_closing: bool = False  # CloseStdin came: close once stdin_buf is written
     leftover: bool = False  # the leader ended but processes of its group / cgroup still run
-    waiters: list = field(default_factory=list)  # (connection, request_id) of WaitProcess requests
+
+    def __init__(self, spec: RunSpec, owner, request_id: int, identity=None, host: str = ""):
+        self.spec = spec
+        self.owner = owner  # the Connection that asked for it (None once it disconnected)
+        self.request_id = request_id
+        self.identity = identity  # ctrld.auth.Identity of the requester; outlives its connection
+        if host:
+            self.host = host
+        self.pipes: dict = {}  # fd -> g.Stream value
+        self.timers: list = []
+        self.pending_signals: list = []  # asked for before the process had started (emulated)
+        self.stdin_buf = bytearray()
+        self.waiters: list = []  # (connection, request_id) of WaitProcess requests
 
 
 class ProcessTable:
@@ -182,9 +188,9 @@ class ProcessTable:
         self._fds_checked = False
         self.leftovers: dict[int, Command] = {}  # leader pid -> command whose processes outlive it
         self._sweep = None
-        # pid -> (identity, ProcessTerminatedT) of ended commands, oldest first (WaitProcess)
-        self.history: collections.OrderedDict[int, tuple] = collections.OrderedDict()
-        self._history_t: dict[int, float] = {}
+        # pid -> (identity, ProcessTerminatedT or its frame, CLOCK_MONOTONIC ns of the end) of ended
+        # commands, oldest first (WaitProcess; see ended())
+        self.history: dict[int, tuple] = {}
 
     def sim_now(self) -> int:
         """The simulated clock (ns) for events' sim_time_ns; -1 when the daemon does not mediate."""
@@ -342,7 +348,8 @@ class ProcessTable:
         converts a mapping at each call: 40 µs for os.environ itself, 10 µs for a plain dict).
         The daemon never changes its environment once started."""
         if self._env is None:
-            self._env = dict(os.environ)
+            # bytes: posix_spawn then only joins each name and value (str ones are encoded first)
+            self._env = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
         return self._env
 
     def _no_inherited_fds(self) -> None:
@@ -378,19 +385,15 @@ class ProcessTable:
 
         t = cmd.started_ns
         st = self.sim_now()
+        rid = cmd.request_id
+        # ProcessLaunched and ExecveTerminated{success}, laid out directly, delivered together.
+        frames = (encode_launched(pid, rid, t, st)
+                  + encode_execve_ok(pid, wire_str(spec.argv[0]), True, rid, t, 0, st))
         # Held back for a client that waits for the end (RunCommand.defer_start): they leave with
         # the command's first output or its end, one write and one wake-up of the client fewer.
         self.holding = spec.defer_start
         try:
-            self.emit(cmd, g.ProcessLaunchedT(pid=cmd.pid, requestId=cmd.request_id, timeNs=t, simTimeNs=st), False)
-            self.emit(
-                cmd,
-                g.ExecveTerminatedT(
-                    pid=cmd.pid, commandName=wire_str(spec.argv[0]), success=True, requestId=cmd.request_id, timeNs=t,
-                    simTimeNs=st,
-                ),
-                False,
-            )
+            self.emit(cmd, frames, False)
         finally:
             self.holding = False
 
@@ -507,30 +510,48 @@ class ProcessTable:
             ),
         )
 
-    def _terminated(self, cmd: Command, body: g.ProcessTerminatedT) -> None:
-        """Emit the end of a command (and send it at once), keep it for WaitProcess, answer those
-        waiting for it."""
+    def _terminated(self, cmd: Command, body) -> None:
+        """Emit the end of a command (a ProcessTerminatedT or its frame) and send it at once, keep it
+        for WaitProcess, answer those waiting for it."""
         self.emit(cmd, body, False)
         self.flush()
         if not cmd.pid:
             return
-        self.history[cmd.pid] = (cmd.identity, body)
-        self.history.move_to_end(cmd.pid)
-        now = time.monotonic()
-        self._history_t[cmd.pid] = now
-        while self.history and (len(self.history) > HISTORY_MAX
-                                or now - self._history_t[next(iter(self.history))] > HISTORY_S):
-            old, _ = self.history.popitem(last=False)
-            self._history_t.pop(old, None)
-        for conn, rid in cmd.waiters:
-            if not conn.closed:
-                conn.send(self.terminated_copy(body, rid))
-        cmd.waiters.clear()
+        history = self.history
+        if cmd.pid in history:  # a recycled pid: its entry moves to the end
+            del history[cmd.pid]
+        history[cmd.pid] = (cmd.identity, body, cmd.exit_ns or now_ns())
+        if len(history) > HISTORY_MAX:
+            del history[next(iter(history))]
+        if cmd.waiters:
+            for conn, rid in cmd.waiters:
+                if not conn.closed:
+                    conn.send(self.terminated_copy(body, rid))
+            cmd.waiters.clear()
+
+    def ended(self, pid: int) -> tuple | None:
+        """(owner identity, ProcessTerminatedT or its frame) of command `pid` if it ended within the
+        last HISTORY_S seconds (and is among the last HISTORY_MAX to end), else None."""
+        entry = self.history.get(pid)
+        if entry is None:
+            return None
+        identity, body, t = entry
+        if now_ns() - t > HISTORY_S * 1e9:
+            # Expired: it and every older entry (the dict is in order of ends) go.
+            history = self.history
+            while history:
+                oldest = next(iter(history))
+                del history[oldest]
+                if oldest == pid:
+                    break
+            return None
+        return identity, body
 
     @staticmethod
-    def terminated_copy(body: g.ProcessTerminatedT, request_id: int) -> g.ProcessTerminatedT:
-        """The ProcessTerminated of a command, addressed to another request (WaitProcess)."""
-        c = copy.copy(body)
+    def terminated_copy(body, request_id: int) -> g.ProcessTerminatedT:
+        """The ProcessTerminated of a command (a ProcessTerminatedT or its frame), addressed to
+        another request (WaitProcess)."""
+        c = codec.decode(body[4:])[1] if isinstance(body, bytes) else copy.copy(body)
         c.requestId = request_id
         return c
 
@@ -811,18 +832,16 @@ class ProcessTable:
             sig = 0
             exit_code = error_code = os.WEXITSTATUS(status)
         ru = cmd.rusage
-        body = g.ProcessTerminatedT(
-            pid=cmd.pid, errorCode=error_code, requestId=cmd.request_id, timeNs=cmd.exit_ns,
-            exitCode=exit_code, signal=sig, timedOut=cmd.timed_out, wallNs=cmd.exit_ns - cmd.started_ns,
-            simTimeNs=self.sim_now(),
-        )
         if ru is not None:
-            body.userCpuNs = int(ru.ru_utime * 1e9)
-            body.sysCpuNs = int(ru.ru_stime * 1e9)
-            body.maxRssKb = ru.ru_maxrss
+            user, system, rss = int(ru.ru_utime * 1e9), int(ru.ru_stime * 1e9), ru.ru_maxrss
+        else:
+            user = system = rss = 0
+        # Laid out directly (no ProcessTerminatedT to build: WaitProcess decodes the frame if asked).
+        frame = encode_terminated(cmd.pid, error_code, cmd.request_id, cmd.exit_ns, exit_code, sig, cmd.timed_out,
+                                  False, user, system, rss, cmd.exit_ns - cmd.started_ns, self.sim_now(), -1)
         # The end is sent first (it is what the client waits for), the bookkeeping follows in the
         # same handler: no request of any client can be served in between.
-        self._terminated(cmd, body)
+        self._terminated(cmd, frame)
         if self._group_alive(cmd):
             # Processes of its group (or cgroup) outlive the leader: keep them visible (status),
             # killable through the leader's pid, and clean the cgroup once they are gone.

@@ -139,11 +139,15 @@ class Connection(asyncio.Protocol):
             addr = transport.get_extra_info("peername")
             self.peer = "%s:%s" % addr[:2]
             uid = None
+            exhausted = False
             if auth.is_loopback_address(addr[0]):
                 try:
                     uid = auth.tcp_peer_uid(sock)
-                except OSError:
+                except OSError as e:
                     uid = None
+                    exhausted = e.errno in (errno.EMFILE, errno.ENFILE)
+                    if exhausted:
+                        d.log_refusal("accept: cannot identify %s: %s", self.peer, e.strerror)
                 self.peer += f" uid={uid}"
             cert = auth.cert_identity(transport.get_extra_info("peercert")) if self.kind == "tls" else None
             if uid is not None:
@@ -158,6 +162,9 @@ class Connection(asyncio.Protocol):
                 if self.identity is None:
                     # A daemon without a token serves off-loopback peers only through verified
                     # client certificates (check_config), and loopback peers by uid.
+                    if exhausted:  # said above, once per second at most
+                        self._refuse(errno.EMFILE, "this daemon is out of descriptors: try again later")
+                        return
                     log.warning("refusing %s: peer not identified", self.peer)
                     self._refuse(errno.EACCES, "this daemon could not identify you (no token, no client certificate)")
                     return
@@ -428,7 +435,7 @@ class Connection(asyncio.Protocol):
                 return
             cmd.waiters.append((self, req.requestId))
             return
-        done = procs.history.get(req.pid)
+        done = procs.ended(req.pid)
         if done is None:
             self.error(req.requestId, 3, f"no command with pid {req.pid} (running or recently ended)")
             return
@@ -613,7 +620,7 @@ class Daemon:
     def _deliver(self, owner, identity: Identity | None, body, extension: bool) -> None:
         if not self.subscribers:  # the usual case: the owner only
             if owner is not None and not owner.closed and (owner.v2 or not extension):
-                owner.write(codec.encode(body), self.processes.holding)
+                owner.write(body if type(body) is bytes else codec.encode(body), self.processes.holding)
             return
         frame = None
         targets = []
@@ -630,12 +637,14 @@ class Daemon:
         hold = self.processes.holding  # for the owner only: subscribers get the frame at once
         for c in targets:
             if frame is None:
-                frame = codec.encode(body)
+                frame = body if type(body) is bytes else codec.encode(body)
             c.write(frame, hold and c is owner)
 
     def _emit_command(self, cmd: Command, body, extension: bool) -> None:
         self._deliver(cmd.owner, cmd.identity, body, extension)
-        if cmd.owner is not None and isinstance(body, (g.ProcessTerminatedT, g.ChildCreationErrorT)):
+        # Its end (ProcessTerminated, an object or a frame, is emitted once the command is finished;
+        # ChildCreationError just before):
+        if cmd.owner is not None and (cmd.finished or isinstance(body, g.ChildCreationErrorT)):
             cmd.owner.commands.pop(cmd.request_id, None)
             cmd.owner.running.discard(cmd)
 

@@ -89,6 +89,10 @@ def decode(payload: bytes, accept: frozenset[str] | None = None):
     one that would decode into far more than its own size is refused before anything is built.
     """
     try:
+        if accept is None:  # events (clients): the layouts the daemon writes, recognised at once
+            own = fast.decode_own(payload)
+            if own is not None:
+                return own[0].name, own[1]
         tag, pos = fast.decode_message(payload)
         name = NAME_OF_TAG.get(tag)
         if name is None:
@@ -130,22 +134,30 @@ class FrameSplitter:
     def feed(self, data: bytes) -> list[bytes]:
         if self.error is not None:
             return []
-        self._buf += data
-        frames = []
         buf = self._buf
+        if buf:  # the rest of a partial frame: continue in the buffer
+            buf += data
+            data = buf
+        # else the frames are cut from `data` itself (one copy each, none for the buffer), and only
+        # an incomplete tail is kept
+        frames = []
         pos = 0
-        while len(buf) - pos >= 4:
-            (n,) = _LEN.unpack_from(buf, pos)
+        end = len(data)
+        while end - pos >= 4:
+            (n,) = _LEN.unpack_from(data, pos)
             if n > self.max_frame:
                 self.error = FrameTooLarge(f"frame of {n} bytes exceeds the {self.max_frame}-byte limit")
                 buf.clear()
                 return frames
-            if len(buf) - pos - 4 < n:
+            if end - pos - 4 < n:
                 break
-            frames.append(bytes(buf[pos + 4 : pos + 4 + n]))
+            frames.append(bytes(data[pos + 4 : pos + 4 + n]))
             pos += 4 + n
-        if pos:
-            del buf[:pos]
+        if data is buf:
+            if pos:
+                del buf[:pos]
+        elif pos < end:
+            buf += memoryview(data)[pos:]
         return frames
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import operator
 import struct
 
+from ctrld.protocol import bounds
 from ctrld.protocol.generated import ctrld_generated as g
 
 # kind: a struct code for scalars; "s" string, "S" [string], "V" [ubyte]; "X" a field this fast
@@ -133,6 +134,10 @@ class _Table:
         # Vtables of this layout seen so far (which strings and vectors are absent varies), each with
         # the inline positions of its absent references and its present ones (position, kind, offset).
         self.known_vts: dict[tuple, tuple] = {}
+        # The same, keyed by the whole head of a frame body laid out by encode() (root offset, the
+        # Message table, this table's vtable and offset to it: fixed bytes for a given layout), for
+        # decode_own(); the event table then starts at body offset `self.table - 4`.
+        self.by_head: dict[bytes, tuple] = {}
         # Encoding works in the inline order: one attrgetter call reads every field.
         self.getter = (operator.attrgetter(*self.order_attrs) if self.nslots > 1
                        else lambda body, a=self.order_attrs[0]: (getattr(body, a),))
@@ -194,6 +199,65 @@ class _Table:
             return head + _ZEROS[: total - pos]
         tail.append(_ZEROS[: total - pos])
         return head + b"".join(tail)
+
+    def compile_encoder(self, present: tuple = ()):
+        """A function of this table's scalar fields and of the string / [string] fields `present`, by
+        name and in schema order (every other string or vector absent), returning the frame encode()
+        writes for those values: the same bytes without an object to build nor the field walk (the
+        hot messages of a command's life).  Scalars must be given (no None); strings as str."""
+        kinds = {f[0]: f[1] for f in self.fields}
+        for name in present:
+            if kinds.get(name) not in ("s", "S"):
+                raise ValueError(f"{self.name}.{name} is not a string or [string] field")
+        names = [f[0] for f in self.fields if f[1] not in "sSVX" or f[0] in present]
+        src = [f"def encode({', '.join(names)}):"]
+        vt = list(self.offset)
+        inline_of = {}  # field index -> expression of its inline value, for the references
+        for i, (attr, kind, _default) in enumerate(self.fields):
+            if kind in "sSVX" and attr not in present:
+                vt[i] = 0
+                inline_of[i] = "0"
+        pos = str(self.end)  # frame position where the next string goes (an expression)
+        if present:
+            src.append("    out = [None]")
+        # Strings and vectors in inline order, as encode() lays them out.
+        for _k, i, kind, at in self.order_ref_info:
+            attr = self.fields[i][0]
+            if attr not in present:
+                continue
+            inline_of[i] = f"o_{attr}"
+            src.append(f"    o_{attr} = {pos} - {at}")
+            if kind == "s":
+                src.append(f"    b_{attr} = {attr}.encode('utf-8') if {attr}.__class__ is str else bytes({attr})")
+                src.append(f"    n_{attr} = len(b_{attr})")
+                src.append(f"    out += (U32(n_{attr}), b_{attr}, ZEROS[:1 + (3 - n_{attr}) % 4])")
+                src.append(f"    p_{attr} = {pos} + 5 + n_{attr} + (3 - n_{attr}) % 4")
+            else:
+                src.append(f"    p_{attr} = PUT_STRINGS(out, {pos}, {attr})")
+            pos = f"p_{attr}"
+        inline = [inline_of.get(i, self.fields[i][0]) for i in self.order]
+        # Everything between the size prefix and the inline fields is fixed for this layout.
+        vt_len = 4 + 2 * self.nslots
+        mid = struct.pack("<I" + "HHHH" + "iIB3x" + "HH" + "H" * self.nslots + "x" * (self.table - _EVENT_VTABLE - vt_len)
+                          + "i", _MSG_TABLE - 4, *self.const_prefix, *vt, self.table - _EVENT_VTABLE)
+        assert 4 + len(mid) == self.table + 4
+        inline_struct = struct.Struct(self.inline_struct.format + "x" * (self.end - self.table - self.inline))
+        values = ", ".join(inline)
+        if present:
+            src.append(f"    total = {pos} + (8 - {pos} % 8) % 8")
+            src.append(f"    out.append(ZEROS[:total - {pos}])")
+            src.append(f"    out[0] = U32(total - 4) + MID + INLINE({values})")
+            src.append("    return b''.join(out)")
+        else:
+            total = self.end + (8 - self.end % 8) % 8
+            src.append(f"    return PREFIX + INLINE({values}) + TAIL")
+        scope = {"INLINE": inline_struct.pack, "MID": mid, "U32": _U32.pack, "ZEROS": _ZEROS,
+                 "PUT_STRINGS": _put_strings}
+        if not present:
+            scope["PREFIX"] = _U32.pack(total - 4) + mid
+            scope["TAIL"] = _ZEROS[: total - self.end]
+        exec("\n".join(src), scope)  # noqa: S102 - source built from the field list above
+        return scope["encode"]
 
     # ------------------------------------------------------------------ decode
     def decode(self, buf, pos: int):
@@ -260,6 +324,20 @@ def _put_string(out: list, pos: int, s) -> int:
     return pos + 4 + n + 1 + pad
 
 
+def _put_strings(out: list, pos: int, strings) -> int:
+    """A [string] vector at `pos` (its offsets, then its strings), as encode() lays it out."""
+    n = len(strings)
+    spos = pos + 4 + 4 * n
+    offs = []
+    parts = []
+    for k, s in enumerate(strings):
+        offs.append(spos - (pos + 4 + 4 * k))
+        spos = _put_string(parts, spos, s)
+    out.append(struct.pack("<%dI" % (n + 1), n, *offs))
+    out += parts
+    return spos
+
+
 def _get_bytes(buf, at: int) -> bytes:
     start = at + _U32.unpack_from(buf, at)[0]
     n = _U32.unpack_from(buf, start)[0]
@@ -283,12 +361,48 @@ def _get_vector(buf, at: int) -> bytes:
 
 TABLES = {name: _Table(name, fields) for name, fields in _SPECS.items()}
 ENCODER_OF_CLASS = {t.cls: t for t in TABLES.values()}
+# The events of a plain command's life, as the daemon sends them (no host, no message).
+encode_launched = TABLES["ProcessLaunched"].compile_encoder()
+encode_execve_ok = TABLES["ExecveTerminated"].compile_encoder(("commandName",))
+encode_terminated = TABLES["ProcessTerminated"].compile_encoder()
+# A plain RunCommand (what Client.start sends without env, cwd, output files, host nor run-as).
+encode_run_plain = TABLES["RunCommand"].compile_encoder(("path", "args"))
 DECODER_OF_TAG = {t.tag: t for t in TABLES.values()}
+EVENT_TABLES = {t.tag: t for t in TABLES.values() if t.name not in bounds.REQUEST_TABLES}
 
 
 # The first 16 bytes of every frame body encode() writes: root offset, the Message vtable, the
 # Message table's offset back to it.
 _OWN_MESSAGE_HEAD = struct.pack("<IHHHHi", _MSG_TABLE - 4, 8, 9, 8, 4, _MSG_TABLE - _MSG_VTABLE)
+
+
+def decode_own(payload):
+    """(table, object) of an event whose frame body has a layout encode() writes and decode_own()
+    has seen before (one slice and one dict lookup to recognise it), else None.  Not for requests:
+    they are walked first (bounds.py)."""
+    if payload[:16] != _OWN_MESSAGE_HEAD or len(payload) < 24:
+        return None
+    table = EVENT_TABLES.get(payload[20])
+    if table is None:
+        return None
+    pos = table.table - 4
+    head = payload[: pos + 4]
+    refs = table.by_head.get(head)
+    if refs is not None:
+        return table, table._decode_canonical(payload, pos, refs)
+    # Not seen yet: is it laid out as encode() does (event table right after its vtable)?
+    if 16 + _U32.unpack_from(payload, 16)[0] != pos or len(payload) < pos + 4:
+        return None
+    vtable = pos - _I32.unpack_from(payload, pos)[0]
+    if vtable != _EVENT_VTABLE - 4:
+        return None
+    obj = table.decode(payload, pos)  # records the vtable among known_vts when it is canonical
+    if obj is None:
+        return None
+    refs = table.known_vts.get(table.vt_struct.unpack_from(payload, vtable))
+    if refs is not None and len(table.by_head) < 64:
+        table.by_head[bytes(head)] = refs
+    return table, obj
 
 
 def decode_message(payload):

@@ -237,3 +237,37 @@ def test_defer_start_holds_start_events_until_output_or_end(daemon):
     assert rest[-1] == "ProcessTerminated"
     assert [e.kind for e in r.events] == ["ProcessLaunched", "ExecveTerminated", "OutputChunk", "ProcessTerminated"]
     assert r.exit_code == 0 and r.pid > 0 and r.stdout == b"hi\n"
+
+
+def test_wait_pid_running_and_after_the_end(daemon):
+    """WaitProcess answers with the command's ProcessTerminated (under the wait's request id): when
+    it ends, and at once for a command that already ended."""
+
+    async def go():
+        async with await _client(daemon) as c:
+            h = await c.start(["sh", "-c", "read x; exit 3"], stdin=True)
+            async for ev in h.events():
+                if ev.kind == "ProcessLaunched":
+                    break
+            waiting = asyncio.ensure_future(c.wait_pid(h.pid))
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+            h.close_stdin()
+            r = await h.wait()
+            live = await waiting
+            late = await c.wait_pid(h.pid)
+            done = await c.run(["sh", "-c", "kill -KILL $$"])
+            late_killed = await c.wait_pid(done.pid)
+            with pytest.raises(CtrlError) as unknown:
+                await c.wait_pid(2**22 + 12345)
+            return h.pid, r, live, late, done, late_killed, unknown.value.code
+
+    pid, r, live, late, done, late_killed, unknown = arun(go())
+    assert r.exit_code == 3
+    for t in (live, late):
+        assert (t.pid, t.exitCode, t.signal, t.errorCode) == (pid, 3, 0, 3)
+        assert t.wallNs == int(r.wall_s * 1e9) and t.requestId not in (0,)
+    assert live.requestId != late.requestId
+    assert (late_killed.pid, late_killed.signal, late_killed.exitCode, late_killed.errorCode) == (done.pid, 9, -1, 137)
+    assert late_killed.userCpuNs == int(done.user_cpu_s * 1e9) and late_killed.maxRssKb == done.max_rss_kb
+    assert unknown == errno.ESRCH
