@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ..procfs import task_comm, task_state
-from . import arch, launcher, names
+from . import arch, launcher, names, stops
 from . import ptrace as pt
 from .memory import Memory, MemoryError_
 from .ptrace import TraceeGone
@@ -380,8 +380,11 @@ class Tracer:
         # Counted down as tasks stop or exit; recounted after other events (a fork adds a task, a
         # signal stop resumes one...), which are rare: no scan of every task per stop.
         while running > 0:
+            # A seccomp stop's registers are read into their own buffer, by the same C call as the
+            # waitpid (stops.c): the Syscall keeps it, also while BLOCKED (no copy then).
+            regs = arch.Regs()
             try:
-                tid, status = os.waitpid(-1, self._wait_flags)
+                tid, status, got_regs = stops.wait_stop(self._wait_flags, regs)
             except ChildProcessError:
                 self._forget_all()
                 break
@@ -392,14 +395,8 @@ class Tracer:
                 if task.state == RUNNING:
                     running -= 1
                 task.state = STOPPED
-                regs = None
-                if (status >> 16) == pt.PTRACE_EVENT_SECCOMP:
-                    # Its own buffer: the Syscall keeps it, also while BLOCKED (no copy then).
-                    regs = arch.Regs()
-                    try:
-                        pt.getregs(tid, regs)
-                    except pt.PtraceError:
-                        regs = None
+                if not got_regs:
+                    regs = None   # a syscall-exit stop, or the task vanished: `_dispatch` finds out
                 deferred.append((task.rank, len(deferred), tid, status, regs))
             elif task is not None and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
                 # Exits are processed in canonical order too: which child a parent's wait reaps,
@@ -604,14 +601,19 @@ class Tracer:
         task.blocked = task.blocked_on = None
         regs = sc.regs
         if kind is not Native:
-            setattr(regs, arch.NR, 0xFFFFFFFFFFFFFFFF)  # -1: the kernel runs nothing
             v = result.value if kind is Value else -result.errno
-            setattr(regs, arch.RET, v & 0xFFFFFFFFFFFFFFFF)
             task.on_exit = None
-            try:  # `_setregs` inline: the path of every emulated syscall
-                pt.setregs(task.tid, regs)
-            except pt.PtraceError:
-                raise TraceeGone() from None
+            if not task.pending_signal:
+                # The path of every emulated syscall: orig_rax = -1 (the kernel runs nothing),
+                # rax = v, SETREGS and CONT in one C call (stops.c).
+                try:
+                    stops.answer(task.tid, regs, v)
+                except ProcessLookupError:
+                    raise TraceeGone() from None   # SIGKILLed while stopped: its exit follows
+                return
+            setattr(regs, arch.NR, 0xFFFFFFFFFFFFFFFF)
+            setattr(regs, arch.RET, v & 0xFFFFFFFFFFFFFFFF)
+            self._setregs(task, regs)
         else:
             task.on_exit = result.on_exit
             if sc.dirty:
