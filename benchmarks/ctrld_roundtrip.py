@@ -9,6 +9,10 @@ The load average is printed before and after, and next to each ratio of medians 
 per-round ratios (each round's ctrld time over the same round's direct time): on a shared machine
 the two differ when the load changed during the run.
 
+Last, the cost of the hand-offs a daemon adds is shown: a 1-byte round trip between two processes
+over a socketpair, as the kernel places them and with both on one CPU (a command through the
+daemon crosses processes twice more than a direct spawn).
+
 The client runs on uvloop, as `ctrl` does (`--loop asyncio`: on asyncio's own loop).
 
 Run: .venv/bin/python benchmarks/ctrld_roundtrip.py [--loop uvloop|asyncio]
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -69,6 +75,39 @@ async def ctrld_conc(c: Client) -> float:
     return time.perf_counter() - t0
 
 
+def wakeup_round_trip(cpus: set | None, n: int = 5000) -> float:
+    """Seconds per 1-byte round trip between two processes over a socketpair (two wake-ups of a
+    sleeping process), with both on `cpus` (None: where the kernel places them). A command run
+    through the daemon crosses processes twice more than a direct spawn (client -> daemon, daemon
+    -> client): on a VM whose wake-ups of another vCPU are slow, this is the floor it adds."""
+    a, b = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the echoing side: nothing but recv and send
+        try:
+            a.close()
+            if cpus is not None:
+                os.sched_setaffinity(0, cpus)
+            for _ in range(n):
+                b.recv(1)
+                b.send(b"x")
+        finally:
+            os._exit(0)
+    b.close()
+    mask = os.sched_getaffinity(0)
+    try:
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            a.send(b"x")
+            a.recv(1)
+        return (time.perf_counter() - t0) / n
+    finally:
+        os.sched_setaffinity(0, mask)
+        a.close()
+        os.waitpid(pid, 0)
+
+
 def loadavg() -> str:
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -111,6 +150,10 @@ async def main() -> None:
     print(f"concurrent {N_CONC} commands (median of 3, all started then all awaited)")
     for k, v in cm.items():
         print(f"  {k:<22} {v * 1e3:7.1f} ms total  {v / N_CONC * 1e3:6.3f} ms/command   {v / cm['direct']:5.2f}x direct")
+    cpu = min(os.sched_getaffinity(0))
+    print(f"wake-up round trip between two processes (socketpair, 1 byte): "
+          f"{wakeup_round_trip(None) * 1e6:.1f} us as the kernel places them, "
+          f"{wakeup_round_trip({cpu}) * 1e6:.1f} us both on CPU {cpu}")
     print(f"load average before {load_before}, after {loadavg()}")
     goal = med["tcp"] / med["direct"]
     print(f"goal <= 1.3x direct spawn: tcp {goal:.2f}x, unix {med['unix'] / med['direct']:.2f}x")

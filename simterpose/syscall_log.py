@@ -8,6 +8,7 @@ import errno
 from functools import lru_cache
 from typing import TextIO
 
+from .tracer.names import python_ptrace_table
 from .tracer.results import Blocked, Errno, Value
 
 
@@ -16,7 +17,7 @@ def arg_count(name: str) -> int:
     """How many arguments a syscall takes (python-ptrace's prototypes, at most 4 shown): the log
     shows only those, not leftover registers (which may hold random values such as the canary)."""
     try:
-        from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES
+        SYSCALL_PROTOTYPES = python_ptrace_table("syscall.prototypes").SYSCALL_PROTOTYPES
     except ImportError:  # pragma: no cover - python-ptrace is a dependency
         return 4
     proto = SYSCALL_PROTOTYPES.get(name)

@@ -1,6 +1,33 @@
 """Syscall numbers <-> names for x86_64 (python-ptrace's table, completed with recent syscalls)."""
 
-from ptrace.syscall.linux.x86_64 import SYSCALL_NAMES as _PTRACE_NAMES
+import importlib.util
+import sys
+from types import ModuleType
+
+
+def python_ptrace_table(module: str) -> ModuleType:
+    """One of python-ptrace's data modules (e.g. "syscall.linux.x86_64", "syscall.prototypes": plain
+    dicts, no imports), loaded from its file without running the packages' __init__: `ptrace.syscall`'s
+    imports python-ptrace's whole debugger, 15 ms of every run's start-up for two tables. Loaded
+    once (kept in sys.modules under a name of ours). Raises ImportError if python-ptrace is missing."""
+    key = "_simterpose_ptrace_" + module.replace(".", "_")
+    loaded = sys.modules.get(key)
+    if loaded is not None:
+        return loaded
+    package = importlib.util.find_spec("ptrace")   # finds the package without importing it
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("python-ptrace is not installed")
+    path = f"{package.submodule_search_locations[0]}/{module.replace('.', '/')}.py"
+    spec = importlib.util.spec_from_file_location(key, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"python-ptrace has no {module} ({path})")
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    sys.modules[key] = loaded
+    return loaded
+
+
+_PTRACE_NAMES: dict[int, str] = python_ptrace_table("syscall.linux.x86_64").SYSCALL_NAMES
 
 # python-ptrace's table stops before these; numbers >= 512 there are the x32 ABI, not ours.
 _RECENT = {

@@ -314,7 +314,7 @@ def _argc(name: str) -> int:
     global _FALLBACK_ARGC
     if _FALLBACK_ARGC is None:
         try:
-            from ptrace.syscall.prototypes import SYSCALL_PROTOTYPES
+            SYSCALL_PROTOTYPES = names.python_ptrace_table("syscall.prototypes").SYSCALL_PROTOTYPES
             _FALLBACK_ARGC = {n: len(p[1]) for n, p in SYSCALL_PROTOTYPES.items()}
         except ImportError:  # pragma: no cover - python-ptrace is a dependency
             _FALLBACK_ARGC = {}
