@@ -276,14 +276,26 @@ class SocketPolicy:
         if port == 0:
             port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
             s.auto_port = True   # udp_disconnect releases it (no SOCK_BINDPORT_LOCK)
-        if _bind_conflict(self.net.bound.get((self.host.name, s.kind, port), {}), vip, s):
+        table = self.net.bound.get((self.host.name, s.kind, port), {})
+        if _bind_conflict(table, vip, s):
             return Errno(errno.EADDRINUSE)
         if s.v6only:
             # Its real twin listens on [::1] at a port of the kernel's choice: no simulated peer
             # connects to it (the platform's hosts are IPv4), and it never collides with another's.
             err = self._kernel_bind(sc, s, sc.iarg(0), vip, LOOPBACK_V6, port, 0, learn_port=True)
         else:
-            err = self._kernel_bind(sc, s, sc.iarg(0), vip, self.addressing.real_for_bind(self.host, vip), port, port)
+            real_ip = self.addressing.real_for_bind(self.host, vip)
+            if any(o.real_local == (real_ip, port) for group in table.values() for o in group):
+                # The port is shared (SO_REUSEPORT, or SO_REUSEADDR while nobody listens): the
+                # model picks which socket gets each connection and datagram (Network.lookup). On
+                # one real address and port the kernel would pick by its own hash instead, so a
+                # connection the model gave to one listener could wait in another's real accept
+                # queue (nginx's `listen ... reuseport` workers spun on accept = EAGAIN forever). A
+                # real port of the kernel's choice makes each real socket receive only what the
+                # model sends it (tracees see virtual addresses only, never this port).
+                err = self._kernel_bind(sc, s, sc.iarg(0), vip, real_ip, port, 0, learn_port=True)
+            else:
+                err = self._kernel_bind(sc, s, sc.iarg(0), vip, real_ip, port, port)
         return Errno(err) if err else Value(0)
 
     def listen(self, sc):

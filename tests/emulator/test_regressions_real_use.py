@@ -10,7 +10,7 @@ import hashlib
 import subprocess
 
 import pytest
-from net_helpers import PYTHON, emulate, native, py
+from net_helpers import PYTHON, emulate, free_port, native, py
 
 MODES = ["address-translation", "full-mediation"]
 
@@ -247,3 +247,74 @@ def test_a_poll_without_timeout_ends_at_the_processs_alarm(tmp_path, mode):
     r = emulate(tmp_path, [py("h1", ALARM_POLL)], mode).check_ok()
     assert r.stdout(0) == "alarm after 1.000 s\n"
     assert r.end(0) == pytest.approx(1.0, abs=1e-6)
+
+
+# -- SO_REUSEPORT groups ------------------------------------------------------------------------------
+
+REUSEPORT_SERVER = r"""
+import select, socket, sys
+port, n = int(sys.argv[1]), 8
+def group(kind):
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, kind)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("0.0.0.0", port))
+        if kind == socket.SOCK_STREAM:
+            s.listen(16)
+        s.setblocking(False)
+        socks.append(s)
+    return socks
+tcp, udp = group(socket.SOCK_STREAM), group(socket.SOCK_DGRAM)
+served = received = eagain = 0
+while served < n or received < n:
+    ready, _, _ = select.select(tcp + udp, [], [], 10)
+    if not ready:
+        break
+    for s in ready:
+        try:
+            if s in tcp:
+                c, _ = s.accept()
+                c.setblocking(True)
+                c.sendall(b"hi")
+                c.close()
+                served += 1
+            else:
+                s.recvfrom(100)
+                received += 1
+        except BlockingIOError:
+            eagain += 1   # select said readable and nobody else reads it: never on Linux
+            if eagain > 1000:
+                break
+print("tcp", served, "udp", received, "eagain", min(eagain, 1))
+"""
+
+REUSEPORT_CLIENT = r"""
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+time.sleep(0.5)
+got = b""
+for _ in range(8):
+    with socket.create_connection((host, port)) as c:
+        got += c.recv(2)
+for i in range(8):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # a new source port each time
+    u.sendto(b"d%d" % i, (host, port))
+    time.sleep(0.01)
+print(got.decode())
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reuseport_listeners_get_what_select_says_they_have(tmp_path, mode):
+    # nginx with `listen 8080 reuseport` and two workers: in address translation both listeners'
+    # real sockets shared one real address and port, so the kernel spread the connections by its
+    # own hash while the model gave them all to the first listener; that worker then saw its
+    # listener readable and got EAGAIN from accept forever (a hang at 100 % CPU, the clock crawling
+    # by busy-wait latency). Datagrams to a UDP group went astray the same way.
+    port = free_port()
+    expected = native([PYTHON, "-c", REUSEPORT_SERVER, port], [PYTHON, "-c", REUSEPORT_CLIENT, "127.0.0.1", port])
+    assert expected == ["tcp 8 udp 8 eagain 0\n", "hi" * 8 + "\n"]
+    r = emulate(tmp_path, [py("h1", REUSEPORT_SERVER, 7611), py("h2", REUSEPORT_CLIENT, "h1", 7611)], mode,
+                timeout=60).check_ok()
+    assert [r.stdout(0), r.stdout(1)] == expected
