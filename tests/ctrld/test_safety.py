@@ -65,6 +65,44 @@ def amplified_watches(string_size: int, copies: int = 1024) -> bytes:
     return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
 
 
+def many_small_args(copies: int) -> bytes:
+    """RunCommand whose `args` vector points `copies` times at one 2-byte string: 4 bytes of frame
+    per entry, each decoded into its own bytes object, then its own str (~130 bytes of Python)."""
+    b = flatbuffers.Builder(4 * copies + 256)
+    ab = b.CreateString("AB")
+    path = b.CreateString("/bin/true")
+    g.RunCommandStartArgsVector(b, copies)
+    for _ in range(copies):
+        b.PrependUOffsetTRelative(ab)
+    args = b.EndVector()
+    g.RunCommandStart(b)
+    g.RunCommandAddPath(b, path)
+    g.RunCommandAddArgs(b, args)
+    return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
+
+
+def many_shared_tables(copies: int, padding: int) -> bytes:
+    """RunCommand whose `to_watch` vector points `copies` times at one small watch table (no string),
+    plus `padding` unreferenced bytes, which raise the frame's size and so its budget."""
+    b = flatbuffers.Builder(4 * copies + padding + 256)
+    b.CreateByteVector(bytes(padding))
+    g.InotifyStart(b)
+    g.InotifyAddMask(b, 2)
+    ino = g.InotifyEnd(b)
+    g.SurveillanceEventStart(b)
+    g.SurveillanceEventAddEventType(b, g.Surveillance.Inotify)
+    g.SurveillanceEventAddEvent(b, ino)
+    sv = g.SurveillanceEventEnd(b)
+    g.RunCommandStartToWatchVector(b, copies)
+    for _ in range(copies):
+        b.PrependUOffsetTRelative(sv)
+    vec = b.EndVector()
+    g.RunCommandStart(b)
+    g.RunCommandAddToWatch(b, vec)
+    g.RunCommandAddRequestId(b, 5)
+    return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
+
+
 class Raw:
     def __init__(self, address: str, greet: bool = True, timeout: float = 20):
         if address.startswith("unix:"):
@@ -169,6 +207,32 @@ def test_amplifying_frames_leave_the_daemon_small(start_daemon):
     assert d.alive() and _healthy(d)
     rss, peak = d.memory_kib()
     assert peak < 200 * 1024, f"daemon peaked at {peak / 1024:.0f} MiB"
+
+
+def test_many_small_shared_objects_leave_the_daemon_small(start_daemon):
+    """Sharing small objects amplifies too: measured before the object cap, a 4 MiB frame of 1 M
+    offsets to one 2-byte arg peaked the daemon at 250 MiB (912 MiB at 16 MiB), and 600 K offsets
+    to one watch table (tables padded to pass the per-byte budget) kept it busy ~11 s."""
+    d = start_daemon()
+    for frame in (many_small_args(MIB), many_shared_tables(600_000, 4 * MIB - 4 * 600_000)):
+        r = Raw(d.tcp)
+        t = time.monotonic()
+        r.send(frame)
+        kind, err = r.recv()
+        assert kind == "Error" and "expand" in err.message
+        assert time.monotonic() - t < 3
+        r.close()
+    assert d.alive() and _healthy(d)
+    assert d.memory_kib()[1] < 200 * 1024, f"daemon peaked at {d.memory_kib()[1] / 1024:.0f} MiB"
+
+
+def test_object_cap_whatever_the_frame_size():
+    # Just under the per-byte budget of a 16 MiB frame but beyond ENTRIES_MAX objects: refused.
+    with pytest.raises(codec.ProtocolError, match="expand"):
+        codec.decode(many_small_args(bounds.ENTRIES_MAX // 2 + 64), frozenset(["RunCommand"]))
+    # An argv as long as execve takes with the default stack limit still decodes.
+    name, back = codec.decode(many_small_args(200_000), frozenset(["RunCommand"]))
+    assert name == "RunCommand" and len(back.args) == 200_000
 
 
 # ---------------------------------------------------------------------- before authentication
