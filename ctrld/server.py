@@ -687,6 +687,12 @@ class Daemon:
         for cmd in list(conn.running):
             cmd.owner = None
             self.processes.resume_output(cmd)  # nobody to wait for any more: drain to nowhere
+            if cmd.stdin_fd >= 0:
+                # Only this connection could feed it (StdinData names its own request ids): EOF
+                # once what it sent is written, as ssh gives the command when its client goes.
+                # Kept open, a command reading its stdin (cat) waited forever, holding a process,
+                # its pidfd and three pipes after `ctrl run --detach-on-exit` or a lost client.
+                self.processes.close_stdin(cmd)
             if cmd.spec.kill_on_disconnect and cmd.status is None:
                 self.processes.kill(cmd, signal.SIGKILL)
         conn.running.clear()

@@ -3,6 +3,7 @@ expansion budget - against a real daemon process, with hostile frames built by h
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import time
@@ -353,6 +354,30 @@ def test_token_holder_gets_in_while_evicted_connections_reconnect(start_daemon, 
     assert d.alive()
 
 
+def test_stdin_of_a_command_gets_eof_when_its_client_goes(start_daemon, tmp_path):
+    """Nobody else can write to a command's stdin: when its connection goes, the daemon writes
+    what was sent and closes the pipe (the command used to wait for stdin forever)."""
+    d = start_daemon()
+    out = tmp_path / "out"
+
+    async def go():
+        c = await Client.connect(d.tcp)
+        h = await c.start(["sh", "-c", f"cat > {out}; echo done >> {out}"], stdin=True)
+        pid = None
+        async for ev in h.events():
+            if ev.kind == "ProcessLaunched":
+                pid = ev.body.pid
+                break
+        await h.write_stdin(b"x" * 300_000)
+        await c.close()  # no CloseStdin: the connection just goes
+        async with await Client.connect(d.unix) as other:  # same uid: may wait for it
+            return await asyncio.wait_for(other.wait_pid(pid), 5)
+
+    end = arun(go())
+    assert end.exitCode == 0
+    assert out.read_bytes() == b"x" * 300_000 + b"done\n"
+
+
 def test_connection_cap_refuses_clearly(start_daemon):
     d = start_daemon("--max-connections", "4")
 
@@ -367,7 +392,6 @@ def test_connection_cap_refuses_clearly(start_daemon):
                 c = await Client.connect(d.unix)
                 break
             except CtrlError:
-                import asyncio
                 await asyncio.sleep(0.02)
         ok = (await c.run(["echo", "in"])).stdout
         for h in held + [c]:
