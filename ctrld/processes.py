@@ -531,6 +531,7 @@ class ProcessTable:
             del history[next(iter(history))]
         if cmd.waiters:
             for conn, rid in cmd.waiters:
+                conn.waits -= 1
                 if not conn.closed:
                     conn.send(self.terminated_copy(body, rid))
             cmd.waiters.clear()

@@ -116,6 +116,7 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self._read_pauses: set[str] = set()  # why reading this connection's requests is paused
         self.stdin_queued = 0  # bytes of StdinData not yet written to the commands' pipes
+        self.waits = 0  # WaitProcess requests waiting for a running command's end
         self._deadline = None
         self._pending: list[bytes] = []
         self._marked = False  # in the daemon's list of connections to flush
@@ -446,6 +447,13 @@ class Connection(asyncio.Protocol):
             if not self.may_control(cmd.identity):
                 self.error(req.requestId, errno.EPERM, f"pid {req.pid} belongs to {cmd.identity.name}")
                 return
+            if self.waits >= self.limits.max_watches:
+                # Each wait costs memory now and a ProcessTerminated frame at the end: unbounded,
+                # 2 M WaitProcess on one running pid grew the daemon from 25 to 233 MiB.
+                self.error(req.requestId, errno.EAGAIN, f"too many waits: this connection waits for "
+                           f"{self.waits} ends, the limit is {self.limits.max_watches} (--max-watches)")
+                return
+            self.waits += 1
             cmd.waiters.append((self, req.requestId))
             return
         done = procs.ended(req.pid)

@@ -4,6 +4,7 @@ expansion budget - against a real daemon process, with hostile frames built by h
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import struct
 import time
@@ -376,6 +377,39 @@ def test_stdin_of_a_command_gets_eof_when_its_client_goes(start_daemon, tmp_path
     end = arun(go())
     assert end.exitCode == 0
     assert out.read_bytes() == b"x" * 300_000 + b"done\n"
+
+
+def test_waits_per_connection_are_bounded(start_daemon):
+    """WaitProcess had no limit: 2 M of them on one running pid grew the daemon from 25 to
+    233 MiB (and each would have become a frame at the end).  They count against --max-watches."""
+    d = start_daemon("--max-watches", "4")
+
+    async def go():
+        async with await Client.connect(d.tcp) as c:
+            h = await c.start(["sleep", "30"])
+            pid = None
+            async for ev in h.events():
+                if ev.kind == "ProcessLaunched":
+                    pid = ev.body.pid
+                    break
+            waits = [asyncio.ensure_future(c.wait_pid(pid)) for _ in range(4)]
+            await asyncio.sleep(0.2)
+            with pytest.raises(CtrlError) as refused:
+                await c.wait_pid(pid)
+            await c.kill(pid)
+            ends = await asyncio.gather(*waits)
+            # The ended waits are no longer counted: a new command can be waited for again.
+            h2 = await c.start(["sleep", "0.2"])
+            async for ev in h2.events():
+                if ev.kind == "ProcessLaunched":
+                    again = await c.wait_pid(ev.body.pid)
+                    break
+            return refused.value, ends, again
+
+    refused, ends, again = arun(go())
+    assert refused.code == errno.EAGAIN and "too many waits" in str(refused)
+    assert [e.signal for e in ends] == [9] * 4
+    assert again.exitCode == 0
 
 
 def test_connection_cap_refuses_clearly(start_daemon):
