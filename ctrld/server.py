@@ -232,15 +232,22 @@ class Connection(asyncio.Protocol):
         self.send(g.TCPSocketListeningT(port=d.greeting_port, timeNs=now_ns()))
         self.transport.set_write_buffer_limits(high=self.limits.write_high, low=self.limits.write_high // 4)
 
-    def unread_bytes(self) -> int:
-        """Bytes that arrived on this connection's socket and were not read yet (FIONREAD)."""
+    def has_spoken(self) -> bool:
+        """Whether any byte arrived on this connection, read or not (TCP_INFO's tcpi_bytes_received,
+        at offset 128 since Linux 4.1; else FIONREAD: bytes not read yet)."""
         sock = self.transport.get_extra_info("socket") if self.transport is not None else None
         if sock is None:
-            return 0
+            return False
         try:
-            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+            if len(info) >= 136:
+                return struct.unpack_from("Q", info, 128)[0] > 0
         except OSError:
-            return 0
+            pass
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+        except OSError:
+            return False
 
     def _refuse(self, code: int, message: str) -> None:
         self.closed = True  # not (or no longer) registered: connection_lost has nothing to undo
@@ -606,16 +613,18 @@ class Daemon:
             old.close()
 
     def _eviction_victim(self) -> Connection:
-        """The oldest pending connection with nothing unread in its socket, else the oldest.
+        """The oldest pending connection that never sent a byte, else the oldest.
 
         Under a connection flood asyncio accepts up to 100 connections per wake-up before it reads
         any of them: a token holder's Hello could already wait in its socket while the connections
         accepted after it evicted it, before it was ever read (measured: 10 of 12 `ctrl run` with
-        the token refused while one thread re-opened evicted idle connections).  A connection whose
-        bytes have arrived is read at the loop's next turn (and closed at once if they are not
-        Hello), so it is skipped; idle ones go first."""
+        the token refused while one thread re-opened evicted idle connections), and a TLS client's
+        handshake takes round trips during which a flood re-opening its idle connections evicted
+        it (0 of 10 certificate holders served).  Those have sent something; silent ones go first.
+        (A connection that sent garbage is closed once read; one that stalls after a first frame
+        or a ClientHello is still evicted, oldest first, once every silent one is gone.)"""
         for c in self.pending:
-            if not c.unread_bytes():
+            if not c.has_spoken():
                 return c
         return next(iter(self.pending))
 
