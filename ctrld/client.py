@@ -216,14 +216,25 @@ class Client:
         self._transport = transport
         if kind != "unix":
             _keepalive(transport.get_extra_info("socket"))
+        hello = g.HelloT(version=2, token=token, clientName=f"ctrld.client pid={os.getpid()}")
+        # With a token, Hello leaves at once, without waiting for the greeting: it is then already
+        # in the daemon's socket when the daemon accepts us, and a daemon flooded with connections
+        # that owe their Hello evicts those with nothing to read first (Daemon._eviction_victim);
+        # waiting for the greeting left a round trip in which a flood could evict us.  Without a
+        # token there is no such state: Hello waits, so that a refusal (a unix socket closed on an
+        # uid not allowed) is read as such rather than as a broken pipe.
+        early = token is not None and kind != "unix"
         try:
+            if early:
+                self._send(hello)
             kind, greeting = await asyncio.wait_for(self._handshake_event(hs), timeout)
             if kind == "Error":
                 raise CtrlError(greeting.message or "refused", greeting.code)
             if kind != "TCPSocketListening":
                 raise CtrlError(f"unexpected greeting {kind}")
             self.greeting_port = greeting.port
-            self._send(g.HelloT(version=2, token=token, clientName=f"ctrld.client pid={os.getpid()}"))
+            if not early:
+                self._send(hello)
             kind, welcome = await asyncio.wait_for(self._handshake_event(hs), timeout)
             if kind != "Welcome":
                 msg = getattr(welcome, "message", None) or f"unexpected answer {kind}"

@@ -109,6 +109,12 @@ def spec_from_request(req: g.RunCommandT) -> RunSpec:
             except KeyError:
                 raise ValueError(f"run_as uid {uid} has no passwd entry: give run_as_gid") from None
         run_as = (uid, gid, [int(x) for x in req.runAsGroups or []])
+        for what, ident in (("uid", uid), ("gid", gid), *(("group", x) for x in run_as[2])):
+            # uid_t/gid_t are 32-bit and (uid_t)-1 means "leave unchanged" to setresuid/setresgid:
+            # run_as_uid 4294967295 ran the command as the daemon's own user (root), and 2**40
+            # raised OverflowError inside the spawn (a traceback, an "internal error").
+            if not 0 <= ident < 0xFFFFFFFF:
+                raise ValueError(f"run_as {what} {ident} is not a valid id (0 to 4294967294)")
     return RunSpec(
         argv=args, path=path, env=env, cwd=req.cwd or None, timeout_ms=req.timeoutMs,
         grace_ms=req.graceMs or DEFAULT_GRACE_MS, capture_stdout=req.captureStdout,
@@ -525,6 +531,7 @@ class ProcessTable:
             del history[next(iter(history))]
         if cmd.waiters:
             for conn, rid in cmd.waiters:
+                conn.waits -= 1
                 if not conn.closed:
                     conn.send(self.terminated_copy(body, rid))
             cmd.waiters.clear()

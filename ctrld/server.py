@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import fcntl
 import hmac
 import itertools
 import logging
@@ -19,6 +20,8 @@ import os
 import signal
 import socket
 import stat
+import struct
+import termios
 import time
 from dataclasses import dataclass
 
@@ -93,9 +96,11 @@ class Connection(asyncio.Protocol):
     loopback TCP), its TLS certificate was verified, or it sent Hello with the token; until then
     it may only send Hello, in small frames, within the handshake deadline."""
 
-    def __init__(self, daemon: Daemon, kind: str, needs_token: bool):
+    def __init__(self, daemon: Daemon, kind: str, needs_token: bool, tls=None):
         self.daemon = daemon
         self.kind = kind  # "tcp", "tls" or "unix"
+        self.tls = tls  # the server's SSLContext (kind "tls"), until the handshake starts
+        self.handshaking = False  # kind "tls": counted, its TLS handshake not done yet
         self.needs_token = needs_token
         self.client_id = next(daemon.client_ids)
         self.limits: Limits = daemon.limits
@@ -113,6 +118,7 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self._read_pauses: set[str] = set()  # why reading this connection's requests is paused
         self.stdin_queued = 0  # bytes of StdinData not yet written to the commands' pipes
+        self.waits = 0  # WaitProcess requests waiting for a running command's end
         self._deadline = None
         self._pending: list[bytes] = []
         self._marked = False  # in the daemon's list of connections to flush
@@ -121,11 +127,58 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         d = self.daemon
-        sock = transport.get_extra_info("socket")
         if len(d.connections) >= self.limits.max_connections:
             d.log_refusal("refusing a connection: %d connections already (--max-connections)", len(d.connections))
+            if self.tls is not None:  # no TLS yet: an Error frame would be garbage to the client
+                self.closed = True
+                transport.abort()
+                return
             self._refuse(errno.EBUSY, f"too many connections to this daemon (limit {self.limits.max_connections})")
             return
+        if self.tls is not None:
+            # Counted from now on, and pending (evictable, under the handshake deadline) until it
+            # has proven something: its certificate (then _authenticated) or its token.
+            ctx, self.tls = self.tls, None
+            self.handshaking = True
+            self.peer = "%s:%s" % transport.get_extra_info("peername")[:2]
+            d.connections.add(self)
+            d.add_pending(self)
+            self._deadline = d.loop.call_later(self.limits.handshake_s, self._handshake_expired)
+            d.loop.create_task(self._start_tls(transport, ctx))
+            return
+        self._identify(transport)
+
+    async def _start_tls(self, raw, ctx) -> None:
+        if raw.is_closing():
+            # Evicted before its turn came: start_tls would still allocate its 256 KiB buffer and
+            # wait out the handshake timeout on a closed transport (under a flood: 380 MiB of RSS).
+            self.closed = True
+            self.daemon.drop_connection(self)
+            return
+        try:
+            tls = await self.daemon.loop.start_tls(raw, self, ctx, server_side=True,
+                                                   ssl_handshake_timeout=self.limits.handshake_s)
+        except Exception as e:  # a failed or timed-out handshake, a plain-TCP peer
+            log.info("closing %s: TLS handshake failed: %s", self.peer, e)
+            tls = None
+        if tls is None or self.closed:  # None: closed meanwhile (evicted, deadline, shutdown)
+            raw.abort()
+            if tls is not None:
+                tls.abort()
+            self.closed = True
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self.daemon.drop_connection(self)
+            return
+        self.handshaking = False
+        self._identify(tls)
+
+    def _identify(self, transport) -> None:
+        """Who the peer is (kernel, certificate), whether it is served, and its greeting."""
+        self.transport = transport
+        d = self.daemon
+        sock = transport.get_extra_info("socket")
         if self.kind == "unix":
             pid, uid, _gid = auth.peer_credentials(sock)
             self.peer = f"unix pid={pid} uid={uid}"
@@ -170,16 +223,39 @@ class Connection(asyncio.Protocol):
                     return
         d.connections.add(self)
         if self.needs_token:
-            d.add_pending(self)
-            self._deadline = d.loop.call_later(self.limits.handshake_s, self._handshake_expired)
+            if self._deadline is None:  # a TLS connection has had its own since its accept
+                d.add_pending(self)
+                self._deadline = d.loop.call_later(self.limits.handshake_s, self._handshake_expired)
         else:
             self._authenticated()
         # The seed greets every connection with the daemon's port; seed clients wait for it.
         self.send(g.TCPSocketListeningT(port=d.greeting_port, timeNs=now_ns()))
         self.transport.set_write_buffer_limits(high=self.limits.write_high, low=self.limits.write_high // 4)
 
+    def has_spoken(self) -> bool:
+        """Whether any byte arrived on this connection, read or not (TCP_INFO's tcpi_bytes_received,
+        at offset 128 since Linux 4.1; else FIONREAD: bytes not read yet)."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        try:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+            if len(info) >= 136:
+                return struct.unpack_from("Q", info, 128)[0] > 0
+        except OSError:
+            pass
+        try:
+            return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+        except OSError:
+            return False
+
     def _refuse(self, code: int, message: str) -> None:
-        self.closed = True  # never registered: connection_lost has nothing to undo
+        self.closed = True  # not (or no longer) registered: connection_lost has nothing to undo
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self.daemon.connections.discard(self)  # a TLS connection is counted from its accept
+        self.daemon.pending.pop(self, None)
         self.transport.write(codec.encode(g.ErrorT(code=code, message=message, timeNs=now_ns())))
         self.transport.close()
 
@@ -239,7 +315,7 @@ class Connection(asyncio.Protocol):
         """Queue a frame; the frames produced while handling one input (a request, a child's exit)
         leave in one write(), right after it (see Daemon.batch_begin).  A `hold` frame waits for
         the next frame not held (it never leaves alone): RunCommand.defer_start."""
-        if self.closed or self.transport is None or self.transport.is_closing():
+        if self.closed or self.transport is None or self.transport.is_closing() or self.handshaking:
             return
         if not hold and not self._marked:
             self._marked = True
@@ -433,6 +509,13 @@ class Connection(asyncio.Protocol):
             if not self.may_control(cmd.identity):
                 self.error(req.requestId, errno.EPERM, f"pid {req.pid} belongs to {cmd.identity.name}")
                 return
+            if self.waits >= self.limits.max_watches:
+                # Each wait costs memory now and a ProcessTerminated frame at the end: unbounded,
+                # 2 M WaitProcess on one running pid grew the daemon from 25 to 233 MiB.
+                self.error(req.requestId, errno.EAGAIN, f"too many waits: this connection waits for "
+                           f"{self.waits} ends, the limit is {self.limits.max_watches} (--max-watches)")
+                return
+            self.waits += 1
             cmd.waiters.append((self, req.requestId))
             return
         done = procs.ended(req.pid)
@@ -522,11 +605,28 @@ class Daemon:
     def add_pending(self, conn: Connection) -> None:
         self.pending[conn] = None
         while len(self.pending) > self.limits.max_pending:
-            old, _ = self.pending.popitem(last=False)
+            old = self._eviction_victim()
+            del self.pending[old]
             self.log_refusal("evicting unauthenticated %s: %d connections owe their Hello", old.peer, len(self.pending) + 1)
             old.send(g.ErrorT(code=errno.EBUSY, message="too many unauthenticated connections: send Hello{token} sooner",
                               timeNs=now_ns()))
             old.close()
+
+    def _eviction_victim(self) -> Connection:
+        """The oldest pending connection that never sent a byte, else the oldest.
+
+        Under a connection flood asyncio accepts up to 100 connections per wake-up before it reads
+        any of them: a token holder's Hello could already wait in its socket while the connections
+        accepted after it evicted it, before it was ever read (measured: 10 of 12 `ctrl run` with
+        the token refused while one thread re-opened evicted idle connections), and a TLS client's
+        handshake takes round trips during which a flood re-opening its idle connections evicted
+        it (0 of 10 certificate holders served).  Those have sent something; silent ones go first.
+        (A connection that sent garbage is closed once read; one that stalls after a first frame
+        or a ClientHello is still evicted, oldest first, once every silent one is gone.)"""
+        for c in self.pending:
+            if not c.has_spoken():
+                return c
+        return next(iter(self.pending))
 
     def exception_handler(self, loop, context) -> None:
         """asyncio reports accept() failures (EMFILE under a descriptor flood) and transport errors
@@ -537,9 +637,14 @@ class Daemon:
     # ------------------------------------------------------------------ listeners
     async def listen_tcp(self, host: str, port: int, tls=None) -> None:
         kind = "tls" if tls else "tcp"
+        # Not create_server(ssl=...): asyncio would run each TLS handshake before telling us of the
+        # connection, so --max-connections, --max-pending and the handshake deadline did not apply
+        # to it, and each connection that never finished its handshake held ~290 KiB (asyncio's
+        # 256 KiB TLS read buffer) for 60 s: 3 000 of them took an unauthenticated peer to 882 MiB
+        # of daemon RSS.  The connection is counted at accept, then upgraded (Connection._start_tls).
         server = await self.loop.create_server(
-            lambda: Connection(self, kind, needs_token=self.token is not None),
-            host, port, ssl=tls, reuse_address=True,
+            lambda: Connection(self, kind, needs_token=self.token is not None, tls=tls),
+            host, port, reuse_address=True,
         )
         self.servers.append(server)
         for s in server.sockets:
@@ -659,6 +764,12 @@ class Daemon:
         for cmd in list(conn.running):
             cmd.owner = None
             self.processes.resume_output(cmd)  # nobody to wait for any more: drain to nowhere
+            if cmd.stdin_fd >= 0:
+                # Only this connection could feed it (StdinData names its own request ids): EOF
+                # once what it sent is written, as ssh gives the command when its client goes.
+                # Kept open, a command reading its stdin (cat) waited forever, holding a process,
+                # its pidfd and three pipes after `ctrl run --detach-on-exit` or a lost client.
+                self.processes.close_stdin(cmd)
             if cmd.spec.kill_on_disconnect and cmd.status is None:
                 self.processes.kill(cmd, signal.SIGKILL)
         conn.running.clear()

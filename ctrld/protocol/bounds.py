@@ -6,8 +6,8 @@ strings.  Python FlatBuffers has no verifier, and the object API materialises ev
 reaches, so the daemon walks the request's structure first, without building anything, and adds
 up what decoding would produce: the bytes of every string and vector, and the number of vector
 entries and tables.  A frame whose total exceeds a budget proportional to its own size (a frame
-written by any builder, even one that shares strings, stays far below it) is refused before a
-single object is made.  The walk also checks that every offset stays inside the frame.
+written by any builder, even one that shares strings, stays far below it), or more objects than
+ENTRIES_MAX whatever its size, is refused before a single object is made.  The walk also checks that every offset stays inside the frame.
 
 The walk follows ctrld.fbs for the messages a daemon accepts (the requests); tests check these
 field lists against the generated code.
@@ -26,6 +26,18 @@ _U16 = struct.Struct("<H")
 BYTES_FACTOR = 2
 BYTES_SLACK = 4096
 ENTRIES_SLACK = 64
+# ...and never more than this many objects in all, whatever the frame's size.  A budget relative to
+# the frame alone is not enough: each decoded object costs Python 50-300 bytes against the 4 bytes
+# of a shared offset, so a 16 MiB frame (the default --max-frame) holding 4 M offsets to one 2-byte
+# string decoded into 4 M bytes objects, then as many str (the daemon peaked at 912 MiB), and one
+# holding 2.4 M offsets to one watch table kept the daemon busy 45 s and peaked at 578 MiB.  2**19
+# objects is ~256 K argv strings: more than execve takes with the default 8 MiB stack limit
+# (ARG_MAX 2 MiB, at least 9 bytes per string with its pointer), so no runnable command is refused.
+ENTRIES_MAX = 1 << 19
+# A table decodes into an object with its __dict__ (object API): it counts as this many entries.
+# Honest frames stay within the budget (a watch, SurveillanceEvent + Inotify + path, is ~10 entries
+# for ~48 bytes of frame); a vector of offsets to one shared table no longer gets 4 bytes a table.
+TABLE_WEIGHT = 4
 
 # Per table: (slot, kind, detail) for every field that is not an inline scalar.
 #   "s" string; "S" [string]; "V" vector of scalars (detail: element size); "T" [table] (detail:
@@ -92,7 +104,7 @@ class _Walk:
     def table(self, name: str, pos: int) -> None:
         if pos < 0 or pos + 4 > self.size:
             raise ExpansionError("table outside the frame")
-        self._spend(0, 1)
+        self._spend(0, TABLE_WEIGHT)
         vtable = pos - _I32.unpack_from(self.buf, pos)[0]
         if vtable < 0 or vtable + 4 > self.size:
             raise ExpansionError("vtable outside the frame")
@@ -143,7 +155,8 @@ def check(name: str, payload, pos: int) -> None:
     if name not in _SCHEMA:
         return
     n = len(payload)
-    _Walk(payload, BYTES_FACTOR * n + BYTES_SLACK, BYTES_FACTOR * n // 4 + ENTRIES_SLACK).table(name, pos)
+    entries = min(BYTES_FACTOR * n // 4 + ENTRIES_SLACK, ENTRIES_MAX)
+    _Walk(payload, BYTES_FACTOR * n + BYTES_SLACK, entries).table(name, pos)
 
 
 def field_lists() -> dict[str, list]:

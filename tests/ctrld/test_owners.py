@@ -210,6 +210,25 @@ def test_run_as_only_for_the_daemons_uid(start_daemon):
     assert denied["code"] == 1 and "run_as needs the daemon's own uid" in denied["error"]
 
 
+def test_run_as_refuses_ids_outside_uid_t(start_daemon):
+    """(uid_t)-1 means "unchanged" to setresuid: run_as_uid 4294967295 ran the command as the
+    daemon's own uid; 2**40 failed inside the spawn with OverflowError."""
+    d = start_daemon(unix=False)
+
+    async def go(run_as):
+        async with await Client.connect(d.tcp) as c:
+            try:
+                r = await c.run(["id", "-u"], run_as=run_as)
+            except CtrlError as e:
+                return str(e)
+            return r.stdout.decode().strip()
+
+    for run_as in ((0xFFFFFFFF, 0xFFFFFFFF, []), (2**40, 1, []), (NOBODY, NOBODY, [0xFFFFFFFF])):
+        out = arun(go(run_as))
+        assert "not a valid id" in out or "no passwd entry" in out, (run_as, out)
+    assert arun(go((NOBODY, NOBODY, []))) == str(NOBODY)
+
+
 def test_kill_signal_zero_is_a_probe(start_daemon):
     d = start_daemon()
 

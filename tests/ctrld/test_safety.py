@@ -3,6 +3,8 @@ expansion budget - against a real daemon process, with hostile frames built by h
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import socket
 import struct
 import time
@@ -50,6 +52,44 @@ def amplified_watches(string_size: int, copies: int = 1024) -> bytes:
     big = b.CreateString("/" + "d" * (string_size - 1))
     g.InotifyStart(b)
     g.InotifyAddRootPaths(b, big)
+    ino = g.InotifyEnd(b)
+    g.SurveillanceEventStart(b)
+    g.SurveillanceEventAddEventType(b, g.Surveillance.Inotify)
+    g.SurveillanceEventAddEvent(b, ino)
+    sv = g.SurveillanceEventEnd(b)
+    g.RunCommandStartToWatchVector(b, copies)
+    for _ in range(copies):
+        b.PrependUOffsetTRelative(sv)
+    vec = b.EndVector()
+    g.RunCommandStart(b)
+    g.RunCommandAddToWatch(b, vec)
+    g.RunCommandAddRequestId(b, 5)
+    return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
+
+
+def many_small_args(copies: int) -> bytes:
+    """RunCommand whose `args` vector points `copies` times at one 2-byte string: 4 bytes of frame
+    per entry, each decoded into its own bytes object, then its own str (~130 bytes of Python)."""
+    b = flatbuffers.Builder(4 * copies + 256)
+    ab = b.CreateString("AB")
+    path = b.CreateString("/bin/true")
+    g.RunCommandStartArgsVector(b, copies)
+    for _ in range(copies):
+        b.PrependUOffsetTRelative(ab)
+    args = b.EndVector()
+    g.RunCommandStart(b)
+    g.RunCommandAddPath(b, path)
+    g.RunCommandAddArgs(b, args)
+    return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
+
+
+def many_shared_tables(copies: int, padding: int) -> bytes:
+    """RunCommand whose `to_watch` vector points `copies` times at one small watch table (no string),
+    plus `padding` unreferenced bytes, which raise the frame's size and so its budget."""
+    b = flatbuffers.Builder(4 * copies + padding + 256)
+    b.CreateByteVector(bytes(padding))
+    g.InotifyStart(b)
+    g.InotifyAddMask(b, 2)
     ino = g.InotifyEnd(b)
     g.SurveillanceEventStart(b)
     g.SurveillanceEventAddEventType(b, g.Surveillance.Inotify)
@@ -171,6 +211,32 @@ def test_amplifying_frames_leave_the_daemon_small(start_daemon):
     assert peak < 200 * 1024, f"daemon peaked at {peak / 1024:.0f} MiB"
 
 
+def test_many_small_shared_objects_leave_the_daemon_small(start_daemon):
+    """Sharing small objects amplifies too: measured before the object cap, a 4 MiB frame of 1 M
+    offsets to one 2-byte arg peaked the daemon at 250 MiB (912 MiB at 16 MiB), and 600 K offsets
+    to one watch table (tables padded to pass the per-byte budget) kept it busy ~11 s."""
+    d = start_daemon()
+    for frame in (many_small_args(MIB), many_shared_tables(600_000, 4 * MIB - 4 * 600_000)):
+        r = Raw(d.tcp)
+        t = time.monotonic()
+        r.send(frame)
+        kind, err = r.recv()
+        assert kind == "Error" and "expand" in err.message
+        assert time.monotonic() - t < 3
+        r.close()
+    assert d.alive() and _healthy(d)
+    assert d.memory_kib()[1] < 200 * 1024, f"daemon peaked at {d.memory_kib()[1] / 1024:.0f} MiB"
+
+
+def test_object_cap_whatever_the_frame_size():
+    # Just under the per-byte budget of a 16 MiB frame but beyond ENTRIES_MAX objects: refused.
+    with pytest.raises(codec.ProtocolError, match="expand"):
+        codec.decode(many_small_args(bounds.ENTRIES_MAX // 2 + 64), frozenset(["RunCommand"]))
+    # An argv as long as execve takes with the default stack limit still decodes.
+    name, back = codec.decode(many_small_args(200_000), frozenset(["RunCommand"]))
+    assert name == "RunCommand" and len(back.args) == 200_000
+
+
 # ---------------------------------------------------------------------- before authentication
 def test_before_hello_frames_are_small_and_only_hello(start_daemon, tmp_path):
     tok = tmp_path / "token"
@@ -227,6 +293,125 @@ def test_pending_connections_are_evicted_oldest_first(start_daemon, tmp_path):
         r.close()
 
 
+def test_token_holder_gets_in_while_evicted_connections_reconnect(start_daemon, tmp_path):
+    """A flood that re-opens every evicted connection at once (thousands per second) kept 10 of
+    12 token holders out: each was evicted by the connections accepted after it, before its Hello
+    was read.  The client now sends Hello without waiting for the greeting, and the daemon evicts
+    connections with nothing unread first."""
+    import threading
+
+    tok = tmp_path / "token"
+    tok.write_text(TOKEN)
+    d = start_daemon("--token-file", str(tok), unix=False)
+    host, port = d.tcp.rsplit(":", 1)
+    stop = threading.Event()
+
+    def reopen(s=None):
+        if s is not None:
+            s.close()
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect((host, int(port)))
+        except OSError:
+            pass
+        return s
+
+    socks = [reopen() for _ in range(300)]
+
+    def flood():
+        while not stop.is_set():
+            for i, s in enumerate(socks):
+                try:
+                    if s.recv(65536, socket.MSG_DONTWAIT) == b"":
+                        socks[i] = reopen(s)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    socks[i] = reopen(s)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    time.sleep(0.5)
+
+    async def holder():
+        async with await Client.connect(d.tcp, token=TOKEN) as c:
+            return (await c.run(["echo", "in"])).stdout
+
+    try:
+        outcomes = []
+        for _ in range(10):
+            try:
+                outcomes.append(arun(holder()))
+            except CtrlError as e:
+                outcomes.append(str(e))
+    finally:
+        stop.set()
+        t.join()
+        for s in socks:
+            s.close()
+    assert outcomes == [b"in\n"] * 10, outcomes
+    assert d.alive()
+
+
+def test_stdin_of_a_command_gets_eof_when_its_client_goes(start_daemon, tmp_path):
+    """Nobody else can write to a command's stdin: when its connection goes, the daemon writes
+    what was sent and closes the pipe (the command used to wait for stdin forever)."""
+    d = start_daemon()
+    out = tmp_path / "out"
+
+    async def go():
+        c = await Client.connect(d.tcp)
+        h = await c.start(["sh", "-c", f"cat > {out}; echo done >> {out}"], stdin=True)
+        pid = None
+        async for ev in h.events():
+            if ev.kind == "ProcessLaunched":
+                pid = ev.body.pid
+                break
+        await h.write_stdin(b"x" * 300_000)
+        await c.close()  # no CloseStdin: the connection just goes
+        async with await Client.connect(d.unix) as other:  # same uid: may wait for it
+            return await asyncio.wait_for(other.wait_pid(pid), 5)
+
+    end = arun(go())
+    assert end.exitCode == 0
+    assert out.read_bytes() == b"x" * 300_000 + b"done\n"
+
+
+def test_waits_per_connection_are_bounded(start_daemon):
+    """WaitProcess had no limit: 2 M of them on one running pid grew the daemon from 25 to
+    233 MiB (and each would have become a frame at the end).  They count against --max-watches."""
+    d = start_daemon("--max-watches", "4")
+
+    async def go():
+        async with await Client.connect(d.tcp) as c:
+            h = await c.start(["sleep", "30"])
+            pid = None
+            async for ev in h.events():
+                if ev.kind == "ProcessLaunched":
+                    pid = ev.body.pid
+                    break
+            waits = [asyncio.ensure_future(c.wait_pid(pid)) for _ in range(4)]
+            await asyncio.sleep(0.2)
+            with pytest.raises(CtrlError) as refused:
+                await c.wait_pid(pid)
+            await c.kill(pid)
+            ends = await asyncio.gather(*waits)
+            # The ended waits are no longer counted: a new command can be waited for again.
+            h2 = await c.start(["sleep", "0.2"])
+            async for ev in h2.events():
+                if ev.kind == "ProcessLaunched":
+                    again = await c.wait_pid(ev.body.pid)
+                    break
+            return refused.value, ends, again
+
+    refused, ends, again = arun(go())
+    assert refused.code == errno.EAGAIN and "too many waits" in str(refused)
+    assert [e.signal for e in ends] == [9] * 4
+    assert again.exitCode == 0
+
+
 def test_connection_cap_refuses_clearly(start_daemon):
     d = start_daemon("--max-connections", "4")
 
@@ -241,7 +426,6 @@ def test_connection_cap_refuses_clearly(start_daemon):
                 c = await Client.connect(d.unix)
                 break
             except CtrlError:
-                import asyncio
                 await asyncio.sleep(0.02)
         ok = (await c.run(["echo", "in"])).stdout
         for h in held + [c]:
