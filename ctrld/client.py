@@ -315,7 +315,14 @@ class Client:
             self._all.put_nowait(None)
 
     def _send(self, body) -> None:
-        self._transport.write(codec.encode(body))
+        self._write(codec.encode(body))
+
+    def _write(self, frame: bytes) -> None:
+        # uvloop's transport raises RuntimeError on a write after close (asyncio's only logs): a
+        # daemon that closed the connection (evicted, refused) must read as a lost connection.
+        if self._transport.is_closing():
+            raise ConnectionLost(self.closed_reason or f"connection to {self.name} closed")
+        self._transport.write(frame)
 
     def _new_request(self, terminal) -> tuple[int, _Request]:
         if self.closed_reason:
@@ -367,7 +374,7 @@ class Client:
         if not (env or cwd or stdout_path or stderr_path or host or run_as is not None):
             # The usual request, laid out directly (the same bytes as the object below would give).
             args = list(argv)
-            self._transport.write(fast.encode_run_plain(
+            self._write(fast.encode_run_plain(
                 args[0], args, 0, 0, rid, int(timeout * 1000) if timeout else 0, int(grace * 1000) if grace else 0,
                 capture, capture, kill_on_disconnect, inherit_env, unmediated, -1, -1, stdin, defer_start))
             return RunHandle(self, rid, req)

@@ -101,3 +101,48 @@ def test_client_disconnect_mid_stream_does_not_disturb_others(daemon):
 
     assert arun(go()).stdout == b"still here\n"
     assert daemon.alive()
+
+
+def test_a_daemon_that_closes_right_after_its_greeting_is_a_lost_connection():
+    """A daemon may close a connection right after greeting it (an evicted or refused connection):
+    the greeting and the end then arrive together. On uvloop (as `ctrl` runs) a write to the
+    closed transport raised RuntimeError out of Client.connect, a traceback in `ctrl`; it must be
+    ConnectionLost, which `ctrl` reports as a connection failure."""
+    import threading
+
+    import uvloop
+
+    from ctrld.client import ConnectionLost
+    from ctrld.protocol import codec
+    from ctrld.protocol.generated import ctrld_generated as g
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    rounds = 20
+
+    def serve():  # a real socket peer: greeting and close in one go, `rounds` times
+        for _ in range(rounds):
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(codec.encode(g.TCPSocketListeningT(port=port, timeNs=1)))
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    async def go():
+        errors = []
+        for i in range(rounds):
+            try:  # without a token Hello follows the greeting; with one it leaves before it
+                await Client.connect(f"127.0.0.1:{port}", token="t" * 8 if i % 2 else None, timeout=5)
+            except ConnectionLost:
+                errors.append("lost")
+            except Exception as e:  # noqa: BLE001 - what matters is that it is not ConnectionLost
+                errors.append(f"{type(e).__name__}: {e}")
+        return errors
+
+    try:
+        errors = uvloop.run(go())
+    finally:
+        listener.close()
+        t.join(5)
+    assert errors == ["lost"] * rounds, errors
