@@ -48,6 +48,8 @@ LEFTOVER_SWEEP_S = 1.0
 # What Popen's restore_signals puts back to SIG_DFL in its children: Python ignores these at start,
 # and ignored signals stay ignored across exec (signal(7)).
 _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+# The step of _start_raw's child that failed, reported to the parent with its errno.
+_STEP_SETUP, _STEP_CHDIR, _STEP_EXEC = 0, 1, 2
 
 
 def _nothing() -> None:
@@ -432,13 +434,18 @@ class ProcessTable:
         pid = os.fork()
         if pid == 0:  # child: only async-signal-safe work and exec; never returns
             code = errno.EIO
+            # Which step failed, sent with the errno: a missing cwd must be reported naming the
+            # directory, not the program (which exists), as Popen does on the other paths.
+            step = _STEP_SETUP
             try:
                 os.setsid()
                 os.dup2(stdin_r, 0)
                 os.dup2(std[0], 1)
                 os.dup2(std[1], 2)
                 if spec.cwd:
+                    step = _STEP_CHDIR
                     os.chdir(spec.cwd)
+                    step = _STEP_SETUP
                 if preexec is not None:
                     preexec()
                 if spec.run_as is not None:
@@ -446,6 +453,7 @@ class ProcessTable:
                     os.setgroups(groups)
                     os.setgid(gid)
                     os.setuid(uid)
+                step = _STEP_EXEC
                 for c in candidates:
                     execve(os.fsencode(c), argv, envp)
                     code = ctypes.get_errno()
@@ -455,7 +463,7 @@ class ProcessTable:
                 code = e.errno or errno.EIO
             except BaseException:
                 code = errno.EIO
-            os.write(err_w, struct.pack("i", code))
+            os.write(err_w, struct.pack("ii", code, step))
             os._exit(EXEC_FAILED_CODE)
         os.close(err_w)
         for _r, w in ends:
@@ -476,8 +484,11 @@ class ProcessTable:
             if cmd.stdin_fd >= 0:
                 os.close(cmd.stdin_fd)
                 cmd.stdin_fd = -1
-            code = struct.unpack("i", data[:4])[0] if len(data) >= 4 else errno.EIO
-            self._exec_failed(cmd, pid, OSError(code, os.strerror(code), path))
+            code, step = struct.unpack("ii", data[:8]) if len(data) >= 8 else (errno.EIO, _STEP_SETUP)
+            # Named as Popen names them (subprocess._execute_child): the directory when chdir
+            # failed, the program when exec did, nothing for the other steps before exec.
+            filename = {_STEP_CHDIR: spec.cwd, _STEP_EXEC: path}.get(step)
+            self._exec_failed(cmd, pid, OSError(code, os.strerror(code), filename))
             self._remove_cgroup(cmd)
             return cmd
         if cmd.stdin_fd >= 0:

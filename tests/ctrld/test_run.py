@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from ctrld.client import Client, CtrlError
+from ctrld.client import Client, CtrlError, RunHandle
+from ctrld.protocol.generated import ctrld_generated as g
 from tests.ctrld.conftest import arun, pid_alive, wait_until
 
 
@@ -69,6 +70,30 @@ def test_exec_failure_distinct_from_exit(daemon):
 def test_bad_cwd_is_exec_failure(daemon, tmp_path):
     r = arun(_run(daemon, ["/bin/true"], cwd=str(tmp_path / "missing")))
     assert r.exec_failed and r.exec_errno == errno.ENOENT
+    # The message names the missing directory, not the program (which exists).
+    assert r.message == f"No such file or directory: {tmp_path / 'missing'}"
+
+
+def test_bad_cwd_with_raw_environment_names_the_directory(daemon, tmp_path):
+    """An envp entry without "=" takes the fork+execve path (_start_raw); a missing cwd there was
+    reported as "No such file or directory: /bin/pwd", sending the user after the program.  It must
+    say what the other spawn paths say, with the seed's sequence of events for an exec failure."""
+    missing = str(tmp_path / "missing")
+
+    async def go():
+        async with await _client(daemon) as c:
+            # Client.start() only sends NAME=VALUE entries: the raw request is built here.
+            rid, req = c._new_request({"ProcessTerminated", "ChildCreationError", "Error"})
+            c._send(g.RunCommandT(path="/bin/pwd", args=["pwd"], requestId=rid, envp=["badenvp"], cwd=missing))
+            return [ev async for ev in RunHandle(c, rid, req).events()]
+
+    events = arun(go())
+    assert [ev.kind for ev in events] == ["ProcessLaunched", "ExecveTerminated", "ProcessTerminated"]
+    launched, ex, term = (ev.body for ev in events)
+    assert launched.pid > 0 and ex.pid == launched.pid and not ex.success
+    assert ex.execErrno == errno.ENOENT
+    assert ex.message == f"No such file or directory: {missing}"
+    assert term.execFailed and term.exitCode == 127 and term.message == ex.message
 
 
 def test_env_and_cwd(daemon, tmp_path):
