@@ -17,6 +17,7 @@ import hmac
 import itertools
 import logging
 import os
+import select
 import signal
 import socket
 import stat
@@ -127,7 +128,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         d = self.daemon
-        if len(d.connections) >= self.limits.max_connections:
+        if len(d.connections) >= self.limits.max_connections and not d.drop_hung_up():
             d.log_refusal("refusing a connection: %d connections already (--max-connections)", len(d.connections))
             if self.tls is not None:  # no TLS yet: an Error frame would be garbage to the client
                 self.closed = True
@@ -611,6 +612,47 @@ class Daemon:
             old.send(g.ErrorT(code=errno.EBUSY, message="too many unauthenticated connections: send Hello{token} sooner",
                               timeNs=now_ns()))
             old.close()
+
+    def drop_hung_up(self) -> int:
+        """Drop the counted connections whose peer has already closed and that have nothing left
+        to read; how many.  Called only at --max-connections, before refusing someone.
+
+        asyncio accepts up to 100 connections per wake-up and reads none of them before every
+        connection_made ran: after a burst of clients that connected and closed at once, those
+        still counted (their EOF unread) refused a real client ("8 connections already").  Such a
+        connection's next read is its EOF, on which the daemon closes it anyway (no eof_received):
+        it is closed now instead.  One poll() over the sockets, no read; a connection with bytes
+        still to read (requests sent before the peer shut its end) stays counted and is served."""
+        socks = {}
+        poller = select.poll()
+        for c in self.connections:
+            t = c.transport
+            sock = t.get_extra_info("socket") if t is not None else None
+            fd = sock.fileno() if sock is not None else -1
+            if fd >= 0:
+                socks[fd] = c
+                poller.register(fd, select.POLLRDHUP)  # POLLHUP and POLLERR come unasked
+        dropped = 0
+        for fd, _ev in poller.poll(0):  # only sockets with POLLRDHUP, POLLHUP or POLLERR
+            c = socks[fd]
+            if c._read_pauses:
+                continue  # not being read: over TLS, requests may wait decrypted-to-be in asyncio
+            try:
+                unread = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            except OSError:
+                unread = 0
+            if unread:
+                continue  # requests sent before the peer shut its end: read and served first
+            c.close()  # as at its EOF: what is queued for it is still written, if it can be
+            c.closed = True
+            if c._deadline is not None:
+                c._deadline.cancel()
+                c._deadline = None
+            self.drop_connection(c)  # uncounted now: connection_lost comes later, and then returns
+            dropped += 1
+        if dropped:
+            self.log_refusal("at --max-connections: dropped %d connections already closed by their peer", dropped)
+        return dropped
 
     def _eviction_victim(self) -> Connection:
         """The oldest pending connection that never sent a byte, else the oldest.

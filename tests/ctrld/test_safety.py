@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import signal
 import socket
 import struct
 import time
@@ -435,6 +436,38 @@ def test_connection_cap_refuses_clearly(start_daemon):
     refused, ok = arun(go())
     assert "too many connections" in str(refused) and refused.code == 16
     assert ok == b"in\n"
+
+
+def test_connections_already_closed_by_their_peer_do_not_refuse_a_client(start_daemon, tmp_path):
+    """A burst of clients that connect and close at once: the daemon accepts them all before it
+    reads any of them (asyncio accepts up to 100 per wake-up, then reads), and counted those whose
+    end it had not read yet against --max-connections: a real client was refused ("N connections
+    already").  The daemon is stopped meanwhile so that the burst is all in its accept queue when
+    it resumes, as on a busy daemon; a connection that sent a request before shutting its end keeps
+    its request (it is not dropped unread)."""
+    d = start_daemon("--max-connections", "8")
+    touched = tmp_path / "touched"
+    d.proc.send_signal(signal.SIGSTOP)
+    try:
+        burst = [socket.create_connection(("127.0.0.1", d.port), timeout=5) for _ in range(8)]
+        run = g.RunCommandT(path="/bin/sh", args=["sh", "-c", f"touch {touched}"], requestId=1)
+        burst[0].sendall(codec.encode(run))
+        burst[0].shutdown(socket.SHUT_WR)  # its request sent, its end shut: still to be read
+        for s in burst[1:]:
+            s.close()
+
+        async def go():
+            connecting = asyncio.ensure_future(Client.connect(d.tcp))
+            await asyncio.sleep(0.3)  # its TCP connection in the accept queue, behind the burst
+            d.proc.send_signal(signal.SIGCONT)
+            async with await connecting as c:
+                return (await c.run(["echo", "served"])).stdout
+
+        assert arun(go()) == b"served\n"
+    finally:
+        d.proc.send_signal(signal.SIGCONT)
+    assert wait_until(touched.exists)
+    burst[0].close()
 
 
 def test_descriptor_exhaustion_is_logged_once_per_second(start_daemon):
