@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     wt.add_argument("pid", type=int)
 
     w = sub.add_parser("watch-file", help="wait for events on a file or directory (it may not exist yet)")
-    w.add_argument("path")
+    w.add_argument("path", help="absolute path on the daemon's machine (a relative one is refused)")
     w.add_argument("--events", help="comma list of created,modified,deleted,accessed "
                    "(default: all but accessed; none when --size is given)")
     w.add_argument("--size", type=int, default=0, help="report when the file reaches this many bytes")

@@ -197,7 +197,11 @@ class WatchTable:
         """Raises OSError when the path cannot be watched (e.g. its directory does not exist)."""
         if not path:
             raise OSError(errno.EINVAL, "empty path")
-        path = os.path.abspath(path)
+        if not os.path.isabs(path):
+            # Resolved here, it would name a file in the daemon's working directory (`relative/x`
+            # watched under the daemon's cwd), which means nothing to a (remote) client: refused.
+            raise OSError(errno.EINVAL, f"path {path!r} is relative: a watch path must be absolute")
+        path = os.path.normpath(path)  # the name reported in events: no "//", "." or ".."
         if mask == 0 and size == 0:
             mask = ALL_EVENTS
         w = FileWatch(owner=owner, request_id=request_id, path=path, mask=mask, size=size)

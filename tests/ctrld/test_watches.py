@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import time
@@ -140,6 +141,25 @@ def test_watch_in_missing_directory_is_an_error(daemon, tmp_path):
 
     err, code = arun(go())
     assert err.code == 2 and code == 0
+
+
+def test_relative_watch_path_is_refused(daemon):
+    """A relative path resolved against the daemon's working directory (`relative/x` watched in
+    the daemon's cwd), which means nothing to a remote client: it is refused, EINVAL."""
+    async def go():
+        async with await Client.connect(daemon.tcp) as c:
+            errs = []
+            for path in ("relative/x", "x", "./x", "../x"):
+                with pytest.raises(CtrlError) as e:
+                    await c.watch_file(path)
+                errs.append(e.value)
+            # the connection is still usable
+            return errs, (await c.run(["true"])).exit_code
+
+    errs, code = arun(go())
+    assert code == 0
+    for e in errs:
+        assert e.code == errno.EINVAL and "must be absolute" in str(e), e
 
 
 def test_removed_watch_reports_nothing_more(daemon, tmp_path):
