@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -70,3 +73,47 @@ def wait_until(pred, timeout: float = 5.0, step: float = 0.01) -> bool:
             return True
         time.sleep(step)
     return pred()
+
+
+@contextlib.contextmanager
+def reopening_flood(host: str, port: int, n: int):
+    """`n` idle connections to host:port, each re-opened at once when the daemon closes it (an
+    eviction), by a thread, for the duration of the `with` block: the flood that tries to keep an
+    authenticating client out."""
+    stop = threading.Event()
+
+    def reopen(s=None):
+        if s is not None:
+            s.close()
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect((host, port))
+        except OSError:
+            pass
+        return s
+
+    socks = [reopen() for _ in range(n)]
+
+    def flood():
+        while not stop.is_set():
+            for i, s in enumerate(socks):
+                try:
+                    if s.recv(65536, socket.MSG_DONTWAIT) == b"":
+                        socks[i] = reopen(s)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    socks[i] = reopen(s)
+            time.sleep(0.001)
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        for s in socks:
+            s.close()

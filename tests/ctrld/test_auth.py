@@ -17,7 +17,7 @@ from ctrld import auth
 from ctrld.client import Client, CtrlError
 from ctrld.protocol import codec
 from ctrld.protocol.generated import ctrld_generated as g
-from tests.ctrld.conftest import ROOT, arun
+from tests.ctrld.conftest import ROOT, arun, reopening_flood
 from tests.ctrld.test_malformed import Raw
 
 TOKEN = "s3cret-token-0123456789abcdef"
@@ -200,42 +200,9 @@ def test_certificate_holder_gets_in_while_idle_tls_connections_reconnect(start_d
     """Evicting the oldest connection still in its TLS handshake let a flood that re-opens every
     evicted idle connection evict the certificate holder mid-handshake (0 of 10 served): the
     connections that never sent a byte go first."""
-    import threading
-    import time
-
     d = start_daemon("--tcp", "127.0.0.1:0", "--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"),
                      "--tls-client-ca", str(pki / "ca.pem"), unix=False)
     good = auth.client_tls_context(str(pki / "ca.pem"), str(pki / "client.pem"), str(pki / "client.key"))
-    stop = threading.Event()
-
-    def reopen(s=None):
-        if s is not None:
-            s.close()
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", d.port))
-        except OSError:
-            pass
-        return s
-
-    socks = [reopen() for _ in range(400)]
-
-    def flood():
-        while not stop.is_set():
-            for i, s in enumerate(socks):
-                try:
-                    if s.recv(65536, socket.MSG_DONTWAIT) == b"":
-                        socks[i] = reopen(s)
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    socks[i] = reopen(s)
-            time.sleep(0.001)
-
-    t = threading.Thread(target=flood, daemon=True)
-    t.start()
-    time.sleep(0.5)
 
     async def holder():
         try:
@@ -244,13 +211,8 @@ def test_certificate_holder_gets_in_while_idle_tls_connections_reconnect(start_d
         except CtrlError as e:
             return str(e)
 
-    try:
+    with reopening_flood("127.0.0.1", d.port, 400):
         outcomes = [arun(holder()) for _ in range(6)]
-    finally:
-        stop.set()
-        t.join()
-        for s in socks:
-            s.close()
     assert outcomes == [b"in\n"] * 6, outcomes
 
 

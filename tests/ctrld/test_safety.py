@@ -16,7 +16,7 @@ import pytest
 from ctrld.client import Client, CtrlError
 from ctrld.protocol import bounds, codec
 from ctrld.protocol.generated import ctrld_generated as g
-from tests.ctrld.conftest import arun, wait_until
+from tests.ctrld.conftest import arun, reopening_flood, wait_until
 
 TOKEN = "s3cret-token-0123456789abcdef"
 MIB = 1024 * 1024
@@ -299,59 +299,22 @@ def test_token_holder_gets_in_while_evicted_connections_reconnect(start_daemon, 
     12 token holders out: each was evicted by the connections accepted after it, before its Hello
     was read.  The client now sends Hello without waiting for the greeting, and the daemon evicts
     connections with nothing unread first."""
-    import threading
-
     tok = tmp_path / "token"
     tok.write_text(TOKEN)
     d = start_daemon("--token-file", str(tok), unix=False)
     host, port = d.tcp.rsplit(":", 1)
-    stop = threading.Event()
-
-    def reopen(s=None):
-        if s is not None:
-            s.close()
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect((host, int(port)))
-        except OSError:
-            pass
-        return s
-
-    socks = [reopen() for _ in range(300)]
-
-    def flood():
-        while not stop.is_set():
-            for i, s in enumerate(socks):
-                try:
-                    if s.recv(65536, socket.MSG_DONTWAIT) == b"":
-                        socks[i] = reopen(s)
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    socks[i] = reopen(s)
-            time.sleep(0.001)
-
-    t = threading.Thread(target=flood, daemon=True)
-    t.start()
-    time.sleep(0.5)
 
     async def holder():
         async with await Client.connect(d.tcp, token=TOKEN) as c:
             return (await c.run(["echo", "in"])).stdout
 
-    try:
-        outcomes = []
+    outcomes = []
+    with reopening_flood(host, int(port), 300):
         for _ in range(10):
             try:
                 outcomes.append(arun(holder()))
             except CtrlError as e:
                 outcomes.append(str(e))
-    finally:
-        stop.set()
-        t.join()
-        for s in socks:
-            s.close()
     assert outcomes == [b"in\n"] * 10, outcomes
     assert d.alive()
 
