@@ -46,13 +46,19 @@ def amplified_args(string_size: int, copies: int = 1024) -> bytes:
     return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
 
 
-def amplified_watches(string_size: int, copies: int = 1024) -> bytes:
-    """RunCommand whose `to_watch` vector points `copies` times at one table whose Inotify path is
-    `string_size` bytes (a DAG: shared table, shared string)."""
-    b = flatbuffers.Builder(string_size + 8 * copies + 256)
-    big = b.CreateString("/" + "d" * (string_size - 1))
+def _shared_watch(copies: int, path_size: int = 0, padding: int = 0) -> bytes:
+    """RunCommand whose `to_watch` vector points `copies` times at one watch table (a DAG): its
+    Inotify path `path_size` bytes long (0: no path, a mask only), plus `padding` unreferenced
+    bytes, which raise the frame's size and so its budget."""
+    b = flatbuffers.Builder(path_size + 4 * copies + padding + 256)
+    if padding:
+        b.CreateByteVector(bytes(padding))
+    big = b.CreateString("/" + "d" * (path_size - 1)) if path_size else None
     g.InotifyStart(b)
-    g.InotifyAddRootPaths(b, big)
+    if big is not None:
+        g.InotifyAddRootPaths(b, big)
+    else:
+        g.InotifyAddMask(b, 2)
     ino = g.InotifyEnd(b)
     g.SurveillanceEventStart(b)
     g.SurveillanceEventAddEventType(b, g.Surveillance.Inotify)
@@ -66,6 +72,12 @@ def amplified_watches(string_size: int, copies: int = 1024) -> bytes:
     g.RunCommandAddToWatch(b, vec)
     g.RunCommandAddRequestId(b, 5)
     return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
+
+
+def amplified_watches(string_size: int, copies: int = 1024) -> bytes:
+    """`copies` offsets to one watch table whose Inotify path is `string_size` bytes (shared table,
+    shared string)."""
+    return _shared_watch(copies, path_size=string_size)
 
 
 def many_small_args(copies: int) -> bytes:
@@ -85,25 +97,8 @@ def many_small_args(copies: int) -> bytes:
 
 
 def many_shared_tables(copies: int, padding: int) -> bytes:
-    """RunCommand whose `to_watch` vector points `copies` times at one small watch table (no string),
-    plus `padding` unreferenced bytes, which raise the frame's size and so its budget."""
-    b = flatbuffers.Builder(4 * copies + padding + 256)
-    b.CreateByteVector(bytes(padding))
-    g.InotifyStart(b)
-    g.InotifyAddMask(b, 2)
-    ino = g.InotifyEnd(b)
-    g.SurveillanceEventStart(b)
-    g.SurveillanceEventAddEventType(b, g.Surveillance.Inotify)
-    g.SurveillanceEventAddEvent(b, ino)
-    sv = g.SurveillanceEventEnd(b)
-    g.RunCommandStartToWatchVector(b, copies)
-    for _ in range(copies):
-        b.PrependUOffsetTRelative(sv)
-    vec = b.EndVector()
-    g.RunCommandStart(b)
-    g.RunCommandAddToWatch(b, vec)
-    g.RunCommandAddRequestId(b, 5)
-    return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
+    """`copies` offsets to one small watch table (no string), plus `padding` unreferenced bytes."""
+    return _shared_watch(copies, padding=padding)
 
 
 class Raw:
