@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional
 
 from . import wait
-from .procfs import fd_flags, fd_target, shared_mapping_key, signal_state
+from .procfs import fd_flags, fd_target, shared_mapping_key, signal_state, signalfd_mask
 from .time.clock import CLOCK_MONOTONIC, CLOCK_REALTIME, NS
 from .tracer.results import NATIVE, Blocked, Errno, Native, Value
 
@@ -87,7 +87,8 @@ def _unreaped(pid: int) -> bool:
 
 @dataclass
 class SignalWait:
-    """A thread in sigwaitinfo/sigtimedwait: the signals it takes (bit n-1: signal n), until when."""
+    """A thread in sigwaitinfo/sigtimedwait, or in a blocking read of a signalfd: the signals it
+    takes (bit n-1: signal n), until when."""
 
     mask: int
     deadline: Optional[float]
@@ -453,10 +454,10 @@ class LocalPolicy:
 
     pipe = pipe2
 
-    def _local(self, pid: int, fd: int) -> bool:
+    def _local(self, pid: int, fd: int, target: Optional[str] = None) -> bool:
         """Is fd a descriptor whose other end is held by tracees (so a wait on it may be a wait on
-        the simulation)?"""
-        target = fd_target(pid, fd)
+        the simulation)? `target`: its /proc/PID/fd link if the caller has read it already."""
+        target = target or fd_target(pid, fd)
         if target is None:
             return False
         if target.startswith("socket:") or target == "anon_inode:[eventfd]":
@@ -478,13 +479,37 @@ class LocalPolicy:
 
     def blocking_io(self, sc, fd: int, events: int, flags: int = 0):
         """A read/write/accept-like call on a descriptor that is not simulated."""
-        if not self._local(sc.pid, fd):
+        if isinstance(sc.state, SignalWait):
+            return self._signalfd_read(sc, fd)
+        target = fd_target(sc.pid, fd)
+        if target == "anon_inode:[signalfd]" and sc.name in ("read", "readv"):
+            return self._signalfd_read(sc, fd)   # (recv, accept...: ENOTSOCK at once, the kernel's)
+        if not self._local(sc.pid, fd, target):
             return NATIVE
         if flags & 0x40 or fd_flags(sc.pid, fd) & O_NONBLOCK:  # MSG_DONTWAIT / O_NONBLOCK
             return NATIVE
         if self._ready(sc.process, fd, events):
             return NATIVE
         return Blocked(f"{sc.name} fd {fd}", on=(self.actor.emulation.scheduler.native_files,), restart=True)
+
+    def _signalfd_read(self, sc, fd: int):
+        """read(2) of a signalfd without O_NONBLOCK sleeps until a signal of its mask is pending for
+        the reading thread (signalfd(2)). That signal may come from a timer of ours (alarm,
+        setitimer, timer_create) or from a tracee we hold, at a later simulated date: the kernel
+        would wait for it in vain. So the read waits here, as rt_sigtimedwait does (woken by
+        `Scheduler._deliver_signals` whenever a signal may have been sent), and is handed to the
+        kernel once one is pending. Our own poll of a duplicate cannot say: a signalfd is readable
+        for the thread that polls it, which would be us."""
+        if sc.state is None:
+            mask = signalfd_mask(sc.pid, fd)
+            if mask is None or fd_flags(sc.pid, fd) & O_NONBLOCK:
+                return NATIVE
+            sc.state = SignalWait(mask, None)
+        st = signal_state(sc.pid, sc.tid)
+        if st is None or st.pending & sc.state.mask:
+            return NATIVE
+        # signalfd_dequeue returns -ERESTARTSYS when another signal interrupts it: restartable
+        return Blocked(f"read signalfd fd {fd}", restart=True)
 
     def blocking_write(self, sc, fd: int, iov: list[tuple[int, int]], flags: int = 0):
         """write/writev/send on a descriptor that is not simulated (see the module docstring)."""

@@ -62,6 +62,19 @@ def fd_flags(pid: int, fd: int) -> int:
     return 0
 
 
+def signalfd_mask(pid: int, fd: int) -> Optional[int]:
+    """The signals a signalfd takes (bit n-1: signal n), from the `sigmask:` line of
+    /proc/PID/fdinfo/FD (hexadecimal, as in /proc/PID/status); None if fd is not a signalfd."""
+    try:
+        with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"sigmask:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def shared_mapping_key(pid: int, addr: int) -> Optional[tuple]:
     """If `addr` lies in a MAP_SHARED mapping of process `pid`, the identity of that byte whatever
     process maps it: (device, inode, offset in the object); else None (a private mapping, or `addr`

@@ -38,6 +38,7 @@ from typing import Optional
 from . import sim, syscall_table, wait
 from .busy_wait import POLLS, BusyWait
 from .cpu_model import Burst, CpuModel
+from .local_files import SignalWait
 from .procfs import lowest_signal, signal_state
 from .progress import POLL_EVERY
 from .sigmask_waits import hand_to_kernel, wait_mask
@@ -589,8 +590,9 @@ class Scheduler(Policy):
             if st is None or not st.pending:
                 continue
             sc = task.blocked
-            if sc.name == "rt_sigtimedwait" and sc.state is not None and st.pending & sc.state.mask:
-                self.ready.add(task)   # a signal it waits for (blocked, not delivered) is there
+            if isinstance(sc.state, SignalWait) and st.pending & sc.state.mask:
+                # a signal it waits for (blocked, not delivered) is there: sigtimedwait, signalfd
+                self.ready.add(task)
                 interrupted = True
                 continue
             pending = st.deliverable(wait_mask(sc))
