@@ -13,6 +13,7 @@ import struct
 from typing import TYPE_CHECKING, Optional
 
 from ..net.fdtable import SimulatedFile
+from ..procfs import fd_flags
 from ..tracer.results import Blocked, Errno, Native, Value
 from ..wait import Waitable
 from .clock import NS, split_ns, to_ns
@@ -21,15 +22,15 @@ if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
 
 TFD_TIMER_ABSTIME = 1
-TFD_NONBLOCK, TFD_CLOEXEC = 0o4000, 0o2000000
+TFD_CLOEXEC = 0o2000000
+O_NONBLOCK = 0o4000
 POLLIN, POLLRDNORM = 0x1, 0x40
 
 
 class TimerFd(SimulatedFile, Waitable):
-    def __init__(self, actor: "ScenarioProcess", clock_id: int, nonblocking: bool):
+    def __init__(self, actor: "ScenarioProcess", clock_id: int):
         self.actor = actor
         self.clock_id = clock_id
-        self.nonblocking = nonblocking
         self.deadline: Optional[float] = None  # next expiry, simulated seconds
         self.interval = 0.0
         self.count = 0                          # expirations not yet read
@@ -81,7 +82,10 @@ class TimerFd(SimulatedFile, Waitable):
             sc.mem.write(sc.arg(1), struct.pack("<Q", self.count))
             self.count = 0
             return Value(8)
-        if self.nonblocking:
+        # O_NONBLOCK is a status flag of the open file, not of the timer: TFD_NONBLOCK sets it, and
+        # so do fcntl(F_SETFL) and ioctl(FIONBIO) on any of its descriptors (fcntl(2)): the
+        # kernel's flags, read at the moment of the read, are the only ones to trust.
+        if fd_flags(sc.pid, sc.iarg(0)) & O_NONBLOCK:
             return Errno(errno.EAGAIN)
         return Blocked("read timerfd", self.deadline, on=(self,), restart=True)
 
@@ -120,8 +124,7 @@ class TimerFdPolicy:
 
         def created(sc_, fd):
             if fd >= 0:
-                self.actor.net.table(sc_.process).add(fd, TimerFd(self.actor, clock_id, bool(flags & TFD_NONBLOCK)),
-                                                     bool(flags & TFD_CLOEXEC))
+                self.actor.net.table(sc_.process).add(fd, TimerFd(self.actor, clock_id), bool(flags & TFD_CLOEXEC))
             return None
 
         return Native(on_exit=created)
