@@ -13,7 +13,7 @@ import struct
 from typing import TYPE_CHECKING, Optional
 
 from ..net.fdtable import SimulatedFile
-from ..procfs import fd_flags
+from ..procfs import fd_flags, fd_target
 from ..tracer.results import Blocked, Errno, Native, Value
 from ..wait import Waitable
 from .clock import NS, split_ns, to_ns
@@ -21,7 +21,8 @@ from .clock import NS, split_ns, to_ns
 if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
 
-TFD_TIMER_ABSTIME = 1
+TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET = 1, 2
+TFD_SETTIME_FLAGS = TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET
 TFD_CLOEXEC = 0o2000000
 O_NONBLOCK = 0o4000
 POLLIN, POLLRDNORM = 0x1, 0x40
@@ -129,14 +130,22 @@ class TimerFdPolicy:
 
         return Native(on_exit=created)
 
+    @staticmethod
+    def _not_a_timer(sc) -> Errno:
+        """timerfd_settime/gettime(2) on a descriptor we do not know as a timerfd: EBADF if it is
+        not open at all, EINVAL if it is some other file (a pipe, a socket, stdin)."""
+        return Errno(errno.EBADF if fd_target(sc.pid, sc.iarg(0)) is None else errno.EINVAL)
+
     def timerfd_settime(self, sc):
-        t = self._timer(sc)
-        if t is None:
-            return Errno(errno.EBADF) if self.actor.net.table(sc.process).get(sc.iarg(0)) is None else Errno(
-                errno.EINVAL)
+        # do_timerfd_settime checks the flags and the new value before it looks at the descriptor
+        if sc.iarg(1) & ~TFD_SETTIME_FLAGS:
+            return Errno(errno.EINVAL)
         spec = _read_itimerspec(sc, sc.arg(2))
         if spec is None:
             return Errno(errno.EINVAL)
+        t = self._timer(sc)
+        if t is None:
+            return self._not_a_timer(sc)
         if sc.arg(3):
             _write_itimerspec(sc, sc.arg(3), t)
         t.arm(spec[0], spec[1], bool(sc.iarg(1) & TFD_TIMER_ABSTIME))
@@ -146,6 +155,6 @@ class TimerFdPolicy:
     def timerfd_gettime(self, sc):
         t = self._timer(sc)
         if t is None:
-            return Errno(errno.EINVAL)
+            return self._not_a_timer(sc)
         _write_itimerspec(sc, sc.arg(1), t)
         return Value(0)
