@@ -35,20 +35,24 @@ class TimerFd(SimulatedFile, Waitable):
         self.deadline: Optional[float] = None  # next expiry, simulated seconds
         self.interval = 0.0
         self.count = 0                          # expirations not yet read
-        self.fired = 0                          # expirations ever (edge-triggered epoll)
+        self.fired = 0                          # wake-ups ever (edge-triggered epoll)
 
     def _update(self) -> None:
         now = self.actor.now()
         if self.deadline is None or now < self.deadline:
             return
+        # Only an expiry found with no expiration unread wakes the file's waiters (a new edge).
+        # The kernel's hrtimer of an interval timer does not restart by itself (timerfd_tmrproc
+        # returns HRTIMER_NORESTART): timerfd_read forwards and restarts it. The expiries after
+        # the first unread one are only counted, at the next read, and wake nobody.
+        if not self.count:
+            self.fired += 1
         if self.interval > 0:
             n = int((now - self.deadline) / self.interval) + 1
             self.count += n
-            self.fired += n
             self.deadline += n * self.interval
         else:
             self.count += 1
-            self.fired += 1
             self.deadline = None
 
     def revents(self, events: int) -> int:
