@@ -304,6 +304,11 @@ class SocketPolicy:
             return Native()
         if not s.is_stream:
             return Errno(errno.EOPNOTSUPP)
+        if s.conn is not None or s.attempt is not None or s.connecting:
+            # inet_listen: EINVAL unless the socket is SS_UNCONNECTED. A connected, accepted or
+            # connecting socket stays so even once its peer closed; a refused attempt does not.
+            # (In full mediation the kernel's socket never connected and would accept.)
+            return Errno(errno.EINVAL)
         if s.local is None:
             err = self._implicit_bind(sc, s, sc.iarg(0), any_addr=True)
             if err:
