@@ -50,29 +50,28 @@ def fd_target(pid: int, fd: int) -> Optional[str]:
         return None
 
 
-def fd_flags(pid: int, fd: int) -> int:
-    """The open file's status flags (O_NONBLOCK...) from /proc/PID/fdinfo/FD (octal), 0 if unknown."""
+def _fdinfo_field(pid: int, fd: int, key: bytes, base: int) -> Optional[int]:
+    """The number on the line of /proc/PID/fdinfo/FD that starts with `key`, read in `base`; None
+    if the descriptor or the line is not there."""
     try:
         with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
             for line in f:
-                if line.startswith(b"flags:"):
-                    return int(line.split()[1], 8)
+                if line.startswith(key):
+                    return int(line.split()[1], base)
     except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return None
+
+
+def fd_flags(pid: int, fd: int) -> int:
+    """The open file's status flags (O_NONBLOCK...) from /proc/PID/fdinfo/FD (octal), 0 if unknown."""
+    return _fdinfo_field(pid, fd, b"flags:", 8) or 0
 
 
 def signalfd_mask(pid: int, fd: int) -> Optional[int]:
     """The signals a signalfd takes (bit n-1: signal n), from the `sigmask:` line of
     /proc/PID/fdinfo/FD (hexadecimal, as in /proc/PID/status); None if fd is not a signalfd."""
-    try:
-        with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
-            for line in f:
-                if line.startswith(b"sigmask:"):
-                    return int(line.split()[1], 16)
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return _fdinfo_field(pid, fd, b"sigmask:", 16)
 
 
 def shared_mapping_key(pid: int, addr: int) -> Optional[tuple]:
