@@ -83,17 +83,7 @@ def amplified_watches(string_size: int, copies: int = 1024) -> bytes:
 def many_small_args(copies: int) -> bytes:
     """RunCommand whose `args` vector points `copies` times at one 2-byte string: 4 bytes of frame
     per entry, each decoded into its own bytes object, then its own str (~130 bytes of Python)."""
-    b = flatbuffers.Builder(4 * copies + 256)
-    ab = b.CreateString("AB")
-    path = b.CreateString("/bin/true")
-    g.RunCommandStartArgsVector(b, copies)
-    for _ in range(copies):
-        b.PrependUOffsetTRelative(ab)
-    args = b.EndVector()
-    g.RunCommandStart(b)
-    g.RunCommandAddPath(b, path)
-    g.RunCommandAddArgs(b, args)
-    return _message(b, g.Event.RunCommand, g.RunCommandEnd(b))
+    return amplified_args(2, copies)
 
 
 def many_shared_tables(copies: int, padding: int) -> bytes:
