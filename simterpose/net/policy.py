@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
 
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
-MSG_TRUNC, MSG_NOSIGNAL = 0x20, 0x4000
+MSG_OOB, MSG_TRUNC, MSG_NOSIGNAL = 0x1, 0x20, 0x4000
 UDP_MAX = 65507                         # udp(7): the largest IPv4 UDP payload
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
 O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
@@ -577,6 +577,16 @@ class SocketPolicy:
 
     @staticmethod
     def _shut(s: VSocket, how: int) -> None:
+        if s.listening:
+            # inet_shutdown on a listener: SHUT_WR changes nothing; SHUT_RD and SHUT_RDWR
+            # disconnect it (tcp_disconnect): it is a bound, unconnected socket again, that may
+            # listen anew, and an accept blocked on it wakes with EINVAL (inet_csk_wait_for_connect).
+            # Connections queued and not accepted stay open, as when a listener is closed (Linux
+            # resets them: resets are not modelled).
+            if how != SHUT_WR:
+                s.listening = False
+                s.notify()
+            return
         if how in (SHUT_WR, SHUT_RDWR):
             s.shut_wr = True
             if s.out is not None:
@@ -1135,6 +1145,7 @@ class SocketPolicy:
             return self.actor.local.blocking_write(sc, sc.iarg(0), [(sc.arg(1), sc.arg(2))], sc.iarg(3))
         flags = sc.iarg(3)
         if s.is_stream:
+            _refuse_urgent_data(sc, s, flags)
             return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], flags, self._limit_arg(sc, 2))
         dest = None
         if sc.arg(4):
@@ -1160,6 +1171,8 @@ class SocketPolicy:
         flags = sc.iarg(3)
         addr = (sc.arg(4), sc.arg(5)) if sc.arg(4) else None
         if s.is_stream:
+            if flags & MSG_OOB:
+                return _no_urgent_data(s)
             return self._recv_stream(sc, s, [(sc.arg(1), sc.arg(2))], flags, self._limit_arg(sc, 2), addr)
 
         def write_src(sc_, src):
@@ -1199,6 +1212,7 @@ class SocketPolicy:
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
         if s.is_stream:
+            _refuse_urgent_data(sc, s, flags)
             return self._send_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
         if struct.unpack_from("<Q", raw, 40)[0]:
             # Ancillary data (IP_PKTINFO's source address...) names virtual addresses the kernel's
@@ -1241,6 +1255,8 @@ class SocketPolicy:
                 self._write_control(sc_, msg_ptr, s, s.last_dgram)
 
         if s.is_stream:
+            if flags & MSG_OOB:
+                return _no_urgent_data(s)
             return self._recv_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
         return self._recv_dgram(sc, s, iov, flags, write_name)
 
@@ -1737,6 +1753,23 @@ def _take_error(s: VSocket) -> Optional[Errno]:
         return None
     err, s.connect_error = s.connect_error, 0
     return Errno(err)
+
+
+def _no_urgent_data(s: VSocket) -> Errno:
+    """recv with MSG_OOB on a TCP socket (tcp_recvmsg, tcp_recv_urg): ENOTCONN on a listener, else
+    EINVAL, what Linux answers when no urgent data is pending, which is always the case here
+    (sending urgent data is refused: `_refuse_urgent_data`)."""
+    return Errno(errno.ENOTCONN if s.listening else errno.EINVAL)
+
+
+def _refuse_urgent_data(sc, s: VSocket, flags: int) -> None:
+    """send with MSG_OOB on a connected TCP socket makes its last byte urgent data (tcp(7)): taken
+    out of the stream, read with recv(MSG_OOB), signalled by POLLPRI and SIGURG. Not modelled: a
+    clear error rather than a byte counted in the stream that the peer's kernel keeps apart
+    (address translation would then wait for a byte that never comes). Unconnected, the call
+    fails as without the flag."""
+    if flags & MSG_OOB and s.conn is not None and not s.refused and not s.shut_wr:
+        raise Unsupported(sc.name, "MSG_OOB on a TCP socket: urgent data is not modelled")
 
 
 def _earliest(*dates: Optional[float]) -> Optional[float]:
