@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Optional
 
 from . import wait
 from .procfs import fd_flags, fd_target, shared_mapping_key, signal_state, signalfd_mask
+from .time.alarm_siginfo import SIGALRM_BIT, SIGINFO_SIZE, kernel_siginfo, kernel_signalfd_records
 from .time.clock import CLOCK_MONOTONIC, CLOCK_REALTIME, NS
 from .tracer.results import NATIVE, Blocked, Errno, Native, Value
 
@@ -112,6 +113,39 @@ def _skip(iov: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
         out.append((base + n, length - n))
         n = 0
     return out
+
+
+def _taking_signal(sc, mask: int):
+    """rt_sigtimedwait handed to the kernel, a signal of `mask` pending: with a SIGALRM possibly
+    among them, its siginfo is made the kernel's at the exit stop (`alarm_siginfo`)."""
+    if not (mask & SIGALRM_BIT and sc.arg(1)):
+        return NATIVE
+
+    def taken(sc_, ret):
+        if ret > 0:
+            info = kernel_siginfo(sc_.mem.read(sc_.arg(1), SIGINFO_SIZE))
+            if info is not None:
+                sc_.mem.write(sc_.arg(1), info)
+        return None
+
+    return Native(on_exit=taken)
+
+
+def _reading_signalfd(sc, mask: int):
+    """A read(2) of a signalfd handed to the kernel: with SIGALRM in its mask, the records it
+    returns are made the kernel's at the exit stop (`alarm_siginfo`). (readv of a signalfd: left
+    as the kernel fills it.)"""
+    if not (mask & SIGALRM_BIT and sc.name == "read"):
+        return NATIVE
+
+    def read(sc_, ret):
+        if ret >= SIGINFO_SIZE:
+            records = kernel_signalfd_records(sc_.mem.read(sc_.arg(1), ret))
+            if records is not None:
+                sc_.mem.write(sc_.arg(1), records)
+        return None
+
+    return Native(on_exit=read)
 
 
 @dataclass(eq=False)
@@ -297,7 +331,7 @@ class LocalPolicy:
             sc.state = SignalWait(mask, deadline)
         st = signal_state(sc.pid, sc.tid)
         if st is None or st.pending & sc.state.mask:
-            return NATIVE
+            return _taking_signal(sc, sc.state.mask)
         if sc.state.deadline is not None and self.actor.now() >= sc.state.deadline:
             return Errno(errno.EAGAIN)
         return Blocked("rt_sigtimedwait", sc.state.deadline)
@@ -502,12 +536,14 @@ class LocalPolicy:
         for the thread that polls it, which would be us."""
         if sc.state is None:
             mask = signalfd_mask(sc.pid, fd)
-            if mask is None or fd_flags(sc.pid, fd) & O_NONBLOCK:
+            if mask is None:
                 return NATIVE
+            if fd_flags(sc.pid, fd) & O_NONBLOCK:
+                return _reading_signalfd(sc, mask)
             sc.state = SignalWait(mask, None)
         st = signal_state(sc.pid, sc.tid)
         if st is None or st.pending & sc.state.mask:
-            return NATIVE
+            return _reading_signalfd(sc, sc.state.mask)
         # signalfd_dequeue returns -ERESTARTSYS when another signal interrupts it: restartable
         return Blocked(f"read signalfd fd {fd}", restart=True)
 

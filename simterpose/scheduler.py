@@ -42,6 +42,7 @@ from .local_files import SignalWait
 from .procfs import lowest_signal, signal_state
 from .progress import POLL_EVERY
 from .sigmask_waits import hand_to_kernel, wait_mask
+from .time.alarm_siginfo import kernel_siginfo
 from .time.policy import ITIMER_KEY
 from .time.posix_timers import TIMERS_KEY
 from .tracer import names
@@ -250,7 +251,15 @@ class Scheduler(Policy):
             self.cpu.cancel(sc.pre.burst)
 
     def on_signal(self, task: Task, sig: int) -> int:
-        """A signal is about to be delivered to `task`: a POSIX timer's carries its overrun count."""
+        """A signal is about to be delivered to `task`: a POSIX timer's carries its overrun count;
+        the SIGALRM of alarm/setitimer, which we sent with kill(2), the kernel's SI_KERNEL."""
+        if sig == signal.SIGALRM:
+            try:
+                patched = kernel_siginfo(self.tracer.siginfo(task))
+                if patched is not None:
+                    self.tracer.set_siginfo(task, patched)
+            except OSError:
+                pass   # gone meanwhile
         timers = task.process.data.get(TIMERS_KEY)
         if timers and any(t.signo == sig for t in timers.values()):
             try:

@@ -7,6 +7,7 @@ dates below are exact.
 """
 
 import re
+import subprocess
 import time
 
 import pytest
@@ -251,6 +252,62 @@ def test_a_timer_wakes_a_process_waiting_in_pause(run):
     r = run([{"host": "h1", "path": "/usr/bin/python3", "args": ["-c", code]}], "--cpu-model", "none",
             timeout=5)
     assert r.out(0) == "0.5\n"
+
+
+ALARM_SIGINFO = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static volatile int code = -1, pid = -1;
+static void handler(int sig, siginfo_t *si, void *ctx) { (void)sig; (void)ctx; code = si->si_code; pid = si->si_pid; }
+
+int main(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = handler;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(1);
+    pause();
+    printf("handler code=%d pid=%d\n", code, pid);
+    raise(SIGALRM);                                   /* sent by the process itself: SI_TKILL */
+    printf("raise code=%d self=%d\n", code, pid == getpid());
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGALRM);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    struct itimerval it = {{0, 0}, {0, 500000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    siginfo_t si;
+    int sig = sigwaitinfo(&set, &si);
+    printf("sigwaitinfo sig=%d code=%d pid=%d\n", sig, si.si_code, si.si_pid);
+
+    int fd = signalfd(-1, &set, 0);
+    alarm(1);
+    struct signalfd_siginfo ssi;
+    ssize_t n = read(fd, &ssi, sizeof ssi);
+    printf("signalfd n=%zd signo=%u code=%d pid=%u\n", n, ssi.ssi_signo, ssi.ssi_code, ssi.ssi_pid);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("mode", ["address-translation", "full-mediation"])
+def test_the_sigalrm_of_alarm_and_setitimer_comes_from_the_kernel(run, cbuild, mode):
+    """it_real_fn sends SIGALRM with si_code SI_KERNEL (128) and si_pid 0; the emulator sends it
+    with kill(2) (SI_USER, its own pid): the program sees the kernel's, in a SA_SIGINFO handler,
+    from sigwaitinfo and from a signalfd, as it does natively."""
+    prog = cbuild("alarm_siginfo", ALARM_SIGINFO)
+    native = subprocess.run([prog], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert "handler code=128 pid=0" in native, native
+    r = run([{"host": "h1", "path": prog}], "--cpu-model", "none", "--mediate", mode)
+    assert r.rc == 0, r.stdout + r.stderr
+    assert r.out(0) == native
 
 
 # -- CPU models --------------------------------------------------------------------------------
