@@ -35,7 +35,7 @@ from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import NATIVE, Blocked, Errno, Native, SyscallFailed, Unsupported, Value
 from ..tracer.scratch import Scratch
 from ..wait import Waitable
-from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
+from .addressing import ANY_V4, ANY_V6, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
 from .interfaces import IFREQ_IOCTLS, NETLINK_ROUTE, RouteNetlink, ifreq_ioctl
 from .sockets import (
@@ -432,6 +432,8 @@ class SocketPolicy:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4), outgoing=True)
             if err:
                 return Errno(err)
+        else:
+            self._take_route_source(s, dst_ip)
         err = self._kernel_connect(sc, s, fd, listener)
         if err:
             return Errno(err)
@@ -442,6 +444,18 @@ class SocketPolicy:
             return Errno(errno.EINPROGRESS)
         sc.state = {"connect": "handshake"}
         return self._connect_wait(sc, s)
+
+    def _take_route_source(self, s: VSocket, dst_ip: str) -> bool:
+        """connect(2) on a socket bound to the wildcard address: the source address of the route
+        becomes its own, the port stays (inet_hash_connect, ip4_datagram_connect), so getsockname
+        and the peer's accept/getpeername name it, never 0.0.0.0 (dig +tcp binds before connecting).
+        The real socket is left as it is. True if the address changed."""
+        if s.local[0] not in (ANY_V4, ANY_V6):
+            return False
+        port = s.local[1]
+        self.net.unbind(s)
+        self.net.bind(s, self.net.source_address(s, dst_ip)[0], port)
+        return True
 
     def _kernel_connect(self, sc, s: VSocket, fd: int, listener: VSocket) -> Optional[int]:
         """The real connection, now: loopback completes it in the kernel's backlog at once, so the
@@ -480,6 +494,8 @@ class SocketPolicy:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
             if err:
                 return Errno(err)
+        elif self._take_route_source(s, dst_ip):
+            s.auto_addr = True   # no SOCK_BINDADDR_LOCK: a disconnect gives the wildcard back
         s.peer = (dst_ip, sa[2])
         s.peer_host = dst_host
         target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2])
@@ -491,7 +507,7 @@ class SocketPolicy:
         s.peer = s.peer_host = None
         s.dgram_error = 0
         if s.local is not None and (s.auto_port or s.auto_addr):
-            ip = ANY_V4 if s.auto_addr else s.local[0]
+            ip = (ANY_V6 if s.v6only else ANY_V4) if s.auto_addr else s.local[0]
             if s.auto_port:
                 self.net.unbind(s)
                 s.local = None
