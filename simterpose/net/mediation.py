@@ -206,11 +206,11 @@ class MediationPolicy(SocketPolicy):
 
     def recvmsg(self, sc):
         result = super().recvmsg(sc)
-        if isinstance(result, Value):
+        s = self.sock(sc)
+        if isinstance(result, Value) and s is not None:
             # What the kernel would fill in: no ancillary data; MSG_TRUNC if a datagram was cut
-            # to the buffers' size (recvmsg(2)).
-            s = self.sock(sc)
-            trunc = s is not None and not s.is_stream and self._truncated
+            # to the buffers' size (recvmsg(2)). (Not on a netlink socket: its answer wrote them.)
+            trunc = not s.is_stream and self._truncated
             if not self._control_written:
                 sc.mem.write(sc.arg(1) + 40, b"\0" * 8)
             sc.mem.write(sc.arg(1) + 48, struct.pack("<I", MSG_TRUNC if trunc else 0))

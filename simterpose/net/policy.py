@@ -19,6 +19,7 @@ import ctypes
 import errno
 import ipaddress
 import os
+import select
 import signal
 import socket
 import stat as stat_mod
@@ -35,7 +36,7 @@ from ..tracer.memory import decode_sockaddr, encode_sockaddr
 from ..tracer.results import NATIVE, Blocked, Errno, Native, SyscallFailed, Unsupported, Value
 from ..tracer.scratch import Scratch
 from ..wait import Waitable
-from .addressing import ANY_V4, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
+from .addressing import ANY_V4, ANY_V6, LOOPBACK_V4, LOOPBACK_V6, AddressError, sockaddr
 from .fdtable import FdTable, SimulatedFile
 from .interfaces import IFREQ_IOCTLS, NETLINK_ROUTE, RouteNetlink, ifreq_ioctl
 from .sockets import (
@@ -67,6 +68,9 @@ SO_BINDTODEVICE = 25
 TCP_INFO = 11                           # IPPROTO_TCP (tcp(7))
 TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
 _KERNEL_BACKLOG = 65535                 # listen(2) of a real socket in address translation (capped by somaxconn)
+# A non-blocking read the kernel answered EAGAIN while the simulation says its bytes arrived: how
+# long (wall time) to wait for the real loopback to deliver them (Nagle and delayed ACKs: 40-200 ms).
+_KERNEL_DELIVERY_WAIT_MS = 5000
 TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 SO_RCVBUF, SO_RCVBUFFORCE = 8, 33
@@ -432,6 +436,8 @@ class SocketPolicy:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4), outgoing=True)
             if err:
                 return Errno(err)
+        else:
+            self._take_route_source(s, dst_ip)
         err = self._kernel_connect(sc, s, fd, listener)
         if err:
             return Errno(err)
@@ -442,6 +448,18 @@ class SocketPolicy:
             return Errno(errno.EINPROGRESS)
         sc.state = {"connect": "handshake"}
         return self._connect_wait(sc, s)
+
+    def _take_route_source(self, s: VSocket, dst_ip: str) -> bool:
+        """connect(2) on a socket bound to the wildcard address: the source address of the route
+        becomes its own, the port stays (inet_hash_connect, ip4_datagram_connect), so getsockname
+        and the peer's accept/getpeername name it, never 0.0.0.0 (dig +tcp binds before connecting).
+        The real socket is left as it is. True if the address changed."""
+        if s.local[0] not in (ANY_V4, ANY_V6):
+            return False
+        port = s.local[1]
+        self.net.unbind(s)
+        self.net.bind(s, self.net.source_address(s, dst_ip)[0], port)
+        return True
 
     def _kernel_connect(self, sc, s: VSocket, fd: int, listener: VSocket) -> Optional[int]:
         """The real connection, now: loopback completes it in the kernel's backlog at once, so the
@@ -480,6 +498,8 @@ class SocketPolicy:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
             if err:
                 return Errno(err)
+        elif self._take_route_source(s, dst_ip):
+            s.auto_addr = True   # no SOCK_BINDADDR_LOCK: a disconnect gives the wildcard back
         s.peer = (dst_ip, sa[2])
         s.peer_host = dst_host
         target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2])
@@ -491,7 +511,7 @@ class SocketPolicy:
         s.peer = s.peer_host = None
         s.dgram_error = 0
         if s.local is not None and (s.auto_port or s.auto_addr):
-            ip = ANY_V4 if s.auto_addr else s.local[0]
+            ip = (ANY_V6 if s.v6only else ANY_V4) if s.auto_addr else s.local[0]
             if s.auto_port:
                 self.net.unbind(s)
                 s.local = None
@@ -932,13 +952,48 @@ class SocketPolicy:
         # queue until the ACK of this read), so its count is the truth.
 
         def received(sc_, ret):
+            new = None
+            if ret == -errno.EAGAIN:
+                # The simulation says bytes have arrived, but the real loopback still holds them:
+                # the writer's kernel delays small segments behind an unacknowledged one (Nagle,
+                # with the reader's delayed ACK) or keeps them corked. A non-blocking read must not
+                # see EAGAIN after a poll said readable (rsync's daemon then fails: "safe_read
+                # failed ... Resource temporarily unavailable"): wait for them here, in wall time.
+                new = ret = self._read_when_delivered(sc_, s, iov, min(length, avail), peek)
             if ret > 0 and not peek:
                 inq.consume(ret)
             if ret >= 0 and addr is not None:
                 self._write_addr(sc_, addr[0], addr[1], s, s.peer)
-            return None
+            return new
 
         return Native(on_exit=received)
+
+    def _read_when_delivered(self, sc, s: VSocket, iov, size: int, peek: bool) -> int:
+        """At the exit of a read the kernel answered EAGAIN although `size` bytes have arrived in
+        the simulation: wait (wall time, 5 s at most) until the kernel's socket has some, read
+        them through our duplicate of the descriptor into the tracee's buffers; their count, or
+        -EAGAIN if none came."""
+        fd = self.actor.local._dup(sc.process, sc.iarg(0))
+        if fd is None:
+            return -errno.EAGAIN
+        try:
+            waiter = select.poll()
+            waiter.register(fd, select.POLLIN)
+            if not waiter.poll(_KERNEL_DELIVERY_WAIT_MS):
+                return -errno.EAGAIN
+            mine = socket.socket(fileno=fd)
+            try:
+                data = mine.recv(size, socket.MSG_DONTWAIT | (socket.MSG_PEEK if peek else 0))
+            except BlockingIOError:
+                return -errno.EAGAIN
+            except OSError as e:
+                return -e.errno
+            finally:
+                mine.detach()
+        finally:
+            os.close(fd)
+        sc.mem.scatter(iov, data)
+        return len(data)
 
     def _send_dgram(self, sc, s: VSocket, iov, dest, set_dest):
         """A datagram: to the socket bound at the virtual destination (if any), charged as a message."""

@@ -916,7 +916,7 @@ class Network:
         """The source of a datagram `src` sends to dst_ip: a wildcard socket sends from the address
         of the way out, as a kernel does (127.0.0.1 toward loopback, else the host's address)."""
         ip, port = src.local
-        if ip == "0.0.0.0" and ":" in dst_ip:
+        if ip in ("0.0.0.0", "::") and ":" in dst_ip:
             ip = "::1" if dst_ip == "::1" else (src.host.ip6 or "::1")
         elif ip == "0.0.0.0":
             ip = "127.0.0.1" if dst_ip == "127.0.0.1" else src.host.ip

@@ -108,3 +108,27 @@ def test_interface_ioctls_answer_for_the_simulated_host(tmp_path, mode):
         "ifconf [('lo', '127.0.0.1'), ('eth0', '10.0.0.1')]",
         "wlan0 No such device",
     ]
+
+
+# dnsmasq's netlink_recv: recvmsg(MSG_PEEK | MSG_TRUNC) into a small buffer, then, if msg_flags
+# says MSG_TRUNC, a buffer of the size returned and the real read. In full mediation the datagram
+# path's recvmsg epilogue cleared msg_flags after the netlink answer, so dnsmasq read a truncated
+# dump and never started listening.
+PY_NETLINK_PEEK = r"""
+import socket, struct
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+s.bind((0, 0))
+# RTM_GETADDR (22), NLM_F_REQUEST | NLM_F_DUMP, struct ifaddrmsg for AF_INET
+s.send(struct.pack("<IHHII", 16 + 8, 22, 0x301, 1, 0) + struct.pack("<BBBBI", socket.AF_INET, 0, 0, 0, 0))
+data, _, flags, _ = s.recvmsg(16, 0, socket.MSG_PEEK | socket.MSG_TRUNC)
+print("peek", len(data), "trunc" if flags & socket.MSG_TRUNC else "whole")
+whole = s.recv(65536, socket.MSG_PEEK | socket.MSG_TRUNC)
+data, _, flags, _ = s.recvmsg(len(whole), 0, 0)
+print("read", len(data) == len(whole), "trunc" if flags & socket.MSG_TRUNC else "whole")
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_netlink_peek_reports_truncation_in_msg_flags(tmp_path, mode):
+    r = emulate(tmp_path, [py("h1", PY_NETLINK_PEEK)], mode).check_ok()
+    assert r.stdout(0).splitlines() == ["peek 16 trunc", "read True whole"]

@@ -318,3 +318,61 @@ def test_reuseport_listeners_get_what_select_says_they_have(tmp_path, mode):
     r = emulate(tmp_path, [py("h1", REUSEPORT_SERVER, 7611), py("h2", REUSEPORT_CLIENT, "h1", 7611)], mode,
                 timeout=60).check_ok()
     assert [r.stdout(0), r.stdout(1)] == expected
+
+
+# -- small writes held by the real loopback (Nagle) ------------------------------------------------
+
+NAGLE_SERVER = r"""
+import select, socket, sys
+l = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+c, _ = l.accept()
+for _ in range(5):                       # an interactive exchange first: the kernels delay their ACKs
+    c.sendall(c.recv(100))
+c.setblocking(False)
+p = select.poll()
+p.register(c, select.POLLIN)
+got = b""
+while len(got) < 47:
+    p.poll(60000)
+    try:
+        b = c.recv(1)
+    except BlockingIOError:
+        print("EAGAIN after", len(got), "bytes")
+        sys.exit(1)
+    if not b:
+        break
+    got += b
+print("got", len(got), got[:20])
+"""
+
+NAGLE_CLIENT = r"""
+import socket, sys, time
+for _ in range(1000):
+    try:
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.01)
+for _ in range(5):
+    s.sendall(b"ping")
+    s.recv(100)
+for part in [b"--server", b"\0", b"--sender", b"\0", b"-logDtpre.iLsfxCIvu", b"\0", b".", b"\0", b"data/", b"\0", b"\0"]:
+    s.send(part)
+time.sleep(0.5)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_nonblocking_read_after_poll_gets_small_writes_the_loopback_delays(tmp_path, mode):
+    # rsync's daemon reads its arguments one byte at a time, poll then read on a non-blocking
+    # socket, after an interactive exchange; the client writes them in small pieces. In address
+    # translation the simulation said they had all arrived, but the real loopback held all but the
+    # first behind it (Nagle, waiting for the reader's delayed ACK): read() answered EAGAIN after a
+    # poll said readable, and rsync failed ("safe_read failed to read 1 bytes: Resource
+    # temporarily unavailable"). The read now waits for the kernel to deliver them.
+    port = free_port()
+    expected = native([PYTHON, "-c", NAGLE_SERVER, port], [PYTHON, "-c", NAGLE_CLIENT, "127.0.0.1", port])[0]
+    assert expected == "got 47 b'--server\\x00--sender\\x00-l'\n"
+    r = emulate(tmp_path, [py("h1", NAGLE_SERVER, 7000), py("h2", NAGLE_CLIENT, "h1", 7000, start_time=1)],
+                mode).check_ok()
+    assert r.stdout(0) == expected

@@ -49,3 +49,14 @@ time.sleep(0.01)
 out("sigpipe", len(pipes))
 out("send_nosignal", call(s.send, b"late", socket.MSG_NOSIGNAL))
 out("sigpipe_after_nosignal", len(pipes))
+
+# A socket bound to the wildcard address before connect(2) takes the source address of the route
+# at connect (inet_hash_connect): getsockname and the server's accept/getpeername name it, never
+# 0.0.0.0 (dig +tcp binds so; dnsmasq logged its TCP queries "from 0.0.0.0").
+s2 = socket.socket()
+s2.bind(("0.0.0.0", 0))
+s2.connect((server, port))
+local = s2.getsockname()
+out("bound_any_getsockname_is_specific", local[0] != "0.0.0.0")
+s2.sendall(f"{local[0]} {local[1]}".encode().ljust(64))
+out("bound_any_closed_by_server", s2.recv(10))

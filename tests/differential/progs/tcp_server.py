@@ -43,3 +43,10 @@ out("half_close_eof", c.recv(10))
 out("half_close_poll", poll_bits(c.fileno()))
 out("half_close_send", call(c.sendall, b"bye"))
 c.close()
+
+# the client's second connection, from a socket it bound to 0.0.0.0 first
+c2, peer = lst.accept()
+names = c2.recv(64, socket.MSG_WAITALL).decode().split()
+out("bound_any_peer_is_client_name", peer == (names[0], int(names[1])))
+out("bound_any_peer_is_specific", peer[0] != "0.0.0.0")
+c2.close()
