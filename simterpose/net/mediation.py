@@ -82,6 +82,12 @@ class MediationPolicy(SocketPolicy):
         self._accepted(sc, s, fd, flags, sc.arg(1), sc.arg(2))
         return Value(fd)
 
+    def _kernel_stream_created(self, sc, fd: int) -> None:
+        return None   # a placeholder (AF_UNIX): nothing goes through the kernel
+
+    def _kernel_send_flags(self, sc, i: int, flags: int) -> int:
+        return flags
+
     def _kernel_shutdown(self, sc, s: VSocket, how: int):
         self._shut(s, how)
         return Value(0)

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import ipaddress
 import os
-import select
 import signal
 import socket
 import stat as stat_mod
 import struct
+import termios
+import time
 from typing import TYPE_CHECKING, Optional
 
 from .. import sim
@@ -42,7 +44,9 @@ from .interfaces import IFREQ_IOCTLS, NETLINK_ROUTE, RouteNetlink, ifreq_ioctl
 from .sockets import (
     SO_TIMESTAMP,
     SO_TIMESTAMPNS,
+    TCP_CORK,
     TCP_MSS,
+    TCP_NODELAY,
     WINDOW,
     OptionError,
     VSocket,
@@ -55,7 +59,7 @@ if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
 
 MSG_PEEK, MSG_DONTWAIT, MSG_WAITALL = 0x2, 0x40, 0x100
-MSG_OOB, MSG_TRUNC, MSG_NOSIGNAL = 0x1, 0x20, 0x4000
+MSG_OOB, MSG_TRUNC, MSG_NOSIGNAL, MSG_MORE = 0x1, 0x20, 0x4000, 0x8000
 UDP_MAX = 65507                         # udp(7): the largest IPv4 UDP payload
 SOCK_NONBLOCK, SOCK_CLOEXEC = 0o4000, 0o2000000
 O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
@@ -69,8 +73,8 @@ TCP_INFO = 11                           # IPPROTO_TCP (tcp(7))
 TCP_INFO_SIZE = 232                     # sizeof(struct tcp_info), Linux 6.x
 _KERNEL_BACKLOG = 65535                 # listen(2) of a real socket in address translation (capped by somaxconn)
 # A non-blocking read the kernel answered EAGAIN while the simulation says its bytes arrived: how
-# long (wall time) to wait for the real loopback to deliver them (Nagle and delayed ACKs: 40-200 ms).
-_KERNEL_DELIVERY_WAIT_MS = 5000
+# long (wall time) to wait at most for the real loopback to deliver them.
+_KERNEL_DELIVERY_WAIT_S = 5.0
 TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 SO_RCVBUF, SO_RCVBUFFORCE = 8, 33
@@ -173,9 +177,33 @@ class SocketPolicy:
                 s = VSocket(self.net, self.host, family, kind, proto)
                 s.nonblocking = bool(kind_flags & SOCK_NONBLOCK)
                 self.table(sc_.process).add(fd, s, bool(kind_flags & SOCK_CLOEXEC))
+                if kind == socket.SOCK_STREAM:
+                    self._kernel_stream_created(sc_, fd)
             return None
 
         return Native(on_exit=created)
+
+    def _kernel_stream_created(self, sc, fd: int) -> None:
+        """The kernel's TCP socket (address translation) sends every write at once: TCP_NODELAY,
+        set through our duplicate of the descriptor (accepted sockets inherit it). Otherwise
+        Nagle's algorithm (or the program's TCP_CORK, MSG_MORE) would keep small writes in the
+        writer's kernel until an ACK or a 200 ms timer, in wall time, while the simulation says
+        they have arrived: the reader's kernel would not have them yet (a read answered EAGAIN
+        after a poll said readable, a short read that depends on timing). The program's own
+        TCP_NODELAY and TCP_CORK are the model's (`setsockopt`), which reads them back."""
+        mine = self.actor.local._dup(sc.process, fd)
+        if mine is None:
+            return
+        try:
+            sock = socket.socket(fileno=mine)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            finally:
+                sock.detach()
+        except OSError:
+            pass   # gone meanwhile: nothing will be sent on it
+        finally:
+            os.close(mine)
 
     def socketpair(self, sc):
         if sc.iarg(0) in INET_FAMILIES:
@@ -743,6 +771,8 @@ class SocketPolicy:
             return Errno(e.errno)
         if level == SOL_SOCKET and opt in (SO_RCVBUF, SO_RCVBUFFORCE) and not s.is_stream:
             return Value(0)   # read back from the model; the kernel's stays large (_kernel_bind)
+        if level == socket.IPPROTO_TCP and opt in (TCP_NODELAY, TCP_CORK):
+            return Value(0)   # the model's: the kernel's socket keeps NODELAY (_kernel_stream_created)
         return self._kernel_setsockopt(sc)
 
     def _kernel_setsockopt(self, sc):
@@ -865,6 +895,16 @@ class SocketPolicy:
     def _sending_all(sc) -> bool:
         return isinstance(sc.state, dict) and "sent" in sc.state
 
+    def _kernel_send_flags(self, sc, i: int, flags: int) -> int:
+        """MSG_MORE (send(2): more is coming, hold this back) would keep the bytes in the kernel's
+        socket while the simulation says they are on their way: the kernel does not get it (see
+        `_kernel_stream_created`). Argument `i` holds the flags; they are returned as the kernel
+        will see them."""
+        if flags & MSG_MORE:
+            flags &= ~MSG_MORE
+            sc.set_arg(i, flags)
+        return flags
+
     def _send_stream(self, sc, s: VSocket, iov, flags: int, limit, source=None):
         """A write on a TCP socket: let the kernel take at most the simulated window. `source`
         (sendfile) gives the bytes of a file instead of the iovec's memory: source(n) reads n."""
@@ -970,17 +1010,18 @@ class SocketPolicy:
 
     def _read_when_delivered(self, sc, s: VSocket, iov, size: int, peek: bool) -> int:
         """At the exit of a read the kernel answered EAGAIN although `size` bytes have arrived in
-        the simulation: wait (wall time, 5 s at most) until the kernel's socket has some, read
-        them through our duplicate of the descriptor into the tracee's buffers; their count, or
-        -EAGAIN if none came."""
+        the simulation (the real loopback has not delivered them yet: the kernel's socket sends at
+        once, `_kernel_stream_created`, but its receive path may run later, in a softirq): wait
+        (wall time, 5 s at most) until the kernel's socket holds all `size` of them, so that the
+        count does not depend on timing, and read them through our duplicate of the descriptor
+        into the tracee's buffers. Their count, or -EAGAIN if none came."""
         fd = self.actor.local._dup(sc.process, sc.iarg(0))
         if fd is None:
             return -errno.EAGAIN
         try:
-            waiter = select.poll()
-            waiter.register(fd, select.POLLIN)
-            if not waiter.poll(_KERNEL_DELIVERY_WAIT_MS):
-                return -errno.EAGAIN
+            deadline = time.monotonic() + _KERNEL_DELIVERY_WAIT_S
+            while _unread(fd) < size and time.monotonic() < deadline:
+                time.sleep(0.001)
             mine = socket.socket(fileno=fd)
             try:
                 data = mine.recv(size, socket.MSG_DONTWAIT | (socket.MSG_PEEK if peek else 0))
@@ -1201,6 +1242,7 @@ class SocketPolicy:
         flags = sc.iarg(3)
         if s.is_stream:
             _refuse_urgent_data(sc, s, flags)
+            flags = self._kernel_send_flags(sc, 3, flags)
             return self._send_stream(sc, s, [(sc.arg(1), sc.arg(2))], flags, self._limit_arg(sc, 2))
         dest = None
         if sc.arg(4):
@@ -1268,6 +1310,7 @@ class SocketPolicy:
         flags = sc.iarg(2)
         if s.is_stream:
             _refuse_urgent_data(sc, s, flags)
+            flags = self._kernel_send_flags(sc, 2, flags)
             return self._send_stream(sc, s, iov, flags, self._limit_msg(sc, raw, iov))
         if struct.unpack_from("<Q", raw, 40)[0]:
             # Ancillary data (IP_PKTINFO's source address...) names virtual addresses the kernel's
@@ -1800,6 +1843,14 @@ def _take_dgram_error(s: VSocket) -> Errno:
     """udp(7): the ICMP error a connected socket received, reported by the next call, once."""
     err, s.dgram_error = s.dgram_error, 0
     return Errno(err)
+
+
+def _unread(fd: int) -> int:
+    """How many bytes the kernel's socket `fd` holds unread (FIONREAD, tcp(7) SIOCINQ)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 def _take_error(s: VSocket) -> Optional[Errno]:

@@ -983,7 +983,7 @@ SO_KEEPALIVE, SO_REUSEPORT, SO_RCVTIMEO, SO_SNDTIMEO = 9, 15, 20, 21
 SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 30, 38, 39
 SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35     # the _OLD (64-bit time_t on x86_64) numbers
 IP_PKTINFO = 8
-IP_TTL, TCP_NODELAY, TCP_MAXSEG, IPV6_V6ONLY = 2, 1, 2, 26
+IP_TTL, TCP_NODELAY, TCP_MAXSEG, TCP_CORK, IPV6_V6ONLY = 2, 1, 2, 3, 26
 TCP_SYNCNT, TCP_USER_TIMEOUT = 7, 18
 # The highest SOL_SOCKET option number Linux 6.x knows (SO_PASSPIDFD is 76...): above it, ENOPROTOOPT.
 SO_LAST = 80
@@ -1104,6 +1104,8 @@ def get_option(s: VSocket, level: int, name: int) -> Optional[bytes]:
         return i32(int(s.v6only))
     elif level == IPPROTO_IP and name == IP_TTL and (level, name) not in s.options:
         return i32(Options.get().ttl)
+    elif level == IPPROTO_TCP and name in (TCP_NODELAY, TCP_CORK) and (level, name) not in s.options:
+        return i32(0)   # Linux's default; the kernel's socket (address translation) has NODELAY on
     elif level == IPPROTO_TCP and name == TCP_MAXSEG and (level, name) not in s.options:
         established = s.conn is not None and s.conn.established
         return i32(TCP_MSS if established else TCP_MSS_UNCONNECTED)

@@ -376,3 +376,45 @@ def test_a_nonblocking_read_after_poll_gets_small_writes_the_loopback_delays(tmp
     r = emulate(tmp_path, [py("h1", NAGLE_SERVER, 7000), py("h2", NAGLE_CLIENT, "h1", 7000, start_time=1)],
                 mode).check_ok()
     assert r.stdout(0) == expected
+
+
+CORK_SERVER = r"""
+import socket, sys, time
+l = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+c, _ = l.accept()
+c.recv(100)                              # the client's "ready": it has written everything after it
+time.sleep(1)                            # everything has arrived by now
+print(c.recv(100))                       # one read: what the kernel holds
+"""
+
+CORK_CLIENT = r"""
+import socket, sys, time
+for _ in range(1000):
+    try:
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.01)
+s.send(b"ready")
+time.sleep(0.1)
+s.send(b"first;")
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)   # held until uncorked, or 200 ms later
+s.send(b"corked;")
+s.send(b"more", socket.MSG_MORE)                       # held: more is coming
+time.sleep(2)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_corked_writes_are_in_the_readers_kernel_when_the_simulation_says_they_arrived(tmp_path, mode):
+    # TCP_CORK and MSG_MORE keep small writes in the writer's kernel for up to 200 ms of wall time.
+    # Natively the reader, one second later, gets them all in one read; in address translation
+    # that second is simulated, the kernel's socket still held the corked ones, and the read got
+    # b'first;' alone (3 runs of 3). The kernel's socket now never corks: the model keeps the
+    # program's TCP_CORK (and reads it back), MSG_MORE is not passed on.
+    port = free_port()
+    expected = native([PYTHON, "-c", CORK_SERVER, port], [PYTHON, "-c", CORK_CLIENT, "127.0.0.1", port])[0]
+    assert expected == "b'first;corked;more'\n"
+    r = emulate(tmp_path, [py("h1", CORK_SERVER, 7000), py("h2", CORK_CLIENT, "h1", 7000, start_time=1)],
+                mode).check_ok()
+    assert r.stdout(0) == expected
