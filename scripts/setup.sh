@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(gcc make libc6-dev libseccomp-dev libseccomp2 python3-simgrid iproute2 strace tshark curl wget
-              golang-go nginx-light redis-server memcached libmemcached-tools iperf3 python3-venv
+              golang-go nginx-light redis-server memcached libmemcached-tools iperf3 haproxy python3-venv
               libpython3.11-dev)   # Python.h: the tracer's C fast path (simterpose/tracer/stops.c)
 # Debian's CPython 3.11: the interpreter python3-simgrid is built for, and built with PGO and LTO (a
 # pyenv or python.org build without them ran the tracer loop ~8 % slower, benchmarks/net_pingpong.py).

@@ -164,6 +164,20 @@ class ScenarioProcess:
         # Summed in seconds, rounded once: the same rounding as the clocks' (to_ns of a date).
         return 0 if process is None else to_ns(process.data.get("cpu_charged", 0.0))
 
+    def cpu_clock_process(self, clock_id: int, caller: Process) -> Optional[Process]:
+        """The process whose computation the CPU-time clock `clock_id` (negative: from
+        clock_getcpuclockid or pthread_getcpuclockid, or glibc's own encoding of
+        CLOCK_PROCESS_CPUTIME_ID for timer_create) reads: the id is ~(tid_or_pid << 3), a thread's
+        when CPUCLOCK_PERTHREAD (4) is set, 0 for the caller's (linux/posix-timers.h). A thread's
+        clock reads its process's here. None if no traced process or thread has that id."""
+        ident = ~(clock_id >> 3)
+        if ident == 0:
+            return caller
+        if clock_id & 4:
+            task = self.emulation.scheduler.tracer.tasks.get(ident)
+            return task.process if task is not None else None
+        return self.emulation.find_process(ident)
+
     def handler(self, nr: int, module: str, method: str):
         h = self.handlers.get(nr)
         if h is None:

@@ -63,9 +63,8 @@ class TimePolicy:
         if clock_id in (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID):
             return self.actor.cpu_charged_ns(sc.process)
         if clock_id < 0:
-            # A CPU clock of another process or thread (clock_getcpuclockid): the pid is ~(id >> 3).
-            pid = ~(clock_id >> 3)
-            proc = self.actor.emulation.find_process(pid)
+            # A CPU clock of another process or thread (clock_getcpuclockid, pthread_getcpuclockid)
+            proc = self.actor.cpu_clock_process(clock_id, sc.process)
             return self.actor.cpu_charged_ns(proc) if proc is not None else None
         return None
 

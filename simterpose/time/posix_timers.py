@@ -10,6 +10,12 @@ Supported: SIGEV_SIGNAL, SIGEV_THREAD_ID (hence glibc's SIGEV_THREAD), SIGEV_NON
 MONOTONIC and BOOTTIME clocks (and their ALARM/COARSE/RAW variants), relative and TIMER_ABSTIME
 dates, periodic timers. Timers are not inherited by fork and are deleted by exec (timer_create(2)).
 
+CPU-time clocks (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, clock_getcpuclockid's) read the
+computation charged to the process in simulated time (`TimePolicy`), so their timers expire when
+that charge reaches them: checked at every date the clock reaches (a burst ends at one), as the
+kernel checks its CPU timers at scheduler ticks. With `--cpu-model none` nothing is charged and
+they never expire (haproxy's watchdog arms one per thread, to catch a thread that spins).
+
 Overruns (timer_getoverrun(2)): while a timer's signal is still pending (blocked, or not taken
 yet), its further expiries queue nothing and count as overruns instead; the signal's si_overrun,
 set when it is delivered (the tracer's signal-delivery stop, `delivered`), and timer_getoverrun
@@ -25,8 +31,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from ..procfs import signal_state
-from ..tracer.results import Errno, Unsupported, Value
-from .clock import NS, split_ns, to_ns
+from ..tracer.results import Errno, Value
+from .clock import CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, NS, split_ns, to_ns
 
 if TYPE_CHECKING:
     from ..emulator import ScenarioProcess
@@ -52,8 +58,9 @@ class PosixTimer:
     signo: int
     value: int                  # sigev_value, as 8 raw bytes (int or pointer)
     tid: int = 0                # SIGEV_THREAD_ID: the thread to signal
-    deadline: Optional[float] = None
-    interval: float = 0.0
+    deadline: Optional[float] = None   # simulated date; on a CPU-time clock: ns of that clock
+    interval: float = 0.0               # seconds (on a CPU-time clock too)
+    cpu: bool = False                   # on a CPU-time clock: `deadline` is a reading of it
     overrun: int = 0            # expiries since the pending signal was sent, not signalled
     overrun_last: int = 0       # the overrun of the last signal taken (timer_getoverrun)
 
@@ -88,11 +95,19 @@ class PosixTimerPolicy:
     def _timer(self, sc) -> Optional[PosixTimer]:
         return _timers(sc.process).get(sc.iarg(0))
 
+    def _cpu_ns(self, t: PosixTimer, process) -> int:
+        """The reading of a CPU-time timer's clock: what was charged to the process (a thread's
+        clock reads its process's, as clock_gettime does here), or to the one a negative clock id
+        names (`cpu_clock_process`); 0 once that one is gone."""
+        if t.clock_id < 0:
+            process = self.actor.cpu_clock_process(t.clock_id, process)
+        return self.actor.cpu_charged_ns(process)
+
     def timer_create(self, sc):
         clock_id = sc.iarg(0)
-        if self.clock.read_ns(clock_id) is None:
-            if clock_id < 0 or clock_id in (2, 3):
-                raise Unsupported("timer_create", "timers on CPU-time clocks are not simulated")
+        cpu = clock_id in (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID) or (
+            clock_id < 0 and self.actor.cpu_clock_process(clock_id, sc.process) is not None)
+        if self.clock.read_ns(clock_id) is None and not cpu:
             return Errno(errno.EINVAL)
         timers = _timers(sc.process)
         timer_id = next(i for i in range(len(timers) + 1) if i not in timers)
@@ -111,13 +126,16 @@ class PosixTimerPolicy:
         if notify == SIGEV_THREAD_ID and tid not in sc.process.tids:
             return Errno(errno.EINVAL)
         sc.mem.write(sc.arg(2), struct.pack("<i", timer_id))
-        timers[timer_id] = PosixTimer(timer_id, clock_id, notify, signo, value, tid)
+        timers[timer_id] = PosixTimer(timer_id, clock_id, notify, signo, value, tid, cpu=cpu)
         return Value(0)
 
     def _write_itimerspec(self, sc, addr: int, t: PosixTimer) -> None:
-        left = 0.0 if t.deadline is None else max(0.0, t.deadline - self.actor.now())
+        if t.cpu:
+            left_ns = 0 if t.deadline is None else round(t.deadline) - self._cpu_ns(t, sc.process)
+        else:
+            left_ns = 0 if t.deadline is None else to_ns(max(0.0, t.deadline - self.actor.now()))
         # A timer that is due reads as 1 ns left, never 0 (0 means disarmed).
-        left_ns = max(1, to_ns(left)) if t.deadline is not None else 0
+        left_ns = max(1, left_ns) if t.deadline is not None else 0
         sc.mem.write(addr, ITIMERSPEC.pack(*split_ns(to_ns(t.interval)), *split_ns(left_ns)))
 
     def timer_settime(self, sc):
@@ -132,6 +150,9 @@ class PosixTimerPolicy:
         t.interval = iv_s + iv_ns / NS
         if v_s == 0 and v_ns == 0:
             t.deadline = None
+        elif t.cpu:
+            start = 0 if sc.iarg(1) & TIMER_ABSTIME else self._cpu_ns(t, sc.process)
+            t.deadline = start + v_s * NS + v_ns
         elif sc.iarg(1) & TIMER_ABSTIME:
             t.deadline = max(self.actor.now(), self.clock.to_simulated(t.clock_id, v_s * NS + v_ns))
         else:
@@ -158,7 +179,8 @@ class PosixTimerPolicy:
         timers = process.data.get(TIMERS_KEY)
         if not timers:
             return None
-        dates = [t.deadline for t in timers.values() if t.deadline is not None]
+        # (a CPU-time timer has no date: it is looked at whenever the clock moves)
+        dates = [t.deadline for t in timers.values() if t.deadline is not None and not t.cpu]
         return min(dates) if dates else None
 
     def due(self, process) -> list[Expiry]:
@@ -169,9 +191,22 @@ class PosixTimerPolicy:
         now = self.actor.now()
         out = []
         for t in sorted(timers.values(), key=lambda t: t.timer_id):
-            if t.deadline is None or now < t.deadline:
+            if t.deadline is None:
                 continue
-            if t.interval > 0:
+            if t.cpu:
+                cpu_ns = self._cpu_ns(t, process)
+                if cpu_ns < t.deadline:
+                    continue
+                interval_ns = to_ns(t.interval)
+                if interval_ns > 0:
+                    periods = (cpu_ns - t.deadline) // interval_ns + 1
+                    t.deadline += periods * interval_ns
+                else:
+                    periods = 1
+                    t.deadline = None
+            elif now < t.deadline:
+                continue
+            elif t.interval > 0:
                 periods = int((now - t.deadline) / t.interval) + 1
                 t.deadline += periods * t.interval
             else:

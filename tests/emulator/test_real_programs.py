@@ -3,7 +3,7 @@
 Each runs in both mediation modes; the deterministic ones (`--cpu-model none`) are checked against
 the dates the platform implies (two_hosts.xml: one 10 MB/s, 10 ms link; CM02), the others with
 `--cpu-model measured` too, for their output. The programs come from the setup script (golang-go,
-nginx-light, redis-server, memcached, libmemcached-tools, coreutils, Python's asyncio); the Go
+nginx-light, redis-server, memcached, libmemcached-tools, haproxy, coreutils, Python's asyncio); the Go
 sources are examples/go/, built by `make toys`.
 """
 
@@ -229,9 +229,48 @@ def test_memcslap_load_with_concurrent_threads_and_no_cpu_model(tmp_path, mode):
     assert "Run time:" in r.stdout(1) or "Time total:" in r.stdout(1), r.stdout(1)
 
 
+# -- haproxy: a load balancer with a watchdog timer on each thread's CPU-time clock -----------------
+
+HAPROXY_CFG = """
+global
+    log stderr format raw local0
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend fe
+    bind 0.0.0.0:8000
+    default_backend be
+backend be
+    balance roundrobin
+    server s1 h1:8081
+    server s2 h2:8082
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_haproxy_balances_curl_requests_over_two_http_servers(tmp_path, mode):
+    # haproxy 2.6 arms a timer on each thread's CPU-time clock (its watchdog): the run used to end
+    # at that timer_create ("unsupported syscall"). Round robin: the requests alternate.
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(HAPROXY_CFG)
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "index.html").write_text(f"backend {name}\n")
+    client = "for i in 1 2 3 4; do curl -sS http://h1:8000/index.html; done"
+    r = emulate(tmp_path, [server("h1", "/usr/bin/python3", "-m", "http.server", "-d", tmp_path / "one", "8081"),
+                           server("h2", "/usr/bin/python3", "-m", "http.server", "-d", tmp_path / "two", "8082"),
+                           server("h1", "/usr/sbin/haproxy", "-db", "-f", cfg, start_time=0.5),
+                           prog("h2", "/bin/sh", "-c", client, start_time=1)],
+                mode, model="CM02", cpu_model="none").check_ok()
+    assert r.stdout(3) == "backend one\nbackend two\nbackend one\nbackend two\n"
+
+
 def test_the_programs_are_the_debian_ones():
     # The point of these tests is unmodified third-party binaries: make sure they are the real ones.
-    for path in ("/usr/sbin/nginx", "/usr/bin/redis-server", "/usr/bin/memcached", "/usr/bin/memccp"):
+    for path in ("/usr/sbin/nginx", "/usr/bin/redis-server", "/usr/bin/memcached", "/usr/bin/memccp",
+                 "/usr/sbin/haproxy"):
         assert os.access(path, os.X_OK), path
     for name in ("hello", "httpd", "httpc"):
         assert (GO / name).is_file(), "run `make toys` (it builds examples/go/)"

@@ -349,6 +349,78 @@ int main(int argc, char **argv)
 """
 
 
+CPU_TIMER = r"""
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t fired;
+static void on_signal(int sig) { (void)sig; fired++; }
+static void *idle(void *arg) { (void)arg; pause(); return NULL; }
+
+int main(void)
+{
+    signal(SIGUSR1, on_signal);
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_SIGNAL;
+    ev.sigev_signo = SIGUSR1;
+    timer_t timer;
+    if (timer_create(CLOCK_PROCESS_CPUTIME_ID, &ev, &timer) != 0) {
+        printf("timer_create: %s\n", strerror(errno));
+        return 1;
+    }
+    struct itimerspec its = {{0, 0}, {0, 10000000}};       /* 10 ms of CPU time */
+    timer_settime(timer, 0, &its, NULL);
+    int calls = 0;
+    while (!fired && calls < 1000) {
+        syscall(SYS_time, NULL);                            /* one intercepted call */
+        calls++;
+    }
+    struct timespec cpu;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+    timer_gettime(timer, &its);
+    printf("fired=%d calls=%d cpu_ms=%lld left=%ld\n", (int)fired, calls,
+           (long long)cpu.tv_sec * 1000 + cpu.tv_nsec / 1000000, its.it_value.tv_nsec);
+
+    pthread_t thread;
+    pthread_create(&thread, NULL, idle, NULL);
+    clockid_t clock;
+    pthread_getcpuclockid(thread, &clock);
+    timer_t thread_timer;
+    printf("thread clock timer: %s\n", timer_create(clock, &ev, &thread_timer) == 0 ? "ok" : strerror(errno));
+    printf("thread clock read: %s\n", clock_gettime(clock, &cpu) == 0 ? "ok" : strerror(errno));
+    return 0;
+}
+"""
+
+
+def test_timers_on_cpu_time_clocks_expire_when_the_charged_cpu_time_reaches_them(run, cbuild):
+    """timer_create on CPU-time clocks (haproxy's per-thread watchdog: the run used to end with
+    "unsupported syscall timer_create"): the timer expires once the computation charged to the
+    process reaches it; with --cpu-model none nothing is charged and it never does. A thread's
+    CPU clock (pthread_getcpuclockid) can be read and can carry a timer."""
+    prog = cbuild("cpu_timer", CPU_TIMER)
+    # per-syscall=0.001: every intercepted call charges 1 ms first, so the 10th call reaches the
+    # 10 ms; the timers are looked at when the clock next moves, the 11th call's charge, and the
+    # handler runs as that call returns (the same count every run).
+    r = run([{"host": "h1", "path": prog}], "--cpu-model", "per-syscall=0.001", platform=FOUR_HOSTS)
+    assert r.rc == 0, r.stderr
+    first, *rest = r.out(0).splitlines()
+    values = dict(kv.split("=") for kv in first.split())
+    assert (values["fired"], values["calls"], values["left"]) == ("1", "11", "0"), first   # disarmed once expired
+    assert rest == ["thread clock timer: ok", "thread clock read: ok"]
+    r = run([{"host": "h1", "path": prog}], "--cpu-model", "none", platform=FOUR_HOSTS)
+    assert r.rc == 0, r.stderr
+    assert r.out(0).splitlines() == ["fired=0 calls=1000 cpu_ms=0 left=10000000",
+                                     "thread clock timer: ok", "thread clock read: ok"]
+
+
 def cpu_clock_values(r, index: int) -> list[int]:
     return [int(v) for v in r.out(index).split()]
 
