@@ -322,6 +322,26 @@ def test_reuseport_listeners_get_what_select_says_they_have(tmp_path, mode):
 
 # -- small writes held by the real loopback (Nagle) ------------------------------------------------
 
+# A client's start: connect to (argv[1], argv[2]), again until its server listens.
+CONNECT = r"""
+import socket, sys, time
+for _ in range(1000):
+    try:
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        break
+    except ConnectionRefusedError:
+        time.sleep(0.01)
+"""
+
+
+def server_output(tmp_path, mode: str, server: str, client: str) -> tuple[str, str]:
+    """The server's stdout natively (127.0.0.1) and emulated (server on h1, client on h2 1 s later)."""
+    port = free_port()
+    expected = native([PYTHON, "-c", server, port], [PYTHON, "-c", client, "127.0.0.1", port])[0]
+    r = emulate(tmp_path, [py("h1", server, 7000), py("h2", client, "h1", 7000, start_time=1)], mode).check_ok()
+    return expected, r.stdout(0)
+
+
 NAGLE_SERVER = r"""
 import select, socket, sys
 l = socket.create_server(("0.0.0.0", int(sys.argv[1])))
@@ -345,14 +365,7 @@ while len(got) < 47:
 print("got", len(got), got[:20])
 """
 
-NAGLE_CLIENT = r"""
-import socket, sys, time
-for _ in range(1000):
-    try:
-        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-        break
-    except ConnectionRefusedError:
-        time.sleep(0.01)
+NAGLE_CLIENT = CONNECT + r"""
 for _ in range(5):
     s.sendall(b"ping")
     s.recv(100)
@@ -369,13 +382,11 @@ def test_a_nonblocking_read_after_poll_gets_small_writes_the_loopback_delays(tmp
     # translation the simulation said they had all arrived, but the real loopback held all but the
     # first behind it (Nagle, waiting for the reader's delayed ACK): read() answered EAGAIN after a
     # poll said readable, and rsync failed ("safe_read failed to read 1 bytes: Resource
-    # temporarily unavailable"). The read now waits for the kernel to deliver them.
-    port = free_port()
-    expected = native([PYTHON, "-c", NAGLE_SERVER, port], [PYTHON, "-c", NAGLE_CLIENT, "127.0.0.1", port])[0]
+    # temporarily unavailable"). The kernel's sockets now send at once (TCP_NODELAY), and a read
+    # the kernel still answers EAGAIN waits for the bytes the model says arrived.
+    expected, emulated = server_output(tmp_path, mode, NAGLE_SERVER, NAGLE_CLIENT)
     assert expected == "got 47 b'--server\\x00--sender\\x00-l'\n"
-    r = emulate(tmp_path, [py("h1", NAGLE_SERVER, 7000), py("h2", NAGLE_CLIENT, "h1", 7000, start_time=1)],
-                mode).check_ok()
-    assert r.stdout(0) == expected
+    assert emulated == expected
 
 
 CORK_SERVER = r"""
@@ -387,14 +398,7 @@ time.sleep(1)                            # everything has arrived by now
 print(c.recv(100))                       # one read: what the kernel holds
 """
 
-CORK_CLIENT = r"""
-import socket, sys, time
-for _ in range(1000):
-    try:
-        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
-        break
-    except ConnectionRefusedError:
-        time.sleep(0.01)
+CORK_CLIENT = CONNECT + r"""
 s.send(b"ready")
 time.sleep(0.1)
 s.send(b"first;")
@@ -412,9 +416,6 @@ def test_corked_writes_are_in_the_readers_kernel_when_the_simulation_says_they_a
     # that second is simulated, the kernel's socket still held the corked ones, and the read got
     # b'first;' alone (3 runs of 3). The kernel's socket now never corks: the model keeps the
     # program's TCP_CORK (and reads it back), MSG_MORE is not passed on.
-    port = free_port()
-    expected = native([PYTHON, "-c", CORK_SERVER, port], [PYTHON, "-c", CORK_CLIENT, "127.0.0.1", port])[0]
+    expected, emulated = server_output(tmp_path, mode, CORK_SERVER, CORK_CLIENT)
     assert expected == "b'first;corked;more'\n"
-    r = emulate(tmp_path, [py("h1", CORK_SERVER, 7000), py("h2", CORK_CLIENT, "h1", 7000, start_time=1)],
-                mode).check_ok()
-    assert r.stdout(0) == expected
+    assert emulated == expected
