@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from ..tracer.results import Native
+
 
 class FdTable:
     def __init__(self, on_last_close: Callable[[object], None]):
@@ -84,3 +86,8 @@ class SimulatedFile:
     def read(self, sc):
         """read(2) on it (sockets have their own, richer paths)."""
         raise NotImplementedError
+
+    def ioctl(self, sc, request: int):
+        """ioctl(2) on it (sockets have their own path): by default the kernel's descriptor
+        answers (FIONBIO, FIOCLEX... are the VFS's, alike for every file)."""
+        return Native()

@@ -725,7 +725,8 @@ class SocketPolicy:
             return Value(0) if rc == 0 else Errno(-rc)
         s = self.sock(sc)
         if s is None:
-            return Native()
+            obj = self.table(sc.process).get(sc.iarg(0))
+            return obj.ioctl(sc, req) if isinstance(obj, SimulatedFile) else Native()
         if req == FIONBIO:
             s.nonblocking = bool(sc.mem.read_i32(sc.arg(2)))
             return Native()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 TFD_TIMER_ABSTIME, TFD_TIMER_CANCEL_ON_SET = 1, 2
 TFD_SETTIME_FLAGS = TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET
 TFD_CLOEXEC = 0o2000000
+TFD_IOC_SET_TICKS = 0x40085400   # _IOW('T', 0, u64)
 O_NONBLOCK = 0o4000
 POLLIN, POLLRDNORM = 0x1, 0x40
 
@@ -93,6 +94,22 @@ class TimerFd(SimulatedFile, Waitable):
         if fd_flags(sc.pid, sc.iarg(0)) & O_NONBLOCK:
             return Errno(errno.EAGAIN)
         return Blocked("read timerfd", self.deadline, on=(self,), restart=True)
+
+    def ioctl(self, sc, request: int):
+        """TFD_IOC_SET_TICKS (timerfd_create(2); CRIU restores a timer with it): the count of
+        unread expirations becomes the u64 given, waking readers and pollers (timerfd_ioctl); 0 is
+        EINVAL. Other requests: the kernel's timerfd answers (ENOTTY, or the VFS's FIONBIO...)."""
+        if request != TFD_IOC_SET_TICKS:
+            return Native()
+        (ticks,) = struct.unpack("<Q", sc.mem.read(sc.arg(2), 8))
+        if ticks == 0:
+            return Errno(errno.EINVAL)
+        self._update()
+        if not self.count:
+            self.fired += 1   # a new edge for EPOLLET, as the wake-up is
+        self.count = ticks
+        self.notify()
+        return Value(0)
 
     def remaining(self) -> float:
         self._update()

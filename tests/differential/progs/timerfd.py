@@ -162,3 +162,19 @@ out("et_no_edge_while_unread", [e for _, e in ep.poll(0.5)])
 out("et_unread_expirations_counted", expirations(et) >= 5)
 out("et_edge_after_read", [e for _, e in ep.poll(1)])
 out("et_no_edge_after_unread", [e for _, e in ep.poll(0.3)])
+
+# TFD_IOC_SET_TICKS (CRIU's): the unread expirations become the given count; 0 is EINVAL; on a
+# descriptor that is not a timerfd the request is unknown (ENOTTY)
+TFD_IOC_SET_TICKS = 0x40085400
+ticks = libc.timerfd_create(CLOCK_MONOTONIC, os.O_NONBLOCK)
+tep = select.epoll()
+tep.register(ticks, select.EPOLLIN | select.EPOLLET)
+out("set_ticks", cerr(libc.ioctl(ticks, TFD_IOC_SET_TICKS, ctypes.byref(ctypes.c_uint64(5)))))
+out("set_ticks_edge", [e for _, e in tep.poll(0)])
+out("set_ticks_poll", select.select([ticks], [], [], 0)[0] == [ticks])
+out("set_ticks_read", expirations(ticks))
+out("set_ticks_zero", cerr(libc.ioctl(ticks, TFD_IOC_SET_TICKS, ctypes.byref(ctypes.c_uint64(0)))))
+out("set_ticks_replaces", [cerr(libc.ioctl(ticks, TFD_IOC_SET_TICKS, ctypes.byref(ctypes.c_uint64(n)))) for n in (3, 7)]
+    + [expirations(ticks)])
+out("set_ticks_pipe", cerr(libc.ioctl(r, TFD_IOC_SET_TICKS, ctypes.byref(ctypes.c_uint64(1)))))
+out("unknown_ioctl", cerr(libc.ioctl(ticks, 0x5401, ctypes.byref(ctypes.c_uint64(0)))))   # TCGETS
