@@ -95,6 +95,10 @@ class MediationPolicy(SocketPolicy):
     def _kernel_setsockopt(self, sc):
         return Value(0)   # no kernel socket: the socket object holds the option (sockets.set_option)
 
+    def _reset_error(self, sc, s: VSocket):
+        err = _take_error(s)   # the model's: there is no kernel socket
+        return self._put_option(sc, struct.pack("<i", err.errno if err is not None else 0))
+
     def _kernel_getsockopt(self, sc, s: VSocket):
         # An option the model does not know: 0, as an unset integer option reads on Linux.
         return self._put_option(sc, b"\0" * 4)
@@ -113,6 +117,9 @@ class MediationPolicy(SocketPolicy):
             return self._epipe(sc, flags)   # tcp_sendmsg on a socket never connected (TCP_CLOSE)
         if s.shut_wr:
             return self._epipe(sc, flags)
+        if s.reset_by_peer:
+            # tcp_sendmsg after a reset: its pending error (no SIGPIPE), then EPIPE (sk_stream_error)
+            return _take_error(s) or self._epipe(sc, flags)
         length = iov_length(iov)
         if s.out.reset:
             # The peer's socket is gone. As with TCP, the first write still succeeds (its bytes are
@@ -149,6 +156,9 @@ class MediationPolicy(SocketPolicy):
         eof = inq.eof_arrived or s.shut_rd
         if avail == 0 and not eof:
             return self._would_block(sc, s, flags, s.rcvtimeo, "recv")
+        if avail == 0 and s.reset_by_peer:
+            # tcp_recvmsg: what arrived before the reset first, then its error once, then the end
+            return _take_error(s) or Value(0)
         if flags & MSG_WAITALL and avail < length and not eof:
             return self._would_block(sc, s, flags & ~MSG_DONTWAIT, s.rcvtimeo, "recv")
         n = min(length, avail)

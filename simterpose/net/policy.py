@@ -77,6 +77,7 @@ _KERNEL_BACKLOG = 65535                 # listen(2) of a real socket in address 
 _KERNEL_DELIVERY_WAIT_S = 5.0
 TCP_ESTABLISHED, TCP_CLOSE = 1, 7
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
+SO_LINGER = 13
 SO_RCVBUF, SO_RCVBUFFORCE = 8, 33
 # The real receive buffer of a UDP socket in address translation: the kernel delivers a datagram
 # at its send, the simulation later; the kernel must hold every datagram still in flight in the
@@ -130,11 +131,15 @@ class SocketPolicy:
         self.net.unbind(s)
         s.attempt = None   # tcp_close in SYN_SENT: no more SYN retransmissions (Network.unanswered)
         if s.out is not None:
-            s.out.close()
+            if _aborts(s):
+                s.out.abort()
+            else:
+                s.out.close()
         if s.inq is not None:
             s.inq.receiver_gone()
         if s.listening:
             s.listening = False
+            _reset_backlog(s)
 
     def sock(self, sc, i: int = 0) -> Optional[VSocket]:
         # On every socket call: the table's dict read directly, the fd as a C int (iarg) inline.
@@ -629,10 +634,10 @@ class SocketPolicy:
             # inet_shutdown on a listener: SHUT_WR changes nothing; SHUT_RD and SHUT_RDWR
             # disconnect it (tcp_disconnect): it is a bound, unconnected socket again, that may
             # listen anew, and an accept blocked on it wakes with EINVAL (inet_csk_wait_for_connect).
-            # Connections queued and not accepted stay open, as when a listener is closed (Linux
-            # resets them: resets are not modelled).
+            # Connections queued and not accepted are reset, as when a listener is closed.
             if how != SHUT_WR:
                 s.listening = False
+                _reset_backlog(s)
                 s.notify()
             return
         if how in (SHUT_WR, SHUT_RDWR):
@@ -788,6 +793,8 @@ class SocketPolicy:
         level, opt = sc.iarg(1), sc.iarg(2)
         if level == socket.IPPROTO_TCP and opt == TCP_INFO and s.is_stream:
             return self._tcp_info(sc, s)
+        if level == SOL_SOCKET and opt == SO_ERROR and s.reset_by_peer:
+            return self._reset_error(sc, s)
         try:
             raw = get_option(s, level, opt)
         except OptionError as e:
@@ -797,6 +804,12 @@ class SocketPolicy:
         return self._put_option(sc, raw)
 
     def _kernel_getsockopt(self, sc, s: VSocket):
+        return Native()
+
+    def _reset_error(self, sc, s: VSocket):
+        """SO_ERROR after the peer's reset: the kernel's socket has the same error and clears it as
+        it answers (else its next read would report it again)."""
+        _take_error(s)
         return Native()
 
     @staticmethod
@@ -918,6 +931,9 @@ class SocketPolicy:
             return _take_error(s) or Native()
         if s.conn is None:
             return self._epipe(sc, flags)   # tcp_sendmsg on a socket never connected (TCP_CLOSE)
+        if s.reset_by_peer:
+            _take_error(s)   # the kernel's socket has the reset too, and reports its error itself
+            return Native()
         if s.shut_wr or s.out.reset:
             return Native()  # the kernel answers EPIPE (and SIGPIPE) itself
         if not (s.conn.established or s is s.conn.server):
@@ -984,6 +1000,8 @@ class SocketPolicy:
         if flags & MSG_WAITALL and avail < length and not inq.eof_arrived:
             return self._would_block(sc, s, flags & ~MSG_DONTWAIT, s.rcvtimeo, "recv")
         if avail == 0:
+            if s.reset_by_peer:
+                _take_error(s)   # the kernel's socket has the reset too, and returns its error once
             return Native()  # EOF: the kernel has the FIN already and returns 0
         if length > avail:
             limit(avail)
@@ -1852,6 +1870,31 @@ def _unread(fd: int) -> int:
         return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
     except OSError:
         return 0
+
+
+def _aborts(s: VSocket) -> bool:
+    """Does closing this socket reset its connection (tcp_close): bytes its peer wrote that it
+    never read (arrived or still on their way: the kernel's socket answers those with a reset too),
+    or SO_LINGER {on, 0 s} (socket(7))."""
+    if not s.is_stream or s.conn is None or s.inq is None:
+        return False
+    if s.inq.sent > s.inq.consumed:
+        return True
+    linger = s.options.get((SOL_SOCKET, SO_LINGER), b"")
+    if len(linger) < 8:
+        return False
+    onoff, seconds = struct.unpack_from("<ii", linger)
+    return onoff != 0 and seconds == 0
+
+
+def _reset_backlog(listener: VSocket) -> None:
+    """A listener closed or shut down resets the connections it had not accepted yet
+    (inet_csk_listen_stop): their clients see ECONNRESET. (One still in its handshake is left.)"""
+    while listener.backlog:
+        conn = listener.backlog.popleft()
+        if conn.established:
+            conn.s2c.abort()
+            conn.c2s.receiver_gone()
 
 
 def _take_error(s: VSocket) -> Optional[Errno]:

@@ -205,6 +205,10 @@ class Stream(Waitable):
         self.fin_sent = False  # the FIN left (with the last flow, or alone)
         self.eof_arrived = False
         self.reset = False     # the receiver went away: writes fail with EPIPE
+        # The sender's socket was closed with bytes unread, or with SO_LINGER {1, 0}: a reset goes
+        # instead of the FIN (tcp_close, tcp_send_active_reset), and its arrival is a reset.
+        self.aborted = False
+        self.reset_arrived = False
         self.held = False      # written bytes wait for the handshake to end (accepted at the SYN)
         # TCP slow start (`SlowStart`), when the network models it; created at the first flush
         self.cc: Optional[SlowStart] = None
@@ -287,6 +291,19 @@ class Stream(Waitable):
             else:
                 self._kick()
 
+    def abort(self) -> None:
+        """A reset instead of the FIN: it rides after the bytes in flight, as the FIN would. If the
+        FIN had already left (shutdown(SHUT_WR) before the close), the reset follows it alone and
+        finds the peer in CLOSE_WAIT: EPIPE there, not ECONNRESET (tcp_reset)."""
+        if self.aborted:
+            return
+        self.aborted = True
+        if not self.closed:
+            self.close()
+        elif self.eof_arrived:
+            start = sim.now()
+            self.net.control(self.src.name, self.dst.name, lambda: self._rst_arrived(start, errno.EPIPE))
+
     def _deliver_now(self) -> None:
         """Loopback: what was written (and the FIN) has arrived (see `loopback`)."""
         if self.sent > self.started and not self.flows:
@@ -368,9 +385,24 @@ class Stream(Waitable):
             self._wake(self.readers)
 
     def _fin_arrived(self, start: float) -> None:
+        if self.aborted:
+            self._rst_arrived(start, errno.ECONNRESET)
+            return
         self.eof_arrived = True
         if self.pending_capture is not None:
             self._capture(start, sim.now(), self.sent + 1, TCP_FIN | TCP_ACK)
+        self._wake(self.readers)
+
+    def _rst_arrived(self, start: float, err: int) -> None:
+        """The sender's reset reached the receiving socket (tcp_reset): its error is pending, both
+        directions are shut; what had arrived before it stays readable."""
+        if self.reset_arrived:
+            return
+        self.reset_arrived = self.eof_arrived = True
+        if self.pending_capture is not None:
+            self._capture(start, sim.now(), self.sent + 1, TCP_RST | TCP_ACK)
+        for reader in self.readers:
+            reader.peer_reset(err)
         self._wake(self.readers)
 
     # -- capture -------------------------------------------------------------------------------
@@ -555,7 +587,8 @@ class VSocket(SimulatedFile, Waitable):
         self.conn: Optional[Connection] = None
         self.out: Optional[Stream] = None
         self.inq: Optional[Stream] = None
-        self.connect_error = 0       # SO_ERROR: pending error of a failed connection attempt
+        self.connect_error = 0       # SO_ERROR: pending error (a failed attempt, a reset)
+        self.reset_by_peer = False   # the peer's reset arrived (Stream.abort): TCP_CLOSE
         self.reset_answered = False  # full mediation: a write already went to a vanished peer
         self.connecting = False      # a SYN to a closed port is out; its reset is on the way back
         # The attempt ended in a reset: like Linux's socket in TCP_CLOSE after tcp_reset(), readable,
@@ -651,12 +684,20 @@ class VSocket(SimulatedFile, Waitable):
         # A large flow arrives progressively without notifications: new bytes are an edge too.
         return (self.notified, self.inq.arrived if self.inq is not None else 0)
 
+    def peer_reset(self, err: int) -> None:
+        """The peer's reset arrived: `err` pending (SO_ERROR, or the next read once the bytes that
+        came before it are read, or the next write), nothing more to read, writes fail."""
+        self.reset_by_peer = True
+        self.connect_error = err
+        if self.out is not None:
+            self.out.receiver_gone()
+
     def hung_up(self) -> bool:
         # tcp_poll: POLLHUP once both directions are shut (the peer's FIN arrived and ours is sent,
         # or a reset closed both), and on a socket in TCP_CLOSE: never connected, or refused.
         if not self.is_stream or self.listening:
             return False
-        if self.refused or (self.conn is None and not self.connecting):
+        if self.refused or self.reset_by_peer or (self.conn is None and not self.connecting):
             return True
         return self.rcv_shutdown and self.shut_wr
 

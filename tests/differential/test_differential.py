@@ -21,7 +21,7 @@ from net_helpers import PLATFORMS, PYTHON, TWO_HOSTS, emulate, free_port, native
 PROGS = Path(__file__).resolve().parent / "progs"
 MODES = ["address-translation", "full-mediation"]
 # one process on h1 (loopback behaviours)
-LOCAL = ["binds", "ipv6", "connect", "sockopts", "udp", "signalfd", "timerfd", "listen_states", "listener_shutdown",
+LOCAL = ["binds", "ipv6", "connect", "sockopts", "udp", "signalfd", "timerfd", "listen_states", "listener_shutdown", "resets",
          "urgent"]
 # a server on h1 and a client on h2: name -> (server, client, native bind address, native target)
 PAIRS = {"tcp_pair": ("tcp_server", "tcp_client", "0.0.0.0", "127.0.0.1"),

@@ -630,3 +630,36 @@ def test_urgent_data_is_refused_by_name(tmp_path, mode):
     assert r.stdout(0) == "sent\n"
     assert "unsupported syscall sendto: MSG_OOB on a TCP socket: urgent data is not modelled" in r.output, r.output
     assert r.rc != 0
+
+
+RESET_SERVER = r"""
+import socket, sys, time
+l = socket.create_server(("0.0.0.0", 5000))
+c, _ = l.accept()
+time.sleep(1)                            # the client's bytes have arrived; never read
+print("close %.6f" % (time.monotonic() - 86400), flush=True)
+c.close()                                # bytes unread: a reset, not a FIN
+"""
+
+RESET_CLIENT = r"""
+import errno, socket, sys, time
+s = socket.create_connection(("h1", 5000))
+s.send(b"never read")
+try:
+    s.recv(100)
+except OSError as e:
+    print(errno.errorcode[e.errno], "%.6f" % (time.monotonic() - 86400))
+print(repr(s.recv(100)))
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_close_with_unread_bytes_resets_the_peer_one_way_later(tmp_path, mode):
+    """tcp_close with bytes unread sends a reset: the peer's blocked read fails with ECONNRESET
+    when it arrives (a one-way trip after the close, in simulated time), then reads the end."""
+    r = emulate(tmp_path, [py("h1", RESET_SERVER), py("h2", RESET_CLIENT, start_time=0.1)], mode).check_ok()
+    closed = float(r.stdout(0).split()[1])
+    err, date = r.stdout(1).splitlines()[0].split()
+    assert err == "ECONNRESET" and r.stdout(1).splitlines()[1] == "b''"
+    arrival = predict_sequence(TWO_HOSTS, "LV08", [("h1", "h2", 0)], start_time=closed)[-1]
+    assert float(date) == pytest.approx(arrival, abs=EPS)
