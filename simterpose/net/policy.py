@@ -1013,11 +1013,11 @@ class SocketPolicy:
         def received(sc_, ret):
             new = None
             if ret == -errno.EAGAIN:
-                # The simulation says bytes have arrived, but the real loopback still holds them:
-                # the writer's kernel delays small segments behind an unacknowledged one (Nagle,
-                # with the reader's delayed ACK) or keeps them corked. A non-blocking read must not
-                # see EAGAIN after a poll said readable (rsync's daemon then fails: "safe_read
-                # failed ... Resource temporarily unavailable"): wait for them here, in wall time.
+                # The simulation says bytes have arrived, but the kernel's socket does not hold
+                # them yet (its senders never delay them, `_kernel_stream_created`, but the
+                # loopback's receive path may run later, in a softirq). A non-blocking read must
+                # not see EAGAIN after a poll said readable (rsync's daemon failed: "safe_read
+                # failed ... Resource temporarily unavailable"): wait for them, in wall time.
                 new = ret = self._read_when_delivered(sc_, s, iov, min(length, avail), peek)
             if ret > 0 and not peek:
                 inq.consume(ret)
