@@ -78,13 +78,7 @@ class MediationPolicy(SocketPolicy):
     def _kernel_disconnect_udp(self, sc):
         return Value(0)
 
-    def _accept(self, sc, flags: int):
-        s = self.sock(sc)
-        if s is None:
-            return self._local_io(sc, 0x1)
-        result = super()._accept(sc, flags)
-        if not isinstance(result, Native):
-            return result
+    def _kernel_accept(self, sc, s: VSocket, flags: int):
         # A connection is ready: give the tracee a new placeholder descriptor for it.
         fd = self.actor.tracer.inject(sc, NR("socket"), socket.AF_UNIX,
                                       socket.SOCK_STREAM | (flags & (SOCK_NONBLOCK | SOCK_CLOEXEC)), 0)
