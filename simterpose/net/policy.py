@@ -1745,6 +1745,16 @@ def _stat_as_tracee(sc, path: bytes, dirfd: int) -> Optional[os.stat_result]:
     if not path.startswith(b"/"):
         base = f"/proc/{sc.pid}/cwd" if dirfd == AT_FDCWD else f"/proc/{sc.pid}/fd/{dirfd}"
         path = os.fsencode(base) + b"/" + path
+    else:
+        # names of the caller's own descriptors: ours if stat'd as they are (/dev/stderr is
+        # /proc/self/fd/2, our pipe when simterpose's output is piped: a FIFO, the open waited forever)
+        own = os.fsencode(f"/proc/{sc.pid}/")
+        for prefix, real in ((b"/dev/stdin", own + b"fd/0"), (b"/dev/stdout", own + b"fd/1"),
+                             (b"/dev/stderr", own + b"fd/2"), (b"/dev/fd/", own + b"fd/"),
+                             (b"/proc/self/", own), (b"/proc/thread-self/", own)):
+            if path == prefix or (prefix.endswith(b"/") and path.startswith(prefix)):
+                path = real + path[len(prefix):]
+                break
     try:
         return os.stat(path)
     except (OSError, ValueError):

@@ -476,3 +476,17 @@ def test_tcp_defer_accept(tmp_path, mode):
     # one; the third connection after 3 s of SYN-ACK retransmissions and the client's ACK
     assert [line.split(" data ")[0] for line in r.stdout(0).splitlines()[1:4]] == \
         ["accepted at 1.53", "accepted at 2.56", "accepted at 5.58"]
+
+
+# -- /dev/stderr -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_open_dev_stderr_names_the_tracee_own_descriptor(tmp_path, mode):
+    # apache2's `ErrorLog /dev/stderr`: the open of a path was checked for a FIFO by a stat in the
+    # emulator's own process, where /dev/stderr (/proc/self/fd/2) is simterpose's stderr: a pipe
+    # here (as whenever its output is piped), so the open waited forever for a FIFO's other side.
+    r = emulate(tmp_path, [{"host": "h1", "path": "/bin/sh",
+                            "args": ["-c", "echo err >> /dev/stderr; cat /proc/self/fd/0 /dev/fd/0 /dev/stdin; "
+                                     "echo done"]}], mode).check_ok()
+    assert r.stdout(0) == "done\n"
+    assert r.stderr(0) == "err\n"
