@@ -33,6 +33,17 @@ from .sockets import VSocket
 
 UDP_MAX = 65507
 
+_fresh: dict[tuple[int, int, int], socket.socket] = {}
+
+
+def _fresh_socket(s: VSocket) -> socket.socket:
+    """The emulator's own never-used kernel socket of `s`'s family, type and protocol: it reads
+    the defaults of the options the model does not hold (kept for the emulator's lifetime)."""
+    key = (s.family, s.kind, s.protocol)
+    if key not in _fresh:
+        _fresh[key] = socket.socket(s.family, s.kind, s.protocol)
+    return _fresh[key]
+
 
 class MediationPolicy(SocketPolicy):
     _truncated = False   # the last datagram read was cut (recvmsg's MSG_TRUNC)
@@ -67,13 +78,7 @@ class MediationPolicy(SocketPolicy):
     def _kernel_disconnect_udp(self, sc):
         return Value(0)
 
-    def _accept(self, sc, flags: int):
-        s = self.sock(sc)
-        if s is None:
-            return self._local_io(sc, 0x1)
-        result = super()._accept(sc, flags)
-        if not isinstance(result, Native):
-            return result
+    def _kernel_accept(self, sc, s: VSocket, flags: int):
         # A connection is ready: give the tracee a new placeholder descriptor for it.
         fd = self.actor.tracer.inject(sc, NR("socket"), socket.AF_UNIX,
                                       socket.SOCK_STREAM | (flags & (SOCK_NONBLOCK | SOCK_CLOEXEC)), 0)
@@ -100,8 +105,19 @@ class MediationPolicy(SocketPolicy):
         return self._put_option(sc, struct.pack("<i", err.errno if err is not None else 0))
 
     def _kernel_getsockopt(self, sc, s: VSocket):
-        # An option the model does not know: 0, as an unset integer option reads on Linux.
-        return self._put_option(sc, b"\0" * 4)
+        """An option the model neither answers nor holds: what a fresh kernel socket of the same
+        family and type answers, Linux's default (IP_OPTIONS reads empty: sshd drops a connection
+        whose options are not; SO_LINGER's 8 bytes, TCP_CONGESTION's name, TCP_KEEPIDLE's 7200 s)."""
+        room = sc.mem.read_i32(sc.arg(4))
+        if room < 0:
+            return Errno(errno.EINVAL)
+        if room == 0:
+            return self._put_option(sc, b"")
+        try:
+            raw = _fresh_socket(s).getsockopt(sc.iarg(1), sc.iarg(2), min(room, 1024))
+        except OSError as e:
+            return Errno(e.errno or errno.ENOPROTOOPT)
+        return self._put_option(sc, raw)
 
     # -- data ----------------------------------------------------------------------------------
     def _stream_push(self, sc, s: VSocket, data: bytes) -> int:

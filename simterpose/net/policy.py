@@ -45,6 +45,7 @@ from .sockets import (
     SO_TIMESTAMP,
     SO_TIMESTAMPNS,
     TCP_CORK,
+    TCP_DEFER_ACCEPT,
     TCP_MSS,
     TCP_NODELAY,
     WINDOW,
@@ -498,9 +499,14 @@ class SocketPolicy:
         """The real connection, now: loopback completes it in the kernel's backlog at once, so the
         server's accept never waits in the kernel. The caller then waits the simulated round trip."""
         raw = self._real_sockaddr(s, listener.real_local[0], listener.real_local[1])
-        rc = self.actor.tracer.inject(sc, NR("connect"), fd, Scratch(sc, self.actor.tracer).put(raw), len(raw))
+        scratch = Scratch(sc, self.actor.tracer)
+        rc = self.actor.tracer.inject(sc, NR("connect"), fd, scratch.put(raw), len(raw))
         if rc < 0 and rc != -errno.EINPROGRESS:
             return -rc
+        # the port the kernel chose: the server's real accept names it (_accept)
+        name, size = scratch.put(b"\0" * 28), scratch.put(struct.pack("<i", 28))
+        if self.actor.tracer.inject(sc, NR("getsockname"), fd, name, size) == 0:
+            s.real_source = _real_key(sc.mem.read(name, 28))
         return None
 
     def _connect_wait(self, sc, s: VSocket):
@@ -582,16 +588,31 @@ class SocketPolicy:
                 return Errno(errno.EAGAIN)
             return Blocked(f"accept fd {sc.iarg(0)}", self._timeout_deadline(sc, s.rcvtimeo), on=(s,),
                            restart=s.rcvtimeo is None)
+        return self._kernel_accept(sc, s, flags)
+
+    def _kernel_accept(self, sc, s: VSocket, flags: int):
+        """A connection is ready: the kernel's accept hands it over."""
         addr_ptr, len_ptr = sc.arg(1), sc.arg(2)
+        # The kernel writes the real peer into our buffer: it names the connection it handed over.
+        # Tasks sharing the listener (a pre-forked server's children) accept at once, in an order
+        # the kernel's scheduling decides, and the kernel's queue may hold connections before the
+        # one that made the listener readable (TCP_DEFER_ACCEPT): never assume the head.
+        scratch = Scratch(sc, self.actor.tracer)
+        peer, size = scratch.put(b"\0" * 28), scratch.put(struct.pack("<i", 28))
+        sc.set_arg(1, peer)
+        sc.set_arg(2, size)
 
         def accepted(sc_, fd):
             if fd >= 0:
-                self._accepted(sc_, s, fd, flags, addr_ptr, len_ptr)
+                key = _real_key(sc_.mem.read(peer, 28))
+                conn = next((c for c in s.backlog if c.client.real_source == key), None)
+                self._accepted(sc_, s, fd, flags, addr_ptr, len_ptr, conn)
             return None
 
         return Native(on_exit=accepted)
 
-    def _accepted(self, sc, listener: VSocket, fd: int, flags: int, addr_ptr: int, len_ptr: int) -> None:
+    def _accepted(self, sc, listener: VSocket, fd: int, flags: int, addr_ptr: int, len_ptr: int,
+                  conn=None) -> None:
         new = VSocket(self.net, self.host, listener.family, listener.kind, listener.protocol)
         new.nonblocking = bool(flags & SOCK_NONBLOCK)
         # The kernel clones the listener's socket (sk_clone_lock): its options come along
@@ -600,7 +621,7 @@ class SocketPolicy:
         new.reuseaddr, new.reuseport = listener.reuseaddr, listener.reuseport
         new.rcvtimeo, new.sndtimeo = listener.rcvtimeo, listener.sndtimeo
         new.v6only = listener.v6only
-        self.net.accept(listener, new)
+        self.net.accept(listener, new, conn)
         self.table(sc.process).add(fd, new, bool(flags & SOCK_CLOEXEC))
         self._write_addr(sc, addr_ptr, len_ptr, new, new.peer)
 
@@ -777,8 +798,10 @@ class SocketPolicy:
             return Errno(e.errno)
         if level == SOL_SOCKET and opt in (SO_RCVBUF, SO_RCVBUFFORCE) and not s.is_stream:
             return Value(0)   # read back from the model; the kernel's stays large (_kernel_bind)
-        if level == socket.IPPROTO_TCP and opt in (TCP_NODELAY, TCP_CORK):
-            return Value(0)   # the model's: the kernel's socket keeps NODELAY (_kernel_stream_created)
+        if level == socket.IPPROTO_TCP and opt in (TCP_NODELAY, TCP_CORK, TCP_DEFER_ACCEPT):
+            # the model's: the kernel's socket keeps NODELAY (_kernel_stream_created) and accepts
+            # every connection at once, in the model's order (VSocket.readable)
+            return Value(0)
         return self._kernel_setsockopt(sc)
 
     def _kernel_setsockopt(self, sc):
@@ -1741,6 +1764,16 @@ def _stat_as_tracee(sc, path: bytes, dirfd: int) -> Optional[os.stat_result]:
     if not path.startswith(b"/"):
         base = f"/proc/{sc.pid}/cwd" if dirfd == AT_FDCWD else f"/proc/{sc.pid}/fd/{dirfd}"
         path = os.fsencode(base) + b"/" + path
+    else:
+        # names of the caller's own descriptors: ours if stat'd as they are (/dev/stderr is
+        # /proc/self/fd/2, our pipe when simterpose's output is piped: a FIFO, the open waited forever)
+        own = os.fsencode(f"/proc/{sc.pid}/")
+        for prefix, real in ((b"/dev/stdin", own + b"fd/0"), (b"/dev/stdout", own + b"fd/1"),
+                             (b"/dev/stderr", own + b"fd/2"), (b"/dev/fd/", own + b"fd/"),
+                             (b"/proc/self/", own), (b"/proc/thread-self/", own)):
+            if path == prefix or (prefix.endswith(b"/") and path.startswith(prefix)):
+                path = real + path[len(prefix):]
+                break
     try:
         return os.stat(path)
     except (OSError, ValueError):
@@ -1920,6 +1953,18 @@ def _refuse_urgent_data(sc, s: VSocket, flags: int) -> None:
     fails as without the flag."""
     if flags & MSG_OOB and s.conn is not None and not s.refused and not s.shut_wr:
         raise Unsupported(sc.name, "MSG_OOB on a TCP socket: urgent data is not modelled")
+
+
+def _real_key(raw: bytes) -> Optional[tuple[str, int]]:
+    """(address, port) of a real sockaddr, an IPv4-mapped address as the IPv4 one."""
+    try:
+        sa = decode_sockaddr(raw)
+    except ValueError:
+        return None
+    if sa[0] not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    ip = sa[1][7:] if sa[1].startswith("::ffff:") else sa[1]
+    return (ip, sa[2])
 
 
 def _earliest(*dates: Optional[float]) -> Optional[float]:

@@ -562,6 +562,20 @@ class Connection:
         self.s2c = Stream(net, listener.host, client.host, keep_data)
         self.syn_arrived = False       # the server may accept it
         self.established = False       # the client's connect() may return
+        # The listener has TCP_DEFER_ACCEPT: the connection waits for its first data (or the FIN),
+        # or for the end of the SYN-ACK retransmissions the option asks for (`defer_expired`).
+        self.deferred = False
+        self.defer_expired = False
+
+    @property
+    def acceptable(self) -> bool:
+        """accept() may take it: the SYN arrived (see Network.accept), and with TCP_DEFER_ACCEPT
+        data or the FIN too, or the wait is over (tcp_check_req drops the bare ACK until then)."""
+        if not self.syn_arrived:
+            return False
+        if not self.deferred or self.defer_expired:
+            return True
+        return self.c2s.eof_arrived or self.c2s.arrived > 0
 
 
 POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP = 0x1, 0x2, 0x4, 0x8, 0x10
@@ -609,6 +623,9 @@ class VSocket(SimulatedFile, Waitable):
         self.auto_port = False     # bind(2) with port 0 or an implicit bind: the port was ours to pick
         self.auto_addr = False     # an implicit bind: the address too
         self.kept_addr = "0.0.0.0"  # getsockname's address once a disconnect released the port
+        # address translation: the kernel's (address, port) of this client's real connection, the
+        # peer the server's real accept names (which queued connection the kernel handed over)
+        self.real_source: Optional[tuple[str, int]] = None
         # connect(2) on a non-blocking socket returned EINPROGRESS: the next connect() once the
         # handshake is done returns 0 (Linux's __inet_stream_connect moves SS_CONNECTING to
         # SS_CONNECTED), the ones after it EISCONN.
@@ -645,7 +662,12 @@ class VSocket(SimulatedFile, Waitable):
 
     def readable(self) -> bool:
         if self.listening:
-            return bool(self.backlog) and self.backlog[0].syn_arrived
+            # accept() takes the head, in the kernel's order (address translation's kernel queue,
+            # which never defers, is in this order): once a connection behind a deferred head is
+            # acceptable, the head goes first, early (Linux would take the ready one)
+            if not self.backlog or not self.backlog[0].syn_arrived:
+                return False
+            return any(c.acceptable for c in self.backlog)
         if self.is_stream:
             if self.syn_sent:
                 return False
@@ -900,6 +922,19 @@ class Network:
         if self.capture is not None:
             self.capture.tcp(c, s, start, sim.now(), conn.c2s.src_addr, conn.c2s.dst_addr, 0, 0, TCP_SYN)
         conn.syn_arrived = True
+        retrans = defer_accept_retransmits(_int_option(conn.listener, IPPROTO_TCP, TCP_DEFER_ACCEPT))
+        if retrans:
+            conn.deferred = True
+            conn.c2s.readers.add(conn.listener)   # its data or FIN makes the connection acceptable
+
+            def syn_ack_answered() -> None:
+                conn.defer_expired = True
+                if conn.server is None:
+                    conn.listener.wake()
+
+            # the last retransmitted SYN-ACK goes to the client, whose bare ACK is accepted now
+            self.timer(sim.now() + defer_accept_seconds(retrans),
+                       lambda: self.control(s, c, lambda: self.control(c, s, syn_ack_answered)))
         conn.listener.wake()
         start = sim.now()
         self.control(s, c, lambda: self._established(conn, start))
@@ -917,8 +952,13 @@ class Network:
         if conn.server is not None:
             conn.server.wake()  # accepted at the SYN: its writes (and reads) waited for this
 
-    def accept(self, listener: VSocket, server: VSocket) -> Connection:
-        conn = listener.backlog.popleft()
+    def accept(self, listener: VSocket, server: VSocket, conn: Optional[Connection] = None) -> Connection:
+        """`server` takes `conn` (the kernel's choice, address translation), by default the head."""
+        if conn is None:
+            conn = listener.backlog.popleft()
+        else:
+            listener.backlog.remove(conn)
+        conn.c2s.readers.discard(listener)
         conn.server = server
         server.conn = conn
         server.out, server.inq = conn.s2c, conn.c2s
@@ -1025,7 +1065,7 @@ SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 30, 38, 39
 SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35     # the _OLD (64-bit time_t on x86_64) numbers
 IP_PKTINFO = 8
 IP_TTL, TCP_NODELAY, TCP_MAXSEG, TCP_CORK, IPV6_V6ONLY = 2, 1, 2, 3, 26
-TCP_SYNCNT, TCP_USER_TIMEOUT = 7, 18
+TCP_SYNCNT, TCP_USER_TIMEOUT, TCP_DEFER_ACCEPT = 7, 18, 9
 # The highest SOL_SOCKET option number Linux 6.x knows (SO_PASSPIDFD is 76...): above it, ENOPROTOOPT.
 SO_LAST = 80
 TCP_MSS = 1448       # Ethernet MTU 1500 - IPv4 20 - TCP 20 - timestamps 12
@@ -1085,12 +1125,40 @@ def set_option(s: VSocket, level: int, name: int, raw: bytes) -> None:
         raise OptionError(errno.EINVAL)   # tcp_sock_set_syncnt
     elif level == IPPROTO_TCP and name == TCP_USER_TIMEOUT and value < 0:
         raise OptionError(errno.EINVAL)   # tcp_sock_set_user_timeout
+    elif level == IPPROTO_TCP and name == TCP_DEFER_ACCEPT:
+        # the model's alone (the kernel's listener never defers: its accept queue must stay in the
+        # model's order), kept as the kernel keeps it: whole SYN-ACK retransmissions
+        raw = defer_accept_seconds(defer_accept_retransmits(value)).to_bytes(4, "little")
     elif level == SOL_SOCKET and name in (SO_SNDBUF, SO_RCVBUF):
         o = Options.get()
         limit = o.wmem_max if name == SO_SNDBUF else o.rmem_max
         floor = 4608 if name == SO_SNDBUF else 2304   # SOCK_MIN_SNDBUF / SOCK_MIN_RCVBUF (x86_64)
         raw = max(floor, 2 * min(max(value, 0), limit)).to_bytes(4, "little")
     s.options[(level, name)] = raw
+
+
+def defer_accept_retransmits(seconds: int) -> int:
+    """TCP_DEFER_ACCEPT's seconds as the SYN-ACK retransmissions that cover them, 1 s first,
+    doubling up to TCP_RTO_MAX (secs_to_retrans in net/ipv4/tcp.c): the kernel keeps this count."""
+    if seconds <= 0:
+        return 0
+    timeout, period, res = 1, 1, 1
+    while seconds > period and res < 255:
+        res += 1
+        timeout = min(timeout * 2, int(TCP_RTO_MAX))
+        period += timeout
+    return res
+
+
+def defer_accept_seconds(retrans: int) -> int:
+    """The seconds those retransmissions take (retrans_to_secs): what getsockopt reads back."""
+    if retrans <= 0:
+        return 0
+    timeout = period = 1
+    for _ in range(retrans - 1):
+        timeout = min(timeout * 2, int(TCP_RTO_MAX))
+        period += timeout
+    return period
 
 
 def _int_option(s: VSocket, level: int, name: int) -> int:
