@@ -663,3 +663,21 @@ def test_a_close_with_unread_bytes_resets_the_peer_one_way_later(tmp_path, mode)
     assert err == "ECONNRESET" and r.stdout(1).splitlines()[1] == "b''"
     arrival = predict_sequence(TWO_HOSTS, "LV08", [("h1", "h2", 0)], start_time=closed)[-1]
     assert float(date) == pytest.approx(arrival, abs=EPS)
+
+
+MTU_CLIENT = r"""
+import socket, time
+s = socket.create_connection(("h1", 5000))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.connect(("h1", 5001))
+print(s.getsockopt(socket.IPPROTO_IP, 14), u.getsockopt(socket.IPPROTO_IP, 14))   # IP_MTU
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_ip_mtu_is_the_simulated_interface_s(tmp_path, mode):
+    """IP_MTU (ip(7)) of a socket connected to another host: its route's interface, the simulated
+    eth0 (1500, as netlink and SIOCGIFMTU say), not the loopback the kernel's sockets use."""
+    server = "import socket\nl = socket.create_server(('0.0.0.0', 5000))\nc, _ = l.accept()\nc.recv(1)\n"
+    r = emulate(tmp_path, [py("h1", server), py("h2", MTU_CLIENT, start_time=0.1)], mode).check_ok()
+    assert r.stdout(1) == "1500 1500\n"

@@ -74,3 +74,10 @@ out("client_so_linger_default", call(c.getsockopt, SOL, socket.SO_LINGER, 8))
 out("tcp_so_bindtodevice_default", call(t.getsockopt, SOL, socket.SO_BINDTODEVICE, 16))
 out("tcp_keepidle_default", opt(t, TCP, socket.TCP_KEEPIDLE))
 out("tcp_congestion_default", call(t.getsockopt, TCP, socket.TCP_CONGESTION, 16))
+# IP_MTU (ip(7); not in Python's socket module): the path MTU once connected (lo here), ENOTCONN before
+IP_MTU = 14
+out("ip_mtu_unconnected", call(t.getsockopt, socket.IPPROTO_IP, IP_MTU))
+mtu_listener = socket.create_server(("127.0.0.1", 0))
+mtu_client = socket.create_connection(mtu_listener.getsockname())
+mtu_accepted, _ = mtu_listener.accept()
+out("ip_mtu_connected", [opt(mtu_client, socket.IPPROTO_IP, IP_MTU), opt(mtu_accepted, socket.IPPROTO_IP, IP_MTU)])
