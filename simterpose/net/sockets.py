@@ -1064,8 +1064,9 @@ SO_KEEPALIVE, SO_REUSEPORT, SO_RCVTIMEO, SO_SNDTIMEO = 9, 15, 20, 21
 SO_ACCEPTCONN, SO_PROTOCOL, SO_DOMAIN = 30, 38, 39
 SO_TIMESTAMP, SO_TIMESTAMPNS = 29, 35     # the _OLD (64-bit time_t on x86_64) numbers
 IP_PKTINFO = 8
-IP_MTU = 14
-LOOPBACK_MTU, ETHERNET_MTU = 65535, 1500   # IP_MTU: lo's 65536 capped at IP_MAX_MTU; eth0's (interfaces)
+IP_MTU, IPV6_MTU = 14, 24
+# the path MTU of a route through lo (65536; IP_MTU caps it at IP_MAX_MTU) or eth0 (interfaces)
+LOOPBACK_MTU, ETHERNET_MTU = 65536, 1500
 IP_TTL, TCP_NODELAY, TCP_MAXSEG, TCP_CORK, IPV6_V6ONLY = 2, 1, 2, 3, 26
 TCP_SYNCNT, TCP_USER_TIMEOUT, TCP_DEFER_ACCEPT = 7, 18, 9
 # The highest SOL_SOCKET option number Linux 6.x knows (SO_PASSPIDFD is 76...): above it, ENOPROTOOPT.
@@ -1213,8 +1214,8 @@ def get_option(s: VSocket, level: int, name: int) -> Optional[bytes]:
         if s.family != socket.AF_INET6:
             raise OptionError(errno.ENOPROTOOPT)
         return i32(int(s.v6only))
-    elif level == IPPROTO_IP and name == IP_MTU:
-        # the path MTU of a connected socket (ip(7)): its route's interface, lo or eth0
+    elif (level, name) in ((IPPROTO_IP, IP_MTU), (IPPROTO_IPV6, IPV6_MTU)):
+        # the path MTU of a connected socket (ip(7), ipv6(7)): its route's interface, lo or eth0
         if s.is_stream:
             if s.conn is None or s.listening or s.refused:
                 raise OptionError(errno.ENOTCONN)
@@ -1223,7 +1224,8 @@ def get_option(s: VSocket, level: int, name: int) -> Optional[bytes]:
             raise OptionError(errno.ENOTCONN)
         else:
             other = s.peer_host
-        return i32(LOOPBACK_MTU if other is s.host else ETHERNET_MTU)
+        mtu = LOOPBACK_MTU if other is s.host else ETHERNET_MTU
+        return i32(min(mtu, 65535) if level == IPPROTO_IP else mtu)
     elif level == IPPROTO_IP and name == IP_TTL and (level, name) not in s.options:
         return i32(Options.get().ttl)
     elif level == IPPROTO_TCP and name in (TCP_NODELAY, TCP_CORK) and (level, name) not in s.options:

@@ -79,3 +79,13 @@ l6.listen()
 s6 = socket.socket(V6)
 out("v6_client_to_v6only_loopback", call(s6.connect, ("::1", p)))
 out("v4_client_to_v6only_loopback", call(socket.socket().connect, ("127.0.0.1", p)))
+
+# IPV6_MTU (ipv6(7)): the path MTU of a connected socket (lo's 65536 here), ENOTCONN before
+mtu_listener = socket.socket(V6)
+mtu_listener.bind(("::1", 0))
+mtu_listener.listen()
+out("ipv6_mtu_unconnected", call(mtu_listener.getsockopt, socket.IPPROTO_IPV6, 24))
+mtu_client = socket.create_connection(mtu_listener.getsockname()[:2])
+mtu_accepted, _ = mtu_listener.accept()
+out("ipv6_mtu_connected", [call(mtu_client.getsockopt, socket.IPPROTO_IPV6, 24),
+                           call(mtu_accepted.getsockopt, socket.IPPROTO_IPV6, 24)])
