@@ -472,6 +472,7 @@ class SocketPolicy:
                 return Errno(err)
         else:
             self._take_route_source(s, dst_ip)
+        listener = self.net.reuseport_choice(listener, s.local, (dst_ip, sa[2]))
         err = self._kernel_connect(sc, s, fd, listener)
         if err:
             return Errno(err)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -840,8 +841,24 @@ class Network:
                     return exact[0]
                 free = [s for s in found if s.peer is None]
                 if free:
-                    return free[0]
+                    return self.reuseport_choice(free[0], src, (ip, port)) if src is not None else free[0]
         return None
+
+    def reuseport_choice(self, chosen: "VSocket", src: tuple[str, int], dst: tuple[str, int]) -> "VSocket":
+        """The member of `chosen`'s SO_REUSEPORT group (the listeners, or the unconnected UDP
+        sockets, bound to its address and port with the option) that gets a connection or datagram
+        from `src`: Linux picks by a hash of the 4-tuple (reuseport_select_sock: reciprocal_scale
+        of inet_ehashfn, whose secret is random at boot); here a fixed one, CRC-32, so that runs
+        repeat. `chosen` itself outside a group."""
+        if not chosen.reuseport or chosen.local is None:
+            return chosen
+        table = self.bound.get((chosen.host.name, chosen.kind, chosen.local[1]), {})
+        group = [s for s in table.get(chosen.local[0], ()) if s.reuseport
+                 and (s.listening if s.kind == socket.SOCK_STREAM else s.peer is None)]
+        if len(group) < 2:
+            return chosen
+        h = zlib.crc32(f"{src[0]} {src[1]} {dst[0]} {dst[1]}".encode())
+        return group[(h * len(group)) >> 32]
 
     # -- connections ---------------------------------------------------------------------------
     def connect(self, client: VSocket, listener: VSocket, dst_ip: str) -> Connection:

@@ -7,6 +7,8 @@ compared, and requires the same observable output. Dates are simulated ones (`--
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import subprocess
 
 import pytest
@@ -491,3 +493,56 @@ def test_open_dev_stderr_names_the_tracee_own_descriptor(tmp_path, mode):
                                      "echo done"]}], mode).check_ok()
     assert r.stdout(0) == "done\n"
     assert r.stderr(0) == "err\n"
+
+
+SPREAD_SERVER = r"""
+import select, socket, sys
+port, n = int(sys.argv[1]), 16
+def group(kind):
+    socks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, kind)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("0.0.0.0", port))
+        if kind == socket.SOCK_STREAM:
+            s.listen(32)
+        socks.append(s)
+    return socks
+tcp, udp = group(socket.SOCK_STREAM), group(socket.SOCK_DGRAM)
+counts = {s: 0 for s in tcp + udp}
+while sum(counts.values()) < 2 * n:
+    ready, _, _ = select.select(tcp + udp, [], [], 10)
+    if not ready:
+        break
+    for s in ready:
+        if s in tcp:
+            s.accept()[0].close()
+        else:
+            s.recvfrom(100)
+        counts[s] += 1
+print("tcp", [counts[s] for s in tcp], "udp", [counts[s] for s in udp])
+"""
+
+SPREAD_CLIENT = r"""
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+time.sleep(0.5)
+for _ in range(16):
+    socket.create_connection((host, port)).close()
+for i in range(16):
+    socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"d", (host, port))   # new source ports
+"""
+
+
+def test_a_reuseport_group_shares_its_connections_and_datagrams(tmp_path):
+    # Linux spreads a SO_REUSEPORT group's connections and datagrams over its members by a hash of
+    # the 4-tuple; the model gave them all to the first (nginx `listen ... reuseport` with several
+    # workers: one did all the work). The hash is a fixed one: both modes, every run, the same.
+    outs = []
+    for mode in MODES:
+        r = emulate(tmp_path, [py("h1", SPREAD_SERVER, 7612), py("h2", SPREAD_CLIENT, "h1", 7612)], mode,
+                    timeout=60).check_ok()
+        outs.append(r.stdout(0))
+    tcp, udp = (json.loads(part) for part in re.fullmatch(r"tcp (\[.*\]) udp (\[.*\])\n", outs[0]).groups())
+    assert sum(tcp) == sum(udp) == 16 and min(tcp) > 0 and min(udp) > 0, outs[0]
+    assert outs[1] == outs[0]
