@@ -541,7 +541,10 @@ class SocketPolicy:
             s.auto_addr = True   # no SOCK_BINDADDR_LOCK: a disconnect gives the wildcard back
         s.peer = (dst_ip, sa[2])
         s.peer_host = dst_host
-        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2])
+        # The receiver as a datagram from this socket finds it: one connected to this very socket
+        # counts (two sockets connected to each other, as squid's helper channels are).
+        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2],
+                                 src=self.net.source_address(s, dst_ip))
         return self._kernel_connect_udp(sc, target, dst_host, sa[2])
 
     def _disconnect_udp(self, sc, s: VSocket):
