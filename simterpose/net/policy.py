@@ -262,6 +262,23 @@ class SocketPolicy:
         s.auto_addr = True
         return self._kernel_bind(sc, s, fd, vip, real_ip, port, 0 if outgoing else port)
 
+    def _implicit_bind_v6_loopback(self, sc, s: VSocket, fd: int) -> Optional[int]:
+        """An unbound UDP socket's first datagram to ::1: bound to the wildcard "::" and a port of
+        ours (what getsockname shows), its real twin to [::1] (the kernel sends from there to
+        [::1] only; replies from IPv4 peers do not reach it)."""
+        port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
+        s.auto_port = True
+        s.auto_addr = True
+        return self._kernel_bind(sc, s, fd, ANY_V6, LOOPBACK_V6, port, 0, learn_port=True)
+
+    @staticmethod
+    def _dgram_dst_ip(s: VSocket, addr: str, dst_ip: str) -> str:
+        """A datagram's destination as the model names it: ::1 stays IPv6 (it reaches sockets on
+        ::1 or "::" only), as for TCP (ipv6(7))."""
+        if s.family == socket.AF_INET6 and _is_v6_loopback(addr):
+            return LOOPBACK_V6
+        return dst_ip
+
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
                      real_port: int, learn_port: bool = False) -> Optional[int]:
         scratch = Scratch(sc, self.actor.tracer)
@@ -305,11 +322,14 @@ class SocketPolicy:
         except AddressError as e:
             return Errno(e.errno)
         port = sa[2]
-        if s.v6only:
+        # A dual-stack socket bound to ::1 hears IPv6 peers only, as a V6ONLY one: named ::1, never
+        # reached by an IPv4 datagram or connection (squid binds its helpers' channels there).
+        v6space = s.v6only or (s.family == socket.AF_INET6 and _is_v6_loopback(sa[1]))
+        if s.v6only and (":" not in sa[1] or ipaddress.IPv6Address(sa[1]).ipv4_mapped is not None):
+            return Errno(errno.EINVAL)   # ipv6(7): a V6ONLY socket cannot take an IPv4 address
+        if v6space:
             # No IPv4 peer ever reaches it: it has a place of its own in the port's table ("::" or
             # "::1"), beside IPv4 and dual-stack sockets (redis and memcached bind both by default).
-            if ":" not in sa[1] or ipaddress.IPv6Address(sa[1]).ipv4_mapped is not None:
-                return Errno(errno.EINVAL)   # ipv6(7): a V6ONLY socket cannot take an IPv4 address
             vip = LOOPBACK_V6 if vip == LOOPBACK_V4 else ("::" if vip == ANY_V4 else vip)
         if port == 0:
             port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
@@ -317,7 +337,7 @@ class SocketPolicy:
         table = self.net.bound.get((self.host.name, s.kind, port), {})
         if _bind_conflict(table, vip, s):
             return Errno(errno.EADDRINUSE)
-        if s.v6only:
+        if v6space:
             # Its real twin listens on [::1] at a port of the kernel's choice: no simulated peer
             # connects to it (the platform's hosts are IPv4), and it never collides with another's.
             err = self._kernel_bind(sc, s, sc.iarg(0), vip, LOOPBACK_V6, port, 0, learn_port=True)
@@ -532,8 +552,13 @@ class SocketPolicy:
             return Errno(f.errno)
         except AddressError as e:
             return Errno(e.errno)
+        dst_ip = self._dgram_dst_ip(s, sa[1], dst_ip)
         fd = sc.iarg(0)
-        if s.local is None:
+        if s.local is None and dst_ip == LOOPBACK_V6:
+            err = self._implicit_bind_v6_loopback(sc, s, fd)
+            if err:
+                return Errno(err)
+        elif s.local is None:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
             if err:
                 return Errno(err)
@@ -1092,9 +1117,14 @@ class SocketPolicy:
                 dst_host, dst_ip = self.addressing.destination(self.host, dest[1])
             except AddressError as e:
                 return Errno(e.errno)
+            dst_ip = self._dgram_dst_ip(s, dest[1], dst_ip)
             port = dest[2]
         fd = sc.iarg(0)
-        if s.local is None:
+        if s.local is None and dst_ip == LOOPBACK_V6:
+            err = self._implicit_bind_v6_loopback(sc, s, fd)
+            if err:
+                return Errno(err)
+        elif s.local is None:
             # udp(7): an unbound socket is bound to the wildcard address and a free port at its
             # first send, so that replies from anywhere (another host, loopback) reach it.
             err = self._implicit_bind(sc, s, fd, any_addr=True)
@@ -1539,8 +1569,13 @@ class SocketPolicy:
                 dst_host, dst_ip = self.addressing.destination(self.host, dest[1])
             except AddressError as e:
                 return -e.errno
+            dst_ip = self._dgram_dst_ip(s, dest[1], dst_ip)
             port = dest[2]
-        if s.local is None:
+        if s.local is None and dst_ip == LOOPBACK_V6:
+            err = self._implicit_bind_v6_loopback(sc, s, sc.iarg(0))
+            if err:
+                return -err
+        elif s.local is None:
             err = self._implicit_bind(sc, s, sc.iarg(0), any_addr=True)
             if err:
                 return -err
