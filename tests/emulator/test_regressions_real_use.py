@@ -491,3 +491,18 @@ def test_open_dev_stderr_names_the_tracee_own_descriptor(tmp_path, mode):
                                      "echo done"]}], mode).check_ok()
     assert r.stdout(0) == "done\n"
     assert r.stderr(0) == "err\n"
+
+
+# -- the hosts file for processes that dropped root --------------------------------------------------
+
+DROP_AND_RESOLVE = ("import os, socket; os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+                    "print(os.getuid(), socket.gethostbyname('h2'), open('/etc/hosts').read().count('h2'))")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_process_that_dropped_root_resolves_host_names(tmp_path, mode):
+    # squid switches to its cache_effective_user before it reads /etc/hosts: the platform's hosts
+    # file was made by mkstemp (mode 0600, root's), so it read "Permission denied", asked a DNS
+    # server that does not exist and never forwarded a request. /etc/hosts is world-readable.
+    r = emulate(tmp_path, [{"host": "h1", "path": PYTHON, "args": ["-c", DROP_AND_RESOLVE]}], mode).check_ok()
+    assert r.stdout(0) == "65534 10.0.0.2 1\n"
