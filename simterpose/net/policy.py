@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Optional
 from .. import sim
 from ..epoll import EpollSet
 from ..local_files import _skip
+from ..procfs import fd_target
 from ..randomness import RandomDevice
 from ..time.posix_timers import PosixTimerPolicy
 from ..tracer import names
@@ -67,6 +68,7 @@ O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
 FIONBIO, FIONREAD = 0x5421, 0x541B
 SOL_SOCKET, SO_REUSEADDR, SO_ERROR, SO_TYPE = 1, 2, 4, 3
+MSG_CMSG_CLOEXEC = 0x40000000
 IP_BIND_ADDRESS_NO_PORT = 24
 IP_PKTINFO = 8
 SO_BINDTODEVICE = 25
@@ -702,8 +704,17 @@ class SocketPolicy:
     def close(self, sc):
         fd = sc.iarg(0)
         table = self.table(sc.process)
-        if table.get(fd) is None:
+        obj = table.get(fd)
+        if obj is None:
             return Native()
+        if type(obj) is VSocket and obj.refs == 1 and _lingers(obj):
+            # The last close of a socket with SO_LINGER {1, N s}: the kernel's close would wait for
+            # the peer's kernel to acknowledge every byte, which the peer reads only as the
+            # simulation delivers them: the close would sleep in the kernel while the simulation
+            # waits for it (vsftpd's data connections). The kernel's socket lets go at once and
+            # still sends the rest (the wait itself is not modelled).
+            off = Scratch(sc, self.actor.tracer).put(struct.pack("<ii", 0, 0))
+            self.actor.tracer.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_LINGER, off, 8)
 
         def closed(sc_, ret):
             if ret == 0 or ret == -errno.EINTR:
@@ -1380,7 +1391,7 @@ class SocketPolicy:
             nl = self._netlink(sc)
             if nl is not None:
                 return self._netlink_send(sc, nl, self._msghdr(sc)[3])
-            return self._local_io(sc, POLLOUT, sc.iarg(2))
+            return self._pass_fds(sc, self._local_io(sc, POLLOUT, sc.iarg(2)))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
         if s.is_stream:
@@ -1404,6 +1415,71 @@ class SocketPolicy:
 
         return self._send_dgram(sc, s, iov, dest, set_dest)
 
+    # -- descriptors passed over unix sockets (SCM_RIGHTS, unix(7)) -------------------------------
+    @staticmethod
+    def _scm_rights(sc, msg_ptr: int) -> list[int]:
+        """The descriptors of a msghdr's SCM_RIGHTS messages (the kernel's, at a recvmsg's exit)."""
+        control, controllen = struct.unpack("<QQ", sc.mem.read(msg_ptr + 32, 16))
+        if not control or controllen < 16:
+            return []
+        data = sc.mem.read(control, min(controllen, 4096))
+        fds, off = [], 0
+        while off + 16 <= len(data):
+            length, level, kind = struct.unpack_from("<Qii", data, off)
+            if length < 16:
+                break
+            if level == SOL_SOCKET and kind == 1:   # SCM_RIGHTS
+                n = (min(length, len(data) - off) - 16) // 4
+                fds += struct.unpack_from(f"<{n}i", data, off + 16)
+            off += (length + 7) & ~7
+        return fds
+
+    def _pass_fds(self, sc, result):
+        """sendmsg on a unix socket: a simulated socket among the descriptors it passes stays the
+        same simulated socket in the receiver (vsftpd's privileged half accepts a data connection
+        and hands it to the session process), and lives while the message is in flight even if the
+        sender closes its descriptor at once."""
+        if not isinstance(result, Native) or result.on_exit is not None:
+            return result
+        t = self.table(sc.process)
+        passed = [(fd_target(sc.pid, fd), t.get(fd)) for fd in self._scm_rights(sc, sc.arg(1))
+                  if isinstance(t.get(fd), VSocket)]
+        passed = [(name, obj) for name, obj in passed if name is not None]
+        if not passed:
+            return result
+
+        def sent(sc_, ret):
+            if ret >= 0:
+                for name, obj in passed:
+                    obj.refs += 1
+                    self.net.passed.setdefault(name, []).append(obj)
+            return None
+
+        return Native(on_exit=sent)
+
+    def _receive_fds(self, sc, result):
+        """recvmsg on a unix socket: descriptors naming a simulated socket in flight become it."""
+        if not self.net.passed or not isinstance(result, Native) or result.on_exit is not None:
+            return result
+        msg_ptr, cloexec = sc.arg(1), bool(sc.iarg(2) & MSG_CMSG_CLOEXEC)
+
+        def received(sc_, ret):
+            if ret < 0:
+                return None
+            for fd in self._scm_rights(sc_, msg_ptr):
+                name = fd_target(sc_.pid, fd)
+                queue = self.net.passed.get(name)
+                if not queue:
+                    continue
+                obj = queue.pop(0)
+                if not queue:
+                    del self.net.passed[name]
+                self.table(sc_.process).add(fd, obj, cloexec)
+                obj.refs -= 1   # the message's reference, now the descriptor's
+            return None
+
+        return Native(on_exit=received)
+
     def recvmsg(self, sc):
         s = self.sock(sc)
         if s is None:
@@ -1412,7 +1488,7 @@ class SocketPolicy:
                 _, name, namelen, iov = self._msghdr(sc)
                 return self._netlink_recv(sc, nl, iov, sc.iarg(2), name=(name, 0) if name else None,
                                           msg=sc.arg(1), namelen=namelen)
-            return self._local_io(sc, POLLIN, sc.iarg(2))
+            return self._receive_fds(sc, self._local_io(sc, POLLIN, sc.iarg(2)))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
         msg_ptr = sc.arg(1)
@@ -1956,6 +2032,13 @@ def _aborts(s: VSocket) -> bool:
         return False
     onoff, seconds = struct.unpack_from("<ii", linger)
     return onoff != 0 and seconds == 0
+
+
+def _lingers(s: VSocket) -> bool:
+    """SO_LINGER {on, N > 0 s}: a close that waits until the data is sent (socket(7))."""
+    linger = s.options.get((SOL_SOCKET, SO_LINGER), b"")
+    return s.is_stream and len(linger) >= 8 and struct.unpack_from("<ii", linger)[0] != 0 \
+        and struct.unpack_from("<ii", linger)[1] > 0
 
 
 def _reset_backlog(listener: VSocket) -> None:
