@@ -182,6 +182,18 @@ def test_a_spin_wait_with_no_cpu_model_ends(tmp_path, mode, case):
     assert r.end(0) == (0.1 if case == "sleeping waker" else 0.0)   # free computation: no time passes
 
 
+def test_a_held_spinner_killed_at_its_kill_date(tmp_path):
+    # pgbench -i against postgres under --cpu-model none: a backend computing was held (preempted
+    # at no cost) when its kill date came; kill_tree marked it running but left it among the held
+    # tasks, and resuming it later failed the run: "actor 'simterpose' on host 'h1' failed:
+    # AssertionError()". A spinner held at its kill date ends there; the run goes on.
+    r = emulate(tmp_path, [py("h1", "while True: pass", kill_time=1, expected_final_state="running"),
+                           py("h2", "import time\nfor i in range(3): time.sleep(1)\nprint('done')")],
+                "address-translation").check_ok()
+    assert r.stdout(1) == "done\n"
+    assert (r.end(0), r.end(1)) == (1.0, 3.0)
+
+
 UDP_BLAST_RECEIVER = r"""
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
