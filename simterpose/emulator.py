@@ -301,6 +301,9 @@ class Emulation:
         """What tracees read instead of /etc/hosts: the platform's host names, with an AAAA entry
         (an IPv6 line, same names) for each host that has an IPv6 address."""
         fd, path = tempfile.mkstemp(prefix="simterpose-hosts-")
+        # World-readable as /etc/hosts is: mkstemp's 0600 kept out processes that dropped root
+        # before resolving names (squid as its cache_effective_user: "Permission denied").
+        os.fchmod(fd, 0o644)
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         v4_lines = hosts_file_lines(hosts)  # aliases for names programs cannot resolve
         lines += v4_lines

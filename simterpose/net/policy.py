@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Optional
 from .. import sim
 from ..epoll import EpollSet
 from ..local_files import _skip
+from ..procfs import fd_target
 from ..randomness import RandomDevice
 from ..time.posix_timers import PosixTimerPolicy
 from ..tracer import names
@@ -67,6 +68,7 @@ O_NONBLOCK, O_CLOEXEC = 0o4000, 0o2000000
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_DUPFD_CLOEXEC = 0, 1, 2, 3, 4, 1030
 FIONBIO, FIONREAD = 0x5421, 0x541B
 SOL_SOCKET, SO_REUSEADDR, SO_ERROR, SO_TYPE = 1, 2, 4, 3
+MSG_CMSG_CLOEXEC = 0x40000000
 IP_BIND_ADDRESS_NO_PORT = 24
 IP_PKTINFO = 8
 SO_BINDTODEVICE = 25
@@ -262,6 +264,23 @@ class SocketPolicy:
         s.auto_addr = True
         return self._kernel_bind(sc, s, fd, vip, real_ip, port, 0 if outgoing else port)
 
+    def _implicit_bind_v6_loopback(self, sc, s: VSocket, fd: int) -> Optional[int]:
+        """An unbound UDP socket's first datagram to ::1: bound to the wildcard "::" and a port of
+        ours (what getsockname shows), its real twin to [::1] (the kernel sends from there to
+        [::1] only; replies from IPv4 peers do not reach it)."""
+        port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
+        s.auto_port = True
+        s.auto_addr = True
+        return self._kernel_bind(sc, s, fd, ANY_V6, LOOPBACK_V6, port, 0, learn_port=True)
+
+    @staticmethod
+    def _dgram_dst_ip(s: VSocket, addr: str, dst_ip: str) -> str:
+        """A datagram's destination as the model names it: ::1 stays IPv6 (it reaches sockets on
+        ::1 or "::" only), as for TCP (ipv6(7))."""
+        if s.family == socket.AF_INET6 and _is_v6_loopback(addr):
+            return LOOPBACK_V6
+        return dst_ip
+
     def _kernel_bind(self, sc, s: VSocket, fd: int, vip: str, real_ip: str, port: int,
                      real_port: int, learn_port: bool = False) -> Optional[int]:
         scratch = Scratch(sc, self.actor.tracer)
@@ -305,11 +324,14 @@ class SocketPolicy:
         except AddressError as e:
             return Errno(e.errno)
         port = sa[2]
-        if s.v6only:
+        # A dual-stack socket bound to ::1 hears IPv6 peers only, as a V6ONLY one: named ::1, never
+        # reached by an IPv4 datagram or connection (squid binds its helpers' channels there).
+        v6space = s.v6only or (s.family == socket.AF_INET6 and _is_v6_loopback(sa[1]))
+        if s.v6only and (":" not in sa[1] or ipaddress.IPv6Address(sa[1]).ipv4_mapped is not None):
+            return Errno(errno.EINVAL)   # ipv6(7): a V6ONLY socket cannot take an IPv4 address
+        if v6space:
             # No IPv4 peer ever reaches it: it has a place of its own in the port's table ("::" or
             # "::1"), beside IPv4 and dual-stack sockets (redis and memcached bind both by default).
-            if ":" not in sa[1] or ipaddress.IPv6Address(sa[1]).ipv4_mapped is not None:
-                return Errno(errno.EINVAL)   # ipv6(7): a V6ONLY socket cannot take an IPv4 address
             vip = LOOPBACK_V6 if vip == LOOPBACK_V4 else ("::" if vip == ANY_V4 else vip)
         if port == 0:
             port = self.host.ephemeral_port(s.kind, lambda p: self.net.port_in_use(self.host, s.kind, p))
@@ -317,7 +339,7 @@ class SocketPolicy:
         table = self.net.bound.get((self.host.name, s.kind, port), {})
         if _bind_conflict(table, vip, s):
             return Errno(errno.EADDRINUSE)
-        if s.v6only:
+        if v6space:
             # Its real twin listens on [::1] at a port of the kernel's choice: no simulated peer
             # connects to it (the platform's hosts are IPv4), and it never collides with another's.
             err = self._kernel_bind(sc, s, sc.iarg(0), vip, LOOPBACK_V6, port, 0, learn_port=True)
@@ -533,8 +555,13 @@ class SocketPolicy:
             return Errno(f.errno)
         except AddressError as e:
             return Errno(e.errno)
+        dst_ip = self._dgram_dst_ip(s, sa[1], dst_ip)
         fd = sc.iarg(0)
-        if s.local is None:
+        if s.local is None and dst_ip == LOOPBACK_V6:
+            err = self._implicit_bind_v6_loopback(sc, s, fd)
+            if err:
+                return Errno(err)
+        elif s.local is None:
             err = self._implicit_bind(sc, s, fd, toward_loopback=(dst_ip == LOOPBACK_V4))
             if err:
                 return Errno(err)
@@ -542,7 +569,10 @@ class SocketPolicy:
             s.auto_addr = True   # no SOCK_BINDADDR_LOCK: a disconnect gives the wildcard back
         s.peer = (dst_ip, sa[2])
         s.peer_host = dst_host
-        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2])
+        # The receiver as a datagram from this socket finds it: one connected to this very socket
+        # counts (two sockets connected to each other, as squid's helper channels are).
+        target = self.net.lookup(dst_host, socket.SOCK_DGRAM, dst_ip, sa[2],
+                                 src=self.net.source_address(s, dst_ip))
         return self._kernel_connect_udp(sc, target, dst_host, sa[2])
 
     def _disconnect_udp(self, sc, s: VSocket):
@@ -675,8 +705,17 @@ class SocketPolicy:
     def close(self, sc):
         fd = sc.iarg(0)
         table = self.table(sc.process)
-        if table.get(fd) is None:
+        obj = table.get(fd)
+        if obj is None:
             return Native()
+        if type(obj) is VSocket and obj.refs == 1 and _lingers(obj):
+            # The last close of a socket with SO_LINGER {1, N s}: the kernel's close would wait for
+            # the peer's kernel to acknowledge every byte, which the peer reads only as the
+            # simulation delivers them: the close would sleep in the kernel while the simulation
+            # waits for it (vsftpd's data connections). The kernel's socket lets go at once and
+            # still sends the rest (the wait itself is not modelled).
+            off = Scratch(sc, self.actor.tracer).put(struct.pack("<ii", 0, 0))
+            self.actor.tracer.inject(sc, NR("setsockopt"), fd, SOL_SOCKET, SO_LINGER, off, 8)
 
         def closed(sc_, ret):
             if ret == 0 or ret == -errno.EINTR:
@@ -1090,9 +1129,14 @@ class SocketPolicy:
                 dst_host, dst_ip = self.addressing.destination(self.host, dest[1])
             except AddressError as e:
                 return Errno(e.errno)
+            dst_ip = self._dgram_dst_ip(s, dest[1], dst_ip)
             port = dest[2]
         fd = sc.iarg(0)
-        if s.local is None:
+        if s.local is None and dst_ip == LOOPBACK_V6:
+            err = self._implicit_bind_v6_loopback(sc, s, fd)
+            if err:
+                return Errno(err)
+        elif s.local is None:
             # udp(7): an unbound socket is bound to the wildcard address and a free port at its
             # first send, so that replies from anywhere (another host, loopback) reach it.
             err = self._implicit_bind(sc, s, fd, any_addr=True)
@@ -1348,7 +1392,7 @@ class SocketPolicy:
             nl = self._netlink(sc)
             if nl is not None:
                 return self._netlink_send(sc, nl, self._msghdr(sc)[3])
-            return self._local_io(sc, POLLOUT, sc.iarg(2))
+            return self._pass_fds(sc, self._local_io(sc, POLLOUT, sc.iarg(2)))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
         if s.is_stream:
@@ -1372,6 +1416,71 @@ class SocketPolicy:
 
         return self._send_dgram(sc, s, iov, dest, set_dest)
 
+    # -- descriptors passed over unix sockets (SCM_RIGHTS, unix(7)) -------------------------------
+    @staticmethod
+    def _scm_rights(sc, msg_ptr: int) -> list[int]:
+        """The descriptors of a msghdr's SCM_RIGHTS messages (the kernel's, at a recvmsg's exit)."""
+        control, controllen = struct.unpack("<QQ", sc.mem.read(msg_ptr + 32, 16))
+        if not control or controllen < 16:
+            return []
+        data = sc.mem.read(control, min(controllen, 4096))
+        fds, off = [], 0
+        while off + 16 <= len(data):
+            length, level, kind = struct.unpack_from("<Qii", data, off)
+            if length < 16:
+                break
+            if level == SOL_SOCKET and kind == 1:   # SCM_RIGHTS
+                n = (min(length, len(data) - off) - 16) // 4
+                fds += struct.unpack_from(f"<{n}i", data, off + 16)
+            off += (length + 7) & ~7
+        return fds
+
+    def _pass_fds(self, sc, result):
+        """sendmsg on a unix socket: a simulated socket among the descriptors it passes stays the
+        same simulated socket in the receiver (vsftpd's privileged half accepts a data connection
+        and hands it to the session process), and lives while the message is in flight even if the
+        sender closes its descriptor at once."""
+        if not isinstance(result, Native) or result.on_exit is not None:
+            return result
+        t = self.table(sc.process)
+        passed = [(fd_target(sc.pid, fd), t.get(fd)) for fd in self._scm_rights(sc, sc.arg(1))
+                  if isinstance(t.get(fd), VSocket)]
+        passed = [(name, obj) for name, obj in passed if name is not None]
+        if not passed:
+            return result
+
+        def sent(sc_, ret):
+            if ret >= 0:
+                for name, obj in passed:
+                    obj.refs += 1
+                    self.net.passed.setdefault(name, []).append(obj)
+            return None
+
+        return Native(on_exit=sent)
+
+    def _receive_fds(self, sc, result):
+        """recvmsg on a unix socket: descriptors naming a simulated socket in flight become it."""
+        if not self.net.passed or not isinstance(result, Native) or result.on_exit is not None:
+            return result
+        msg_ptr, cloexec = sc.arg(1), bool(sc.iarg(2) & MSG_CMSG_CLOEXEC)
+
+        def received(sc_, ret):
+            if ret < 0:
+                return None
+            for fd in self._scm_rights(sc_, msg_ptr):
+                name = fd_target(sc_.pid, fd)
+                queue = self.net.passed.get(name)
+                if not queue:
+                    continue
+                obj = queue.pop(0)
+                if not queue:
+                    del self.net.passed[name]
+                self.table(sc_.process).add(fd, obj, cloexec)
+                obj.refs -= 1   # the message's reference, now the descriptor's
+            return None
+
+        return Native(on_exit=received)
+
     def recvmsg(self, sc):
         s = self.sock(sc)
         if s is None:
@@ -1380,7 +1489,7 @@ class SocketPolicy:
                 _, name, namelen, iov = self._msghdr(sc)
                 return self._netlink_recv(sc, nl, iov, sc.iarg(2), name=(name, 0) if name else None,
                                           msg=sc.arg(1), namelen=namelen)
-            return self._local_io(sc, POLLIN, sc.iarg(2))
+            return self._receive_fds(sc, self._local_io(sc, POLLIN, sc.iarg(2)))
         raw, name, namelen, iov = self._msghdr(sc)
         flags = sc.iarg(2)
         msg_ptr = sc.arg(1)
@@ -1537,8 +1646,13 @@ class SocketPolicy:
                 dst_host, dst_ip = self.addressing.destination(self.host, dest[1])
             except AddressError as e:
                 return -e.errno
+            dst_ip = self._dgram_dst_ip(s, dest[1], dst_ip)
             port = dest[2]
-        if s.local is None:
+        if s.local is None and dst_ip == LOOPBACK_V6:
+            err = self._implicit_bind_v6_loopback(sc, s, sc.iarg(0))
+            if err:
+                return -err
+        elif s.local is None:
             err = self._implicit_bind(sc, s, sc.iarg(0), any_addr=True)
             if err:
                 return -err
@@ -1919,6 +2033,13 @@ def _aborts(s: VSocket) -> bool:
         return False
     onoff, seconds = struct.unpack_from("<ii", linger)
     return onoff != 0 and seconds == 0
+
+
+def _lingers(s: VSocket) -> bool:
+    """SO_LINGER {on, N > 0 s}: a close that waits until the data is sent (socket(7))."""
+    linger = s.options.get((SOL_SOCKET, SO_LINGER), b"")
+    return s.is_stream and len(linger) >= 8 and struct.unpack_from("<ii", linger)[0] != 0 \
+        and struct.unpack_from("<ii", linger)[1] > 0
 
 
 def _reset_backlog(listener: VSocket) -> None:

@@ -749,6 +749,10 @@ class Network:
         # TCP slow start on every stream between two hosts (`SlowStart`; --tcp-slow-start)
         self.slow_start = False
         self._paths: dict[tuple[str, str], tuple[float, float]] = {}
+        # Simulated files in flight in SCM_RIGHTS messages on unix sockets, by the kernel's name of
+        # the open file ("socket:[123]", the same in sender and receiver): each holds a reference,
+        # as the kernel's message does, until a receiver's recvmsg installs it.
+        self.passed: dict[str, list] = {}
 
     def slow_start_for(self, src: str, dst: str) -> SlowStart:
         """A fresh congestion window for a stream from host src to host dst, with the round trip

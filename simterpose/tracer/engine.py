@@ -511,6 +511,11 @@ class Tracer:
                     os.kill(task.tid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                if task.state in (BLOCKED, PREEMPTED):
+                    # Out of the policy's waits and holds: a task held by --cpu-model none at its
+                    # kill date was resumed later as if still PREEMPTED (AssertionError).
+                    self.policy.on_released(task)
+                    task.blocked = task.blocked_on = None
                 task.state = RUNNING  # a stopped task dies too: wait for its exit
 
     def group_exiting(self, process: Process, exclude: Optional[Task] = None) -> None:

@@ -184,6 +184,18 @@ def test_a_spin_wait_with_no_cpu_model_ends(tmp_path, mode, case):
     assert r.end(0) == (0.1 if case == "sleeping waker" else 0.0)   # free computation: no time passes
 
 
+def test_a_held_spinner_killed_at_its_kill_date(tmp_path):
+    # pgbench -i against postgres under --cpu-model none: a backend computing was held (preempted
+    # at no cost) when its kill date came; kill_tree marked it running but left it among the held
+    # tasks, and resuming it later failed the run: "actor 'simterpose' on host 'h1' failed:
+    # AssertionError()". A spinner held at its kill date ends there; the run goes on.
+    r = emulate(tmp_path, [py("h1", "while True: pass", kill_time=1, expected_final_state="running"),
+                           py("h2", "import time\nfor i in range(3): time.sleep(1)\nprint('done')")],
+                "address-translation").check_ok()
+    assert r.stdout(1) == "done\n"
+    assert (r.end(0), r.end(1)) == (1.0, 3.0)
+
+
 UDP_BLAST_RECEIVER = r"""
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -546,3 +558,130 @@ def test_a_reuseport_group_shares_its_connections_and_datagrams(tmp_path):
     tcp, udp = (json.loads(part) for part in re.fullmatch(r"tcp (\[.*\]) udp (\[.*\])\n", outs[0]).groups())
     assert sum(tcp) == sum(udp) == 16 and min(tcp) > 0 and min(udp) > 0, outs[0]
     assert outs[1] == outs[0]
+
+
+# -- the hosts file for processes that dropped root --------------------------------------------------
+
+DROP_AND_RESOLVE = ("import os, socket; os.setgroups([]); os.setgid(65534); os.setuid(65534); "
+                    "print(os.getuid(), socket.gethostbyname('h2'), open('/etc/hosts').read().count('h2'))")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_process_that_dropped_root_resolves_host_names(tmp_path, mode):
+    # squid switches to its cache_effective_user before it reads /etc/hosts: the platform's hosts
+    # file was made by mkstemp (mode 0600, root's), so it read "Permission denied", asked a DNS
+    # server that does not exist and never forwarded a request. /etc/hosts is world-readable.
+    r = emulate(tmp_path, [{"host": "h1", "path": PYTHON, "args": ["-c", DROP_AND_RESOLVE]}], mode).check_ok()
+    assert r.stdout(0) == "65534 10.0.0.2 1\n"
+
+
+# -- sockets passed over unix sockets (SCM_RIGHTS) ---------------------------------------------------
+
+FD_PASSING_SERVER = r"""
+import os, socket, sys
+port = int(sys.argv[1])
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("0.0.0.0", port))
+lst.listen()
+mine, theirs = socket.socketpair()
+if os.fork() == 0:
+    # the unprivileged half (vsftpd's): gets the data connection, talks on it, closes it
+    mine.close()
+    for _ in range(2):
+        msg, fds, flags, addr = socket.recv_fds(theirs, 10, 1)
+        conn = socket.socket(fileno=fds[0])
+        req = conn.recv(100)
+        conn.sendall(msg + b" " + req + b" " + b"z" * 300_000)
+        conn.close()
+    os._exit(0)
+theirs.close()
+for i in range(2):
+    conn, _ = lst.accept()
+    socket.send_fds(mine, [b"conn%d" % i], [conn.fileno()])
+    conn.close()   # the privileged half lets go at once: the connection lives on in the message
+print("child", os.wait()[1])
+"""
+
+FD_PASSING_CLIENT = r"""
+import socket, sys, time
+def connect(host, port):
+    for _ in range(100):   # natively the server may not listen yet
+        try:
+            return socket.create_connection((host, port))
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+host, port = sys.argv[1], int(sys.argv[2])
+for i in range(2):
+    c = connect(host, port)
+    c.sendall(b"hello%d" % i)
+    got = b""
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        got += b
+    print(got[:13], len(got))
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_connection_passed_to_another_process_over_a_unix_socket(tmp_path, mode):
+    # vsftpd's privileged process accepts an FTP data connection and hands it over a socketpair
+    # (SCM_RIGHTS) to the session process, which sends the listing and closes it. The receiver's
+    # descriptor was not known as a simulated socket (full mediation: its writes went nowhere, "426"),
+    # and the sender's close was the last one: the peer saw the end before any data.
+    port = free_port()
+    want = native([PYTHON, "-c", FD_PASSING_SERVER, port], [PYTHON, "-c", FD_PASSING_CLIENT, "127.0.0.1", port])
+    r = emulate(tmp_path, [py("h1", FD_PASSING_SERVER, 5000),
+                           py("h2", FD_PASSING_CLIENT, "h1", 5000, start_time=0.5)], mode, model="CM02").check_ok()
+    assert [r.stdout(0), r.stdout(1)] == want
+    # the 300 kB replies crossed the simulated 10 MB/s link
+    assert r.end(1) - 0.5 > 2 * 300_000 / 10e6
+
+
+# -- close with SO_LINGER ----------------------------------------------------------------------------
+
+LINGER_SERVER = r"""
+import socket, struct, sys
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("0.0.0.0", int(sys.argv[1])))
+lst.listen()
+conn, _ = lst.accept()
+conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 30))
+conn.sendall(b"y" * 1_000_000)
+conn.close()
+print("closed")
+"""
+
+LINGER_CLIENT = r"""
+import socket, sys, time
+def connect(host, port):
+    for _ in range(100):   # natively the server may not listen yet
+        try:
+            return socket.create_connection((host, port))
+        except ConnectionRefusedError:
+            time.sleep(0.05)
+c = connect(sys.argv[1], int(sys.argv[2]))
+n = 0
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    n += len(b)
+print(n)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_lingering_close_after_a_large_send(tmp_path, mode):
+    # vsftpd sets SO_LINGER {1, N} on a data connection, sendfile()s the file and closes it. In
+    # address translation the kernel's close waited for the peer's kernel to acknowledge every
+    # byte, which the peer reads only as the simulation delivers it: the close slept in the kernel
+    # and the run was stopped ("sleeps in the kernel in close()").
+    port = free_port()
+    want = native([PYTHON, "-c", LINGER_SERVER, port], [PYTHON, "-c", LINGER_CLIENT, "127.0.0.1", port])
+    r = emulate(tmp_path, [py("h1", LINGER_SERVER, 5000),
+                           py("h2", LINGER_CLIENT, "h1", 5000, start_time=0.5)], mode, model="CM02").check_ok()
+    assert [r.stdout(0), r.stdout(1)] == want == ["closed\n", "1000000\n"]

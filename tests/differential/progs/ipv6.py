@@ -89,3 +89,31 @@ mtu_client = socket.create_connection(mtu_listener.getsockname()[:2])
 mtu_accepted, _ = mtu_listener.accept()
 out("ipv6_mtu_connected", [call(mtu_client.getsockopt, socket.IPPROTO_IPV6, 24),
                            call(mtu_accepted.getsockopt, socket.IPPROTO_IPV6, 24)])
+
+# UDP on ::1, V6ONLY and dual-stack sockets alike (squid's helper channels: two dual-stack sockets
+# bound to ::1 and connected to each other): they are named ::1, IPv4 datagrams never reach them
+DW = socket.MSG_DONTWAIT
+for v6only in (0, 1):
+    def udp6(bind=True, v6only=v6only):
+        u = socket.socket(V6, socket.SOCK_DGRAM)
+        u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        if bind:
+            u.bind(("::1", 0))
+        return u
+    x, y = udp6(), udp6()
+    out(f"udp6_v6only{v6only}_getsockname", x.getsockname()[0])
+    out(f"udp6_v6only{v6only}_connect", (call(y.connect, x.getsockname()), call(x.connect, y.getsockname())))
+    out(f"udp6_v6only{v6only}_send", (call(x.send, b"to-y"), call(y.recv, 100, DW)))
+    out(f"udp6_v6only{v6only}_reply", (call(y.send, b"to-x"), call(x.recv, 100, DW)))
+    out(f"udp6_v6only{v6only}_getpeername", y.getpeername() == x.getsockname())
+    w = udp6()
+    z = udp6(bind=False)
+    out(f"udp6_v6only{v6only}_unbound_sendto", call(z.sendto, b"z", w.getsockname()))
+    data, src = w.recvfrom(100, DW)
+    out(f"udp6_v6only{v6only}_unbound_source", (data, src[0], src[1] == z.getsockname()[1]))
+    out(f"udp6_v6only{v6only}_reply_to_unbound", (call(w.sendto, b"back", src), call(z.recv, 100, DW)))
+    v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    v4.sendto(b"v4", ("127.0.0.1", w.getsockname()[1]))
+    out(f"udp6_v6only{v6only}_v4_datagram", call(w.recv, 100, DW))
+    for u in (x, y, z, w, v4):
+        u.close()

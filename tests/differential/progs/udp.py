@@ -89,6 +89,16 @@ out("disconnect_autoport", (disconnect(b), b.getsockname()))
 b.close()
 b = udp()
 
+# two sockets connected to each other (squid's helper channels): the second connect() names a
+# socket already connected (to the first), which still receives from it
+x, y = udp(), udp()
+y.connect(x.getsockname())
+x.connect(y.getsockname())
+out("mutual_connect_send", call(x.send, b"to-y"))
+out("mutual_connect_arrives", call(y.recv, 100, DW))
+out("mutual_connect_reply", (call(y.send, b"to-x"), call(x.recv, 100, DW)))
+x.close(), y.close()
+
 # a send to a closed port: the ICMP error makes the next call on a connected socket ECONNREFUSED
 e = udp()
 e.connect(("127.0.0.1", free_udp_port()))
