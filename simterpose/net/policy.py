@@ -2020,26 +2020,28 @@ def _unread(fd: int) -> int:
         return 0
 
 
+def _linger_seconds(s: VSocket) -> Optional[int]:
+    """SO_LINGER as set (socket(7): struct linger {l_onoff, l_linger}): its seconds if on, else None."""
+    linger = s.options.get((SOL_SOCKET, SO_LINGER), b"")
+    if len(linger) < 8:
+        return None
+    onoff, seconds = struct.unpack_from("<ii", linger)
+    return seconds if onoff else None
+
+
 def _aborts(s: VSocket) -> bool:
     """Does closing this socket reset its connection (tcp_close): bytes its peer wrote that it
     never read (arrived or still on their way: the kernel's socket answers those with a reset too),
     or SO_LINGER {on, 0 s} (socket(7))."""
     if not s.is_stream or s.conn is None or s.inq is None:
         return False
-    if s.inq.sent > s.inq.consumed:
-        return True
-    linger = s.options.get((SOL_SOCKET, SO_LINGER), b"")
-    if len(linger) < 8:
-        return False
-    onoff, seconds = struct.unpack_from("<ii", linger)
-    return onoff != 0 and seconds == 0
+    return s.inq.sent > s.inq.consumed or _linger_seconds(s) == 0
 
 
 def _lingers(s: VSocket) -> bool:
     """SO_LINGER {on, N > 0 s}: a close that waits until the data is sent (socket(7))."""
-    linger = s.options.get((SOL_SOCKET, SO_LINGER), b"")
-    return s.is_stream and len(linger) >= 8 and struct.unpack_from("<ii", linger)[0] != 0 \
-        and struct.unpack_from("<ii", linger)[1] > 0
+    seconds = _linger_seconds(s)
+    return s.is_stream and seconds is not None and seconds > 0
 
 
 def _reset_backlog(listener: VSocket) -> None:
